@@ -1,0 +1,155 @@
+/* CMOS RTC: time registers are computed from host time on every read. */
+#include <string.h>
+
+#include "devices/rtc.h"
+
+/* Registers */
+#define RTC_SECONDS      0x00
+#define RTC_MINUTES      0x02
+#define RTC_HOURS        0x04
+#define RTC_DAY_OF_WEEK  0x06
+#define RTC_DAY_OF_MONTH 0x07
+#define RTC_MONTH        0x08
+#define RTC_YEAR         0x09
+#define RTC_REG_A        0x0A
+#define RTC_REG_B        0x0B
+#define RTC_REG_C        0x0C
+#define RTC_REG_D        0x0D
+#define RTC_CENTURY      0x32
+
+/* Register A: divider 32.768 kHz, rate 1024 Hz; bit 7 UIP never set (updates are instant) */
+#define REG_A_DEFAULT 0x26
+/* Register B bits */
+#define REG_B_SET     0x80
+#define REG_B_DM_BIN  0x04
+#define REG_B_24H     0x02
+/* Register D: VRT, the battery is good */
+#define REG_D_VRT     0x80
+
+static time_t host_now(void)
+{
+	return time(NULL);
+}
+
+void rtc_init(struct rtc *r, time_t (*now)(void))
+{
+	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->lock, NULL);
+	r->now = now ? now : host_now;
+	r->cmos[RTC_REG_A] = REG_A_DEFAULT;
+	r->cmos[RTC_REG_B] = REG_B_24H;
+	r->cmos[RTC_REG_D] = REG_D_VRT;
+}
+
+void rtc_destroy(struct rtc *r)
+{
+	pthread_mutex_destroy(&r->lock);
+}
+
+static uint8_t to_reg(const struct rtc *r, int v)
+{
+	return (r->cmos[RTC_REG_B] & REG_B_DM_BIN) ? (uint8_t)v : (uint8_t)((v / 10) << 4 | v % 10);
+}
+
+static int from_reg(const struct rtc *r, uint8_t v)
+{
+	return (r->cmos[RTC_REG_B] & REG_B_DM_BIN) ? v : (v >> 4) * 10 + (v & 0x0F);
+}
+
+static uint8_t hour_to_reg(const struct rtc *r, int hour)
+{
+	if (r->cmos[RTC_REG_B] & REG_B_24H)
+		return to_reg(r, hour);
+	int h12 = hour % 12 ? hour % 12 : 12;
+	return to_reg(r, h12) | (hour >= 12 ? 0x80 : 0);
+}
+
+static int hour_from_reg(const struct rtc *r, uint8_t v)
+{
+	if (r->cmos[RTC_REG_B] & REG_B_24H)
+		return from_reg(r, v);
+	int h = from_reg(r, v & 0x7F) % 12;
+	return (v & 0x80) ? h + 12 : h;
+}
+
+static struct tm guest_tm(const struct rtc *r)
+{
+	time_t t = r->now() + r->offset_s;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	return tm;
+}
+
+static uint8_t time_register(const struct rtc *r, uint8_t index)
+{
+	struct tm tm = guest_tm(r);
+	switch (index) {
+	case RTC_SECONDS: return to_reg(r, tm.tm_sec);
+	case RTC_MINUTES: return to_reg(r, tm.tm_min);
+	case RTC_HOURS: return hour_to_reg(r, tm.tm_hour);
+	case RTC_DAY_OF_WEEK: return to_reg(r, tm.tm_wday + 1);
+	case RTC_DAY_OF_MONTH: return to_reg(r, tm.tm_mday);
+	case RTC_MONTH: return to_reg(r, tm.tm_mon + 1);
+	case RTC_YEAR: return to_reg(r, tm.tm_year % 100);
+	case RTC_CENTURY: return to_reg(r, (tm.tm_year + 1900) / 100);
+	}
+	return r->cmos[index];
+}
+
+/* The guest sets one field: move the offset so that field reads back as written. */
+static void set_time_register(struct rtc *r, uint8_t index, uint8_t value)
+{
+	struct tm tm = guest_tm(r);
+	switch (index) {
+	case RTC_SECONDS: tm.tm_sec = from_reg(r, value); break;
+	case RTC_MINUTES: tm.tm_min = from_reg(r, value); break;
+	case RTC_HOURS: tm.tm_hour = hour_from_reg(r, value); break;
+	case RTC_DAY_OF_WEEK: return; /* derived from the date */
+	case RTC_DAY_OF_MONTH: tm.tm_mday = from_reg(r, value); break;
+	case RTC_MONTH: tm.tm_mon = from_reg(r, value) - 1; break;
+	case RTC_YEAR: tm.tm_year = (tm.tm_year + 1900) / 100 * 100 + from_reg(r, value) - 1900; break;
+	case RTC_CENTURY: tm.tm_year = from_reg(r, value) * 100 + tm.tm_year % 100 - 1900; break;
+	}
+	time_t t = timegm(&tm);
+	if (t != (time_t)-1)
+		r->offset_s = (int64_t)(t - r->now());
+}
+
+static int is_time_register(uint8_t index)
+{
+	return index <= RTC_YEAR || index == RTC_CENTURY;
+}
+
+uint8_t rtc_read(struct rtc *r, uint16_t port)
+{
+	pthread_mutex_lock(&r->lock);
+	uint8_t v = 0xFF;
+	if (port == RTC_PORT_DATA) {
+		if (is_time_register(r->index) && !(r->index & 1 && r->index < RTC_DAY_OF_WEEK)) {
+			v = time_register(r, r->index);
+		} else {
+			v = r->cmos[r->index];
+			if (r->index == RTC_REG_C)
+				r->cmos[RTC_REG_C] = 0; /* interrupt flags clear on read */
+		}
+	}
+	pthread_mutex_unlock(&r->lock);
+	return v;
+}
+
+void rtc_write(struct rtc *r, uint16_t port, uint8_t value)
+{
+	pthread_mutex_lock(&r->lock);
+	if (port == RTC_PORT_INDEX) {
+		r->index = value & 0x7F; /* bit 7 masks NMI: nothing to mask here */
+	} else if (is_time_register(r->index) && !(r->index & 1 && r->index < RTC_DAY_OF_WEEK)) {
+		set_time_register(r, r->index, value);
+	} else if (r->index == RTC_REG_A) {
+		r->cmos[RTC_REG_A] = value & 0x7F;
+	} else if (r->index == RTC_REG_B) {
+		r->cmos[RTC_REG_B] = value & ~0x70; /* no periodic, alarm or update interrupts */
+	} else if (r->index != RTC_REG_C && r->index != RTC_REG_D) {
+		r->cmos[r->index] = value;
+	}
+	pthread_mutex_unlock(&r->lock);
+}

@@ -1,0 +1,163 @@
+/* SynIC of one virtual processor: message slots with queueing and redelivery on EOM,
+ * event flags with interrupt injection. */
+#include <string.h>
+
+#include "hv/partition.h"
+#include "hv/synic.h"
+
+#define SINT_VALID_BITS (HV_SINT_VECTOR_MASK | HV_SINT_MASKED | HV_SINT_AUTO_EOI | HV_SINT_POLLING)
+#define PAGE_GPA(msr) ((msr) & ~0xFFFull)
+#define PAGE_MSR_VALID_BITS (~0xFFEull) /* GPA + enable; bits 1-11 are reserved */
+
+void hv_synic_init(struct hv_synic *s, uint32_t vp, const struct hv_platform *platform)
+{
+	memset(s, 0, sizeof(*s));
+	pthread_mutex_init(&s->lock, NULL);
+	s->vp = vp;
+	s->platform = platform;
+	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++)
+		s->sint[i] = HV_SINT_MASKED;
+}
+
+void hv_synic_destroy(struct hv_synic *s)
+{
+	pthread_mutex_destroy(&s->lock);
+}
+
+static bool sint_deliverable(const struct hv_synic *s, uint32_t sint)
+{
+	return (s->scontrol & HV_MSR_ENABLE) && !(s->sint[sint] & HV_SINT_MASKED);
+}
+
+static void raise_sint(struct hv_synic *s, uint32_t sint)
+{
+	if (sint_deliverable(s, sint) && !(s->sint[sint] & HV_SINT_POLLING))
+		s->platform->inject(s->platform->opaque, s->vp, s->sint[sint] & HV_SINT_VECTOR_MASK);
+}
+
+static struct hv_message *message_slot(struct hv_synic *s, uint32_t sint)
+{
+	if (!(s->simp & HV_MSR_ENABLE))
+		return NULL;
+	uint8_t *page = s->platform->gpa_to_hva(s->platform->opaque, PAGE_GPA(s->simp), 4096);
+	return page ? (struct hv_message *)(page + sint * HV_MESSAGE_SIZE) : NULL;
+}
+
+/* Move queued messages into the slot while it is free. The guest owns the slot while
+ * message_type != NONE; it clears the type, then checks MessagePending and writes EOM.
+ * Setting MessagePending before re-checking the type closes the race with that. */
+static void deliver_locked(struct hv_synic *s, uint32_t sint)
+{
+	struct hv_synic_queue *q = &s->queue[sint];
+	while (q->count) {
+		if (!sint_deliverable(s, sint))
+			return;
+		struct hv_message *slot = message_slot(s, sint);
+		if (!slot)
+			return;
+		if (__atomic_load_n(&slot->header.message_type, __ATOMIC_ACQUIRE) != HVMSG_NONE) {
+			__atomic_or_fetch(&slot->header.message_flags, HV_MESSAGE_FLAG_PENDING, __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(&slot->header.message_type, __ATOMIC_SEQ_CST) != HVMSG_NONE)
+				return;
+		}
+		const struct hv_message *m = &q->msgs[q->head];
+		q->head = (q->head + 1) % HV_SYNIC_QUEUE_DEPTH;
+		q->count--;
+		memcpy(slot->payload, m->payload, m->header.payload_size);
+		slot->header.payload_size = m->header.payload_size;
+		slot->header.sender = m->header.sender;
+		slot->header.message_flags = q->count ? HV_MESSAGE_FLAG_PENDING : 0;
+		__atomic_store_n(&slot->header.message_type, m->header.message_type, __ATOMIC_RELEASE);
+		raise_sint(s, sint);
+	}
+}
+
+static void deliver_all_locked(struct hv_synic *s)
+{
+	for (uint32_t i = 0; i < HV_SYNIC_SINT_COUNT; i++)
+		deliver_locked(s, i);
+}
+
+int hv_synic_post(struct hv_synic *s, uint32_t sint, uint32_t message_type,
+		  const void *payload, uint32_t len)
+{
+	if (sint >= HV_SYNIC_SINT_COUNT || len > HV_MESSAGE_PAYLOAD_MAX || message_type == HVMSG_NONE)
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	struct hv_synic_queue *q = &s->queue[sint];
+	if (q->count == HV_SYNIC_QUEUE_DEPTH) {
+		pthread_mutex_unlock(&s->lock);
+		return -2;
+	}
+	struct hv_message *m = &q->msgs[(q->head + q->count) % HV_SYNIC_QUEUE_DEPTH];
+	memset(&m->header, 0, sizeof(m->header));
+	m->header.message_type = message_type;
+	m->header.payload_size = (uint8_t)len;
+	memcpy(m->payload, payload, len);
+	q->count++;
+	deliver_locked(s, sint);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+bool hv_synic_signal_event(struct hv_synic *s, uint32_t sint, uint32_t flag)
+{
+	if (sint >= HV_SYNIC_SINT_COUNT || flag >= HV_EVENT_FLAGS_BYTES * 8)
+		return false;
+	pthread_mutex_lock(&s->lock);
+	bool ok = false;
+	if (s->siefp & HV_MSR_ENABLE) {
+		uint8_t *page = s->platform->gpa_to_hva(s->platform->opaque, PAGE_GPA(s->siefp), 4096);
+		if (page) {
+			uint64_t *word = (uint64_t *)(page + sint * HV_EVENT_FLAGS_BYTES) + flag / 64;
+			uint64_t bit = 1ull << (flag % 64);
+			if (!(__atomic_fetch_or(word, bit, __ATOMIC_SEQ_CST) & bit))
+				raise_sint(s, sint);
+			ok = true;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+bool hv_synic_msr_read(struct hv_synic *s, uint32_t msr, uint64_t *value)
+{
+	pthread_mutex_lock(&s->lock);
+	bool ok = true;
+	switch (msr) {
+	case HV_X64_MSR_SCONTROL: *value = s->scontrol; break;
+	case HV_X64_MSR_SVERSION: *value = HV_SYNIC_VERSION; break;
+	case HV_X64_MSR_SIEFP: *value = s->siefp; break;
+	case HV_X64_MSR_SIMP: *value = s->simp; break;
+	case HV_X64_MSR_EOM: *value = 0; break;
+	default:
+		if (msr >= HV_X64_MSR_SINT0 && msr <= HV_X64_MSR_SINT15)
+			*value = s->sint[msr - HV_X64_MSR_SINT0];
+		else
+			ok = false;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
+
+bool hv_synic_msr_write(struct hv_synic *s, uint32_t msr, uint64_t value)
+{
+	pthread_mutex_lock(&s->lock);
+	bool ok = true;
+	switch (msr) {
+	case HV_X64_MSR_SCONTROL: s->scontrol = value & HV_MSR_ENABLE; break;
+	case HV_X64_MSR_SIEFP: s->siefp = value & PAGE_MSR_VALID_BITS; break;
+	case HV_X64_MSR_SIMP: s->simp = value & PAGE_MSR_VALID_BITS; break;
+	case HV_X64_MSR_EOM: break;
+	default:
+		if (msr >= HV_X64_MSR_SINT0 && msr <= HV_X64_MSR_SINT15 && !(value & ~SINT_VALID_BITS) &&
+		    ((value & HV_SINT_MASKED) || (value & HV_SINT_VECTOR_MASK) >= 16))
+			s->sint[msr - HV_X64_MSR_SINT0] = value;
+		else
+			ok = false; /* read-only, reserved bits, or an unmasked vector below 16 */
+	}
+	if (ok)
+		deliver_all_locked(s); /* EOM, or an enable/unmask that lets queued messages through */
+	pthread_mutex_unlock(&s->lock);
+	return ok;
+}
