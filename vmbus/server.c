@@ -730,10 +730,10 @@ struct vmbus_chan *vmbus_server_add_device(struct vmbus_server *srv, const struc
 
 uint16_t vmbus_server_post_message(struct vmbus_server *srv, uint32_t vp, const struct hv_input_post_message *in)
 {
-	/* The input may live in guest memory: read each field once. */
-	uint32_t conn = __atomic_load_n(&in->connection_id, __ATOMIC_RELAXED);
-	uint32_t type = __atomic_load_n(&in->message_type, __ATOMIC_RELAXED);
-	uint32_t size = __atomic_load_n(&in->payload_size, __ATOMIC_RELAXED);
+	/* The input may live in guest memory: copy the header once, use only the copy. */
+	uint32_t head[4];
+	memcpy(head, in, sizeof(head));
+	uint32_t conn = head[0], type = head[2], size = head[3];
 	if (conn != VMBUS_MESSAGE_CONNECTION_ID && conn != VMBUS_MESSAGE_CONNECTION_ID_4)
 		return HV_STATUS_INVALID_CONNECTION_ID;
 	if (size > HV_MESSAGE_PAYLOAD_MAX || type == 0 || (type & 0x80000000u))
