@@ -1,0 +1,39 @@
+/* hv: Hyper-V-style cmdlets. Adding a cmdlet = one line here + its own file. */
+#include "cmdlet.h"
+
+#include <stdio.h>
+#include <strings.h>
+
+const struct cmdlet *const cli_cmdlets[] = {
+	&cmdlet_get_help,
+	&cmdlet_new_vhd,
+	&cmdlet_get_vhd,
+	&cmdlet_test_vhd,
+	&cmdlet_convert_vhd,
+	&cmdlet_resize_vhd,
+	&cmdlet_merge_vhd,
+	&cmdlet_optimize_vhd,
+	&cmdlet_set_vhd,
+	NULL,
+};
+
+const struct cmdlet *cli_find(const char *name)
+{
+	for (int i = 0; cli_cmdlets[i]; i++)
+		if (!strcasecmp(cli_cmdlets[i]->name, name))
+			return cli_cmdlets[i];
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	const struct cmdlet *c = cli_find(argc > 1 ? argv[1] : "Get-Help");
+	if (!c) {
+		fprintf(stderr, "hv: unknown cmdlet '%s' (hv Get-Help lists them)\n", argv[1]);
+		return 2;
+	}
+	struct args a;
+	if (args_parse(c, argc > 1 ? argc - 2 : 0, argv + 2, &a))
+		return 2;
+	return c->run(&a);
+}
