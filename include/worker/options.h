@@ -1,0 +1,33 @@
+/* vmwp's command line (the contract in SPEC.md: --kernel --initrd --cmdline --memory
+ * --cpus --serial ...). Pure parsing so it can be unit-tested. */
+#ifndef VIRIDIAN_WORKER_OPTIONS_H
+#define VIRIDIAN_WORKER_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WORKER_DEFAULT_MEMORY (512ull << 20)
+#define WORKER_MIN_MEMORY     (16ull << 20)
+#define WORKER_MAX_MEMORY     (1ull << 40)
+
+struct worker_options {
+	const char *kernel;
+	const char *initrd;      /* NULL: none */
+	const char *cmdline;
+	uint64_t memory;         /* bytes, a multiple of 2 MiB */
+	uint32_t cpus;
+	const char *serial_path; /* NULL: stdio */
+	bool no_reboot;          /* exit with status 3 instead of restarting on guest reset */
+	bool help;
+};
+
+/* Parses a memory size: "512M", "2G", "1GB", "1536MiB", or a plain number of MiB.
+ * Returns false on anything else or on overflow. */
+bool parse_memory_size(const char *s, uint64_t *bytes);
+
+/* Returns false with a message in err naming the bad option. */
+bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen);
+const char *worker_options_usage(void);
+
+#endif

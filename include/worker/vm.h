@@ -1,0 +1,81 @@
+/* A running partition: the KVM VM, its guest RAM, virtual processors (one thread each),
+ * emulated devices and the Hyper-V interface. vm_run() returns when the guest powers
+ * off or resets, or on a fatal error. */
+#ifndef VIRIDIAN_WORKER_VM_H
+#define VIRIDIAN_WORKER_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "devices/acpi_pm.h"
+#include "devices/i8042.h"
+#include "devices/rtc.h"
+#include "devices/uart.h"
+#include "hv/partition.h"
+#include "worker/linux_boot.h"
+
+#define VM_MAX_VCPUS HV_MAX_VPS
+#define VM_HYPERCALL_PORT 0xEB  /* the hypercall page's `out imm8, al` writes here */
+
+enum vm_exit {
+	VM_RUNNING = 0,
+	VM_POWER_OFF,     /* ACPI S5 */
+	VM_RESET,         /* reset line, reset register or triple fault */
+	VM_FAILED,        /* an error the guest cannot recover from; see vm->error */
+	VM_STOPPED,       /* stopped by the host (user, signal) */
+};
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	uint32_t id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+struct vm_config {
+	uint64_t memory;
+	uint32_t cpus;
+	int console_fd;          /* guest serial output */
+};
+
+struct vm {
+	int kvm_fd, vm_fd;
+	int run_size;
+	struct guest_layout mem;
+	uint32_t ncpus;
+	uint64_t tsc_khz;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	struct hv_partition hv;
+	struct hv_message_sink vmbus_sink;
+	struct uart com1;
+	struct rtc rtc;
+	struct i8042 i8042;
+	pthread_mutex_t pm_lock;
+	struct acpi_pm pm;
+	int sci_level;
+	uint64_t rsdp;
+	int event_fd;            /* becomes readable when the VM leaves VM_RUNNING */
+	pthread_mutex_t exit_lock;
+	enum vm_exit exit;
+	char error[256];
+};
+
+/* Create the VM (KVM, RAM, irqchip, vCPUs, devices, ACPI). Returns NULL and a message
+ * in err on failure. */
+struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen);
+/* Prepare the BSP for the 64-bit Linux entry described by boot. */
+bool vm_setup_linux_entry(struct vm *vm, const struct boot_info *boot, char *err, size_t errlen);
+/* Start the vCPU threads. */
+bool vm_start(struct vm *vm, char *err, size_t errlen);
+/* Ask the VM to stop with reason `why` (first reason wins); safe from any thread. */
+void vm_request_exit(struct vm *vm, enum vm_exit why, const char *error);
+/* Stop and join the vCPU threads; returns why the VM stopped. */
+enum vm_exit vm_stop(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+#endif

@@ -1,0 +1,215 @@
+/* vmwp: the worker process of one VM (the seed's VMWP). Boots a Linux kernel directly
+ * into a Hyper-V-style partition and runs it until the guest powers off.
+ * Exit status: 0 guest powered off, 1 error, 3 guest reset with --no-reboot. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "worker/linux_boot.h"
+#include "worker/log.h"
+#include "worker/options.h"
+#include "worker/vm.h"
+
+#define EXIT_GUEST_RESET 3
+#define CTRL_A 0x01
+
+void vlog(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "vmwp: %s\n", line);
+}
+
+static int fail(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "vmwp: error: %s\n", line);
+	return 1;
+}
+
+/* Whole file into memory; NULL with errno on failure. */
+static uint8_t *read_file(const char *path, size_t *size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	uint8_t *buf = NULL;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (buf = malloc(st.st_size ? (size_t)st.st_size : 1))) {
+		size_t done = 0;
+		while (done < (size_t)st.st_size) {
+			ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+			if (n <= 0) {
+				free(buf);
+				buf = NULL;
+				if (n == 0)
+					errno = EIO;
+				break;
+			}
+			done += (size_t)n;
+		}
+		*size = done;
+	} else if (!buf && S_ISREG(st.st_mode) == 0) {
+		errno = EINVAL;
+	}
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return buf;
+}
+
+static struct termios saved_tty;
+static bool tty_raw;
+
+static void restore_tty(void)
+{
+	if (tty_raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+}
+
+/* A terminal on stdin goes raw so the guest gets every key; Ctrl-A x leaves. */
+static void console_raw(void)
+{
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+		return;
+	struct termios raw = saved_tty;
+	cfmakeraw(&raw);
+	raw.c_oflag |= OPOST | ONLCR;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0) {
+		tty_raw = true;
+		atexit(restore_tty);
+	}
+}
+
+/* The worker's own loop: console input to the UART until the VM stops. */
+static void run_loop(struct vm *vm, bool console_input)
+{
+	struct pollfd fds[2] = { { .fd = vm->event_fd, .events = POLLIN }, { .fd = STDIN_FILENO, .events = POLLIN } };
+	uint8_t pending[256];
+	size_t npending = 0;
+	bool ctrl_a = false;
+	int nfds = console_input ? 2 : 1;
+	while (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING) {
+		/* While the UART's FIFO is full, wait for the guest to drain it. */
+		fds[1].events = npending ? 0 : POLLIN;
+		if (poll(fds, (nfds_t)nfds, npending ? 10 : -1) < 0 && errno != EINTR)
+			break;
+		if (npending) {
+			size_t n = uart_receive(&vm->com1, pending, npending);
+			memmove(pending, pending + n, npending - n);
+			npending -= n;
+		}
+		if (nfds == 2 && (fds[1].revents & (POLLIN | POLLHUP))) {
+			uint8_t buf[256];
+			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+			if (n <= 0) {
+				nfds = 1; /* end of input: the guest keeps running */
+				continue;
+			}
+			for (ssize_t i = 0; i < n; i++) {
+				if (tty_raw && ctrl_a && buf[i] == 'x') {
+					vm_request_exit(vm, VM_STOPPED, NULL);
+					return;
+				}
+				ctrl_a = tty_raw && buf[i] == CTRL_A && !ctrl_a;
+				if (!ctrl_a && npending < sizeof(pending))
+					pending[npending++] = buf[i];
+			}
+			size_t sent = uart_receive(&vm->com1, pending, npending);
+			memmove(pending, pending + sent, npending - sent);
+			npending -= sent;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct worker_options opt;
+	char err[512];
+	if (!worker_options_parse(&opt, argc, argv, err, sizeof(err))) {
+		fprintf(stderr, "vmwp: error: %s (see vmwp --help)\n", err);
+		return 1;
+	}
+	if (opt.help) {
+		fputs(worker_options_usage(), stdout);
+		return 0;
+	}
+
+	int console_fd = STDOUT_FILENO;
+	if (opt.serial_path) {
+		console_fd = open(opt.serial_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (console_fd < 0)
+			return fail("cannot open serial log %s: %s", opt.serial_path, strerror(errno));
+	}
+
+	size_t kernel_size = 0, initrd_size = 0;
+	uint8_t *kernel = read_file(opt.kernel, &kernel_size);
+	if (!kernel)
+		return fail("cannot read kernel %s: %s", opt.kernel, strerror(errno));
+	struct bzimage bz;
+	const char *why = bzimage_parse(&bz, kernel, kernel_size);
+	if (why)
+		return fail("kernel %s: %s", opt.kernel, why);
+	uint8_t *initrd = NULL;
+	if (opt.initrd && !(initrd = read_file(opt.initrd, &initrd_size)))
+		return fail("cannot read initrd %s: %s", opt.initrd, strerror(errno));
+
+	struct vm_config cfg = { .memory = opt.memory, .cpus = opt.cpus, .console_fd = console_fd };
+	struct vm *vm = vm_create(&cfg, err, sizeof(err));
+	if (!vm)
+		return fail("%s", err);
+	struct boot_info boot;
+	why = linux_boot_load(&vm->mem, &bz, initrd, initrd_size, opt.cmdline, vm->rsdp, &boot);
+	free(kernel);
+	free(initrd);
+	if (why)
+		return fail("%s", why);
+	if (!vm_setup_linux_entry(vm, &boot, err, sizeof(err)))
+		return fail("%s", err);
+
+	bool console_input = !opt.serial_path;
+	if (console_input)
+		console_raw();
+	if (!vm_start(vm, err, sizeof(err)))
+		return fail("%s", err);
+	run_loop(vm, console_input);
+	enum vm_exit exit = vm_stop(vm);
+	restore_tty();
+	tty_raw = false;
+
+	switch (exit) {
+	case VM_POWER_OFF:
+		vlog("guest powered off");
+		return 0;
+	case VM_RESET:
+		if (opt.no_reboot) {
+			vlog("guest reset (--no-reboot)");
+			return EXIT_GUEST_RESET;
+		}
+		vlog("guest reset: restarting");
+		vm_destroy(vm);
+		execv("/proc/self/exe", argv);
+		return fail("cannot restart the worker: %s", strerror(errno));
+	case VM_STOPPED:
+		vlog("stopped by the host");
+		return 0;
+	case VM_FAILED:
+	default:
+		return fail("%s", vm->error[0] ? vm->error : "the VM stopped unexpectedly");
+	}
+}

@@ -1,0 +1,126 @@
+/* vmwp command-line parsing. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "worker/options.h"
+#include "worker/vm.h"
+
+bool parse_memory_size(const char *s, uint64_t *bytes)
+{
+	if (!s || !isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	char *end;
+	unsigned long long n = strtoull(s, &end, 10);
+	if (errno)
+		return false;
+	static const struct { const char *suffix; unsigned shift; } units[] = {
+		{ "", 20 }, { "M", 20 }, { "MB", 20 }, { "MiB", 20 },
+		{ "G", 30 }, { "GB", 30 }, { "GiB", 30 },
+		{ "T", 40 }, { "TB", 40 }, { "TiB", 40 },
+		{ "K", 10 }, { "KB", 10 }, { "KiB", 10 },
+	};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(end, units[i].suffix) == 0) {
+			if (n > (UINT64_MAX >> units[i].shift))
+				return false;
+			*bytes = (uint64_t)n << units[i].shift;
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *worker_options_usage(void)
+{
+	return "usage: vmwp --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
+	       "            [--serial stdio|file:PATH] [--no-reboot]\n"
+	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
+	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
+	       "  --initrd PATH     initial ramdisk\n"
+	       "  --cmdline STR     kernel command line (default: console=ttyS0)\n"
+	       "  --memory SIZE     guest RAM: 512M, 2G ... (default 512M, multiple of 2 MiB)\n"
+	       "  --cpus N          virtual processors, 1..64 (default 1)\n"
+	       "  --serial stdio    guest console on stdout, keyboard from stdin (default;\n"
+	       "                    on a terminal Ctrl-A x stops the VM)\n"
+	       "  --serial file:PATH  guest console appended to PATH\n"
+	       "  --no-reboot       exit with status 3 when the guest resets instead of restarting it\n"
+	       "Exit status: 0 the guest powered off, 1 error, 3 guest reset with --no-reboot.\n";
+}
+
+bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
+{
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_NO_REBOOT, OPT_HELP };
+	static const struct option longopts[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "memory", required_argument, NULL, OPT_MEMORY },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "serial", required_argument, NULL, OPT_SERIAL },
+		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	*o = (struct worker_options){ .cmdline = "console=ttyS0", .memory = WORKER_DEFAULT_MEMORY, .cpus = 1 };
+	optind = 1;
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case OPT_KERNEL: o->kernel = optarg; break;
+		case OPT_INITRD: o->initrd = optarg; break;
+		case OPT_CMDLINE: o->cmdline = optarg; break;
+		case OPT_MEMORY:
+			if (!parse_memory_size(optarg, &o->memory) || o->memory < WORKER_MIN_MEMORY ||
+			    o->memory > WORKER_MAX_MEMORY || (o->memory & ((2u << 20) - 1))) {
+				snprintf(err, errlen, "--memory %s: want a size from 16M to 1T in whole 2 MiB units, like 512M or 2G", optarg);
+				return false;
+			}
+			break;
+		case OPT_CPUS: {
+			errno = 0;
+			long n = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || n < 1 || n > VM_MAX_VCPUS) {
+				snprintf(err, errlen, "--cpus %s: want a number from 1 to %d", optarg, VM_MAX_VCPUS);
+				return false;
+			}
+			o->cpus = (uint32_t)n;
+			break;
+		}
+		case OPT_SERIAL:
+			if (strcmp(optarg, "stdio") == 0) {
+				o->serial_path = NULL;
+			} else if (strncmp(optarg, "file:", 5) == 0 && optarg[5]) {
+				o->serial_path = optarg + 5;
+			} else {
+				snprintf(err, errlen, "--serial %s: want stdio or file:PATH", optarg);
+				return false;
+			}
+			break;
+		case OPT_NO_REBOOT: o->no_reboot = true; break;
+		case OPT_HELP: o->help = true; return true;
+		case ':':
+			snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
+			return false;
+		default:
+			snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+			return false;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument %s", argv[optind]);
+		return false;
+	}
+	if (!o->kernel) {
+		snprintf(err, errlen, "--kernel is required");
+		return false;
+	}
+	return true;
+}

@@ -1,0 +1,689 @@
+/* The partition on KVM: VM and vCPU setup, the run loop and exit dispatch. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "devices/acpi.h"
+#include "worker/log.h"
+#include "worker/vm.h"
+
+#define KVM_TSS_ADDR          0xFFFBD000ull
+#define KVM_IDENTITY_MAP_ADDR 0xFFFBC000ull
+#define MSR_IA32_TSC          0x00000010u
+#define MSR_IA32_MISC_ENABLE  0x000001A0u
+#define MSR_MTRR_DEF_TYPE     0x000002FFu
+#define MISC_ENABLE_FAST_STRING 0x1ull
+#define MTRR_ENABLE_WB        0x806ull   /* MTRRs on, default type write-back */
+#define CPUID_HYPERVISOR_BIT  (1u << 31) /* leaf 1 ECX */
+#define CPUID_TSC_DEADLINE    (1u << 24) /* leaf 1 ECX */
+#define CPUID_HTT             (1u << 28) /* leaf 1 EDX */
+#define APIC_LVT0             0x350
+#define APIC_LVT1             0x360
+#define APIC_MODE_MASK        0x700u
+#define APIC_MODE_NMI         0x400u
+#define APIC_MODE_EXTINT      0x700u
+#define MSI_ADDRESS_BASE      0xFEE00000u
+#define IOAPIC_PINS           24
+
+static void set_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- Platform callbacks for the Hyper-V partition and the devices ---- */
+
+static void *vm_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
+{
+	return guest_layout_hva(&((struct vm *)opaque)->mem, gpa, len);
+}
+
+/* Called on the vCPU's own thread (MSR exits), where reading its TSC is cheap and safe. */
+static uint64_t vm_guest_tsc(void *opaque, uint32_t vp)
+{
+	struct vm *vm = opaque;
+	struct { struct kvm_msrs hdr; struct kvm_msr_entry e; } msrs = { .hdr.nmsrs = 1, .e.index = MSR_IA32_TSC };
+	if (ioctl(vm->vcpus[vp].fd, KVM_GET_MSRS, &msrs) != 1)
+		return 0;
+	return msrs.e.data;
+}
+
+static void vm_inject(void *opaque, uint32_t vp, uint8_t vector)
+{
+	struct vm *vm = opaque;
+	struct kvm_msi msi = { .address_lo = MSI_ADDRESS_BASE | vp << 12, .data = vector };
+	if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
+		vlog("synic: interrupt %u to vp %u failed: %s", vector, vp, strerror(errno));
+}
+
+static void vm_set_irq(void *opaque, uint32_t irq, int level)
+{
+	struct vm *vm = opaque;
+	struct kvm_irq_level line = { .irq = irq, .level = (uint32_t)level };
+	ioctl(vm->vm_fd, KVM_IRQ_LINE, &line);
+}
+
+static void vm_reset_line(void *opaque)
+{
+	vm_request_exit(opaque, VM_RESET, NULL);
+}
+
+/* Until a VMBus server is attached, guest messages are logged and accepted. */
+static uint16_t log_post_message(void *opaque, uint32_t vp, const struct hv_input_post_message *msg)
+{
+	(void)opaque;
+	uint32_t msgtype = 0, version = 0;
+	if (msg->payload_size >= 4)
+		memcpy(&msgtype, msg->payload, 4);
+	if (msg->payload_size >= 12)
+		memcpy(&version, msg->payload + 8, 4);
+	if (msgtype == 14) /* CHANNELMSG_INITIATE_CONTACT */
+		vlog("vmbus: vp %u: INITIATE_CONTACT on connection %u, version %u.%u (%u bytes)",
+		     vp, msg->connection_id, version >> 16, version & 0xFFFF, msg->payload_size);
+	else
+		vlog("vmbus: vp %u: message %u on connection %u (%u bytes)",
+		     vp, msgtype, msg->connection_id, msg->payload_size);
+	return HV_STATUS_SUCCESS;
+}
+
+static uint16_t log_signal_event(void *opaque, uint32_t vp, uint32_t connection_id, uint16_t flag)
+{
+	(void)opaque;
+	vlog("vmbus: vp %u: signal event on connection %u flag %u", vp, connection_id, flag);
+	return HV_STATUS_INVALID_CONNECTION_ID;
+}
+
+/* ---- VM creation ---- */
+
+static bool check_caps(struct vm *vm, char *err, size_t errlen)
+{
+	static const struct { int cap; const char *name; } needed[] = {
+		{ KVM_CAP_IRQCHIP, "in-kernel irqchip" },
+		{ KVM_CAP_USER_MEMORY, "user memory" },
+		{ KVM_CAP_SIGNAL_MSI, "MSI injection" },
+		{ KVM_CAP_IMMEDIATE_EXIT, "immediate exit" },
+		{ KVM_CAP_X86_USER_SPACE_MSR, "user-space MSR exits" },
+		{ KVM_CAP_X86_MSR_FILTER, "MSR filtering" },
+		{ KVM_CAP_PIT2, "in-kernel PIT" },
+		{ KVM_CAP_EXT_CPUID, "CPUID2" },
+	};
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, needed[i].cap) <= 0) {
+			set_error(err, errlen, "KVM lacks %s (capability %d)", needed[i].name, needed[i].cap);
+			return false;
+		}
+	}
+	return true;
+}
+
+static uint64_t host_memory_bytes(void)
+{
+	FILE *f = fopen("/proc/meminfo", "r");
+	if (!f)
+		return 0;
+	char line[128];
+	uint64_t total = 0, kb;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "MemTotal: %lu kB", &kb) == 1 || sscanf(line, "SwapTotal: %lu kB", &kb) == 1)
+			total += kb * 1024;
+	}
+	fclose(f);
+	return total;
+}
+
+static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen)
+{
+	uint64_t host = host_memory_bytes();
+	if (host && bytes > host) {
+		set_error(err, errlen, "--memory %lu MiB is more than this host has (%lu MiB)",
+			  bytes >> 20, host >> 20);
+		return false;
+	}
+	void *ram = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ram == MAP_FAILED) {
+		set_error(err, errlen, "cannot allocate %lu MiB of guest memory: %s", bytes >> 20, strerror(errno));
+		return false;
+	}
+	madvise(ram, bytes, MADV_HUGEPAGE);
+	guest_layout_init(&vm->mem, ram, bytes);
+	struct kvm_userspace_memory_region low = {
+		.slot = 0, .guest_phys_addr = 0, .memory_size = vm->mem.low_size,
+		.userspace_addr = (uint64_t)ram,
+	};
+	struct kvm_userspace_memory_region high = {
+		.slot = 1, .guest_phys_addr = HIGH_RAM_START, .memory_size = bytes - vm->mem.low_size,
+		.userspace_addr = (uint64_t)ram + vm->mem.low_size,
+	};
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &low) < 0 ||
+	    (high.memory_size && ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &high) < 0)) {
+		set_error(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+/* ISA IRQ 0 goes to IOAPIC pin 2 (the MADT says so); other ISA IRQs are identity-mapped
+ * on both the PIC pair and the IOAPIC. */
+static bool setup_irq_routing(struct vm *vm)
+{
+	size_t n = 0, max = 16 * 2 + IOAPIC_PINS;
+	struct kvm_irq_routing *r = calloc(1, sizeof(*r) + max * sizeof(r->entries[0]));
+	if (!r)
+		return false;
+	for (uint32_t gsi = 0; gsi < IOAPIC_PINS; gsi++) {
+		if (gsi < 16 && gsi != 2) {
+			r->entries[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { .irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+					       .pin = gsi % 8 } };
+		}
+		if (gsi != 2)
+			r->entries[n++] = (struct kvm_irq_routing_entry){
+				.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+				.u.irqchip = { .irqchip = KVM_IRQCHIP_IOAPIC, .pin = gsi ? gsi : 2 } };
+	}
+	r->nr = (uint32_t)n;
+	int rc = ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, r);
+	free(r);
+	return rc == 0;
+}
+
+/* Hyper-V's synthetic MSRs exit to user space; everything else stays in KVM. */
+static bool setup_msr_filter(struct vm *vm, char *err, size_t errlen)
+{
+	static uint8_t deny_all[(HV_SYNTHETIC_MSR_LAST - HV_SYNTHETIC_MSR_FIRST + 1) / 8];
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR, .args = { KVM_MSR_EXIT_REASON_FILTER } };
+	struct kvm_msr_filter filter = {
+		.flags = KVM_MSR_FILTER_DEFAULT_ALLOW,
+		.ranges[0] = { .flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE,
+			       .nmsrs = HV_SYNTHETIC_MSR_LAST - HV_SYNTHETIC_MSR_FIRST + 1,
+			       .base = HV_SYNTHETIC_MSR_FIRST, .bitmap = deny_all },
+	};
+	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0 || ioctl(vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) < 0) {
+		set_error(err, errlen, "cannot route Hyper-V MSRs to user space: %s", strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+static struct kvm_cpuid2 *supported_cpuid(struct vm *vm)
+{
+	for (uint32_t n = 128; n <= 4096; n *= 2) {
+		struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (n + 16) * sizeof(c->entries[0]));
+		if (!c)
+			return NULL;
+		c->nent = n;
+		if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			return c;
+		free(c);
+		if (errno != E2BIG)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* The host's CPUID as KVM can virtualise it, with KVM's own paravirt leaves replaced by
+ * Hyper-V's and the topology fields naming this vCPU. */
+static bool setup_cpuid(struct vm *vm, struct vcpu *v, const struct kvm_cpuid2 *supported)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (supported->nent + 16) * sizeof(c->entries[0]));
+	if (!c)
+		return false;
+	bool tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < supported->nent; i++) {
+		struct kvm_cpuid_entry2 e = supported->entries[i];
+		if (e.function >= 0x40000000u && e.function < 0x50000000u)
+			continue; /* KVM's signature leaves */
+		switch (e.function) {
+		case 1:
+			e.ecx |= CPUID_HYPERVISOR_BIT | (tsc_deadline ? CPUID_TSC_DEADLINE : 0);
+			e.ebx = (e.ebx & 0xFFFF) | (v->id << 24) | ((vm->ncpus & 0xFF) << 16);
+			e.edx = vm->ncpus > 1 ? e.edx | CPUID_HTT : e.edx & ~CPUID_HTT;
+			break;
+		case 0xB:
+		case 0x1F:
+			e.edx = v->id; /* x2APIC id */
+			break;
+		}
+		c->entries[n++] = e;
+	}
+	for (uint32_t leaf = HV_CPUID_VENDOR_AND_MAX; leaf <= HV_CPUID_MAX_LEAF; leaf++) {
+		struct hv_cpuid_regs r;
+		hv_cpuid(&vm->hv, leaf, &r);
+		c->entries[n++] = (struct kvm_cpuid_entry2){ .function = leaf, .eax = r.eax, .ebx = r.ebx, .ecx = r.ecx, .edx = r.edx };
+	}
+	c->nent = n;
+	int rc = ioctl(v->fd, KVM_SET_CPUID2, c);
+	free(c);
+	return rc == 0;
+}
+
+/* LINT0 as ExtINT (the PIC's virtual wire) and LINT1 as NMI, as firmware leaves them. */
+static bool setup_lapic(struct vcpu *v)
+{
+	struct kvm_lapic_state lapic;
+	if (ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0)
+		return false;
+	uint32_t lvt0, lvt1;
+	memcpy(&lvt0, lapic.regs + APIC_LVT0, 4);
+	memcpy(&lvt1, lapic.regs + APIC_LVT1, 4);
+	lvt0 = (lvt0 & ~APIC_MODE_MASK) | APIC_MODE_EXTINT;
+	lvt1 = (lvt1 & ~APIC_MODE_MASK) | APIC_MODE_NMI;
+	memcpy(lapic.regs + APIC_LVT0, &lvt0, 4);
+	memcpy(lapic.regs + APIC_LVT1, &lvt1, 4);
+	return ioctl(v->fd, KVM_SET_LAPIC, &lapic) == 0;
+}
+
+static bool create_vcpus(struct vm *vm, char *err, size_t errlen)
+{
+	struct kvm_cpuid2 *supported = supported_cpuid(vm);
+	if (!supported) {
+		set_error(err, errlen, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
+		return false;
+	}
+	bool ok = true;
+	for (uint32_t i = 0; i < vm->ncpus && ok; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		v->vm = vm;
+		v->id = i;
+		v->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, i);
+		if (v->fd < 0) {
+			set_error(err, errlen, "cannot create vCPU %u: %s", i, strerror(errno));
+			ok = false;
+			break;
+		}
+		v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+		if (v->run == MAP_FAILED) {
+			v->run = NULL;
+			set_error(err, errlen, "cannot map vCPU %u state: %s", i, strerror(errno));
+			ok = false;
+			break;
+		}
+		if (i == 0) {
+			long khz = ioctl(v->fd, KVM_GET_TSC_KHZ);
+			if (khz <= 0) {
+				set_error(err, errlen, "KVM_GET_TSC_KHZ: %s", strerror(errno));
+				ok = false;
+				break;
+			}
+			vm->tsc_khz = (uint64_t)khz;
+			struct hv_platform platform = {
+				.gpa_to_hva = vm_gpa_to_hva, .guest_tsc = vm_guest_tsc,
+				.inject = vm_inject, .opaque = vm,
+			};
+			hv_partition_init(&vm->hv, vm->ncpus, vm->tsc_khz, VM_HYPERCALL_PORT, &platform);
+			vm->vmbus_sink = (struct hv_message_sink){ log_post_message, log_signal_event, vm };
+			hv_partition_set_sink(&vm->hv, &vm->vmbus_sink);
+		}
+		if (!setup_cpuid(vm, v, supported) || !setup_lapic(v)) {
+			set_error(err, errlen, "cannot configure vCPU %u: %s", i, strerror(errno));
+			ok = false;
+		}
+	}
+	free(supported);
+	return ok;
+}
+
+static bool setup_devices(struct vm *vm, int console_fd, char *err, size_t errlen)
+{
+	struct irq_line com1_irq = { vm_set_irq, vm, UART_COM1_IRQ };
+	struct irq_line kbd_irq = { vm_set_irq, vm, I8042_KBD_IRQ };
+	struct irq_line aux_irq = { vm_set_irq, vm, I8042_AUX_IRQ };
+	uart_init(&vm->com1, console_fd, &com1_irq);
+	rtc_init(&vm->rtc, NULL);
+	i8042_init(&vm->i8042, &kbd_irq, &aux_irq, vm_reset_line, vm);
+
+	struct acpi_config acpi;
+	acpi_config_default(&acpi, vm->ncpus);
+	pthread_mutex_init(&vm->pm_lock, NULL);
+	acpi_pm_init(&vm->pm, &acpi);
+	void *tables = guest_layout_hva(&vm->mem, ACPI_TABLES_GPA, ACPI_TABLES_MAX);
+	vm->rsdp = tables ? acpi_build_tables(tables, ACPI_TABLES_MAX, ACPI_TABLES_GPA, &acpi, NULL) : 0;
+	if (!vm->rsdp) {
+		set_error(err, errlen, "cannot build ACPI tables for %u vCPUs", vm->ncpus);
+		return false;
+	}
+	return true;
+}
+
+struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->cpus < 1 || cfg->cpus > VM_MAX_VCPUS) {
+		set_error(err, errlen, "--cpus must be 1..%d", VM_MAX_VCPUS);
+		return NULL;
+	}
+	struct vm *vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		set_error(err, errlen, "out of memory");
+		return NULL;
+	}
+	vm->ncpus = cfg->cpus;
+	vm->vm_fd = vm->event_fd = -1;
+	pthread_mutex_init(&vm->exit_lock, NULL);
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		set_error(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
+		goto fail;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		set_error(err, errlen, "unsupported KVM API version");
+		goto fail;
+	}
+	if (!check_caps(vm, err, errlen))
+		goto fail;
+	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->vm_fd < 0 || vm->run_size <= 0 || vm->event_fd < 0) {
+		set_error(err, errlen, "cannot create the VM: %s", strerror(errno));
+		goto fail;
+	}
+	uint64_t identity = KVM_IDENTITY_MAP_ADDR;
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0 || !setup_irq_routing(vm)) {
+		set_error(err, errlen, "cannot set up the interrupt controllers: %s", strerror(errno));
+		goto fail;
+	}
+	if (!setup_msr_filter(vm, err, errlen) || !setup_memory(vm, cfg->memory, err, errlen) ||
+	    !create_vcpus(vm, err, errlen) || !setup_devices(vm, cfg->console_fd, err, errlen))
+		goto fail;
+	return vm;
+fail:
+	vm_destroy(vm);
+	return NULL;
+}
+
+bool vm_setup_linux_entry(struct vm *vm, const struct boot_info *boot, char *err, size_t errlen)
+{
+	struct vcpu *bsp = &vm->vcpus[0];
+	struct kvm_sregs sregs;
+	if (ioctl(bsp->fd, KVM_GET_SREGS, &sregs) < 0)
+		goto fail;
+	struct kvm_segment code = {
+		.base = 0, .limit = 0xFFFFFFFF, .selector = BOOT_CS, .type = 11, .present = 1,
+		.s = 1, .l = 1, .g = 1,
+	};
+	struct kvm_segment data = code;
+	data.selector = BOOT_DS;
+	data.type = 3;
+	data.l = 0;
+	data.db = 1;
+	sregs.cs = code;
+	sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
+	sregs.tr = (struct kvm_segment){ .base = 0, .limit = 0x67, .selector = BOOT_TSS, .type = 11, .present = 1 };
+	sregs.gdt.base = BOOT_GDT_ADDR;
+	sregs.gdt.limit = 5 * 8 - 1;
+	sregs.idt.base = 0;
+	sregs.idt.limit = 0;
+	sregs.cr0 = 0x80050033ull; /* PG | AM | WP | NE | ET | MP | PE */
+	sregs.cr3 = BOOT_PML4_ADDR;
+	sregs.cr4 = 0x20;          /* PAE */
+	sregs.efer = 0x500;        /* LME | LMA */
+	if (ioctl(bsp->fd, KVM_SET_SREGS, &sregs) < 0)
+		goto fail;
+	struct kvm_regs regs = { .rflags = 2, .rip = boot->entry, .rsi = boot->boot_params, .rsp = BOOT_STACK_TOP };
+	if (ioctl(bsp->fd, KVM_SET_REGS, &regs) < 0)
+		goto fail;
+	struct kvm_fpu fpu = { .fcw = 0x37F, .mxcsr = 0x1F80 };
+	if (ioctl(bsp->fd, KVM_SET_FPU, &fpu) < 0)
+		goto fail;
+	for (uint32_t i = 0; i < vm->ncpus; i++) {
+		struct { struct kvm_msrs hdr; struct kvm_msr_entry e[2]; } msrs = {
+			.hdr.nmsrs = 2,
+			.e = { { .index = MSR_IA32_MISC_ENABLE, .data = MISC_ENABLE_FAST_STRING },
+			       { .index = MSR_MTRR_DEF_TYPE, .data = MTRR_ENABLE_WB } },
+		};
+		if (ioctl(vm->vcpus[i].fd, KVM_SET_MSRS, &msrs) != 2)
+			goto fail;
+	}
+	return true;
+fail:
+	set_error(err, errlen, "cannot set the boot CPU state: %s", strerror(errno));
+	return false;
+}
+
+/* ---- Exit handling ---- */
+
+static void update_sci(struct vm *vm)
+{
+	int level = acpi_pm_sci_level(&vm->pm);
+	if (level != vm->sci_level) {
+		vm->sci_level = level;
+		vm_set_irq(vm, ACPI_SCI_IRQ, level);
+	}
+}
+
+static uint32_t pio_in(struct vm *vm, uint16_t port, unsigned size)
+{
+	if (port >= UART_COM1_BASE && port < UART_COM1_BASE + UART_PORTS)
+		return uart_read(&vm->com1, port - UART_COM1_BASE);
+	if (port == RTC_PORT_INDEX || port == RTC_PORT_DATA)
+		return rtc_read(&vm->rtc, port);
+	if (port == I8042_DATA_PORT || port == I8042_COMMAND_PORT)
+		return i8042_read(&vm->i8042, port);
+	if (acpi_pm_handles(&vm->pm, port)) {
+		pthread_mutex_lock(&vm->pm_lock);
+		uint32_t v = acpi_pm_read(&vm->pm, port, size, monotonic_ns());
+		update_sci(vm);
+		pthread_mutex_unlock(&vm->pm_lock);
+		return v;
+	}
+	return 0xFFFFFFFFu; /* nothing decodes this port */
+}
+
+static void pio_out(struct vm *vm, uint16_t port, unsigned size, uint32_t value)
+{
+	if (port >= UART_COM1_BASE && port < UART_COM1_BASE + UART_PORTS) {
+		uart_write(&vm->com1, port - UART_COM1_BASE, (uint8_t)value);
+	} else if (port == RTC_PORT_INDEX || port == RTC_PORT_DATA) {
+		rtc_write(&vm->rtc, port, (uint8_t)value);
+	} else if (port == I8042_DATA_PORT || port == I8042_COMMAND_PORT) {
+		i8042_write(&vm->i8042, port, (uint8_t)value);
+	} else if (acpi_pm_handles(&vm->pm, port)) {
+		pthread_mutex_lock(&vm->pm_lock);
+		enum acpi_pm_action action = acpi_pm_write(&vm->pm, port, value, size);
+		update_sci(vm);
+		pthread_mutex_unlock(&vm->pm_lock);
+		if (action == ACPI_PM_POWER_OFF)
+			vm_request_exit(vm, VM_POWER_OFF, NULL);
+		else if (action == ACPI_PM_RESET)
+			vm_request_exit(vm, VM_RESET, NULL);
+	}
+}
+
+static void handle_hypercall(struct vcpu *v)
+{
+	struct kvm_regs regs;
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0) {
+		vm_request_exit(v->vm, VM_FAILED, "cannot read registers for a hypercall");
+		return;
+	}
+	regs.rax = hv_hypercall(&v->vm->hv, v->id, regs.rcx, regs.rdx, regs.r8);
+	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+		vm_request_exit(v->vm, VM_FAILED, "cannot complete a hypercall");
+}
+
+static void handle_io(struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	unsigned size = run->io.size;
+	if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == VM_HYPERCALL_PORT && size == 1) {
+		handle_hypercall(v);
+		return;
+	}
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
+		uint32_t value = 0;
+		if (run->io.direction == KVM_EXIT_IO_OUT) {
+			memcpy(&value, data, size);
+			pio_out(v->vm, run->io.port, size, value);
+		} else {
+			value = pio_in(v->vm, run->io.port, size);
+			memcpy(data, &value, size);
+		}
+	}
+}
+
+static void handle_msr(struct vcpu *v, bool write)
+{
+	struct kvm_run *run = v->run;
+	uint64_t value = run->msr.data;
+	bool ok = write ? hv_msr_write(&v->vm->hv, v->id, run->msr.index, value)
+			: hv_msr_read(&v->vm->hv, v->id, run->msr.index, &value);
+	run->msr.data = value;
+	run->msr.error = ok ? 0 : 1; /* 1: KVM injects #GP */
+}
+
+static void *vcpu_thread(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	char msg[160];
+	while (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING) {
+		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			snprintf(msg, sizeof(msg), "vCPU %u: KVM_RUN: %s", v->id, strerror(errno));
+			vm_request_exit(vm, VM_FAILED, msg);
+			break;
+		}
+		switch (v->run->exit_reason) {
+		case KVM_EXIT_IO:
+			handle_io(v);
+			break;
+		case KVM_EXIT_MMIO:
+			if (!v->run->mmio.is_write)
+				memset(v->run->mmio.data, 0xFF, sizeof(v->run->mmio.data));
+			break;
+		case KVM_EXIT_X86_RDMSR:
+			handle_msr(v, false);
+			break;
+		case KVM_EXIT_X86_WRMSR:
+			handle_msr(v, true);
+			break;
+		case KVM_EXIT_HLT:
+		case KVM_EXIT_INTR:
+			break;
+		case KVM_EXIT_SHUTDOWN: /* triple fault: a PC resets */
+			vm_request_exit(vm, VM_RESET, NULL);
+			break;
+		case KVM_EXIT_SYSTEM_EVENT:
+			vm_request_exit(vm, v->run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? VM_POWER_OFF : VM_RESET, NULL);
+			break;
+		case KVM_EXIT_FAIL_ENTRY:
+			snprintf(msg, sizeof(msg), "vCPU %u: entry failed, hardware reason 0x%llx", v->id,
+				 (unsigned long long)v->run->fail_entry.hardware_entry_failure_reason);
+			vm_request_exit(vm, VM_FAILED, msg);
+			break;
+		case KVM_EXIT_INTERNAL_ERROR:
+			snprintf(msg, sizeof(msg), "vCPU %u: KVM internal error %u", v->id, v->run->internal.suberror);
+			vm_request_exit(vm, VM_FAILED, msg);
+			break;
+		default:
+			snprintf(msg, sizeof(msg), "vCPU %u: unhandled exit reason %u", v->id, v->run->exit_reason);
+			vm_request_exit(vm, VM_FAILED, msg);
+		}
+	}
+	return NULL;
+}
+
+static void kick(int sig)
+{
+	(void)sig; /* only there to interrupt KVM_RUN */
+}
+
+bool vm_start(struct vm *vm, char *err, size_t errlen)
+{
+	struct sigaction sa = { .sa_handler = kick };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	for (uint32_t i = 0; i < vm->ncpus; i++) {
+		int rc = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+		if (rc) {
+			set_error(err, errlen, "cannot start vCPU %u: %s", i, strerror(rc));
+			vm_request_exit(vm, VM_FAILED, err);
+			vm_stop(vm);
+			return false;
+		}
+		vm->vcpus[i].started = true;
+	}
+	return true;
+}
+
+void vm_request_exit(struct vm *vm, enum vm_exit why, const char *error)
+{
+	pthread_mutex_lock(&vm->exit_lock);
+	if (vm->exit == VM_RUNNING) {
+		if (error)
+			snprintf(vm->error, sizeof(vm->error), "%s", error);
+		__atomic_store_n(&vm->exit, why, __ATOMIC_RELEASE);
+		uint64_t one = 1;
+		if (write(vm->event_fd, &one, sizeof(one)) < 0)
+			vlog("cannot signal the VM's exit: %s", strerror(errno));
+	}
+	pthread_mutex_unlock(&vm->exit_lock);
+}
+
+enum vm_exit vm_stop(struct vm *vm)
+{
+	vm_request_exit(vm, VM_STOPPED, NULL);
+	for (uint32_t i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->started)
+			continue;
+		v->run->immediate_exit = 1;
+		pthread_kill(v->thread, SIGUSR1);
+	}
+	for (uint32_t i = 0; i < vm->ncpus; i++) {
+		if (vm->vcpus[i].started) {
+			pthread_join(vm->vcpus[i].thread, NULL);
+			vm->vcpus[i].started = false;
+		}
+	}
+	return vm->exit;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm_stop(vm);
+	for (uint32_t i = 0; i < vm->ncpus; i++) {
+		if (vm->vcpus[i].run)
+			munmap(vm->vcpus[i].run, (size_t)vm->run_size);
+		if (vm->vcpus[i].fd > 0)
+			close(vm->vcpus[i].fd);
+	}
+	if (vm->mem.ram)
+		munmap(vm->mem.ram, vm->mem.ram_size);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	if (vm->event_fd >= 0)
+		close(vm->event_fd);
+	free(vm);
+}
