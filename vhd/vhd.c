@@ -544,19 +544,70 @@ static int vhd_set_parent(struct vdisk *d, struct vdisk *parent, const char *par
 	return r < 0 ? io_err(d, r, "updating the parent locator") : 0;
 }
 
+/* Growing past the BAT's capacity: blocks that sit where the larger BAT must go move to the
+ * end of the file first. */
+static int grow_bat(struct vdisk *d, uint32_t entries)
+{
+	struct vhd *h = H(d);
+	uint64_t table_end = h->table_off + round_up((uint64_t)entries * 4, 512);
+	uint64_t blen = h->bitmap_size + (uint64_t)h->block_size;
+	uint8_t *buf = malloc(blen);
+	uint32_t *bat = realloc(h->bat, (size_t)entries * 4 + 4);
+	if (!buf || !bat) {
+		free(buf);
+		return vd_err(ENOMEM, d->path, "out of memory");
+	}
+	h->bat = bat;
+	int r = 0;
+	for (uint32_t b = 0; r == 0 && b < h->max_entries; b++) {
+		if (bat[b] == VHD_BAT_UNUSED || (uint64_t)bat[b] * 512 >= table_end)
+			continue;
+		uint64_t at = h->footer_off;
+		r = vf_pread(&d->f, buf, blen, (uint64_t)bat[b] * 512);
+		if (r == 0)
+			r = vf_pwrite(&d->f, buf, blen, at);
+		if (r == 0) {
+			bat[b] = (uint32_t)(at / 512);
+			h->footer_off = at + blen;
+		}
+	}
+	for (uint32_t b = h->max_entries; b < entries; b++)
+		bat[b] = VHD_BAT_UNUSED;
+	free(buf);
+	uint64_t tlen = table_end - h->table_off;
+	uint8_t *table = r == 0 ? malloc(tlen) : NULL;
+	if (r == 0 && !table)
+		return vd_err(ENOMEM, d->path, "out of memory");
+	if (r == 0) {
+		memset(table, 0xff, tlen);
+		for (uint32_t b = 0; b < entries; b++)
+			st_be32(table + 4 * (uint64_t)b, bat[b]);
+		r = vf_sync(&d->f); /* moved blocks are durable before the BAT points at them */
+		if (r == 0)
+			r = vf_pwrite(&d->f, table, tlen, h->table_off);
+		free(table);
+	}
+	if (r == 0) {
+		h->max_entries = entries;
+		st_be32(&h->dyn.max_table_entries, entries);
+		dyn_seal(&h->dyn);
+		r = vf_pwrite(&d->f, &h->dyn, sizeof(h->dyn), ld_be64(&h->footer.data_offset));
+	}
+	return r < 0 ? io_err(d, r, "growing the BAT") : 0;
+}
+
 static int vhd_resize(struct vdisk *d, uint64_t size)
 {
 	struct vhd *h = H(d);
 	if (size % 512 || size > VDISK_VHD_MAX_SIZE)
 		return vd_err(EINVAL, d->path, "new size must be a multiple of 512 and at most 2040 GiB");
-	if (d->type != VDISK_TYPE_FIXED && div_up(size, h->block_size) > h->max_entries)
-		return vd_err(ENOSPC, d->path, "the BAT has room for %llu bytes; convert to a new file to grow further",
-			      (unsigned long long)h->max_entries * h->block_size);
 	pthread_mutex_lock(&d->lock);
 	int r = 0;
 	if (d->type == VDISK_TYPE_FIXED) {
 		h->footer_off = size;
 		r = vf_truncate(&d->f, size + 512);
+	} else if (div_up(size, h->block_size) > h->max_entries) {
+		r = grow_bat(d, (uint32_t)div_up(size, h->block_size));
 	}
 	uint16_t cyl;
 	chs(size, &cyl, &h->footer.heads, &h->footer.sectors_per_track);

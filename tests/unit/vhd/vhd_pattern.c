@@ -1,0 +1,34 @@
+/* Test helper for the integration scripts: writes SEED-derived bytes into a disk image
+ * through the library (the cmdlets have no raw-write verb, as in Hyper-V).
+ *   vhd-pattern FILE OFFSET LENGTH SEED */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "vhd/vdisk.h"
+
+int main(int argc, char **argv)
+{
+	if (argc != 5) {
+		fprintf(stderr, "usage: vhd-pattern FILE OFFSET LENGTH SEED\n");
+		return 2;
+	}
+	uint64_t off = strtoull(argv[2], NULL, 0), len = strtoull(argv[3], NULL, 0);
+	uint64_t seed = strtoull(argv[4], NULL, 0) | 1;
+	struct vdisk *d;
+	if (vdisk_open(argv[1], VDISK_OPEN_RDWR, &d) < 0) {
+		fprintf(stderr, "%s\n", vdisk_last_error());
+		return 1;
+	}
+	uint8_t *buf = malloc(len);
+	fill_random(&seed, buf, len);
+	int r = vdisk_write(d, buf, off, len);
+	if (r == 0)
+		r = vdisk_close(d);
+	else
+		vdisk_close(d);
+	free(buf);
+	if (r < 0)
+		fprintf(stderr, "%s\n", vdisk_last_error());
+	return r < 0;
+}
