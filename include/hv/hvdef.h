@@ -97,6 +97,9 @@
 #define HV_STATUS_INVALID_CONNECTION_ID   0x0012u
 #define HV_STATUS_INSUFFICIENT_BUFFERS    0x0013u
 
+/* Wire layouts below are naturally aligned (no packing), so the SynIC can use atomics on
+ * their fields; the asserts pin the sizes. */
+
 /* SynIC: 16 SINTs; message page = 16 slots of 256 bytes; event-flags page = 16 × 2048 bits */
 #define HV_SYNIC_SINT_COUNT          16
 #define HV_MESSAGE_SIZE              256
@@ -116,12 +119,12 @@ struct hv_message_header {
 	uint8_t message_flags;   /* HV_MESSAGE_FLAG_PENDING: the host has more queued for this slot */
 	uint8_t reserved[2];
 	uint64_t sender;         /* port id or partition id */
-} __attribute__((packed));
+};
 
 struct hv_message {
 	struct hv_message_header header;
 	uint8_t payload[HV_MESSAGE_PAYLOAD_MAX];
-} __attribute__((packed));
+};
 
 /* HvPostMessage input (guest memory, 16 + payload bytes) */
 struct hv_input_post_message {
@@ -130,7 +133,7 @@ struct hv_input_post_message {
 	uint32_t message_type;
 	uint32_t payload_size;
 	uint8_t payload[HV_MESSAGE_PAYLOAD_MAX];
-} __attribute__((packed));
+};
 
 /* Reference TSC page (first 24 bytes of the page) */
 struct hv_reference_tsc_page {
@@ -138,7 +141,7 @@ struct hv_reference_tsc_page {
 	uint32_t reserved1;
 	volatile uint64_t tsc_scale;     /* 64.64 fixed point: ref time = ((tsc * scale) >> 64) + offset */
 	volatile int64_t tsc_offset;
-} __attribute__((packed));
+};
 
 _Static_assert(sizeof(struct hv_message_header) == 16, "hv_message_header");
 _Static_assert(sizeof(struct hv_message) == HV_MESSAGE_SIZE, "hv_message");
