@@ -1,8 +1,11 @@
 /* Test helper for the integration scripts: writes SEED-derived bytes into a disk image
  * through the library (the cmdlets have no raw-write verb, as in Hyper-V).
- *   vhd-pattern FILE OFFSET LENGTH SEED */
+ *   vhd-pattern FILE OFFSET LENGTH SEED
+ * With VHD_PATTERN_CRASH=1 it flushes and exits without closing, as a process killed after
+ * a flush would: a VHDX is left with a log that must be replayed. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "vhd/vdisk.h"
@@ -23,6 +26,10 @@ int main(int argc, char **argv)
 	uint8_t *buf = malloc(len);
 	fill_random(&seed, buf, len);
 	int r = vdisk_write(d, buf, off, len);
+	if (r == 0 && getenv("VHD_PATTERN_CRASH")) {
+		r = vdisk_flush(d);
+		_exit(r < 0);
+	}
 	if (r == 0)
 		r = vdisk_close(d);
 	else
