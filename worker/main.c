@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "worker/linux_boot.h"
@@ -20,6 +21,14 @@
 
 #define EXIT_GUEST_RESET 3
 #define CTRL_A 0x01
+#define TICK_NS 2000000000ull /* heartbeat period */
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 void vlog(const char *fmt, ...)
 {
@@ -103,12 +112,18 @@ static void run_loop(struct vm *vm, bool console_input)
 	uint8_t pending[256];
 	size_t npending = 0;
 	bool ctrl_a = false;
+	uint64_t last_tick = monotonic_ns();
 	int nfds = console_input ? 2 : 1;
 	while (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING) {
 		/* While the UART's FIFO is full, wait for the guest to drain it. */
 		fds[1].events = npending ? 0 : POLLIN;
-		if (poll(fds, (nfds_t)nfds, npending ? 10 : -1) < 0 && errno != EINTR)
+		if (poll(fds, (nfds_t)nfds, npending ? 10 : 1000) < 0 && errno != EINTR)
 			break;
+		uint64_t now = monotonic_ns();
+		if (now - last_tick >= TICK_NS) {
+			vmbus_host_tick(&vm->vmbus, now);
+			last_tick = now;
+		}
 		if (npending) {
 			size_t n = uart_receive(&vm->com1, pending, npending);
 			memmove(pending, pending + n, npending - n);

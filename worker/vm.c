@@ -87,31 +87,6 @@ static void vm_reset_line(void *opaque)
 	vm_request_exit(opaque, VM_RESET, NULL);
 }
 
-/* Until a VMBus server is attached, guest messages are logged and accepted. */
-static uint16_t log_post_message(void *opaque, uint32_t vp, const struct hv_input_post_message *msg)
-{
-	(void)opaque;
-	uint32_t msgtype = 0, version = 0;
-	if (msg->payload_size >= 4)
-		memcpy(&msgtype, msg->payload, 4);
-	if (msg->payload_size >= 12)
-		memcpy(&version, msg->payload + 8, 4);
-	if (msgtype == 14) /* CHANNELMSG_INITIATE_CONTACT */
-		vlog("vmbus: vp %u: INITIATE_CONTACT on connection %u, version %u.%u (%u bytes)",
-		     vp, msg->connection_id, version >> 16, version & 0xFFFF, msg->payload_size);
-	else
-		vlog("vmbus: vp %u: message %u on connection %u (%u bytes)",
-		     vp, msgtype, msg->connection_id, msg->payload_size);
-	return HV_STATUS_SUCCESS;
-}
-
-static uint16_t log_signal_event(void *opaque, uint32_t vp, uint32_t connection_id, uint16_t flag)
-{
-	(void)opaque;
-	vlog("vmbus: vp %u: signal event on connection %u flag %u", vp, connection_id, flag);
-	return HV_STATUS_INVALID_CONNECTION_ID;
-}
-
 /* ---- VM creation ---- */
 
 static bool check_caps(struct vm *vm, char *err, size_t errlen)
@@ -332,8 +307,11 @@ static bool create_vcpus(struct vm *vm, char *err, size_t errlen)
 				.inject = vm_inject, .opaque = vm,
 			};
 			hv_partition_init(&vm->hv, vm->ncpus, vm->tsc_khz, VM_HYPERCALL_PORT, &platform);
-			vm->vmbus_sink = (struct hv_message_sink){ log_post_message, log_signal_event, vm };
-			hv_partition_set_sink(&vm->hv, &vm->vmbus_sink);
+			if (!vmbus_host_init(&vm->vmbus, &vm->hv)) {
+				set_error(err, errlen, "cannot set up VMBus");
+				ok = false;
+				break;
+			}
 		}
 		if (!setup_cpuid(vm, v, supported) || !setup_lapic(v)) {
 			set_error(err, errlen, "cannot configure vCPU %u: %s", i, strerror(errno));
@@ -555,6 +533,8 @@ static void handle_msr(struct vcpu *v, bool write)
 			: hv_msr_read(&v->vm->hv, v->id, run->msr.index, &value);
 	run->msr.data = value;
 	run->msr.error = ok ? 0 : 1; /* 1: KVM injects #GP */
+	if (write && ok && run->msr.index == HV_X64_MSR_EOM)
+		vmbus_host_eom(&v->vm->vmbus);
 }
 
 static void *vcpu_thread(void *arg)
@@ -677,6 +657,8 @@ void vm_destroy(struct vm *vm)
 		if (vm->vcpus[i].fd > 0)
 			close(vm->vcpus[i].fd);
 	}
+	if (vm->vmbus.server)
+		vmbus_host_destroy(&vm->vmbus);
 	if (vm->mem.ram)
 		munmap(vm->mem.ram, vm->mem.ram_size);
 	if (vm->vm_fd >= 0)

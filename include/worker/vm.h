@@ -14,6 +14,7 @@
 #include "devices/uart.h"
 #include "hv/partition.h"
 #include "worker/linux_boot.h"
+#include "worker/vmbus_host.h"
 
 #define VM_MAX_VCPUS HV_MAX_VPS
 #define VM_HYPERCALL_PORT 0xEB  /* the hypercall page's `out imm8, al` writes here */
@@ -51,7 +52,7 @@ struct vm {
 	uint64_t tsc_khz;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct hv_partition hv;
-	struct hv_message_sink vmbus_sink;
+	struct vmbus_host vmbus;
 	struct uart com1;
 	struct rtc rtc;
 	struct i8042 i8042;

@@ -1,0 +1,42 @@
+/* The worker's VMBus side: the VMBus server and its VSPs wired to the partition's SynIC
+ * and hypercalls. The server is single-threaded by contract; every entry (hypercalls from
+ * vCPU threads, EOM, the worker loop's ticks) goes through one lock. */
+#ifndef VIRIDIAN_WORKER_VMBUS_HOST_H
+#define VIRIDIAN_WORKER_VMBUS_HOST_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "hv/partition.h"
+#include "vmbus/server.h"
+
+struct ic_dev;
+
+struct vmbus_host {
+	pthread_mutex_t lock;
+	struct hv_partition *hv;
+	struct vmbus_server *server;
+	struct ic_dev *heartbeat, *shutdown, *timesync;
+	uint32_t logged_version;
+	uint64_t last_heartbeat_answers;
+	uint64_t last_heartbeat_ns;     /* when the guest last answered a heartbeat */
+	uint64_t start_ns;
+};
+
+/* Creates the server with the integration services and makes it the partition's message
+ * sink. Returns false if memory runs out. */
+bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv);
+void vmbus_host_destroy(struct vmbus_host *h);
+
+/* The guest wrote EOM: queued server messages may fit now. */
+void vmbus_host_eom(struct vmbus_host *h);
+/* Periodic work from the worker loop (heartbeats); now_ns is CLOCK_MONOTONIC. */
+void vmbus_host_tick(struct vmbus_host *h, uint64_t now_ns);
+
+/* Host requests through the integration services. Return 0 or -1 (service not ready). */
+int vmbus_host_request_shutdown(struct vmbus_host *h, bool reboot, bool force);
+
+enum heartbeat_status { HEARTBEAT_NO_CONTACT, HEARTBEAT_OK, HEARTBEAT_LOST };
+enum heartbeat_status vmbus_host_heartbeat(struct vmbus_host *h, uint64_t now_ns, uint64_t *last_seen_ns);
+
+#endif

@@ -1,0 +1,175 @@
+/* VMBus server + integration services inside the worker. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "vsp/ic.h"
+#include "worker/log.h"
+#include "worker/vmbus_host.h"
+
+#define HEARTBEAT_INTERVAL_NS      2000000000ull
+#define HEARTBEAT_LOST_AFTER_NS    (3 * HEARTBEAT_INTERVAL_NS + 1000000000ull)
+#define CHANNELMSG_INITIATE_CONTACT 14
+
+static void *host_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
+{
+	struct vmbus_host *h = opaque;
+	return h->hv->platform.gpa_to_hva(h->hv->platform.opaque, gpa, len);
+}
+
+static int host_post_message(void *opaque, uint32_t vp, uint32_t sint, uint32_t message_type,
+			     const void *payload, uint32_t len)
+{
+	struct vmbus_host *h = opaque;
+	if (vp >= h->hv->nr_vps)
+		return -1;
+	return hv_synic_post(&h->hv->vps[vp].synic, sint, message_type, payload, len) == 0 ? 0 : -1;
+}
+
+static void host_signal_event(void *opaque, uint32_t vp, uint32_t sint, uint32_t flag)
+{
+	struct vmbus_host *h = opaque;
+	if (vp < h->hv->nr_vps)
+		hv_synic_signal_event(&h->hv->vps[vp].synic, sint, flag);
+}
+
+static void host_log(void *opaque, const char *fmt, ...)
+{
+	(void)opaque;
+	char line[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	vlog("%s", line);
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The partition's reference time as 100 ns since the worker started: the guest TSC also
+ * starts at zero with the partition, so the two agree to within the start-up skew. */
+static uint64_t reference_100ns(void *ctx)
+{
+	struct vmbus_host *h = ctx;
+	return (monotonic_ns() - h->start_ns) / 100;
+}
+
+static void log_contact(struct vmbus_host *h, uint32_t vp, const struct hv_input_post_message *msg)
+{
+	uint32_t msgtype, version;
+	if (msg->payload_size < 12)
+		return;
+	memcpy(&msgtype, msg->payload, 4);
+	memcpy(&version, msg->payload + 8, 4);
+	if (msgtype == CHANNELMSG_INITIATE_CONTACT)
+		vlog("vmbus: vp %u: INITIATE_CONTACT on connection %u, version %u.%u", vp,
+		     msg->connection_id, version >> 16, version & 0xFFFF);
+	(void)h;
+}
+
+static uint16_t sink_post_message(void *opaque, uint32_t vp, const struct hv_input_post_message *msg)
+{
+	struct vmbus_host *h = opaque;
+	pthread_mutex_lock(&h->lock);
+	log_contact(h, vp, msg);
+	uint16_t status = vmbus_server_post_message(h->server, vp, msg);
+	uint32_t version = vmbus_server_version(h->server);
+	if (version != h->logged_version) {
+		h->logged_version = version;
+		if (version)
+			vlog("vmbus: connected, protocol version %u.%u", version >> 16, version & 0xFFFF);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return status;
+}
+
+static uint16_t sink_signal_event(void *opaque, uint32_t vp, uint32_t connection_id, uint16_t flag)
+{
+	struct vmbus_host *h = opaque;
+	pthread_mutex_lock(&h->lock);
+	uint16_t status = vmbus_server_signal_event(h->server, vp, connection_id, flag);
+	pthread_mutex_unlock(&h->lock);
+	return status;
+}
+
+bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv)
+{
+	static const struct vmbus_host_ops ops = {
+		.gpa_to_hva = host_gpa_to_hva, .post_message = host_post_message,
+		.signal_event = host_signal_event, .log = host_log,
+	};
+	memset(h, 0, sizeof(*h));
+	pthread_mutex_init(&h->lock, NULL);
+	h->hv = hv;
+	h->start_ns = monotonic_ns();
+	h->server = vmbus_server_new(&ops, h);
+	if (!h->server)
+		return false;
+	vmbus_server_set_vp_count(h->server, hv->nr_vps);
+	h->heartbeat = ic_heartbeat_add(h->server);
+	h->shutdown = ic_shutdown_add(h->server);
+	h->timesync = ic_timesync_add(h->server, NULL, reference_100ns, h);
+	if (!h->heartbeat || !h->shutdown || !h->timesync)
+		return false;
+	struct hv_message_sink sink = { sink_post_message, sink_signal_event, h };
+	hv_partition_set_sink(hv, &sink);
+	return true;
+}
+
+void vmbus_host_destroy(struct vmbus_host *h)
+{
+	if (h->server)
+		vmbus_server_free(h->server);
+	ic_free(h->heartbeat);
+	ic_free(h->shutdown);
+	ic_free(h->timesync);
+	pthread_mutex_destroy(&h->lock);
+}
+
+void vmbus_host_eom(struct vmbus_host *h)
+{
+	pthread_mutex_lock(&h->lock);
+	vmbus_server_flush(h->server);
+	pthread_mutex_unlock(&h->lock);
+}
+
+void vmbus_host_tick(struct vmbus_host *h, uint64_t now_ns)
+{
+	pthread_mutex_lock(&h->lock);
+	vmbus_server_flush(h->server);
+	uint64_t answers = ic_heartbeat_answers(h->heartbeat);
+	if (answers != h->last_heartbeat_answers) {
+		if (!h->last_heartbeat_answers)
+			vlog("heartbeat: guest integration services are running");
+		h->last_heartbeat_answers = answers;
+		h->last_heartbeat_ns = now_ns;
+	}
+	ic_heartbeat_tick(h->heartbeat); /* refused while one is outstanding or before negotiation */
+	pthread_mutex_unlock(&h->lock);
+}
+
+int vmbus_host_request_shutdown(struct vmbus_host *h, bool reboot, bool force)
+{
+	pthread_mutex_lock(&h->lock);
+	int rc = ic_shutdown_request(h->shutdown, reboot, force, "Viridian: shutdown requested by the host");
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+enum heartbeat_status vmbus_host_heartbeat(struct vmbus_host *h, uint64_t now_ns, uint64_t *last_seen_ns)
+{
+	pthread_mutex_lock(&h->lock);
+	enum heartbeat_status s = !h->last_heartbeat_answers ? HEARTBEAT_NO_CONTACT
+				  : now_ns - h->last_heartbeat_ns > HEARTBEAT_LOST_AFTER_NS ? HEARTBEAT_LOST
+				  : HEARTBEAT_OK;
+	if (last_seen_ns)
+		*last_seen_ns = h->last_heartbeat_ns;
+	pthread_mutex_unlock(&h->lock);
+	return s;
+}
