@@ -39,13 +39,15 @@ bool parse_memory_size(const char *s, uint64_t *bytes)
 const char *worker_options_usage(void)
 {
 	return "usage: vmwp --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
-	       "            [--serial stdio|file:PATH] [--no-reboot]\n"
+	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--no-reboot]\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
 	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
 	       "  --initrd PATH     initial ramdisk\n"
 	       "  --cmdline STR     kernel command line (default: console=ttyS0)\n"
 	       "  --memory SIZE     guest RAM: 512M, 2G ... (default 512M, multiple of 2 MiB)\n"
 	       "  --cpus N          virtual processors, 1..64 (default 1)\n"
+	       "  --disk PATH[,ro]  a VHD, VHDX or raw disk image on the synthetic SCSI controller\n"
+	       "                    (LUNs in order given; ,ro attaches it read-only)\n"
 	       "  --serial stdio    guest console on stdout, keyboard from stdin (default;\n"
 	       "                    on a terminal Ctrl-A x stops the VM)\n"
 	       "  --serial file:PATH  guest console appended to PATH\n"
@@ -55,7 +57,7 @@ const char *worker_options_usage(void)
 
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_NO_REBOOT, OPT_HELP };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_NO_REBOOT, OPT_HELP };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -63,6 +65,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ "memory", required_argument, NULL, OPT_MEMORY },
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "serial", required_argument, NULL, OPT_SERIAL },
+		{ "disk", required_argument, NULL, OPT_DISK },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -104,6 +107,25 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 				return false;
 			}
 			break;
+		case OPT_DISK: {
+			if (o->ndisks == WORKER_MAX_DISKS) {
+				snprintf(err, errlen, "--disk: at most %d disks", WORKER_MAX_DISKS);
+				return false;
+			}
+			struct worker_disk *d = &o->disks[o->ndisks];
+			char *comma = strrchr(optarg, ',');
+			if (comma && strcmp(comma, ",ro") == 0) {
+				*comma = '\0';
+				d->read_only = true;
+			}
+			if (!*optarg) {
+				snprintf(err, errlen, "--disk needs a path");
+				return false;
+			}
+			d->path = optarg;
+			o->ndisks++;
+			break;
+		}
 		case OPT_NO_REBOOT: o->no_reboot = true; break;
 		case OPT_HELP: o->help = true; return true;
 		case ':':

@@ -11,6 +11,13 @@
 #define WORKER_MIN_MEMORY     (16ull << 20)
 #define WORKER_MAX_MEMORY     (1ull << 40)
 
+#define WORKER_MAX_DISKS      64
+
+struct worker_disk {
+	const char *path;
+	bool read_only;
+};
+
 struct worker_options {
 	const char *kernel;
 	const char *initrd;      /* NULL: none */
@@ -18,6 +25,8 @@ struct worker_options {
 	uint64_t memory;         /* bytes, a multiple of 2 MiB */
 	uint32_t cpus;
 	const char *serial_path; /* NULL: stdio */
+	struct worker_disk disks[WORKER_MAX_DISKS]; /* SCSI LUNs 0.. on the synthetic controller */
+	unsigned ndisks;
 	bool no_reboot;          /* exit with status 3 instead of restarting on guest reset */
 	bool help;
 };
