@@ -940,6 +940,8 @@ static int sb_get(struct vdisk *d, uint64_t chunk, uint8_t **out)
 		uint64_t e = v->bat[sb_index(v, chunk)];
 		if (bat_state(e) == SB_PRESENT) {
 			int r = meta_read(d, b, VHDX_SB_SIZE, bat_offset(e));
+			if (r == -ENODATA) /* allocated in this session, not yet written out */
+				r = vf_pread_pad(&d->f, b, VHDX_SB_SIZE, bat_offset(e));
 			if (r < 0) {
 				free(b);
 				return io_err(d, r, "sector bitmap");
@@ -978,7 +980,7 @@ static int read_partial(struct vdisk *d, uint8_t *buf, uint64_t blk, uint64_t fo
 		uint64_t a = s * ss > in ? s * ss : in, z = t * ss < in + n ? t * ss : in + n;
 		uint8_t *dst = buf + (a - in);
 		if (here) {
-			r = vf_pread(&d->f, dst, z - a, foff + a);
+			r = vf_pread_pad(&d->f, dst, z - a, foff + a);
 			if (r < 0)
 				r = io_err(d, r, "payload block");
 		} else {
@@ -1003,7 +1005,7 @@ static int vhdx_read(struct vdisk *d, void *vbuf, uint64_t off, size_t len)
 		switch (bat_state(e)) {
 		case PAYLOAD_FULLY_PRESENT:
 			pthread_mutex_unlock(&d->lock);
-			r = vf_pread(&d->f, buf, n, bat_offset(e) + in);
+			r = vf_pread_pad(&d->f, buf, n, bat_offset(e) + in);
 			if (r < 0)
 				r = io_err(d, r, "payload block");
 			break;
@@ -1034,13 +1036,12 @@ static void bat_set(struct vhdx *v, uint64_t idx, uint64_t e)
 	v->meta_dirty = true;
 }
 
-/* A new 1 MiB-aligned area at the end of the file. Lock held. */
+/* A new 1 MiB-aligned area at the end of the file. Lock held. The file is not grown here:
+ * writes extend it, reads past its end see zeros, and flush sets the final length before
+ * the BAT that points into the new area is committed. */
 static int alloc_area(struct vdisk *d, uint64_t len, uint64_t *off)
 {
 	struct vhdx *v = V(d);
-	int r = vf_truncate(&d->f, v->file_end + len);
-	if (r < 0)
-		return io_err(d, r, "growing the file");
 	*off = v->file_end;
 	v->file_end += len;
 	return 0;
@@ -1121,7 +1122,12 @@ static int vhdx_flush(struct vdisk *d)
 {
 	struct vhdx *v = V(d);
 	pthread_mutex_lock(&d->lock);
-	int r = vf_sync(&d->f); /* data before the metadata that points at it */
+	uint64_t fsize;
+	int r = vf_size(&d->f, &fsize);
+	if (r == 0 && fsize < v->file_end) /* new blocks lie wholly inside the file */
+		r = vf_truncate(&d->f, v->file_end);
+	if (r == 0)
+		r = vf_sync(&d->f); /* data before the metadata that points at it */
 	if (r < 0)
 		r = io_err(d, r, "flush");
 	if (r < 0 || !v->meta_dirty) {

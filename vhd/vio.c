@@ -148,6 +148,19 @@ int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int vf_pread_pad(struct vfile *f, void *buf, size_t len, uint64_t off)
+{
+	int r = vf_pread(f, buf, len, off);
+	if (r != -ENODATA)
+		return r;
+	uint64_t size;
+	if ((r = vf_size(f, &size)) < 0)
+		return r;
+	size_t n = off >= size ? 0 : (size_t)(size - off);
+	memset((unsigned char *)buf + n, 0, len - n);
+	return n ? vf_pread(f, buf, n, off) : 0;
+}
+
 int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off)
 {
 	if (!f->sim)

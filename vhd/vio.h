@@ -25,6 +25,8 @@ int vf_open(struct vfile *f, const char *path, bool writable, bool create);
 void vf_close(struct vfile *f);
 /* Whole-buffer I/O: a short read (past end of file) is -ENODATA. */
 int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off);
+/* Like vf_pread, but bytes past the end of the file read as zeros. */
+int vf_pread_pad(struct vfile *f, void *buf, size_t len, uint64_t off);
 int vf_pwrite(struct vfile *f, const void *buf, size_t len, uint64_t off);
 int vf_sync(struct vfile *f);
 int vf_size(struct vfile *f, uint64_t *size);

@@ -9,7 +9,7 @@
 #     reads ours.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HV=${HV:-$PWD/build/hv}; [ -f "$HV" ] || HV=$PWD/build/bin/hv
+HV=${HV:-$PWD/build/hv}
 PAT=$PWD/build/tests/vhd-pattern
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cd "$work"

@@ -6,8 +6,6 @@ import os, struct, subprocess, tempfile
 
 root = os.getcwd()
 hv = os.path.join(root, "build/hv")
-if not os.path.isfile(hv):
-    hv = os.path.join(root, "build/bin/hv")
 pat = os.path.join(root, "build/tests/vhd-pattern")
 out = os.path.join(root, "tests/fuzz/vhd/corpus")
 
