@@ -1039,12 +1039,11 @@ static void bat_set(struct vhdx *v, uint64_t idx, uint64_t e)
 /* A new 1 MiB-aligned area at the end of the file. Lock held. The file is not grown here:
  * writes extend it, reads past its end see zeros, and flush sets the final length before
  * the BAT that points into the new area is committed. */
-static int alloc_area(struct vdisk *d, uint64_t len, uint64_t *off)
+static uint64_t alloc_area(struct vhdx *v, uint64_t len)
 {
-	struct vhdx *v = V(d);
-	*off = v->file_end;
+	uint64_t off = v->file_end;
 	v->file_end += len;
-	return 0;
+	return off;
 }
 
 static int mark_present(struct vdisk *d, uint64_t blk, uint32_t in, size_t n)
@@ -1079,26 +1078,25 @@ static int vhdx_write(struct vdisk *d, const void *vbuf, uint64_t off, size_t le
 		pthread_mutex_lock(&d->lock);
 		uint64_t e = v->bat[idx];
 		unsigned st = bat_state(e);
-		bool partial = st == PAYLOAD_PARTIALLY_PRESENT;
+		bool partial = st == PAYLOAD_PARTIALLY_PRESENT, publish = false;
 		if (st != PAYLOAD_FULLY_PRESENT && !partial) {
 			uint64_t block_len = d->size - blk * v->block_size < v->block_size ? d->size - blk * v->block_size : v->block_size;
+			bool diff_hole = has_parent(v) && st == PAYLOAD_NOT_PRESENT;
 			/* Only a differencing disk keeps the parent's data around a partial write. */
-			partial = has_parent(v) && st == PAYLOAD_NOT_PRESENT && !(in == 0 && n == block_len);
-			uint64_t sbi = sb_index(v, blk / v->chunk_ratio), boff = 0, sboff = 0;
+			partial = diff_hole && !(in == 0 && n == block_len);
+			/* A whole block replacing parent data is published only once written, so a
+			 * crash or a reader never sees zeros where the parent's data was. */
+			publish = diff_hole && !partial;
+			uint64_t sbi = sb_index(v, blk / v->chunk_ratio);
 			if (partial && bat_state(v->bat[sbi]) != SB_PRESENT) {
 				uint8_t *bm;
 				r = sb_get(d, blk / v->chunk_ratio, &bm); /* zeros: nothing present yet */
 				if (r == 0)
-					r = alloc_area(d, VHDX_SB_SIZE, &sboff);
-				if (r == 0)
-					bat_set(v, sbi, sboff | SB_PRESENT);
+					bat_set(v, sbi, alloc_area(v, VHDX_SB_SIZE) | SB_PRESENT);
 			}
-			if (r == 0)
-				r = alloc_area(d, v->block_size, &boff);
-			if (r == 0) {
-				e = boff | (partial ? PAYLOAD_PARTIALLY_PRESENT : PAYLOAD_FULLY_PRESENT);
+			e = alloc_area(v, v->block_size) | (partial ? PAYLOAD_PARTIALLY_PRESENT : PAYLOAD_FULLY_PRESENT);
+			if (r == 0 && !publish)
 				bat_set(v, idx, e);
-			}
 		}
 		pthread_mutex_unlock(&d->lock);
 		if (r < 0)
@@ -1108,10 +1106,16 @@ static int vhdx_write(struct vdisk *d, const void *vbuf, uint64_t off, size_t le
 			r = io_err(d, r, "payload write");
 			break;
 		}
-		if (partial) {
+		if (partial || publish) {
 			pthread_mutex_lock(&d->lock);
-			r = mark_present(d, blk, in, n);
+			bool lost_race = publish && bat_state(v->bat[idx]) != PAYLOAD_NOT_PRESENT;
+			if (publish && !lost_race)
+				bat_set(v, idx, e);
+			else if (partial)
+				r = mark_present(d, blk, in, n);
 			pthread_mutex_unlock(&d->lock);
+			if (lost_race) /* another writer allocated the block meanwhile: write there */
+				continue;
 		}
 		buf += n, off += n, len -= n;
 	}

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -279,6 +280,77 @@ static void test_resize_optimize(void **state)
 	}
 }
 
+/* Several queues at once: threads write interleaved 4 KiB stripes (so they race to allocate
+ * the same blocks and set bits in the same bitmaps) while another flushes. */
+#define THREADS 4
+struct stripe_job {
+	struct vdisk *d;
+	uint8_t *model;
+	uint64_t size;
+	int t;
+};
+
+static void *stripe_writer(void *arg)
+{
+	struct stripe_job *j = arg;
+	uint64_t seed = 99 + (uint64_t)j->t;
+	for (uint64_t off = (uint64_t)j->t * 4096; off < j->size; off += THREADS * 4096) {
+		uint8_t buf[4096];
+		fill_random(&seed, buf, sizeof(buf));
+		memcpy(j->model + off, buf, sizeof(buf));
+		if (vdisk_write(j->d, buf, off, sizeof(buf)) < 0)
+			return (void *)1;
+		if (vdisk_read(j->d, buf, off, sizeof(buf)) < 0 || memcmp(buf, j->model + off, sizeof(buf)))
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void *flusher(void *arg)
+{
+	struct stripe_job *j = arg;
+	for (int i = 0; i < 50; i++)
+		if (vdisk_flush(j->d) < 0)
+			return (void *)1;
+	return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+	(void)state;
+	const char *names[3] = { "cc.vhdx", "cc.vhd", "cc-child.vhdx" };
+	uint64_t size = 8 * MiB;
+	for (int k = 0; k < 3; k++) {
+		struct vdisk_create_params p = { .size = size, .block_size = k == 1 ? 512 * 1024 : MiB };
+		if (k == 2) {
+			p = (struct vdisk_create_params){ .parent_path = path("cc.vhdx") };
+		}
+		assert_int_equal(vdisk_create(path(names[k]), &p), 0);
+		struct vdisk *d;
+		assert_int_equal(vdisk_open(path(names[k]), VDISK_OPEN_RDWR, &d), 0);
+		uint8_t *model = calloc(1, size);
+		if (k == 2) /* the child starts as its parent */
+			assert_int_equal(vdisk_read(d, model, 0, size), 0);
+		pthread_t th[THREADS + 1];
+		struct stripe_job jobs[THREADS + 1];
+		for (int t = 0; t <= THREADS; t++) {
+			jobs[t] = (struct stripe_job){ d, model, size, t };
+			pthread_create(&th[t], NULL, t < THREADS ? stripe_writer : flusher, &jobs[t]);
+		}
+		for (int t = 0; t <= THREADS; t++) {
+			void *ret;
+			pthread_join(th[t], &ret);
+			assert_null(ret);
+		}
+		check_model(d, model, size);
+		assert_int_equal(vdisk_close(d), 0);
+		assert_int_equal(vdisk_open(path(names[k]), 0, &d), 0);
+		check_model(d, model, size);
+		vdisk_close(d);
+		free(model);
+	}
+}
+
 /* Damaged files: each must fail to open with a message, never crash. */
 static void test_hostile(void **state)
 {
@@ -332,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_chain_vhd),
 		cmocka_unit_test(test_merge_into_parent),
 		cmocka_unit_test(test_resize_optimize),
+		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_hostile),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
