@@ -33,6 +33,13 @@ bool hv_partition_init(struct hv_partition *p, uint32_t nr_vps, uint64_t tsc_khz
 	return true;
 }
 
+void hv_partition_destroy(struct hv_partition *p)
+{
+	for (uint32_t i = 0; i < p->nr_vps; i++)
+		hv_synic_destroy(&p->vps[i].synic);
+	p->nr_vps = 0;
+}
+
 void hv_partition_set_sink(struct hv_partition *p, const struct hv_message_sink *sink)
 {
 	p->sink = *sink;

@@ -1,5 +1,6 @@
 /* SynIC of one virtual processor: message slots with queueing and redelivery on EOM,
  * event flags with interrupt injection. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "hv/partition.h"
@@ -21,6 +22,8 @@ void hv_synic_init(struct hv_synic *s, uint32_t vp, const struct hv_platform *pl
 
 void hv_synic_destroy(struct hv_synic *s)
 {
+	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++)
+		free(s->queue[i].msgs);
 	pthread_mutex_destroy(&s->lock);
 }
 
@@ -85,6 +88,10 @@ int hv_synic_post(struct hv_synic *s, uint32_t sint, uint32_t message_type,
 		return -1;
 	pthread_mutex_lock(&s->lock);
 	struct hv_synic_queue *q = &s->queue[sint];
+	if (!q->msgs && !(q->msgs = calloc(HV_SYNIC_QUEUE_DEPTH, sizeof(*q->msgs)))) {
+		pthread_mutex_unlock(&s->lock);
+		return -1;
+	}
 	if (q->count == HV_SYNIC_QUEUE_DEPTH) {
 		pthread_mutex_unlock(&s->lock);
 		return -2;

@@ -97,7 +97,6 @@ static bool check_caps(struct vm *vm, char *err, size_t errlen)
 		{ KVM_CAP_SIGNAL_MSI, "MSI injection" },
 		{ KVM_CAP_IMMEDIATE_EXIT, "immediate exit" },
 		{ KVM_CAP_X86_USER_SPACE_MSR, "user-space MSR exits" },
-		{ KVM_CAP_X86_MSR_FILTER, "MSR filtering" },
 		{ KVM_CAP_PIT2, "in-kernel PIT" },
 		{ KVM_CAP_EXT_CPUID, "CPUID2" },
 	};
@@ -182,19 +181,54 @@ static bool setup_irq_routing(struct vm *vm)
 	return rc == 0;
 }
 
-/* Hyper-V's synthetic MSRs exit to user space; everything else stays in KVM. */
-static bool setup_msr_filter(struct vm *vm, char *err, size_t errlen)
+/* Hyper-V's synthetic MSRs must exit to user space. A KVM without Hyper-V support does
+ * not know them, so "unknown MSR" exits are enough; a KVM with it would handle them
+ * itself, so there a filter denies the range. Setting a filter waits for an SRCU grace
+ * period (milliseconds), so it runs on its own thread while the rest of the VM is set up. */
+static void *set_msr_filter(void *arg)
 {
+	struct vm *vm = arg;
 	static uint8_t deny_all[(HV_SYNTHETIC_MSR_LAST - HV_SYNTHETIC_MSR_FIRST + 1) / 8];
-	struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR, .args = { KVM_MSR_EXIT_REASON_FILTER } };
 	struct kvm_msr_filter filter = {
 		.flags = KVM_MSR_FILTER_DEFAULT_ALLOW,
 		.ranges[0] = { .flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE,
 			       .nmsrs = HV_SYNTHETIC_MSR_LAST - HV_SYNTHETIC_MSR_FIRST + 1,
 			       .base = HV_SYNTHETIC_MSR_FIRST, .bitmap = deny_all },
 	};
-	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0 || ioctl(vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) < 0) {
+	vm->msr_filter_errno = ioctl(vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) < 0 ? errno : 0;
+	return NULL;
+}
+
+static bool start_msr_routing(struct vm *vm, char *err, size_t errlen)
+{
+	bool in_kernel_hyperv = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HYPERV) > 0;
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_X86_USER_SPACE_MSR,
+		.args = { in_kernel_hyperv ? KVM_MSR_EXIT_REASON_FILTER : KVM_MSR_EXIT_REASON_UNKNOWN },
+	};
+	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
 		set_error(err, errlen, "cannot route Hyper-V MSRs to user space: %s", strerror(errno));
+		return false;
+	}
+	if (in_kernel_hyperv) {
+		int rc = pthread_create(&vm->msr_filter_thread, NULL, set_msr_filter, vm);
+		if (rc) {
+			set_error(err, errlen, "cannot start a thread: %s", strerror(rc));
+			return false;
+		}
+		vm->msr_filter_pending = true;
+	}
+	return true;
+}
+
+static bool finish_msr_routing(struct vm *vm, char *err, size_t errlen)
+{
+	if (!vm->msr_filter_pending)
+		return true;
+	pthread_join(vm->msr_filter_thread, NULL);
+	vm->msr_filter_pending = false;
+	if (vm->msr_filter_errno) {
+		set_error(err, errlen, "cannot filter Hyper-V MSRs: %s", strerror(vm->msr_filter_errno));
 		return false;
 	}
 	return true;
@@ -385,8 +419,11 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		set_error(err, errlen, "cannot set up the interrupt controllers: %s", strerror(errno));
 		goto fail;
 	}
-	if (!setup_msr_filter(vm, err, errlen) || !setup_memory(vm, cfg->memory, err, errlen) ||
-	    !create_vcpus(vm, err, errlen) || !setup_devices(vm, cfg->console_fd, err, errlen))
+	if (!start_msr_routing(vm, err, errlen))
+		goto fail;
+	bool ok = setup_memory(vm, cfg->memory, err, errlen) && create_vcpus(vm, err, errlen) &&
+		  setup_devices(vm, cfg->console_fd, err, errlen);
+	if (!finish_msr_routing(vm, ok ? err : NULL, ok ? errlen : 0) || !ok)
 		goto fail;
 	return vm;
 fail:
@@ -542,6 +579,7 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *v = arg;
 	struct vm *vm = v->vm;
 	char msg[160];
+	bool trace_first_exit = v->id == 0 && vm->trace_start_ns;
 	while (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING) {
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
@@ -549,6 +587,10 @@ static void *vcpu_thread(void *arg)
 			snprintf(msg, sizeof(msg), "vCPU %u: KVM_RUN: %s", v->id, strerror(errno));
 			vm_request_exit(vm, VM_FAILED, msg);
 			break;
+		}
+		if (trace_first_exit) {
+			vlog("first guest exit %.3f ms after exec", (double)(monotonic_ns() - vm->trace_start_ns) / 1e6);
+			trace_first_exit = false;
 		}
 		switch (v->run->exit_reason) {
 		case KVM_EXIT_IO:
@@ -597,6 +639,9 @@ static void kick(int sig)
 
 bool vm_start(struct vm *vm, char *err, size_t errlen)
 {
+	/* Benchmarks pass the CLOCK_MONOTONIC time of exec to time start-up (bench/boot). */
+	const char *start = getenv("VIRIDIAN_TRACE_START_NS");
+	vm->trace_start_ns = start ? strtoull(start, NULL, 10) : 0;
 	struct sigaction sa = { .sa_handler = kick };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);
@@ -650,6 +695,7 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
+	finish_msr_routing(vm, NULL, 0);
 	vm_stop(vm);
 	for (uint32_t i = 0; i < vm->ncpus; i++) {
 		if (vm->vcpus[i].run)
@@ -659,6 +705,7 @@ void vm_destroy(struct vm *vm)
 	}
 	if (vm->vmbus.server)
 		vmbus_host_destroy(&vm->vmbus);
+	hv_partition_destroy(&vm->hv);
 	if (vm->mem.ram)
 		munmap(vm->mem.ram, vm->mem.ram_size);
 	if (vm->vm_fd >= 0)

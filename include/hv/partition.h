@@ -58,6 +58,7 @@ struct hv_cpuid_regs {
 /* Set up a partition with nr_vps virtual processors (1..HV_MAX_VPS). Returns false on bad input. */
 bool hv_partition_init(struct hv_partition *p, uint32_t nr_vps, uint64_t tsc_khz,
 		       uint8_t hypercall_port, const struct hv_platform *platform);
+void hv_partition_destroy(struct hv_partition *p);
 void hv_partition_set_sink(struct hv_partition *p, const struct hv_message_sink *sink);
 
 /* CPUID leaves 0x40000000..HV_CPUID_MAX_LEAF; false for leaves outside that range. */

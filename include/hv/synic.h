@@ -17,7 +17,7 @@
 struct hv_platform;
 
 struct hv_synic_queue {
-	struct hv_message msgs[HV_SYNIC_QUEUE_DEPTH];
+	struct hv_message *msgs;     /* HV_SYNIC_QUEUE_DEPTH slots, allocated on first post */
 	unsigned head, count;
 };
 
@@ -39,7 +39,7 @@ bool hv_synic_msr_read(struct hv_synic *s, uint32_t msr, uint64_t *value);
 bool hv_synic_msr_write(struct hv_synic *s, uint32_t msr, uint64_t value);
 
 /* Queue a message for `sint`; delivered at once when the slot is free.
- * Returns 0, -1 for bad arguments, -2 when the queue is full. */
+ * Returns 0, -1 for bad arguments or no memory, -2 when the queue is full. */
 int hv_synic_post(struct hv_synic *s, uint32_t sint, uint32_t message_type,
 		  const void *payload, uint32_t len);
 /* Set event flag `flag` for `sint`; interrupts the guest if the flag was clear.
