@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -525,6 +526,15 @@ static uint64_t hc(uint16_t code, bool fast, uint64_t reps)
 	return code | (fast ? HV_HYPERCALL_FAST : 0) | reps << HV_HYPERCALL_REP_COUNT_SHIFT;
 }
 
+/* Input not (all) in guest RAM: refused before anything is read. The TLFS lists a GPA
+ * outside the GPA space under HV_STATUS_INVALID_ALIGNMENT; this implementation says
+ * HV_STATUS_INVALID_PARAMETER. Either refuses the call, which is what matters here. */
+static void assert_bad_gpa_status(uint64_t rax)
+{
+	if (rax != HV_STATUS_INVALID_PARAMETER && rax != HV_STATUS_INVALID_ALIGNMENT)
+		fail_msg("input outside guest RAM: status %#llx", (unsigned long long)rax);
+}
+
 static void test_hypercall_unknown_code(void **state)
 {
 	struct ctx *c = *state;
@@ -612,12 +622,9 @@ static void test_post_message_input_checks(void **state)
 		assert_int_equal(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), IN_GPA + off, 0),
 				 HV_STATUS_INVALID_ALIGNMENT);
 	/* the whole 256-byte input must be guest RAM */
-	assert_int_equal(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), FAKE_RAM_SIZE - 248, 0),
-			 HV_STATUS_INVALID_PARAMETER);
-	assert_int_equal(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), FAKE_RAM_SIZE, 0),
-			 HV_STATUS_INVALID_PARAMETER);
-	assert_int_equal(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), 0xFFFFFFFFFFFFFF00ull, 0),
-			 HV_STATUS_INVALID_PARAMETER);
+	assert_bad_gpa_status(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), FAKE_RAM_SIZE - 248, 0));
+	assert_bad_gpa_status(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), FAKE_RAM_SIZE, 0));
+	assert_bad_gpa_status(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), 0xFFFFFFFFFFFFFF00ull, 0));
 	/* the last 256 bytes of RAM are fine */
 	fill_post(c, FAKE_RAM_SIZE - 256, 9, 1, 8);
 	assert_int_equal(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), FAKE_RAM_SIZE - 256, 0),
@@ -703,8 +710,8 @@ static void test_signal_event_slow(void **state)
 			 HV_STATUS_INVALID_PARAMETER);
 	assert_int_equal(hv_hypercall(&c->p, 1, hc(HVCALL_SIGNAL_EVENT, false, 0), IN_GPA + 4, 0),
 			 HV_STATUS_INVALID_ALIGNMENT);
-	assert_int_equal(hv_hypercall(&c->p, 1, hc(HVCALL_SIGNAL_EVENT, false, 0), FAKE_RAM_SIZE, 0),
-			 HV_STATUS_INVALID_PARAMETER);
+	assert_bad_gpa_status(hv_hypercall(&c->p, 1, hc(HVCALL_SIGNAL_EVENT, false, 0), FAKE_RAM_SIZE, 0));
+	assert_bad_gpa_status(hv_hypercall(&c->p, 1, hc(HVCALL_SIGNAL_EVENT, false, 0), FAKE_RAM_SIZE - 4, 0));
 	assert_int_equal(hv_hypercall(&c->p, 1, hc(HVCALL_SIGNAL_EVENT, false, 3), IN_GPA, 0),
 			 HV_STATUS_INVALID_HYPERCALL_INPUT);
 	assert_int_equal(hv_hypercall(&c->p, 9, hc(HVCALL_SIGNAL_EVENT, true, 0), 1, 0),
@@ -715,6 +722,44 @@ static void test_signal_event_slow(void **state)
 	assert_int_equal(hv_hypercall(&c->p, 1, hc(HVCALL_SIGNAL_EVENT, false, 0), FAKE_RAM_SIZE - 8, 0),
 			 HV_STATUS_SUCCESS);
 	assert_int_equal(c->f.n_signals, 2);
+}
+
+/* ---- known bugs: run with VIRIDIAN_KNOWN_BUGS=1; move into main's list once fixed ---- */
+
+/* KNOWN BUG (hv/partition.c hv_hypercall): the TLFS's common status codes say a reserved
+ * bit set in the hypercall input value, or a rep start index that is not smaller than the
+ * rep count (so any nonzero start index for a simple hypercall), gives
+ * HV_STATUS_INVALID_HYPERCALL_INPUT. Only the rep count is checked; the rest is ignored. */
+static void test_hypercall_reserved_input_bits(void **state)
+{
+	struct ctx *c = *state;
+	fill_post(c, IN_GPA, 1, 1, 8);
+	const uint64_t bad[] = {
+		1ull << 48,            /* rep start index 1 with rep count 0 */
+		0xFFFull << 48,
+		1ull << 31,            /* reserved */
+		1ull << 44,            /* reserved */
+		1ull << 63,            /* reserved */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0) | bad[i], IN_GPA, 0),
+				 HV_STATUS_INVALID_HYPERCALL_INPUT);
+		assert_int_equal(hv_hypercall(&c->p, 0, hc(HVCALL_SIGNAL_EVENT, true, 0) | bad[i], 1, 0),
+				 HV_STATUS_INVALID_HYPERCALL_INPUT);
+	}
+	assert_int_equal(c->f.n_posts + c->f.n_signals, 0);
+}
+
+/* KNOWN BUG (hv/partition.c post_message): the TLFS says an input parameter list that
+ * spans pages gives HV_STATUS_INVALID_ALIGNMENT; an 8-byte-aligned 256-byte
+ * HvPostMessage input starting in the last 256 bytes of a page is accepted. */
+static void test_post_message_input_spanning_pages(void **state)
+{
+	struct ctx *c = *state;
+	fill_post(c, 0x8F08, 1, 1, 8);
+	assert_int_equal(hv_hypercall(&c->p, 0, hc(HVCALL_POST_MESSAGE, false, 0), 0x8F08, 0),
+			 HV_STATUS_INVALID_ALIGNMENT);
+	assert_int_equal(c->f.n_posts, 0);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -760,5 +805,15 @@ int main(void)
 		T(test_signal_event_fast),
 		T(test_signal_event_slow),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int failed = cmocka_run_group_tests(tests, NULL, NULL);
+	if (getenv("VIRIDIAN_KNOWN_BUGS")) {
+		const struct CMUnitTest known_bugs[] = {
+			T(test_hypercall_reserved_input_bits),
+			T(test_post_message_input_spanning_pages),
+		};
+		failed += cmocka_run_group_tests_name("hv known bugs", known_bugs, NULL, NULL);
+	} else {
+		printf("(2 known-bug tests skipped; VIRIDIAN_KNOWN_BUGS=1 runs them)\n");
+	}
+	return failed;
 }
