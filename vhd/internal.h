@@ -109,4 +109,11 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
 
 bool buf_is_zero(const void *buf, size_t len);
 
+/* File areas a table points at (BAT entries); `index` names the entry in errors. */
+struct area {
+	uint64_t off, len, index;
+};
+/* Sorts the areas; true if two overlap (their indices in *a, *b). */
+bool areas_overlap(struct area *areas, size_t n, uint64_t *a, uint64_t *b);
+
 #endif

@@ -214,3 +214,20 @@ bool buf_is_zero(const void *buf, size_t len)
 	/* zero first byte, and every byte equal to the next: memcmp runs at memory speed */
 	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
 }
+
+static int area_cmp(const void *x, const void *y)
+{
+	const struct area *a = x, *b = y;
+	return a->off < b->off ? -1 : a->off > b->off;
+}
+
+bool areas_overlap(struct area *areas, size_t n, uint64_t *a, uint64_t *b)
+{
+	qsort(areas, n, sizeof(*areas), area_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (areas[i - 1].off + areas[i - 1].len > areas[i].off) {
+			*a = areas[i - 1].index, *b = areas[i].index;
+			return true;
+		}
+	return false;
+}

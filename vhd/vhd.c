@@ -483,17 +483,29 @@ int vhd_open(struct vdisk *d)
 		return vd_err(ENOMEM, d->path, "out of memory");
 	if ((r = vf_pread(&d->f, h->bat, (size_t)h->max_entries * 4, h->table_off)) < 0)
 		return io_err(d, r, "BAT");
-	uint64_t meta_end = h->table_off + (uint64_t)h->max_entries * 4;
+	uint64_t meta_end = h->table_off + (uint64_t)h->max_entries * 4, n_areas = 0;
+	struct area *areas = malloc((size_t)h->max_entries * sizeof(*areas) + sizeof(*areas));
+	if (!areas)
+		return vd_err(ENOMEM, d->path, "out of memory");
 	for (uint32_t b = 0; b < h->max_entries; b++) {
 		uint32_t e = h->bat[b] = be32toh(h->bat[b]);
 		if (e == VHD_BAT_UNUSED)
 			continue;
 		uint64_t at = (uint64_t)e * 512, end = at + h->bitmap_size + h->block_size;
-		if (end > file_size || (at < meta_end && end > doff))
+		if (end > file_size || (at < meta_end && end > doff)) {
+			free(areas);
 			return vd_corrupt(d, "BAT entry %u points at sector %u, outside the file or into its headers", b, e);
+		}
+		areas[n_areas++] = (struct area){ at, end - at, b };
 		if (!tail_ok && end > h->footer_off)
 			h->footer_off = end;
 	}
+	uint64_t a1, a2;
+	bool overlap = areas_overlap(areas, n_areas, &a1, &a2);
+	free(areas);
+	if (overlap)
+		return vd_corrupt(d, "BAT entries %llu and %llu point at overlapping blocks",
+				  (unsigned long long)a1, (unsigned long long)a2);
 	if (d->type == VDISK_TYPE_DIFFERENCING) {
 		h->bitmaps = calloc(h->max_entries + 1, sizeof(*h->bitmaps));
 		if (!h->bitmaps)

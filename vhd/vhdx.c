@@ -158,10 +158,10 @@ static int session_begin(struct vdisk *d)
 	int r = header_write(d);
 	if (r < 0)
 		return r;
-	v->session = true;
 	v->log_seq = 1;
 	v->log_prev_pos = 0;
 	v->log_prev_len = 0;
+	__atomic_store_n(&v->session, true, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -798,7 +798,10 @@ static int load_bat(struct vdisk *d, uint64_t file_size)
 	int r = meta_read(d, v->bat, v->bat_entries * 8, v->bat_off);
 	if (r < 0)
 		return io_err(d, r, "BAT");
-	uint64_t end = round_up(file_size, MiB);
+	uint64_t end = round_up(file_size, MiB), n_areas = 0;
+	struct area *areas = malloc(v->bat_entries * sizeof(*areas) + sizeof(*areas));
+	if (!areas)
+		return vd_err(ENOMEM, d->path, "out of memory");
 	for (uint64_t i = 0; i < v->bat_entries; i++) {
 		uint64_t e = v->bat[i] = le64toh(v->bat[i]);
 		unsigned st = bat_state(e);
@@ -818,12 +821,21 @@ static int load_bat(struct vdisk *d, uint64_t file_size)
 		}
 		if (!present)
 			continue;
-		if (off + len > (1ULL << 62) || overlaps_structures(v, off, len) || off >= file_size)
+		if (off + len > (1ULL << 62) || overlaps_structures(v, off, len) || off >= file_size) {
+			free(areas);
 			return vd_corrupt(d, "BAT entry %llu points at offset %llu, outside the file or into its metadata",
 					  (unsigned long long)i, (unsigned long long)off);
+		}
+		areas[n_areas++] = (struct area){ off, len, i };
 		if (off + len > end)
 			end = off + len;
 	}
+	uint64_t a, b;
+	bool overlap = areas_overlap(areas, n_areas, &a, &b);
+	free(areas);
+	if (overlap) /* two blocks sharing space: a write through one corrupts the other */
+		return vd_corrupt(d, "BAT entries %llu and %llu point at overlapping file areas",
+				  (unsigned long long)a, (unsigned long long)b);
 	v->file_end = round_up(end, MiB);
 	return 0;
 }
@@ -991,6 +1003,20 @@ static int read_partial(struct vdisk *d, uint8_t *buf, uint64_t blk, uint64_t fo
 	return r;
 }
 
+/* BAT entries only ever go from absent to present while a disk is open, so the I/O fast
+ * path reads them without the lock (acquire) and this publishes them (release). */
+static inline uint64_t bat_get(const struct vhdx *v, uint64_t idx)
+{
+	return __atomic_load_n(&v->bat[idx], __ATOMIC_ACQUIRE);
+}
+
+static void bat_set(struct vhdx *v, uint64_t idx, uint64_t e)
+{
+	__atomic_store_n(&v->bat[idx], e, __ATOMIC_RELEASE);
+	v->bat_dirty[idx / BAT_PER_PAGE / 64] |= 1ULL << (idx / BAT_PER_PAGE % 64);
+	v->meta_dirty = true;
+}
+
 static int vhdx_read(struct vdisk *d, void *vbuf, uint64_t off, size_t len)
 {
 	struct vhdx *v = V(d);
@@ -1000,8 +1026,15 @@ static int vhdx_read(struct vdisk *d, void *vbuf, uint64_t off, size_t len)
 		uint32_t in = (uint32_t)(off % v->block_size);
 		size_t n = v->block_size - in < len ? v->block_size - in : len;
 		int r;
+		uint64_t e = bat_get(v, payload_index(v, blk));
+		if (bat_state(e) == PAYLOAD_FULLY_PRESENT) { /* the common case: no lock */
+			if ((r = vf_pread_pad(&d->f, buf, n, bat_offset(e) + in)) < 0)
+				return io_err(d, r, "payload block");
+			buf += n, off += n, len -= n;
+			continue;
+		}
 		pthread_mutex_lock(&d->lock);
-		uint64_t e = v->bat[payload_index(v, blk)];
+		e = v->bat[payload_index(v, blk)];
 		switch (bat_state(e)) {
 		case PAYLOAD_FULLY_PRESENT:
 			pthread_mutex_unlock(&d->lock);
@@ -1027,13 +1060,6 @@ static int vhdx_read(struct vdisk *d, void *vbuf, uint64_t off, size_t len)
 		buf += n, off += n, len -= n;
 	}
 	return 0;
-}
-
-static void bat_set(struct vhdx *v, uint64_t idx, uint64_t e)
-{
-	v->bat[idx] = e;
-	v->bat_dirty[idx / BAT_PER_PAGE / 64] |= 1ULL << (idx / BAT_PER_PAGE % 64);
-	v->meta_dirty = true;
 }
 
 /* A new 1 MiB-aligned area at the end of the file. Lock held. The file is not grown here:
@@ -1067,16 +1093,26 @@ static int vhdx_write(struct vdisk *d, const void *vbuf, uint64_t off, size_t le
 {
 	struct vhdx *v = V(d);
 	const uint8_t *buf = vbuf;
-	pthread_mutex_lock(&d->lock);
-	int r = session_begin(d);
-	pthread_mutex_unlock(&d->lock);
+	int r = 0;
+	if (!__atomic_load_n(&v->session, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&d->lock);
+		r = session_begin(d);
+		pthread_mutex_unlock(&d->lock);
+	}
 	while (r == 0 && len) {
 		uint64_t blk = off / v->block_size;
 		uint32_t in = (uint32_t)(off % v->block_size);
 		size_t n = v->block_size - in < len ? v->block_size - in : len;
 		uint64_t idx = payload_index(v, blk);
+		uint64_t e = bat_get(v, idx);
+		if (bat_state(e) == PAYLOAD_FULLY_PRESENT) { /* allocated: straight to the file */
+			if ((r = vf_pwrite(&d->f, buf, n, bat_offset(e) + in)) < 0)
+				return io_err(d, r, "payload write");
+			buf += n, off += n, len -= n;
+			continue;
+		}
 		pthread_mutex_lock(&d->lock);
-		uint64_t e = v->bat[idx];
+		e = v->bat[idx];
 		unsigned st = bat_state(e);
 		bool partial = st == PAYLOAD_PARTIALLY_PRESENT, publish = false;
 		if (st != PAYLOAD_FULLY_PRESENT && !partial) {

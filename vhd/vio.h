@@ -3,7 +3,7 @@
  * Production code pays one predictable branch per call. A test can install a power-cut
  * simulator (vio_sim_install) that holds writes in memory until the next sync and, at a
  * chosen write/sync event, "loses power": each unsynced write is dropped, kept or torn, and
- * every later call fails with EIO. */
+ * every later call fails with EIO. The simulator is for single-threaded tests. */
 #ifndef VIRIDIAN_VHD_VIO_H
 #define VIRIDIAN_VHD_VIO_H
 

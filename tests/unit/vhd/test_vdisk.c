@@ -388,6 +388,17 @@ static void test_hostile(void **state)
 			fprintf(stderr, "case %zu: %s\n", i, vdisk_last_error());
 		assert_non_null(strstr(vdisk_last_error(), cases[i].msg));
 	}
+	/* Two BAT entries sharing one block. */
+	assert_int_equal(vdisk_open(path("h.vhdx"), VDISK_OPEN_RDWR, &d), 0);
+	assert_int_equal(vdisk_write(d, buf, MiB, 4096), 0);
+	vdisk_close(d);
+	int fd = open(path("h.vhdx"), O_RDWR);
+	uint8_t e0[8];
+	assert_int_equal(pread(fd, e0, 8, 3 * MiB), 8);
+	assert_int_equal(pwrite(fd, e0, 8, 3 * MiB + 8), 8);
+	close(fd);
+	assert_true(vdisk_open(path("h.vhdx"), 0, &d) < 0);
+	assert_non_null(strstr(vdisk_last_error(), "overlapping"));
 	/* A truncated file. */
 	assert_int_equal(truncate(path("bad.vhdx"), 300 * 1024), 0);
 	assert_true(vdisk_open(path("bad.vhdx"), 0, &d) < 0);
