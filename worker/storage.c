@@ -1,16 +1,81 @@
-/* Disk attachment. The synthetic SCSI controller is not in this build yet, so a VM with
- * disks is refused rather than started without them. */
+/* Disk attachment: every --disk is opened with the vhd library (read-only with ,ro) and becomes
+ * LUN i of one synthetic SCSI controller (storvsp), offered on the VMBus before the guest starts.
+ * At exit the I/O threads are stopped and the images closed (which flushes them). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "vhd/vdisk.h"
+#include "vsp/storvsp.h"
+#include "worker/log.h"
 #include "worker/storage.h"
+
+#define STORVSP_IO_THREADS 8
+
+static struct storvsp *controller;
+static struct storvsp_disk attached[WORKER_MAX_DISKS];
+static unsigned nattached;
+
+static void *storage_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
+{
+	struct vmbus_host *h = opaque;
+	return h->hv->platform.gpa_to_hva(h->hv->platform.opaque, gpa, len);
+}
+
+static void detach_all(void)
+{
+	if (controller) {
+		struct storvsp_stats st;
+		storvsp_get_stats(controller, &st);
+		vlog("storvsp: %llu SRBs (%llu reads, %llu writes, %llu flushes, %llu unmaps), %llu errors, %llu bad packets",
+		     (unsigned long long)st.srbs, (unsigned long long)st.reads, (unsigned long long)st.writes,
+		     (unsigned long long)st.flushes, (unsigned long long)st.unmaps, (unsigned long long)st.errors,
+		     (unsigned long long)st.bad_packets);
+		storvsp_free(controller);
+		controller = NULL;
+	}
+	for (unsigned i = 0; i < nattached; i++) {
+		if (attached[i].disk && vdisk_close(attached[i].disk) < 0)
+			vlog("storvsp: closing disk %u: %s", i, vdisk_last_error());
+		attached[i].disk = NULL;
+	}
+	nattached = 0;
+}
 
 bool worker_attach_disks(struct vmbus_host *h, const struct worker_options *o, char *err, size_t errlen)
 {
-	(void)h;
-	if (o->ndisks) {
-		snprintf(err, errlen, "--disk %s: the synthetic SCSI controller (storvsp) is not available yet",
-			 o->disks[0].path);
+	if (!o->ndisks)
+		return true;
+	for (unsigned i = 0; i < o->ndisks; i++) {
+		struct vdisk *d = NULL;
+		int rc = vdisk_open(o->disks[i].path, o->disks[i].read_only ? 0 : VDISK_OPEN_RDWR, &d);
+		if (rc < 0) {
+			snprintf(err, errlen, "--disk %s: %s", o->disks[i].path, vdisk_last_error());
+			detach_all();
+			return false;
+		}
+		attached[nattached].disk = d;
+		attached[nattached].read_only = o->disks[i].read_only;
+		nattached++;
+		struct vdisk_info info;
+		if (vdisk_info(d, &info) == 0)
+			vlog("storvsp: LUN %u: %s (%s %s, %llu bytes, sectors %u/%u%s)", i, o->disks[i].path,
+			     vdisk_format_name(info.format), vdisk_type_name(info.type),
+			     (unsigned long long)info.size, info.logical_sector, info.physical_sector,
+			     o->disks[i].read_only ? ", read-only" : "");
+	}
+	struct storvsp_host host = {
+		.gpa_to_hva = storage_gpa_to_hva, .opaque = h, .lock = &h->lock,
+		.nthreads = STORVSP_IO_THREADS,
+	};
+	pthread_mutex_lock(&h->lock);
+	controller = storvsp_new(h->server, &host, attached, nattached, 0, err, errlen);
+	pthread_mutex_unlock(&h->lock);
+	if (!controller) {
+		detach_all();
 		return false;
 	}
+	atexit(detach_all);
 	return true;
 }

@@ -1,0 +1,738 @@
+/* storvsp: storvsc protocol over VMBus on top of the SCSI target (vsp/scsi.c). See
+ * include/vsp/storvsp.h and docs/storvsp.md. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "vhd/vdisk.h"
+#include "vmbus/channel.h"
+#include "vsp/scsi.h"
+#include "vsp/storvsp.h"
+
+#define PAGE 4096u
+#define MAX_IOV (STORVSP_MAX_TRANSFER / PAGE + 1)
+#define MAX_INFLIGHT 4096
+
+enum init_state { ST_NONE, ST_BEGUN, ST_READY };
+
+struct storvsp;
+
+struct chan_state {
+	struct storvsp *s;
+	struct vmbus_chan *chan;
+	uint64_t gen;            /* bumped at open and close: stale completions are dropped */
+	bool open;
+	enum init_state state;
+	uint16_t version;
+	struct req *pend_head, *pend_tail; /* completions waiting for ring space */
+	unsigned npend;
+};
+
+struct req {
+	struct req *next;
+	struct chan_state *cs;
+	uint64_t gen;
+	uint64_t trans_id;
+	uint32_t lun;
+	uint32_t xfer;                   /* data transfer length (bytes covered by iov) */
+	struct vmscsi_request srb;       /* as received; the completion is built from it */
+	struct scsi_result r;
+	uint32_t done_bytes;
+	uint32_t niov;
+	struct iovec iov[];
+};
+
+struct storvsp {
+	struct storvsp_host host;
+	struct vmbus_device_ops ops;
+	struct scsi_target target;
+	struct scsi_disk sdisk[SCSI_MAX_LUNS];
+	struct storvsp_disk disks[SCSI_MAX_LUNS];
+	unsigned ndisks;
+	struct chan_state cs;
+	/* I/O pool */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond, idle;
+	struct req *qhead, *qtail;
+	unsigned busy;           /* requests queued or in disk work */
+	bool stop;
+	pthread_t *threads;
+	unsigned nthreads;
+	struct storvsp_stats stats;
+};
+
+static void stat_add(uint64_t *p)
+{
+	__atomic_fetch_add(p, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- completions ---- */
+
+static bool try_send(struct chan_state *cs, struct req *q)
+{
+	struct vstor_packet pkt;
+	memset(&pkt, 0, sizeof(pkt));
+	pkt.operation = VSTOR_OPERATION_COMPLETE_IO;
+	struct vmscsi_request srb = q->srb;
+	memset(srb.sense_data, 0, sizeof(srb.sense_data));
+	srb.sense_info_length = 0;
+	if (q->r.action == SCSI_NO_LUN) {
+		srb.srb_status = SRB_STATUS_INVALID_LUN;
+		srb.scsi_status = 0;
+		srb.data_transfer_length = 0;
+	} else if (q->r.status == SCSI_STATUS_GOOD && q->r.action != (enum scsi_action)-1) {
+		srb.srb_status = SRB_STATUS_SUCCESS;
+		srb.scsi_status = SCSI_STATUS_GOOD;
+		srb.data_transfer_length = q->done_bytes;
+	} else if (q->r.action == (enum scsi_action)-1) { /* malformed SRB */
+		srb.srb_status = SRB_STATUS_INVALID_REQUEST;
+		srb.scsi_status = 0;
+		srb.data_transfer_length = 0;
+	} else {
+		srb.srb_status = SRB_STATUS_ERROR | SRB_STATUS_AUTOSENSE_VALID;
+		srb.scsi_status = q->r.status;
+		srb.data_transfer_length = 0;
+		memcpy(srb.sense_data, q->r.sense, q->r.sense_len);
+		srb.sense_info_length = q->r.sense_len;
+	}
+	memcpy(&pkt.vm_srb, &srb, sizeof(srb));
+	int rc = vmbus_chan_complete(cs->chan, q->trans_id, &pkt, sizeof(pkt));
+	return rc != VMBUS_CHAN_FULL;
+}
+
+static void flush_pending(struct chan_state *cs)
+{
+	while (cs->pend_head) {
+		struct req *q = cs->pend_head;
+		if (!try_send(cs, q))
+			return;
+		cs->pend_head = q->next;
+		if (!cs->pend_head)
+			cs->pend_tail = NULL;
+		cs->npend--;
+		free(q);
+	}
+}
+
+static void drop_pending(struct chan_state *cs)
+{
+	while (cs->pend_head) {
+		struct req *q = cs->pend_head;
+		cs->pend_head = q->next;
+		free(q);
+	}
+	cs->pend_tail = NULL;
+	cs->npend = 0;
+}
+
+/* Under the VMBus lock (device thread or an I/O thread holding it). */
+static void complete_locked(struct req *q)
+{
+	struct chan_state *cs = q->cs;
+	if (!cs->open || cs->gen != q->gen) {
+		free(q);
+		return;
+	}
+	if (cs->pend_head) {
+		q->next = NULL;
+		cs->pend_tail->next = q;
+		cs->pend_tail = q;
+		cs->npend++;
+		flush_pending(cs);
+		return;
+	}
+	if (try_send(cs, q)) {
+		free(q);
+		return;
+	}
+	q->next = NULL;
+	cs->pend_head = cs->pend_tail = q;
+	cs->npend = 1;
+}
+
+/* ---- data movement between guest buffers and host memory ---- */
+
+static void iov_copy_out(const struct req *q, void *dst, uint32_t len) /* guest -> host */
+{
+	uint8_t *d = dst;
+	for (uint32_t i = 0; i < q->niov && len; i++) {
+		uint32_t n = q->iov[i].iov_len < len ? (uint32_t)q->iov[i].iov_len : len;
+		memcpy(d, q->iov[i].iov_base, n);
+		d += n;
+		len -= n;
+	}
+}
+
+static void iov_copy_in(const struct req *q, const void *src, uint32_t len) /* host -> guest */
+{
+	const uint8_t *s = src;
+	for (uint32_t i = 0; i < q->niov && len; i++) {
+		uint32_t n = q->iov[i].iov_len < len ? (uint32_t)q->iov[i].iov_len : len;
+		memcpy(q->iov[i].iov_base, s, n);
+		s += n;
+		len -= n;
+	}
+}
+
+static bool iov_aligned(const struct req *q, uint32_t unit, uint64_t len)
+{
+	uint64_t covered = 0;
+	for (uint32_t i = 0; i < q->niov && covered < len; i++) {
+		uint64_t n = q->iov[i].iov_len;
+		if (covered + n > len)
+			n = len - covered;
+		if (n % unit)
+			return false;
+		covered += n;
+	}
+	return covered == len;
+}
+
+/* ---- disk work (I/O thread, or inline) ---- */
+
+static int do_rw(struct storvsp *s, struct req *q, bool write)
+{
+	struct vdisk *d = s->disks[q->lun].disk;
+	uint32_t unit = write ? s->sdisk[q->lun].logical_sector : 512;
+	uint64_t off = q->r.offset, len = q->r.length;
+	int rc = 0;
+	if (iov_aligned(q, unit, len)) {
+		uint64_t done = 0;
+		for (uint32_t i = 0; i < q->niov && done < len && rc >= 0; i++) {
+			size_t n = q->iov[i].iov_len;
+			if (done + n > len)
+				n = (size_t)(len - done);
+			rc = write ? vdisk_write(d, q->iov[i].iov_base, off + done, n)
+				   : vdisk_read(d, q->iov[i].iov_base, off + done, n);
+			done += n;
+		}
+	} else {
+		void *bounce = malloc((size_t)len);
+		if (!bounce)
+			return -ENOMEM;
+		if (write) {
+			iov_copy_out(q, bounce, (uint32_t)len);
+			rc = vdisk_write(d, bounce, off, (size_t)len);
+		} else {
+			rc = vdisk_read(d, bounce, off, (size_t)len);
+			if (rc >= 0)
+				iov_copy_in(q, bounce, (uint32_t)len);
+		}
+		free(bounce);
+	}
+	if (rc >= 0 && write && q->r.fua)
+		rc = vdisk_flush(d);
+	return rc < 0 ? rc : 0;
+}
+
+static int do_write_same(struct storvsp *s, struct req *q)
+{
+	struct vdisk *d = s->disks[q->lun].disk;
+	uint32_t bs = s->sdisk[q->lun].logical_sector;
+	uint8_t *block = calloc(1, bs);
+	if (!block)
+		return -ENOMEM;
+	bool ndob = q->r.fua;
+	if (!ndob)
+		iov_copy_out(q, block, bs);
+	bool zero = true;
+	for (uint32_t i = 0; i < bs && zero; i++)
+		zero = block[i] == 0;
+	int rc = 0;
+	if (q->r.unmap && zero) {
+		rc = vdisk_discard(d, q->r.offset, q->r.length);
+	} else {
+		size_t chunk = 1u << 20;
+		if (chunk > q->r.length)
+			chunk = (size_t)q->r.length;
+		uint8_t *buf = malloc(chunk);
+		if (!buf) {
+			free(block);
+			return -ENOMEM;
+		}
+		for (size_t o = 0; o < chunk; o += bs)
+			memcpy(buf + o, block, bs);
+		for (uint64_t done = 0; done < q->r.length && rc >= 0;) {
+			size_t n = q->r.length - done < chunk ? (size_t)(q->r.length - done) : chunk;
+			rc = vdisk_write(d, buf, q->r.offset + done, n);
+			done += n;
+		}
+		free(buf);
+	}
+	free(block);
+	return rc < 0 ? rc : 0;
+}
+
+static int do_unmap(struct storvsp *s, struct req *q)
+{
+	uint32_t plen = (uint32_t)q->r.length;
+	uint8_t *param = malloc(plen);
+	struct scsi_extent *ext = malloc(sizeof(*ext) * SCSI_MAX_UNMAP_DESCRIPTORS);
+	int rc = 0;
+	if (!param || !ext) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	iov_copy_out(q, param, plen);
+	struct scsi_result r;
+	int n = scsi_unmap_parse(&s->sdisk[q->lun], param, plen, ext, SCSI_MAX_UNMAP_DESCRIPTORS, &r);
+	if (n < 0) {
+		q->r = r;
+		goto out;
+	}
+	for (int i = 0; i < n && rc >= 0; i++)
+		if (ext[i].length)
+			rc = vdisk_discard(s->disks[q->lun].disk, ext[i].offset, ext[i].length);
+out:
+	free(param);
+	free(ext);
+	return rc < 0 ? rc : 0;
+}
+
+static void do_io(struct storvsp *s, struct req *q)
+{
+	enum scsi_action op = q->r.action;
+	int rc = 0;
+	switch (op) {
+	case SCSI_READ:
+		stat_add(&s->stats.reads);
+		rc = do_rw(s, q, false);
+		q->done_bytes = (uint32_t)q->r.length;
+		break;
+	case SCSI_WRITE:
+		stat_add(&s->stats.writes);
+		rc = do_rw(s, q, true);
+		q->done_bytes = (uint32_t)q->r.length;
+		break;
+	case SCSI_FLUSH:
+		stat_add(&s->stats.flushes);
+		rc = vdisk_flush(s->disks[q->lun].disk);
+		break;
+	case SCSI_UNMAP:
+		stat_add(&s->stats.unmaps);
+		rc = do_unmap(s, q);
+		q->done_bytes = q->xfer;
+		break;
+	case SCSI_WRITE_SAME:
+		stat_add(&s->stats.unmaps);
+		rc = do_write_same(s, q);
+		q->done_bytes = q->xfer;
+		break;
+	default:
+		return;
+	}
+	if (rc < 0) {
+		stat_add(&s->stats.errors);
+		scsi_io_error(&q->r, op, rc);
+	} else if (q->r.status == SCSI_STATUS_GOOD) {
+		q->r.action = SCSI_DONE;
+	}
+}
+
+static void *io_thread(void *arg)
+{
+	struct storvsp *s = arg;
+	pthread_mutex_lock(&s->qlock);
+	for (;;) {
+		while (!s->qhead && !s->stop)
+			pthread_cond_wait(&s->qcond, &s->qlock);
+		if (!s->qhead)
+			break;
+		struct req *q = s->qhead;
+		s->qhead = q->next;
+		if (!s->qhead)
+			s->qtail = NULL;
+		pthread_mutex_unlock(&s->qlock);
+
+		do_io(s, q);
+
+		/* Guest memory is no longer touched: let a closing channel go on. */
+		pthread_mutex_lock(&s->qlock);
+		s->busy--;
+		if (!s->busy)
+			pthread_cond_broadcast(&s->idle);
+		pthread_mutex_unlock(&s->qlock);
+
+		pthread_mutex_lock(s->host.lock);
+		complete_locked(q);
+		pthread_mutex_unlock(s->host.lock);
+		pthread_mutex_lock(&s->qlock);
+	}
+	pthread_mutex_unlock(&s->qlock);
+	return NULL;
+}
+
+static void submit(struct storvsp *s, struct req *q)
+{
+	if (!s->nthreads) {
+		do_io(s, q);
+		complete_locked(q);
+		return;
+	}
+	q->next = NULL;
+	pthread_mutex_lock(&s->qlock);
+	if (s->qtail)
+		s->qtail->next = q;
+	else
+		s->qhead = q;
+	s->qtail = q;
+	s->busy++;
+	pthread_cond_signal(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+}
+
+static void wait_idle(struct storvsp *s)
+{
+	if (!s->nthreads)
+		return;
+	pthread_mutex_lock(&s->qlock);
+	while (s->busy)
+		pthread_cond_wait(&s->idle, &s->qlock);
+	pthread_mutex_unlock(&s->qlock);
+}
+
+/* ---- protocol ---- */
+
+static void reply(struct chan_state *cs, uint64_t trans_id, uint32_t status, const struct vstor_packet *body)
+{
+	struct vstor_packet pkt;
+	if (body)
+		memcpy(&pkt, body, sizeof(pkt));
+	else
+		memset(&pkt, 0, sizeof(pkt));
+	pkt.operation = VSTOR_OPERATION_COMPLETE_IO;
+	pkt.flags = 0;
+	pkt.status = status;
+	/* Control replies are rare and small; a full ring drops them (the guest times out). */
+	if (vmbus_chan_complete(cs->chan, trans_id, &pkt, sizeof(pkt)) == VMBUS_CHAN_FULL)
+		stat_add(&cs->s->stats.bad_packets);
+}
+
+/* Resolve [0, xfer) of GPA range 0 into host iovecs. */
+static bool map_range(struct storvsp *s, const struct vmbus_packet *pkt, uint32_t xfer, struct req *q)
+{
+	struct vmbus_gpa_range range;
+	if (pkt->type != VM_PKT_DATA_USING_GPA_DIRECT || pkt->range_count < 1 ||
+	    vmbus_packet_gpa_range(pkt, 0, &range) < 0 || range.byte_count < xfer || range.byte_offset >= PAGE)
+		return false;
+	uint64_t end = (uint64_t)range.byte_offset + xfer;
+	uint32_t pages = (uint32_t)((end + PAGE - 1) / PAGE);
+	if (pages > range.pfn_count || pages > MAX_IOV)
+		return false;
+	uint32_t left = xfer;
+	for (uint32_t i = 0; i < pages; i++) {
+		uint64_t pfn;
+		memcpy(&pfn, range.pfns + 8 * i, 8);
+		if (pfn >= (1ull << 40))
+			return false;
+		uint32_t start = i == 0 ? range.byte_offset : 0;
+		uint32_t n = PAGE - start < left ? PAGE - start : left;
+		uint8_t *p = s->host.gpa_to_hva(s->host.opaque, pfn * PAGE + start, n);
+		if (!p)
+			return false;
+		if (q->niov && (uint8_t *)q->iov[q->niov - 1].iov_base + q->iov[q->niov - 1].iov_len == p) {
+			q->iov[q->niov - 1].iov_len += n;
+		} else {
+			q->iov[q->niov].iov_base = p;
+			q->iov[q->niov].iov_len = n;
+			q->niov++;
+		}
+		left -= n;
+	}
+	return true;
+}
+
+static void execute_srb(struct storvsp *s, struct chan_state *cs, const struct vmbus_packet *pkt,
+			const struct vstor_packet *vp)
+{
+	stat_add(&s->stats.srbs);
+	struct req *q = calloc(1, sizeof(*q) + MAX_IOV * sizeof(struct iovec));
+	if (!q) {
+		reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_DEVICE_STATE, NULL);
+		return;
+	}
+	q->cs = cs;
+	q->gen = cs->gen;
+	q->trans_id = pkt->trans_id;
+	memcpy(&q->srb, &vp->vm_srb, sizeof(q->srb));
+	uint32_t xfer = q->srb.data_transfer_length;
+	bool ok = q->srb.cdb_length >= 1 && q->srb.cdb_length <= STORVSC_MAX_CMD_LEN &&
+		  xfer <= STORVSP_MAX_TRANSFER && (xfer == 0 || map_range(s, pkt, xfer, q));
+	if (!ok) {
+		stat_add(&s->stats.bad_packets);
+		q->r.action = (enum scsi_action)-1;
+		complete_locked(q);
+		return;
+	}
+	q->xfer = xfer;
+	q->lun = q->srb.lun;
+	/* One target (0) on one bus; other targets have no LUNs. */
+	static const struct scsi_target empty;
+	const struct scsi_target *t = q->srb.path_id == 0 && q->srb.target_id == 0 ? &s->target : &empty;
+	uint8_t buf[4096];
+	scsi_execute(t, q->lun, q->srb.cdb, q->srb.cdb_length, xfer, buf,
+		     xfer < sizeof(buf) ? xfer : (uint32_t)sizeof(buf), &q->r);
+	if (q->r.action == SCSI_DONE || q->r.action == SCSI_NO_LUN) {
+		if (q->r.action == SCSI_DONE && q->r.status == SCSI_STATUS_GOOD && q->r.data_in_len) {
+			iov_copy_in(q, buf, q->r.data_in_len);
+			q->done_bytes = q->r.data_in_len;
+		}
+		if (q->r.status != SCSI_STATUS_GOOD)
+			stat_add(&s->stats.errors);
+		complete_locked(q);
+		return;
+	}
+	submit(s, q);
+}
+
+static bool version_ok(uint16_t v)
+{
+	return v == VMSTOR_PROTO_VERSION_WIN10 || v == VMSTOR_PROTO_VERSION_WIN8_1 || v == VMSTOR_PROTO_VERSION_WIN8;
+}
+
+static void handle_packet(struct storvsp *s, struct chan_state *cs, const struct vmbus_packet *pkt)
+{
+	if (pkt->type != VM_PKT_DATA_INBAND && pkt->type != VM_PKT_DATA_USING_GPA_DIRECT) {
+		stat_add(&s->stats.bad_packets);
+		return;
+	}
+	struct vstor_packet vp;
+	memset(&vp, 0, sizeof(vp));
+	if (pkt->data_len < VSTOR_PACKET_HEADER_SIZE) {
+		stat_add(&s->stats.bad_packets);
+		reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_PARAMETER, NULL);
+		return;
+	}
+	memcpy(&vp, pkt->data, pkt->data_len < sizeof(vp) ? pkt->data_len : sizeof(vp));
+	struct vstor_packet out;
+	memset(&out, 0, sizeof(out));
+	switch (vp.operation) {
+	case VSTOR_OPERATION_BEGIN_INITIALIZATION:
+		cs->state = ST_BEGUN;
+		cs->version = 0;
+		reply(cs, pkt->trans_id, VSTOR_STATUS_SUCCESS, NULL);
+		return;
+	case VSTOR_OPERATION_QUERY_PROTOCOL_VERSION: {
+		if (pkt->data_len < VSTOR_PACKET_HEADER_SIZE + sizeof(struct vmstorage_protocol_version) ||
+		    cs->state != ST_BEGUN) {
+			stat_add(&s->stats.bad_packets);
+			reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_DEVICE_STATE, NULL);
+			return;
+		}
+		uint16_t v = vp.version.major_minor;
+		out.version.major_minor = v;
+		if (!version_ok(v)) {
+			reply(cs, pkt->trans_id, VSTOR_STATUS_REVISION_MISMATCH, &out);
+			return;
+		}
+		cs->version = v;
+		__atomic_store_n(&s->stats.protocol, v, __ATOMIC_RELAXED);
+		reply(cs, pkt->trans_id, VSTOR_STATUS_SUCCESS, &out);
+		return;
+	}
+	case VSTOR_OPERATION_QUERY_PROPERTIES:
+		if (cs->state != ST_BEGUN || !cs->version) {
+			reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_DEVICE_STATE, NULL);
+			return;
+		}
+		/* No sub-channels yet: the VMBus server does not offer them (docs/storvsp.md). */
+		out.storage_channel_properties.max_channel_cnt = 0;
+		out.storage_channel_properties.flags = 0;
+		out.storage_channel_properties.max_transfer_bytes = STORVSP_MAX_TRANSFER;
+		reply(cs, pkt->trans_id, VSTOR_STATUS_SUCCESS, &out);
+		return;
+	case VSTOR_OPERATION_END_INITIALIZATION:
+		if (cs->state != ST_BEGUN || !cs->version) {
+			reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_DEVICE_STATE, NULL);
+			return;
+		}
+		cs->state = ST_READY;
+		reply(cs, pkt->trans_id, VSTOR_STATUS_SUCCESS, NULL);
+		return;
+	case VSTOR_OPERATION_EXECUTE_SRB:
+		if (cs->state != ST_READY ||
+		    pkt->data_len < VSTOR_PACKET_HEADER_SIZE + VMSCSI_REQUEST_PRE_WIN8_SIZE) {
+			stat_add(&s->stats.bad_packets);
+			reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_DEVICE_STATE, &vp);
+			return;
+		}
+		execute_srb(s, cs, pkt, &vp);
+		return;
+	case VSTOR_OPERATION_RESET_LUN:
+	case VSTOR_OPERATION_RESET_ADAPTER:
+	case VSTOR_OPERATION_RESET_BUS:
+		/* Nothing is lost on our side: outstanding requests complete on their own. */
+		reply(cs, pkt->trans_id, VSTOR_STATUS_SUCCESS, NULL);
+		return;
+	default: /* FCHBA_DATA (we are not FC), CREATE_SUB_CHANNELS (0 offered), unknown */
+		stat_add(&s->stats.bad_packets);
+		reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_PARAMETER, NULL);
+		return;
+	}
+}
+
+/* ---- VMBus device callbacks (device thread, VMBus lock held) ---- */
+
+static int dev_open(struct vmbus_chan *chan, void *ctx)
+{
+	struct storvsp *s = ctx;
+	struct chan_state *cs = &s->cs;
+	cs->chan = chan;
+	cs->gen++;
+	cs->open = true;
+	cs->state = ST_NONE;
+	cs->version = 0;
+	vmbus_chan_set_priv(chan, cs);
+	return 0;
+}
+
+static void dev_close(struct vmbus_chan *chan, void *ctx)
+{
+	struct storvsp *s = ctx;
+	(void)chan;
+	/* Disk work in flight may still write guest buffers: wait for it (I/O threads never hold
+	 * the VMBus lock while they do disk work, so this cannot deadlock). */
+	wait_idle(s);
+	s->cs.open = false;
+	s->cs.gen++;
+	drop_pending(&s->cs);
+}
+
+static void dev_on_packets(struct vmbus_chan *chan, void *ctx)
+{
+	struct storvsp *s = ctx;
+	struct chan_state *cs = &s->cs;
+	flush_pending(cs);
+	for (unsigned n = 0; n < 4096; n++) {
+		if (cs->npend > MAX_INFLIGHT)
+			return; /* the guest reads completions first; it signals when it has */
+		struct vmbus_packet pkt;
+		int rc = vmbus_chan_recv(chan, &pkt);
+		if (rc == VMBUS_CHAN_BADPKT) {
+			stat_add(&s->stats.bad_packets);
+			continue;
+		}
+		if (rc <= 0 || !cs->open)
+			return;
+		handle_packet(s, cs, &pkt);
+	}
+}
+
+/* ---- life cycle ---- */
+
+static struct scsi_disk describe(const struct storvsp_disk *d, unsigned lun, uint8_t instance)
+{
+	struct vdisk_info info;
+	struct scsi_disk sd;
+	memset(&sd, 0, sizeof(sd));
+	memset(&info, 0, sizeof(info));
+	vdisk_info(d->disk, &info);
+	sd.logical_sector = info.logical_sector == 4096 ? 4096 : 512;
+	sd.physical_sector = info.physical_sector >= sd.logical_sector && info.physical_sector <= 65536 &&
+				     !(info.physical_sector & (info.physical_sector - 1))
+			     ? info.physical_sector : sd.logical_sector;
+	sd.blocks = vdisk_size(d->disk) / sd.logical_sector;
+	sd.read_only = d->read_only;
+	sd.thin = info.type != VDISK_TYPE_FIXED || info.format == VDISK_FORMAT_RAW;
+	sd.unmap_granularity = info.block_size ? info.block_size / sd.logical_sector : 1;
+	if (!sd.unmap_granularity)
+		sd.unmap_granularity = 1;
+	sd.max_transfer = STORVSP_MAX_TRANSFER;
+	/* id: the image's own id when it has one (stable across boots), else derived from the
+	 * controller and LUN */
+	memcpy(sd.id, info.id, 16);
+	bool zero = true;
+	for (int i = 0; i < 16; i++)
+		zero = zero && !sd.id[i];
+	if (zero) {
+		memcpy(sd.id, "VIRIDIAN-STORVSP", 16);
+		sd.id[14] = instance;
+		sd.id[15] = (uint8_t)lun;
+	}
+	return sd;
+}
+
+struct storvsp *storvsp_new(struct vmbus_server *srv, const struct storvsp_host *host,
+			    const struct storvsp_disk *disks, unsigned ndisks, uint8_t instance,
+			    char *err, size_t errlen)
+{
+	if (ndisks == 0 || ndisks > SCSI_MAX_LUNS || !host->gpa_to_hva || (host->nthreads && !host->lock)) {
+		snprintf(err, errlen, "storvsp: %u disks (1..%u) on one controller", ndisks, SCSI_MAX_LUNS);
+		return NULL;
+	}
+	struct storvsp *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "storvsp: out of memory");
+		return NULL;
+	}
+	s->host = *host;
+	s->ndisks = ndisks;
+	s->cs.s = s;
+	s->target.nluns = ndisks;
+	for (unsigned i = 0; i < ndisks; i++) {
+		s->disks[i] = disks[i];
+		s->sdisk[i] = describe(&disks[i], i, instance);
+		s->target.luns[i] = &s->sdisk[i];
+	}
+	pthread_mutex_init(&s->qlock, NULL);
+	pthread_cond_init(&s->qcond, NULL);
+	pthread_cond_init(&s->idle, NULL);
+	s->ops.name = "storvsp";
+	s->ops.class_id = STORVSP_SCSI_CLASS_GUID;
+	/* instance: {d34b2567-b9b6-42b9-8778-0a4ec0b9550<instance>} */
+	s->ops.instance_id = VMBUS_GUID_INIT(0xd34b2567, 0xb9b6, 0x42b9, 0x87, 0x78, 0x0a, 0x4e, 0xc0, 0xb9, 0x55, instance);
+	s->ops.open = dev_open;
+	s->ops.close = dev_close;
+	s->ops.on_packets = dev_on_packets;
+	if (host->nthreads) {
+		s->threads = calloc(host->nthreads, sizeof(pthread_t));
+		for (unsigned i = 0; s->threads && i < host->nthreads; i++) {
+			if (pthread_create(&s->threads[i], NULL, io_thread, s))
+				break;
+			s->nthreads++;
+		}
+		if (s->nthreads != host->nthreads) {
+			snprintf(err, errlen, "storvsp: cannot start I/O threads");
+			storvsp_free(s);
+			return NULL;
+		}
+	}
+	if (!vmbus_server_add_device(srv, &s->ops, s)) {
+		snprintf(err, errlen, "storvsp: the VMBus server refused the controller (device table full?)");
+		storvsp_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+void storvsp_free(struct storvsp *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->qlock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->qcond);
+	pthread_mutex_unlock(&s->qlock);
+	for (unsigned i = 0; i < s->nthreads; i++)
+		pthread_join(s->threads[i], NULL);
+	free(s->threads);
+	drop_pending(&s->cs);
+	pthread_mutex_destroy(&s->qlock);
+	pthread_cond_destroy(&s->qcond);
+	pthread_cond_destroy(&s->idle);
+	free(s);
+}
+
+void storvsp_get_stats(struct storvsp *s, struct storvsp_stats *out)
+{
+	out->srbs = __atomic_load_n(&s->stats.srbs, __ATOMIC_RELAXED);
+	out->reads = __atomic_load_n(&s->stats.reads, __ATOMIC_RELAXED);
+	out->writes = __atomic_load_n(&s->stats.writes, __ATOMIC_RELAXED);
+	out->flushes = __atomic_load_n(&s->stats.flushes, __ATOMIC_RELAXED);
+	out->unmaps = __atomic_load_n(&s->stats.unmaps, __ATOMIC_RELAXED);
+	out->errors = __atomic_load_n(&s->stats.errors, __ATOMIC_RELAXED);
+	out->bad_packets = __atomic_load_n(&s->stats.bad_packets, __ATOMIC_RELAXED);
+	out->protocol = __atomic_load_n(&s->stats.protocol, __ATOMIC_RELAXED);
+}
