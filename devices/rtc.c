@@ -1,4 +1,5 @@
 /* CMOS RTC: time registers are computed from host time on every read. */
+#include <stdbool.h>
 #include <string.h>
 
 #include "devices/rtc.h"
@@ -82,7 +83,7 @@ static struct tm guest_tm(const struct rtc *r)
 
 static uint8_t time_register(const struct rtc *r, uint8_t index)
 {
-	struct tm tm = guest_tm(r);
+	struct tm tm = (r->cmos[RTC_REG_B] & REG_B_SET) ? r->latched : guest_tm(r);
 	switch (index) {
 	case RTC_SECONDS: return to_reg(r, tm.tm_sec);
 	case RTC_MINUTES: return to_reg(r, tm.tm_min);
@@ -96,10 +97,20 @@ static uint8_t time_register(const struct rtc *r, uint8_t index)
 	return r->cmos[index];
 }
 
-/* The guest sets one field: move the offset so that field reads back as written. */
+static void apply_time(struct rtc *r, struct tm tm)
+{
+	time_t t = timegm(&tm);
+	if (t != (time_t)-1)
+		r->offset_s = (int64_t)(t - r->now());
+}
+
+/* The guest sets one field. With SET held (how Linux sets the clock) fields collect in
+ * `latched` and take effect together when SET clears, so a half-written date never gets
+ * normalised; without SET the offset moves at once so the field reads back as written. */
 static void set_time_register(struct rtc *r, uint8_t index, uint8_t value)
 {
-	struct tm tm = guest_tm(r);
+	bool held = r->cmos[RTC_REG_B] & REG_B_SET;
+	struct tm tm = held ? r->latched : guest_tm(r);
 	switch (index) {
 	case RTC_SECONDS: tm.tm_sec = from_reg(r, value); break;
 	case RTC_MINUTES: tm.tm_min = from_reg(r, value); break;
@@ -110,9 +121,10 @@ static void set_time_register(struct rtc *r, uint8_t index, uint8_t value)
 	case RTC_YEAR: tm.tm_year = (tm.tm_year + 1900) / 100 * 100 + from_reg(r, value) - 1900; break;
 	case RTC_CENTURY: tm.tm_year = from_reg(r, value) * 100 + tm.tm_year % 100 - 1900; break;
 	}
-	time_t t = timegm(&tm);
-	if (t != (time_t)-1)
-		r->offset_s = (int64_t)(t - r->now());
+	if (held)
+		r->latched = tm;
+	else
+		apply_time(r, tm);
 }
 
 static int is_time_register(uint8_t index)
@@ -147,7 +159,12 @@ void rtc_write(struct rtc *r, uint16_t port, uint8_t value)
 	} else if (r->index == RTC_REG_A) {
 		r->cmos[RTC_REG_A] = value & 0x7F;
 	} else if (r->index == RTC_REG_B) {
+		bool was_held = r->cmos[RTC_REG_B] & REG_B_SET, held = value & REG_B_SET;
+		if (held && !was_held)
+			r->latched = guest_tm(r); /* the clock stops while SET is held */
 		r->cmos[RTC_REG_B] = value & ~0x70; /* no periodic, alarm or update interrupts */
+		if (was_held && !held)
+			apply_time(r, r->latched);
 	} else if (r->index != RTC_REG_C && r->index != RTC_REG_D) {
 		r->cmos[r->index] = value;
 	}

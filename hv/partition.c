@@ -19,8 +19,8 @@ _Static_assert(sizeof(struct hv_input_signal_event) == 8, "hv_input_signal_event
 bool hv_partition_init(struct hv_partition *p, uint32_t nr_vps, uint64_t tsc_khz,
 		       uint8_t hypercall_port, const struct hv_platform *platform)
 {
-	if (nr_vps == 0 || nr_vps > HV_MAX_VPS || tsc_khz == 0)
-		return false;
+	if (nr_vps == 0 || nr_vps > HV_MAX_VPS || tsc_khz <= 10000)
+		return false; /* below 10 MHz the reference TSC scale would not fit in 64 bits */
 	memset(p, 0, sizeof(*p));
 	p->platform = *platform;
 	p->nr_vps = nr_vps;
@@ -218,8 +218,8 @@ bool hv_msr_write(struct hv_partition *p, uint32_t vp, uint32_t msr, uint64_t va
 
 static uint16_t post_message(struct hv_partition *p, uint32_t vp, uint64_t input_gpa)
 {
-	if (input_gpa & 7)
-		return HV_STATUS_INVALID_ALIGNMENT;
+	if ((input_gpa & 7) || (input_gpa & 0xFFF) + sizeof(struct hv_input_post_message) > 4096)
+		return HV_STATUS_INVALID_ALIGNMENT; /* input must be aligned and within one page */
 	const struct hv_input_post_message *in =
 		p->platform.gpa_to_hva(p->platform.opaque, input_gpa, sizeof(*in));
 	if (!in)
@@ -261,8 +261,11 @@ uint64_t hv_hypercall(struct hv_partition *p, uint32_t vp, uint64_t rcx, uint64_
 	uint16_t code = rcx & HV_HYPERCALL_CODE_MASK;
 	bool fast = rcx & HV_HYPERCALL_FAST;
 	uint64_t rep_count = (rcx >> HV_HYPERCALL_REP_COUNT_SHIFT) & 0xFFF;
+	uint64_t rep_start = (rcx >> HV_HYPERCALL_REP_START_SHIFT) & 0xFFF;
 	if (vp >= p->nr_vps)
 		return HV_STATUS_INVALID_PARAMETER;
+	if ((rcx & HV_HYPERCALL_RESERVED_BITS) || rep_start)
+		return HV_STATUS_INVALID_HYPERCALL_INPUT; /* neither call is a rep call */
 	switch (code) {
 	case HVCALL_POST_MESSAGE:
 		if (fast || rep_count)

@@ -69,11 +69,13 @@ const char *bzimage_parse(struct bzimage *k, const uint8_t *data, size_t size)
 
 unsigned build_e820(const struct guest_layout *g, struct e820_entry *out, unsigned max)
 {
+	uint64_t base_ram = g->low_size < EBDA_START ? g->low_size : EBDA_START;
+	uint64_t ext_ram = g->low_size > BIOS_AREA_END ? g->low_size - BIOS_AREA_END : 0;
 	struct e820_entry map[] = {
-		{ 0, EBDA_START, E820_RAM },
+		{ 0, base_ram, E820_RAM },
 		{ EBDA_START, 0xA0000 - EBDA_START, E820_RESERVED },
 		{ BIOS_AREA_START, BIOS_AREA_END - BIOS_AREA_START, E820_RESERVED },
-		{ BIOS_AREA_END, g->low_size - BIOS_AREA_END, E820_RAM },
+		{ BIOS_AREA_END, ext_ram, E820_RAM },
 		{ HIGH_RAM_START, g->ram_size - g->low_size, E820_RAM },
 	};
 	unsigned n = 0;

@@ -71,10 +71,13 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct worker_options){ .cmdline = "console=ttyS0", .memory = WORKER_DEFAULT_MEMORY, .cpus = 1 };
-	optind = 1;
+	optind = 0; /* 0, not 1: also resets glibc's position inside a short-option cluster */
 	opterr = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	for (;;) {
+		int arg_index = optind ? optind : 1;
+		if ((c = getopt_long(argc, argv, ":", longopts, NULL)) == -1)
+			break;
 		char *end;
 		switch (c) {
 		case OPT_KERNEL: o->kernel = optarg; break;
@@ -129,10 +132,15 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		case OPT_NO_REBOOT: o->no_reboot = true; break;
 		case OPT_HELP: o->help = true; return true;
 		case ':':
-			snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
+			snprintf(err, errlen, "%s needs a value", argv[arg_index]);
 			return false;
 		default:
-			snprintf(err, errlen, "unknown option %s", argv[optind - 1]);
+			if (optopt >= OPT_KERNEL) /* a long option given a value it does not take */
+				snprintf(err, errlen, "%s takes no value", argv[arg_index]);
+			else if (optopt)
+				snprintf(err, errlen, "unknown option -%c", optopt);
+			else
+				snprintf(err, errlen, "unknown option %s", argv[arg_index]);
 			return false;
 		}
 	}

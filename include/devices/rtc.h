@@ -16,6 +16,7 @@ struct rtc {
 	uint8_t index;
 	uint8_t cmos[128];           /* registers A-D and the battery-backed RAM */
 	int64_t offset_s;            /* guest time - host time */
+	struct tm latched;           /* fields written while register B's SET bit is held */
 	time_t (*now)(void);         /* host UTC seconds; replaceable for tests */
 };
 

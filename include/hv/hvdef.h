@@ -78,6 +78,7 @@
 #define HV_HYPERCALL_FAST            (1ull << 16)
 #define HV_HYPERCALL_REP_COUNT_SHIFT 32
 #define HV_HYPERCALL_REP_START_SHIFT 48
+#define HV_HYPERCALL_RESERVED_BITS   0xF000F000FFFE0000ull /* bits 17-31, 44-47, 60-63 */
 
 /* Hypercall codes */
 #define HVCALL_POST_MESSAGE          0x005Cu

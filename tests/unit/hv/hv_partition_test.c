@@ -729,7 +729,7 @@ static void test_signal_event_slow(void **state)
 	assert_int_equal(c->f.n_signals, 2);
 }
 
-/* ---- known bugs: run with VIRIDIAN_KNOWN_BUGS=1; move into main's list once fixed ---- */
+/* ---- regressions: bugs these tests found, fixed ---- */
 
 /* KNOWN BUG (hv/partition.c hv_hypercall): the TLFS's common status codes say a reserved
  * bit set in the hypercall input value, or a rep start index that is not smaller than the
@@ -809,16 +809,9 @@ int main(void)
 		T(test_post_message_without_sink),
 		T(test_signal_event_fast),
 		T(test_signal_event_slow),
+		T(test_hypercall_reserved_input_bits),
+		T(test_post_message_input_spanning_pages),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
-	if (getenv("VIRIDIAN_KNOWN_BUGS")) {
-		const struct CMUnitTest known_bugs[] = {
-			T(test_hypercall_reserved_input_bits),
-			T(test_post_message_input_spanning_pages),
-		};
-		failed += cmocka_run_group_tests_name("hv known bugs", known_bugs, NULL, NULL);
-	} else {
-		printf("(2 known-bug tests skipped; VIRIDIAN_KNOWN_BUGS=1 runs them)\n");
-	}
 	return failed;
 }

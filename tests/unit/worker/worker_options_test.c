@@ -317,7 +317,7 @@ static void test_message_fits_buffer(void **state)
 	assert_int_equal(strlen(err), sizeof(err) - 1);   /* truncated and terminated */
 }
 
-/* ---- known bugs: run with VIRIDIAN_KNOWN_BUGS=1; move into main's list once fixed ---- */
+/* ---- regressions: bugs these tests found, fixed ---- */
 
 /* KNOWN BUG (worker/options.c worker_options_parse): the optstring passed to getopt_long
  * is "", not ":", so a missing value comes back as '?' and the "needs a value" branch
@@ -378,17 +378,10 @@ int main(void)
 		cmocka_unit_test(test_stray_argument),
 		cmocka_unit_test(test_missing_value_named),
 		cmocka_unit_test(test_message_fits_buffer),
+		cmocka_unit_test(test_missing_value_message),
+		cmocka_unit_test(test_unknown_short_option_in_cluster_named),
+		cmocka_unit_test(test_parse_after_error_in_cluster),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
-	if (getenv("VIRIDIAN_KNOWN_BUGS")) {
-		const struct CMUnitTest known_bugs[] = {
-			cmocka_unit_test(test_missing_value_message),
-			cmocka_unit_test(test_unknown_short_option_in_cluster_named),
-			cmocka_unit_test(test_parse_after_error_in_cluster),
-		};
-		failed += cmocka_run_group_tests_name("options known bugs", known_bugs, NULL, NULL);
-	} else {
-		printf("(3 known-bug tests skipped; VIRIDIAN_KNOWN_BUGS=1 runs them)\n");
-	}
 	return failed;
 }
