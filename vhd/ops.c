@@ -39,9 +39,36 @@ int vdisk_check(const char *path)
 	return r;
 }
 
-/* Copies [0, size) of src into dst; zero chunks are skipped when dst starts out zero. */
-static int copy_data(struct vdisk *src, struct vdisk *dst, uint64_t size, bool skip_zero,
-		     vdisk_progress_fn progress, void *ctx)
+/* Writes buf to a disk that reads as zeros there, skipping all-zero 64 KiB pieces so a
+ * sparse target allocates only blocks that hold data. */
+static int write_nonzero(struct vdisk *dst, const uint8_t *buf, uint64_t off, size_t n)
+{
+	const size_t piece = 64 * 1024;
+	size_t i = 0;
+	while (i < n) {
+		size_t l = n - i < piece ? n - i : piece;
+		if (buf_is_zero(buf + i, l)) {
+			i += l;
+			continue;
+		}
+		size_t j = i + l;
+		while (j < n) {
+			size_t m = n - j < piece ? n - j : piece;
+			if (buf_is_zero(buf + j, m))
+				break;
+			j += m;
+		}
+		int r = vdisk_write(dst, buf + i, off + i, j - i);
+		if (r < 0)
+			return r;
+		i = j;
+	}
+	return 0;
+}
+
+/* Copies [0, size) of src into a new dst (zero pieces are skipped: dst reads as zeros). */
+static int copy_data(struct vdisk *src, struct vdisk *dst, uint64_t size, vdisk_progress_fn progress,
+		     void *ctx)
 {
 	uint8_t *buf = malloc(CHUNK);
 	if (!buf)
@@ -53,8 +80,8 @@ static int copy_data(struct vdisk *src, struct vdisk *dst, uint64_t size, bool s
 		memset(buf + rn, 0, n - rn);
 		if (rn)
 			r = vdisk_read(src, buf, off, round_up(rn, 512));
-		if (r == 0 && !(skip_zero && buf_is_zero(buf, n)))
-			r = vdisk_write(dst, buf, off, n);
+		if (r == 0)
+			r = write_nonzero(dst, buf, off, n);
 		report(progress, ctx, off + n, size);
 	}
 	free(buf);
@@ -91,7 +118,7 @@ int vdisk_convert(const char *src_path, const char *dst_path, const struct vdisk
 		return r;
 	}
 	if ((r = vdisk_open(dst_path, VDISK_OPEN_RDWR, &dst)) == 0) {
-		r = copy_data(src, dst, dst->size, true, progress, ctx);
+		r = copy_data(src, dst, dst->size, progress, ctx);
 		int c = vdisk_close(dst);
 		r = r < 0 ? r : c;
 	}
@@ -262,10 +289,10 @@ int vdisk_optimize(const char *path, vdisk_progress_fn progress, void *ctx)
 			r = vdisk_block_status(d, o, off + n - o, &a, &run);
 			any = a;
 		}
-		if (r == 0 && any && (r = vdisk_read(d, buf, off, n)) == 0 &&
-		    /* in a child, zeros may hide parent data: keep them */
-		    (d->type == VDISK_TYPE_DIFFERENCING || !buf_is_zero(buf, n)))
-			r = vdisk_write(out, buf, off, n);
+		/* in a child, zeros may hide parent data: keep them */
+		if (r == 0 && any && (r = vdisk_read(d, buf, off, n)) == 0)
+			r = d->type == VDISK_TYPE_DIFFERENCING ? vdisk_write(out, buf, off, n)
+							       : write_nonzero(out, buf, off, n);
 		report(progress, ctx, off + n, d->size);
 	}
 	free(buf);

@@ -120,6 +120,10 @@ int vd_open(const char *path, unsigned flags, struct vdisk **out)
 		r = vhdx_open(d);
 	else if (vhd_probe(&d->f, size))
 		r = vhd_open(d);
+	else if (format_from_name(path) != VDISK_FORMAT_RAW)
+		/* never hand a damaged .vhd/.vhdx to a guest as a raw disk */
+		r = vd_corrupt(d, "not a %s file: no '%s' signature", vdisk_format_name(format_from_name(path)),
+			       format_from_name(path) == VDISK_FORMAT_VHDX ? "vhdxfile" : "conectix");
 	else
 		r = raw_open(d);
 	open_depth--;
