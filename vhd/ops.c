@@ -66,6 +66,20 @@ static int write_nonzero(struct vdisk *dst, const uint8_t *buf, uint64_t off, si
 	return 0;
 }
 
+/* Whether any layer from `top` down to (not including) `stop` holds data in the range. */
+static int chain_allocated(struct vdisk *top, struct vdisk *stop, uint64_t off, uint64_t n, bool *any)
+{
+	*any = false;
+	for (struct vdisk *d = top; d != stop && !*any; d = d->parent)
+		for (uint64_t o = off, run; o < off + n && o < d->size && !*any; o += run) {
+			uint64_t len = (off + n < d->size ? off + n : d->size) - o;
+			int r = vdisk_block_status(d, o, len, any, &run);
+			if (r < 0)
+				return r;
+		}
+	return 0;
+}
+
 /* Copies [0, size) of src into a new dst (zero pieces are skipped: dst reads as zeros). */
 static int copy_data(struct vdisk *src, struct vdisk *dst, uint64_t size, vdisk_progress_fn progress,
 		     void *ctx)
@@ -77,11 +91,15 @@ static int copy_data(struct vdisk *src, struct vdisk *dst, uint64_t size, vdisk_
 	for (uint64_t off = 0; r == 0 && off < size; off += CHUNK) {
 		size_t n = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
 		size_t rn = off + n <= src->size ? n : src->size > off ? (size_t)(src->size - off) : 0;
-		memset(buf + rn, 0, n - rn);
+		bool any = false;
 		if (rn)
+			r = chain_allocated(src, NULL, off, rn, &any);
+		if (r == 0 && any) { /* holes everywhere in the chain read as zeros: skip them */
+			memset(buf + rn, 0, n - rn);
 			r = vdisk_read(src, buf, off, round_up(rn, 512));
-		if (r == 0)
-			r = write_nonzero(dst, buf, off, n);
+			if (r == 0)
+				r = write_nonzero(dst, buf, off, n);
+		}
 		report(progress, ctx, off + n, size);
 	}
 	free(buf);
@@ -146,8 +164,7 @@ int vdisk_merge(const char *child_path, const char *ancestor, vdisk_progress_fn 
 	}
 	struct vdisk *t = child->parent;
 	const char *tpath = child->parent_path;
-	int depth = 1;
-	for (struct vdisk *d = child; ancestor && d->parent; d = d->parent, depth++)
+	for (struct vdisk *d = child; ancestor && d->parent; d = d->parent)
 		if (!strcmp(d->parent_path, want)) {
 			t = d->parent, tpath = d->parent_path;
 			break;
@@ -157,7 +174,7 @@ int vdisk_merge(const char *child_path, const char *ancestor, vdisk_progress_fn 
 		}
 	char target_path[PATH_MAX];
 	snprintf(target_path, sizeof(target_path), "%s", tpath);
-	/* Every layer above the target: what they hold gets copied down. */
+	/* Every layer above the target: what they hold gets copied down, then they go. */
 	struct vdisk *layers[64];
 	int nl = 0;
 	for (struct vdisk *d = child; d != t && nl < 64; d = d->parent)
@@ -170,12 +187,7 @@ int vdisk_merge(const char *child_path, const char *ancestor, vdisk_progress_fn 
 	for (uint64_t off = 0; r == 0 && off < size; off += CHUNK) {
 		uint64_t n = size - off < CHUNK ? size - off : CHUNK;
 		bool any = false;
-		for (int i = 0; r == 0 && i < nl && !any; i++)
-			for (uint64_t o = off, run; r == 0 && o < off + n && !any; o += run) {
-				bool a;
-				r = vdisk_block_status(layers[i], o, off + n - o, &a, &run);
-				any = a;
-			}
+		r = chain_allocated(child, t, off, n, &any);
 		if (r == 0 && any && (r = vdisk_read(child, buf, off, n)) == 0)
 			r = vdisk_write(target, buf, off, n);
 		report(progress, ctx, off + n, size);
@@ -190,7 +202,6 @@ int vdisk_merge(const char *child_path, const char *ancestor, vdisk_progress_fn 
 	for (int i = 0; i < nl; i++)
 		snprintf(paths[i], PATH_MAX, "%s", layers[i]->path);
 	vdisk_close(child);
-	(void)depth;
 	for (int i = 0; r == 0 && i < nl; i++)
 		if (unlink(paths[i]) < 0)
 			r = vd_err(errno, paths[i], "merged, but cannot delete: %s", strerror(errno));
@@ -284,11 +295,7 @@ int vdisk_optimize(const char *path, vdisk_progress_fn progress, void *ctx)
 	for (uint64_t off = 0; r == 0 && off < d->size; off += CHUNK) {
 		size_t n = d->size - off < CHUNK ? (size_t)(d->size - off) : CHUNK;
 		bool any = false;
-		for (uint64_t o = off, run; r == 0 && o < off + n && !any; o += run) {
-			bool a;
-			r = vdisk_block_status(d, o, off + n - o, &a, &run);
-			any = a;
-		}
+		r = chain_allocated(d, d->parent, off, n, &any);
 		/* in a child, zeros may hide parent data: keep them */
 		if (r == 0 && any && (r = vdisk_read(d, buf, off, n)) == 0)
 			r = d->type == VDISK_TYPE_DIFFERENCING ? vdisk_write(out, buf, off, n)

@@ -89,4 +89,20 @@ qemu-img check -q -r all dirty-q.vhdx >/dev/null || fail "qemu cannot replay our
 qemu-img convert -O raw dirty-q.vhdx theirs.raw
 cmp ours.raw theirs.raw || fail "log replays differ"
 n=$((n + 1))
+# 5. Past the first chunk (4 GiB of 512-byte sectors): BAT entries after a sector-bitmap slot.
+G=1073741824
+"$HV" New-VHD -Path big.vhdx -SizeBytes 6GB -BlockSizeBytes 1MB >/dev/null
+"$HV" New-VHD -Path big.raw -SizeBytes 6GB >/dev/null     # sparse expectation
+for off in 1048576 $((4 * G - 65536)) $((4 * G)) $((5 * G + 12345 * 512)) $((6 * G - 4096)); do
+  "$PAT" big.vhdx $off 4096 $off
+  "$PAT" big.raw $off 4096 $off
+done
+qemu-img check -q big.vhdx || fail "6 GiB image: qemu-img check"
+qemu-img compare -q big.raw big.vhdx || fail "6 GiB image: qemu-img compare"
+qemu-io -f vhdx -c 'write -P 0x5a 4200M 64k' big.vhdx >/dev/null
+qemu-io -f raw -c 'write -P 0x5a 4200M 64k' big.raw >/dev/null
+"$HV" Test-VHD -Path big.vhdx >/dev/null || fail "6 GiB image after qemu's write"
+"$HV" Convert-VHD -Path big.vhdx -DestinationPath big2.vhdx
+qemu-img compare -q big.raw big2.vhdx || fail "6 GiB image: our read of qemu's write"
+n=$((n + 1))
 echo "vhd-qemu: $n cross-checks passed"
