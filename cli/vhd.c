@@ -83,13 +83,25 @@ static const struct param_spec get_params[] = {
 	{ 0 },
 };
 
+/* GUIDs as PowerShell prints them: 8-4-4-4-12, upper case, Windows byte order. */
+static void format_guid(const uint8_t b[16], char out[37])
+{
+	if (!memcmp(b, (uint8_t[16]){ 0 }, 16)) {
+		out[0] = 0;
+		return;
+	}
+	snprintf(out, 37, "%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X", b[3], b[2],
+		 b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
 static void print_info(const char *path, const struct vdisk_info *in, bool json)
 {
-	char abs_path[PATH_MAX];
+	char abs_path[PATH_MAX], disk_id[37];
+	format_guid(in->disk_identifier, disk_id);
 	if (!realpath(path, abs_path))
 		snprintf(abs_path, sizeof(abs_path), "%s", path);
 	if (json) {
-		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i, s:I, s:o, s:i}",
+		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:i, s:I, s:o, s:s, s:i}",
 				      "Path", abs_path, "VhdFormat", vdisk_format_name(in->format),
 				      "VhdType", vdisk_type_name(in->type), "FileSize", (json_int_t)in->file_size,
 				      "Size", (json_int_t)in->size, "MinimumSize", (json_int_t)in->min_size,
@@ -97,7 +109,7 @@ static void print_info(const char *path, const struct vdisk_info *in, bool json)
 				      "PhysicalSectorSize", (int)in->physical_sector, "BlockSize",
 				      (json_int_t)in->block_size, "ParentPath",
 				      in->parent_path[0] ? json_string(in->parent_path) : json_null(),
-				      "FragmentationPercentage", (int)in->fragmentation_pct);
+				      "DiskIdentifier", disk_id, "FragmentationPercentage", (int)in->fragmentation_pct);
 		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		puts(s);
 		free(s);
@@ -114,6 +126,7 @@ static void print_info(const char *path, const struct vdisk_info *in, bool json)
 	printf("PhysicalSectorSize      : %u\n", in->physical_sector);
 	printf("BlockSize               : %u\n", in->block_size);
 	printf("ParentPath              : %s\n", in->parent_path);
+	printf("DiskIdentifier          : %s\n", disk_id);
 	printf("FragmentationPercentage : %u\n\n", in->fragmentation_pct);
 }
 

@@ -47,6 +47,8 @@ struct vdisk {
 /* vdisk_open plus internal flags. */
 #define VDISK_OPEN_NO_PARENT 0x100
 int vd_open(const char *path, unsigned flags, struct vdisk **out);
+/* .vhdx/.avhdx -> VHDX, .vhd/.avhd -> VHD, anything else raw. */
+enum vdisk_format vd_format_from_name(const char *path);
 
 /* Formats. probe() says whether the first 64 KiB look like theirs. */
 int raw_open(struct vdisk *d);

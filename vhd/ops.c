@@ -124,9 +124,13 @@ int vdisk_convert(const char *src_path, const char *dst_path, const struct vdisk
 	}
 	if (!p.type)
 		p.type = si.type == VDISK_TYPE_FIXED ? VDISK_TYPE_FIXED : VDISK_TYPE_DYNAMIC;
-	if (!p.logical_sector && si.format == VDISK_FORMAT_VHDX)
+	if (!p.format)
+		p.format = vd_format_from_name(dst_path);
+	/* Sector sizes carry over between VHDX files; VHD and raw have 512-byte sectors. */
+	bool both_vhdx = si.format == VDISK_FORMAT_VHDX && p.format == VDISK_FORMAT_VHDX;
+	if (!p.logical_sector && both_vhdx)
 		p.logical_sector = si.logical_sector;
-	if (!p.physical_sector && si.format == VDISK_FORMAT_VHDX)
+	if (!p.physical_sector && both_vhdx)
 		p.physical_sector = si.physical_sector;
 	uint64_t align = p.logical_sector ? p.logical_sector : 512;
 	if (!p.size)

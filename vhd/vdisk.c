@@ -31,7 +31,7 @@ const char *vdisk_type_name(enum vdisk_type t)
 	}
 }
 
-static enum vdisk_format format_from_name(const char *path)
+enum vdisk_format vd_format_from_name(const char *path)
 {
 	const char *dot = strrchr(path, '.');
 	if (dot && (!strcasecmp(dot, ".vhdx") || !strcasecmp(dot, ".avhdx")))
@@ -46,7 +46,7 @@ int vdisk_create(const char *path, const struct vdisk_create_params *in)
 	struct vdisk_create_params p = *in;
 	struct vdisk *parent = NULL;
 	if (!p.format)
-		p.format = format_from_name(path);
+		p.format = vd_format_from_name(path);
 	if (!p.type)
 		p.type = p.parent_path ? VDISK_TYPE_DIFFERENCING : VDISK_TYPE_DYNAMIC;
 	if ((p.type == VDISK_TYPE_DIFFERENCING) != (p.parent_path != NULL))
@@ -120,10 +120,10 @@ int vd_open(const char *path, unsigned flags, struct vdisk **out)
 		r = vhdx_open(d);
 	else if (vhd_probe(&d->f, size))
 		r = vhd_open(d);
-	else if (format_from_name(path) != VDISK_FORMAT_RAW)
+	else if (vd_format_from_name(path) != VDISK_FORMAT_RAW)
 		/* never hand a damaged .vhd/.vhdx to a guest as a raw disk */
-		r = vd_corrupt(d, "not a %s file: no '%s' signature", vdisk_format_name(format_from_name(path)),
-			       format_from_name(path) == VDISK_FORMAT_VHDX ? "vhdxfile" : "conectix");
+		r = vd_corrupt(d, "not a %s file: no '%s' signature", vdisk_format_name(vd_format_from_name(path)),
+			       vd_format_from_name(path) == VDISK_FORMAT_VHDX ? "vhdxfile" : "conectix");
 	else
 		r = raw_open(d);
 	open_depth--;

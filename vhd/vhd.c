@@ -290,6 +290,7 @@ static void vhd_info(struct vdisk *d, struct vdisk_info *out)
 	out->logical_sector = 512;
 	out->physical_sector = 512;
 	memcpy(out->id, h->footer.unique_id, 16);
+	memcpy(out->disk_identifier, h->footer.unique_id, 16);
 	out->min_size = d->size;
 	if (d->type == VDISK_TYPE_FIXED)
 		return;

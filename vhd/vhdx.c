@@ -1269,6 +1269,7 @@ static void vhdx_info(struct vdisk *d, struct vdisk_info *out)
 	out->physical_sector = v->physical_sector;
 	out->block_size = v->block_size;
 	memcpy(out->id, v->data_write.b, 16);
+	memcpy(out->disk_identifier, v->page83.b, 16);
 	uint64_t allocated = 0, out_of_order = 0, prev = 0, last_end = 0;
 	pthread_mutex_lock(&d->lock);
 	for (uint64_t b = 0; b < v->data_blocks; b++) {

@@ -58,7 +58,8 @@ struct vdisk_info {
 	uint32_t block_size;         /* 0 for raw and fixed VHD */
 	uint32_t fragmentation_pct;  /* out-of-order allocated blocks, percent */
 	char parent_path[4096];      /* resolved parent path, "" when none */
-	uint8_t id[16];              /* VHDX DataWriteGuid / VHD unique id */
+	uint8_t id[16];              /* what a child links to: VHDX DataWriteGuid / VHD unique id */
+	uint8_t disk_identifier[16]; /* Get-VHD's DiskIdentifier: VHDX page 83 id / VHD unique id */
 };
 
 /* Open flags. */
