@@ -786,6 +786,31 @@ static int alloc_tables(struct vhdx *v, uint64_t old_entries, uint64_t old_chunk
 	return 0;
 }
 
+/* One BAT entry: a valid state for its kind, and a present block inside the file and clear
+ * of the headers, log, metadata and BAT. Sets *len to the area it occupies (0: none). */
+static int check_bat_entry(struct vdisk *d, uint64_t i, uint64_t file_size, uint64_t *len)
+{
+	struct vhdx *v = V(d);
+	uint64_t e = v->bat[i], off = bat_offset(e);
+	unsigned st = bat_state(e);
+	*len = 0;
+	if (i % (v->chunk_ratio + 1) == v->chunk_ratio) {
+		if (st != SB_NOT_PRESENT && st != SB_PRESENT)
+			return vd_corrupt(d, "BAT entry %llu: sector bitmap state %u is invalid", (unsigned long long)i, st);
+		if (st == SB_PRESENT && !has_parent(v))
+			return vd_corrupt(d, "BAT entry %llu: sector bitmap present in a disk without a parent", (unsigned long long)i);
+		*len = st == SB_PRESENT ? VHDX_SB_SIZE : 0;
+	} else {
+		if (st == 4 || st == 5 || (st == PAYLOAD_PARTIALLY_PRESENT && !has_parent(v)))
+			return vd_corrupt(d, "BAT entry %llu: payload block state %u is invalid", (unsigned long long)i, st);
+		*len = st == PAYLOAD_FULLY_PRESENT || st == PAYLOAD_PARTIALLY_PRESENT ? v->block_size : 0;
+	}
+	if (*len && (off + *len > (1ULL << 62) || overlaps_structures(v, off, *len) || off >= file_size))
+		return vd_corrupt(d, "BAT entry %llu points at offset %llu, outside the file or into its metadata",
+				  (unsigned long long)i, (unsigned long long)off);
+	return 0;
+}
+
 static int load_bat(struct vdisk *d, uint64_t file_size)
 {
 	struct vhdx *v = V(d);
@@ -798,46 +823,27 @@ static int load_bat(struct vdisk *d, uint64_t file_size)
 	int r = meta_read(d, v->bat, v->bat_entries * 8, v->bat_off);
 	if (r < 0)
 		return io_err(d, r, "BAT");
-	uint64_t end = round_up(file_size, MiB), n_areas = 0;
+	uint64_t end = round_up(file_size, MiB), n_areas = 0, a, b;
 	struct area *areas = malloc(v->bat_entries * sizeof(*areas) + sizeof(*areas));
 	if (!areas)
 		return vd_err(ENOMEM, d->path, "out of memory");
-	for (uint64_t i = 0; i < v->bat_entries; i++) {
-		uint64_t e = v->bat[i] = le64toh(v->bat[i]);
-		unsigned st = bat_state(e);
-		bool is_sb = i % (v->chunk_ratio + 1) == v->chunk_ratio;
-		uint64_t len = is_sb ? VHDX_SB_SIZE : v->block_size, off = bat_offset(e);
-		bool present;
-		if (is_sb) {
-			if (st != SB_NOT_PRESENT && st != SB_PRESENT)
-				return vd_corrupt(d, "BAT entry %llu: sector bitmap state %u is invalid", (unsigned long long)i, st);
-			present = st == SB_PRESENT;
-			if (present && !has_parent(v))
-				return vd_corrupt(d, "BAT entry %llu: sector bitmap present in a disk without a parent", (unsigned long long)i);
-		} else {
-			if (st == 4 || st == 5 || (st == PAYLOAD_PARTIALLY_PRESENT && !has_parent(v)))
-				return vd_corrupt(d, "BAT entry %llu: payload block state %u is invalid", (unsigned long long)i, st);
-			present = st == PAYLOAD_FULLY_PRESENT || st == PAYLOAD_PARTIALLY_PRESENT;
+	for (uint64_t i = 0; r == 0 && i < v->bat_entries; i++) {
+		uint64_t len;
+		v->bat[i] = le64toh(v->bat[i]);
+		r = check_bat_entry(d, i, file_size, &len);
+		if (r == 0 && len) {
+			areas[n_areas++] = (struct area){ bat_offset(v->bat[i]), len, i };
+			if (bat_offset(v->bat[i]) + len > end)
+				end = bat_offset(v->bat[i]) + len;
 		}
-		if (!present)
-			continue;
-		if (off + len > (1ULL << 62) || overlaps_structures(v, off, len) || off >= file_size) {
-			free(areas);
-			return vd_corrupt(d, "BAT entry %llu points at offset %llu, outside the file or into its metadata",
-					  (unsigned long long)i, (unsigned long long)off);
-		}
-		areas[n_areas++] = (struct area){ off, len, i };
-		if (off + len > end)
-			end = off + len;
 	}
-	uint64_t a, b;
-	bool overlap = areas_overlap(areas, n_areas, &a, &b);
+	/* two blocks sharing space: a write through one corrupts the other */
+	if (r == 0 && areas_overlap(areas, n_areas, &a, &b))
+		r = vd_corrupt(d, "BAT entries %llu and %llu point at overlapping file areas",
+			       (unsigned long long)a, (unsigned long long)b);
 	free(areas);
-	if (overlap) /* two blocks sharing space: a write through one corrupts the other */
-		return vd_corrupt(d, "BAT entries %llu and %llu point at overlapping file areas",
-				  (unsigned long long)a, (unsigned long long)b);
 	v->file_end = round_up(end, MiB);
-	return 0;
+	return r;
 }
 
 static void vhdx_free(struct vhdx *v)

@@ -1,11 +1,13 @@
-/* libFuzzer: open arbitrary bytes as a disk image (read-only, as Get-VHD/Test-VHD would) and
- * read from it. The library must reject or read it without crashing or touching memory it
- * should not.
+/* libFuzzer: open arbitrary bytes as a disk image and read from it — read-only as Get-VHD and
+ * Test-VHD would, or (when the last input byte is odd) read-write, which also replays a dirty
+ * log, writes and flushes. The library must reject or handle the file without crashing or
+ * touching memory it should not.
  *
  * Input: either the image bytes themselves, or — so that seeds for multi-MiB layouts stay a
  * few KB — "VDSPARSE" + u32 file size in 512-byte sectors + records of
  * (u32 offset in 512-byte units, u16 length, bytes), laid into a zero file. */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	struct vdisk *d;
-	if (materialize(fd, data, size) == 0 && vdisk_open(path, 0, &d) == 0) {
+	bool rw = size && (data[size - 1] & 1);
+	if (materialize(fd, data, size) == 0 && vdisk_open(path, rw ? VDISK_OPEN_RDWR : 0, &d) == 0) {
 		struct vdisk_info info;
 		vdisk_info(d, &info);
 		uint64_t sz = vdisk_size(d);
@@ -64,6 +67,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint64_t run;
 			if (n)
 				vdisk_block_status(d, spots[i], n, &alloc, &run);
+		}
+		if (rw && sz >= 4096) {
+			memset(buf, 0x5a, 4096);
+			vdisk_write(d, buf, spots[2] / 4096 * 4096, 4096);
+			vdisk_flush(d);
 		}
 		vdisk_close(d);
 	}
