@@ -46,6 +46,7 @@ struct vdisk {
 
 /* vdisk_open plus internal flags. */
 #define VDISK_OPEN_NO_PARENT 0x100
+#define VDISK_OPEN_NO_LOCK   0x200  /* parents in a chain: merge writes to one while it is open */
 int vd_open(const char *path, unsigned flags, struct vdisk **out);
 /* .vhdx/.avhdx -> VHDX, .vhd/.avhd -> VHD, anything else raw. */
 enum vdisk_format vd_format_from_name(const char *path);

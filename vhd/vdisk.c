@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/file.h>
 
 #define MAX_CHAIN_DEPTH 64
 
@@ -109,6 +110,14 @@ int vd_open(const char *path, unsigned flags, struct vdisk **out)
 		d->f.fd = -1;
 		vdisk_free(d);
 		return vd_err(-r, path, "cannot open: %s", strerror(-r));
+	}
+	/* One writer, or readers: a running VM's disk cannot be merged, resized or opened by a
+	 * second VM underneath it. */
+	if (!(flags & VDISK_OPEN_NO_LOCK) && flock(d->f.fd, (d->writable ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
+		r = errno;
+		vdisk_free(d);
+		return vd_err(r == EWOULDBLOCK ? EBUSY : r, path, r == EWOULDBLOCK ? "in use by another process or handle" : "cannot lock: %s",
+			      strerror(r));
 	}
 	uint64_t size = 0;
 	vf_size(&d->f, &size);
@@ -237,7 +246,7 @@ int vd_open_parent(struct vdisk *d, const char *const *candidates, int n)
 		if (used >= sizeof(tried))
 			used = sizeof(tried) - 1;
 		struct vdisk *p;
-		int r = vdisk_open(full, 0, &p);
+		int r = vd_open(full, VDISK_OPEN_NO_LOCK, &p);
 		if (r == 0) {
 			char real[PATH_MAX];
 			d->parent = p;

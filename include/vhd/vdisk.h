@@ -10,6 +10,8 @@
  *  - vdisk_flush() returning 0 means every write that completed before the flush began
  *    survives a crash of this process or the host (VHDX metadata goes through its log).
  *  - A differencing disk opens its parent chain read-only; reads fall through to parents.
+ *  - Opening takes a host file lock: one read-write open, or any number of read-only ones;
+ *    a conflicting open fails with -EBUSY ("in use"). Parents in a chain are not locked.
  */
 #ifndef VIRIDIAN_VHD_VDISK_H
 #define VIRIDIAN_VHD_VDISK_H

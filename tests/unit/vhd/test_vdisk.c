@@ -280,6 +280,25 @@ static void test_resize_optimize(void **state)
 	}
 }
 
+/* One writer at a time: a second VM (or Merge-VHD) must not open a disk being written. */
+static void test_locking(void **state)
+{
+	(void)state;
+	struct vdisk_create_params p = { .size = 4 * MiB, .block_size = MiB };
+	assert_int_equal(vdisk_create(path("lock.vhdx"), &p), 0);
+	struct vdisk *w, *r1, *r2;
+	assert_int_equal(vdisk_open(path("lock.vhdx"), VDISK_OPEN_RDWR, &w), 0);
+	assert_int_equal(vdisk_open(path("lock.vhdx"), VDISK_OPEN_RDWR, &r1), -EBUSY);
+	assert_non_null(strstr(vdisk_last_error(), "in use"));
+	assert_int_equal(vdisk_open(path("lock.vhdx"), 0, &r1), -EBUSY);
+	vdisk_close(w);
+	assert_int_equal(vdisk_open(path("lock.vhdx"), 0, &r1), 0);
+	assert_int_equal(vdisk_open(path("lock.vhdx"), 0, &r2), 0); /* readers share */
+	assert_int_equal(vdisk_open(path("lock.vhdx"), VDISK_OPEN_RDWR, &w), -EBUSY);
+	vdisk_close(r1);
+	vdisk_close(r2);
+}
+
 /* Several queues at once: threads write interleaved 4 KiB stripes (so they race to allocate
  * the same blocks and set bits in the same bitmaps) while another flushes. */
 #define THREADS 4
@@ -415,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_chain_vhd),
 		cmocka_unit_test(test_merge_into_parent),
 		cmocka_unit_test(test_resize_optimize),
+		cmocka_unit_test(test_locking),
 		cmocka_unit_test(test_concurrent),
 		cmocka_unit_test(test_hostile),
 	};
