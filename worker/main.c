@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/control.h"
 #include "worker/linux_boot.h"
 #include "worker/log.h"
 #include "worker/options.h"
@@ -22,7 +23,7 @@
 
 #define EXIT_GUEST_RESET 3
 #define CTRL_A 0x01
-#define TICK_NS 2000000000ull /* heartbeat period */
+#define TICK_MS 500 /* integration services want a tick at least every second */
 
 static uint64_t monotonic_ns(void)
 {
@@ -106,35 +107,33 @@ static void console_raw(void)
 	}
 }
 
-/* The worker's own loop: console input to the UART until the VM stops. */
-static void run_loop(struct vm *vm, bool console_input)
+/* The worker's own loop: console input to the UART, control requests and periodic
+ * integration-service work, until the VM stops. */
+static void run_loop(struct vm *vm, bool console_input, struct control *ctl)
 {
-	struct pollfd fds[2] = { { .fd = vm->event_fd, .events = POLLIN }, { .fd = STDIN_FILENO, .events = POLLIN } };
+	struct pollfd fds[2 + 1 + CONTROL_MAX_CLIENTS];
 	uint8_t pending[256];
 	size_t npending = 0;
-	bool ctrl_a = false;
-	uint64_t last_tick = monotonic_ns();
-	int nfds = console_input ? 2 : 1;
+	bool ctrl_a = false, input_open = console_input;
 	while (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING) {
+		fds[0] = (struct pollfd){ .fd = vm->event_fd, .events = POLLIN };
 		/* While the UART's FIFO is full, wait for the guest to drain it. */
-		fds[1].events = npending ? 0 : POLLIN;
-		if (poll(fds, (nfds_t)nfds, npending ? 10 : 1000) < 0 && errno != EINTR)
+		fds[1] = (struct pollfd){ .fd = input_open && !npending ? STDIN_FILENO : -1, .events = POLLIN };
+		int nctl = control_pollfds(ctl, fds + 2, 1 + CONTROL_MAX_CLIENTS);
+		if (poll(fds, (nfds_t)(2 + nctl), npending ? 10 : TICK_MS) < 0 && errno != EINTR)
 			break;
-		uint64_t now = monotonic_ns();
-		if (now - last_tick >= TICK_NS) {
-			vmbus_host_tick(&vm->vmbus, now);
-			last_tick = now;
-		}
+		vmbus_host_tick(&vm->vmbus, monotonic_ns());
+		control_handle(ctl, fds + 2, nctl);
 		if (npending) {
 			size_t n = uart_receive(&vm->com1, pending, npending);
 			memmove(pending, pending + n, npending - n);
 			npending -= n;
 		}
-		if (nfds == 2 && (fds[1].revents & (POLLIN | POLLHUP))) {
+		if (fds[1].fd >= 0 && (fds[1].revents & (POLLIN | POLLHUP))) {
 			uint8_t buf[256];
 			ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
 			if (n <= 0) {
-				nfds = 1; /* end of input: the guest keeps running */
+				input_open = false; /* end of input: the guest keeps running */
 				continue;
 			}
 			for (ssize_t i = 0; i < n; i++) {
@@ -202,10 +201,14 @@ int main(int argc, char **argv)
 	bool console_input = !opt.serial_path;
 	if (console_input)
 		console_raw();
+	struct control ctl;
+	if (!control_open(&ctl, vm, opt.control_path, err, sizeof(err)))
+		return fail("%s", err);
 	if (!vm_start(vm, err, sizeof(err)))
 		return fail("%s", err);
-	run_loop(vm, console_input);
+	run_loop(vm, console_input, &ctl);
 	enum vm_exit exit = vm_stop(vm);
+	control_close(&ctl);
 	restore_tty();
 	tty_raw = false;
 

@@ -39,7 +39,8 @@ bool parse_memory_size(const char *s, uint64_t *bytes)
 const char *worker_options_usage(void)
 {
 	return "usage: vmwp --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
-	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--no-reboot]\n"
+	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--control PATH.sock]\n"
+	       "            [--no-reboot]\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
 	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
 	       "  --initrd PATH     initial ramdisk\n"
@@ -51,13 +52,14 @@ const char *worker_options_usage(void)
 	       "  --serial stdio    guest console on stdout, keyboard from stdin (default;\n"
 	       "                    on a terminal Ctrl-A x stops the VM)\n"
 	       "  --serial file:PATH  guest console appended to PATH\n"
+	       "  --control PATH    JSON control socket: status, shutdown, KVP, VSS (docs/worker.md)\n"
 	       "  --no-reboot       exit with status 3 when the guest resets instead of restarting it\n"
 	       "Exit status: 0 the guest powered off, 1 error, 3 guest reset with --no-reboot.\n";
 }
 
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_NO_REBOOT, OPT_HELP };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -66,6 +68,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "serial", required_argument, NULL, OPT_SERIAL },
 		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
@@ -129,6 +132,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 			o->ndisks++;
 			break;
 		}
+		case OPT_CONTROL: o->control_path = optarg; break;
 		case OPT_NO_REBOOT: o->no_reboot = true; break;
 		case OPT_HELP: o->help = true; return true;
 		case ':':

@@ -5,11 +5,14 @@
 #include <time.h>
 
 #include "vsp/ic.h"
+#include "vsp/kvp.h"
+#include "vsp/vss.h"
 #include "worker/log.h"
 #include "worker/vmbus_host.h"
 
 #define HEARTBEAT_INTERVAL_NS      2000000000ull
 #define HEARTBEAT_LOST_AFTER_NS    (3 * HEARTBEAT_INTERVAL_NS + 1000000000ull)
+#define KVP_REFRESH_NS             10000000000ull /* the guest's IPs, names and versions */
 #define CHANNELMSG_INITIATE_CONTACT 14
 
 static void *host_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
@@ -115,7 +118,9 @@ bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv)
 	h->heartbeat = ic_heartbeat_add(h->server);
 	h->shutdown = ic_shutdown_add(h->server);
 	h->timesync = ic_timesync_add(h->server, NULL, reference_100ns, h);
-	if (!h->heartbeat || !h->shutdown || !h->timesync)
+	h->kvp = ic_kvp_add(h->server, NULL, h);
+	h->vss = ic_vss_add(h->server, NULL, h);
+	if (!h->heartbeat || !h->shutdown || !h->timesync || !h->kvp || !h->vss)
 		return false;
 	struct hv_message_sink sink = { sink_post_message, sink_signal_event, h };
 	hv_partition_set_sink(hv, &sink);
@@ -129,6 +134,10 @@ void vmbus_host_destroy(struct vmbus_host *h)
 	ic_free(h->heartbeat);
 	ic_free(h->shutdown);
 	ic_free(h->timesync);
+	if (h->kvp)
+		ic_kvp_free(h->kvp);
+	if (h->vss)
+		ic_vss_free(h->vss);
 	pthread_mutex_destroy(&h->lock);
 }
 
@@ -150,7 +159,18 @@ void vmbus_host_tick(struct vmbus_host *h, uint64_t now_ns)
 		h->last_heartbeat_answers = answers;
 		h->last_heartbeat_ns = now_ns;
 	}
-	ic_heartbeat_tick(h->heartbeat); /* refused while one is outstanding or before negotiation */
+	if (now_ns - h->last_heartbeat_sent_ns >= HEARTBEAT_INTERVAL_NS) {
+		ic_heartbeat_tick(h->heartbeat); /* refused while one is outstanding or before negotiation */
+		h->last_heartbeat_sent_ns = now_ns;
+	}
+	uint64_t now_ms = now_ns / 1000000;
+	ic_kvp_tick(h->kvp, now_ms);
+	ic_vss_tick(h->vss, now_ms);
+	if (ic_state(h->kvp) == IC_READY && !ic_kvp_busy(h->kvp) &&
+	    (!h->last_enumerate_ns || now_ns - h->last_enumerate_ns >= KVP_REFRESH_NS)) {
+		ic_kvp_enumerate(h->kvp, HV_KVP_POOL_AUTO, now_ms);
+		h->last_enumerate_ns = now_ns;
+	}
 	pthread_mutex_unlock(&h->lock);
 }
 

@@ -25,6 +25,7 @@ struct worker_options {
 	uint64_t memory;         /* bytes, a multiple of 2 MiB */
 	uint32_t cpus;
 	const char *serial_path; /* NULL: stdio */
+	const char *control_path; /* NULL: no control socket */
 	struct worker_disk disks[WORKER_MAX_DISKS]; /* SCSI LUNs 0.. on the synthetic controller */
 	unsigned ndisks;
 	bool no_reboot;          /* exit with status 3 instead of restarting on guest reset */

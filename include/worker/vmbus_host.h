@@ -16,11 +16,13 @@ struct vmbus_host {
 	pthread_mutex_t lock;
 	struct hv_partition *hv;
 	struct vmbus_server *server;
-	struct ic_dev *heartbeat, *shutdown, *timesync;
+	struct ic_dev *heartbeat, *shutdown, *timesync, *kvp, *vss;
 	uint32_t logged_version;
 	uint64_t last_heartbeat_answers;
 	uint64_t last_heartbeat_ns;     /* when the guest last answered a heartbeat */
 	uint64_t start_ns;
+	uint64_t last_heartbeat_sent_ns;
+	uint64_t last_enumerate_ns;     /* when the guest's intrinsic KVP pool was last asked for */
 };
 
 /* Creates the server with the integration services and makes it the partition's message
@@ -30,7 +32,8 @@ void vmbus_host_destroy(struct vmbus_host *h);
 
 /* The guest wrote EOM: queued server messages may fit now. */
 void vmbus_host_eom(struct vmbus_host *h);
-/* Periodic work from the worker loop (heartbeats); now_ns is CLOCK_MONOTONIC. */
+/* Periodic work from the worker loop, at least once a second: heartbeats, integration-service
+ * time-outs, refreshing the guest's KVP data; now_ns is CLOCK_MONOTONIC. */
 void vmbus_host_tick(struct vmbus_host *h, uint64_t now_ns);
 
 /* Host requests through the integration services. Return 0 or -1 (service not ready). */

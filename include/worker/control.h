@@ -1,0 +1,47 @@
+/* The worker's control socket (--control PATH): one JSON object per line in, one per line
+ * out. The management service uses it; so can a person with socat. Operations:
+ *   {"op":"status"}                      state, vCPUs, memory, VMBus version, heartbeat,
+ *                                        integration-service states
+ *   {"op":"shutdown","force":B,"reboot":B} graceful shutdown through the guest's shutdown IC
+ *   {"op":"turn-off"}                    power off at once (the guest is not asked)
+ *   {"op":"guest-info"}                  the guest's intrinsic KVP data (OS, host name, IPs ...)
+ *   {"op":"kvp-set","key":K,"value":V}   host -> guest pool entry (hv_kvp_daemon's pool 0)
+ *   {"op":"kvp-delete","key":K}
+ *   {"op":"kvp-list","pool":N}           the last enumeration of pool N (the worker refreshes
+ *                                        pool 2, "auto", every 10 s; others on request)
+ *   {"op":"vss-freeze"} / {"op":"vss-thaw"} / {"op":"vss-status"}
+ * Replies carry "ok": true, or "ok": false with "error". */
+#ifndef VIRIDIAN_WORKER_CONTROL_H
+#define VIRIDIAN_WORKER_CONTROL_H
+
+#include <poll.h>
+#include <stdbool.h>
+
+#include "worker/vm.h"
+
+#define CONTROL_MAX_CLIENTS 8
+
+struct control_client {
+	int fd;
+	char buf[8192];
+	size_t len;
+};
+
+struct control {
+	int listen_fd;           /* -1: no control socket */
+	char path[108];
+	struct vm *vm;
+	struct control_client clients[CONTROL_MAX_CLIENTS];
+};
+
+/* Listen on path (replacing a stale socket). False with a message on failure. */
+bool control_open(struct control *c, struct vm *vm, const char *path, char *err, size_t errlen);
+void control_close(struct control *c);
+/* The fds to poll (listen socket + clients); returns how many were written. */
+int control_pollfds(const struct control *c, struct pollfd *fds, int max);
+/* Handle whatever poll reported on those fds. */
+void control_handle(struct control *c, const struct pollfd *fds, int n);
+/* Answer one request line (exposed for tests): returns a malloc'd JSON line. */
+char *control_request(struct vm *vm, const char *line);
+
+#endif

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Integration services with the stock guest (hv_utils + hv_kvp_daemon + hv_vss_daemon),
+# driven through vmwp's control socket: heartbeat OK, KVP both ways (a host entry appears
+# in the daemon's pool file; the guest's OS name and host name appear on the host), VSS
+# freeze/thaw with the daemon, and a graceful shutdown that powers the guest off (exit 0).
+# A second boot without the daemons: VSS freeze reports the guest's failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. guest/lib.sh
+
+if [ "${1:-}" != --inner ]; then
+  guest/build-image -q || exit 1
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  tools/vmhost -t 900 -o "$out" -- bash "$0" --inner "$out"
+  exit $?
+fi
+
+out=$2
+B=${VIRIDIAN_BUILD:-build}
+G=$(viridian_guest_dir)
+fails=0
+check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
+ctl() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$sock" 2>/dev/null; }
+# wait_for SECONDS REQUEST JQ-LESS-PATTERN: poll the control socket until the reply matches
+wait_for() {
+  local deadline=$((SECONDS + $1)) reply
+  while [ $SECONDS -lt $deadline ] && kill -0 "$pid" 2>/dev/null; do
+    reply=$(ctl "$2"); if grep -qE -- "$3" <<<"$reply"; then echo "$reply"; return 0; fi; sleep 1
+  done
+  echo "last reply: $reply" >&2; return 1
+}
+
+sock=/tmp/viridian-ics-$$.sock  # 9p (the output folder) cannot hold sockets
+log=$out/ics.log
+guest='for i in $(seq 90); do grep -q viridian-host-value /var/lib/hyperv/.kvp_pool_0 2>/dev/null && break; sleep 1; done
+grep -q viridian-host-value /var/lib/hyperv/.kvp_pool_0 && echo "KVP-HOST-TO-GUEST-OK"
+sleep 300'
+"$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 --control "$sock" \
+  --cmdline "console=ttyS0 quiet viridian.daemons $(viridian_cmdline_arg "$guest")" </dev/null >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.2; done
+
+check "heartbeat OK" wait_for 120 '{"op":"status"}' '"heartbeat":"OK"'
+check "VMBus 5.x in status" wait_for 5 '{"op":"status"}' '"vmbus_version":"5\.[0-3]"'
+check "KVP service ready" wait_for 60 '{"op":"status"}' '"KeyValuePairExchange":"ready"'
+check "kvp-set accepted" wait_for 5 '{"op":"kvp-set","key":"ViridianTest","value":"viridian-host-value"}' '"ok":true'
+check "guest reports its OS to the host (KVP guest->host)" wait_for 60 '{"op":"guest-info"}' '"OSName":"[^"]+'
+check "guest reports its host name" wait_for 5 '{"op":"guest-info"}' '"FullyQualifiedDomainName":'
+check "unknown op refused" wait_for 5 '{"op":"frobnicate"}' '"ok":false,"error":"unknown op frobnicate"'
+check "malformed request refused" wait_for 5 'not json' '"ok":false'
+check "VSS service ready" wait_for 30 '{"op":"status"}' '"VSS":"ready"'
+ctl '{"op":"vss-freeze"}' >/dev/null
+check "VSS freeze succeeds with the daemon" wait_for 60 '{"op":"vss-status"}' '"state":"frozen"'
+ctl '{"op":"vss-thaw"}' >/dev/null
+check "VSS thaw returns to idle" wait_for 60 '{"op":"vss-status"}' '"state":"idle"'
+check "guest read the host's KVP entry" bash -c "for i in \$(seq 60); do grep -q KVP-HOST-TO-GUEST-OK '$log' && exit 0; sleep 1; done; exit 1"
+check "graceful shutdown accepted" wait_for 5 '{"op":"shutdown"}' '"ok":true'
+for _ in $(seq 120); do kill -0 $pid 2>/dev/null || break; sleep 1; done
+kill -0 $pid 2>/dev/null && kill $pid
+wait $pid; rc=$?
+check "guest powered off after the shutdown request (exit 0)" [ "$rc" = 0 ]
+check "the guest's init saw the host's power-off" grep -q "VIRIDIAN-MARK: host-poweroff" "$log"
+[ "$fails" = 0 ] || { echo "--- guest log"; cat "$log"; }
+
+# Without hv_vss_daemon the guest answers the freeze with a failure.
+log=$out/novss.log
+"$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --control "$sock" \
+  --cmdline "console=ttyS0 quiet $(viridian_cmdline_arg 'sleep 300')" </dev/null >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.2; done
+check "VSS service ready (no daemon)" wait_for 120 '{"op":"status"}' '"VSS":"ready"'
+ctl '{"op":"vss-freeze"}' >/dev/null
+check "VSS freeze fails without the daemon" wait_for 90 '{"op":"vss-status"}' '"state":"failed"'
+ctl '{"op":"turn-off"}' >/dev/null
+wait $pid
+exit $((fails > 0))

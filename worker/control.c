@@ -1,0 +1,276 @@
+/* The worker's JSON control socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vsp/ic.h"
+#include "vsp/kvp.h"
+#include "vsp/vss.h"
+#include "worker/control.h"
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static const char *ic_state_name(enum ic_state s)
+{
+	return s == IC_READY ? "ready" : s == IC_NEGOTIATING ? "negotiating" : "closed";
+}
+
+static json_t *error_reply(const char *fmt, const char *arg)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), fmt, arg ? arg : "");
+	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+static json_t *status(struct vm *vm)
+{
+	struct vmbus_host *h = &vm->vmbus;
+	uint64_t now = monotonic_ns(), last_seen;
+	enum heartbeat_status hb = vmbus_host_heartbeat(h, now, &last_seen);
+	static const char *const hb_names[] = { "NoContact", "OK", "LostCommunication" };
+	pthread_mutex_lock(&h->lock);
+	uint32_t version = vmbus_server_version(h->server);
+	json_t *ics = json_pack("{s:s, s:s, s:s, s:s, s:s}",
+				"Heartbeat", ic_state_name(ic_state(h->heartbeat)),
+				"Shutdown", ic_state_name(ic_state(h->shutdown)),
+				"TimeSynchronization", ic_state_name(ic_state(h->timesync)),
+				"KeyValuePairExchange", ic_state_name(ic_state(h->kvp)),
+				"VSS", ic_state_name(ic_state(h->vss)));
+	pthread_mutex_unlock(&h->lock);
+	char vmbus_version[16];
+	snprintf(vmbus_version, sizeof(vmbus_version), "%u.%u", version >> 16, version & 0xFFFF);
+	json_t *r = json_pack("{s:b, s:s, s:i, s:I, s:I, s:s, s:s, s:o}",
+			      "ok", 1, "state", "Running", "cpus", (int)vm->ncpus,
+			      "memory_bytes", (json_int_t)vm->mem.ram_size,
+			      "uptime_ms", (json_int_t)((now - vm->vmbus.start_ns) / 1000000),
+			      "vmbus_version", version ? vmbus_version : "",
+			      "heartbeat", hb_names[hb], "integration_services", ics);
+	if (hb != HEARTBEAT_NO_CONTACT)
+		json_object_set_new(r, "heartbeat_age_ms", json_integer((json_int_t)((now - last_seen) / 1000000)));
+	return r;
+}
+
+static json_t *pool_object(struct vmbus_host *h, uint8_t pool)
+{
+	json_t *o = json_object();
+	pthread_mutex_lock(&h->lock);
+	unsigned n = ic_kvp_pool_count(h->kvp, pool);
+	for (unsigned i = 0; i < n; i++) {
+		const struct ic_kvp_pair *kv = ic_kvp_pool_item(h->kvp, pool, i);
+		if (kv)
+			json_object_set_new(o, kv->key, json_string(kv->value));
+	}
+	pthread_mutex_unlock(&h->lock);
+	return o;
+}
+
+static json_t *vss_status(struct vmbus_host *h)
+{
+	pthread_mutex_lock(&h->lock);
+	enum ic_vss_state st = ic_vss_state(h->vss);
+	enum ic_vss_error e = ic_vss_error(h->vss);
+	uint32_t hresult = ic_vss_hresult(h->vss);
+	pthread_mutex_unlock(&h->lock);
+	return json_pack("{s:b, s:s, s:s, s:I}", "ok", 1, "state", ic_vss_state_name(st),
+			 "error", ic_vss_error_name(e), "hresult", (json_int_t)hresult);
+}
+
+static json_t *dispatch(struct vm *vm, json_t *req)
+{
+	struct vmbus_host *h = &vm->vmbus;
+	const char *op = json_string_value(json_object_get(req, "op"));
+	uint64_t now_ms = monotonic_ns() / 1000000;
+	if (!op)
+		return error_reply("request has no \"op\"", NULL);
+	if (!strcmp(op, "status"))
+		return status(vm);
+	if (!strcmp(op, "shutdown")) {
+		bool force = json_is_true(json_object_get(req, "force"));
+		bool reboot = json_is_true(json_object_get(req, "reboot"));
+		if (vmbus_host_request_shutdown(h, reboot, force) < 0)
+			return error_reply("the guest's shutdown integration service is not running", NULL);
+		return json_pack("{s:b}", "ok", 1);
+	}
+	if (!strcmp(op, "turn-off")) {
+		vm_request_exit(vm, VM_POWER_OFF, NULL);
+		return json_pack("{s:b}", "ok", 1);
+	}
+	if (!strcmp(op, "guest-info"))
+		return json_pack("{s:b, s:o}", "ok", 1, "guest", pool_object(h, HV_KVP_POOL_AUTO));
+	if (!strcmp(op, "kvp-list")) {
+		json_int_t pool = json_integer_value(json_object_get(req, "pool"));
+		if (pool < 0 || pool >= HV_KVP_POOL_COUNT)
+			return error_reply("pool must be 0..4", NULL);
+		pthread_mutex_lock(&h->lock);
+		if (pool != HV_KVP_POOL_AUTO)
+			ic_kvp_enumerate(h->kvp, (uint8_t)pool, now_ms); /* refresh for the next ask */
+		pthread_mutex_unlock(&h->lock);
+		return json_pack("{s:b, s:o}", "ok", 1, "items", pool_object(h, (uint8_t)pool));
+	}
+	if (!strcmp(op, "kvp-set") || !strcmp(op, "kvp-delete")) {
+		const char *key = json_string_value(json_object_get(req, "key"));
+		const char *value = json_string_value(json_object_get(req, "value"));
+		bool set = !strcmp(op, "kvp-set");
+		if (!key || (set && !value))
+			return error_reply(set ? "kvp-set needs \"key\" and \"value\" strings" : "kvp-delete needs a \"key\" string", NULL);
+		pthread_mutex_lock(&h->lock);
+		int rc = set ? ic_kvp_set(h->kvp, key, value, now_ms) : ic_kvp_delete(h->kvp, key, now_ms);
+		pthread_mutex_unlock(&h->lock);
+		if (rc < 0)
+			return error_reply(set ? "cannot set %s: too long, not UTF-8, or the table is full"
+					       : "no host KVP entry %s", key);
+		return json_pack("{s:b}", "ok", 1);
+	}
+	if (!strcmp(op, "vss-freeze") || !strcmp(op, "vss-thaw")) {
+		bool freeze = !strcmp(op, "vss-freeze");
+		pthread_mutex_lock(&h->lock);
+		int rc = freeze ? ic_vss_freeze(h->vss, now_ms) : ic_vss_thaw(h->vss, now_ms);
+		pthread_mutex_unlock(&h->lock);
+		if (rc < 0)
+			return error_reply(freeze ? "cannot freeze now (VSS service not ready, or busy)"
+						  : "nothing to thaw", NULL);
+		return vss_status(h);
+	}
+	if (!strcmp(op, "vss-status"))
+		return vss_status(h);
+	return error_reply("unknown op %s", op);
+}
+
+char *control_request(struct vm *vm, const char *line)
+{
+	json_error_t jerr;
+	json_t *req = json_loads(line, 0, &jerr);
+	json_t *reply = !json_is_object(req) ? error_reply("not a JSON object: %s", req ? "" : jerr.text)
+					     : dispatch(vm, req);
+	json_decref(req);
+	char *out = json_dumps(reply, JSON_COMPACT);
+	json_decref(reply);
+	return out;
+}
+
+bool control_open(struct control *c, struct vm *vm, const char *path, char *err, size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	c->vm = vm;
+	c->listen_fd = -1;
+	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		c->clients[i].fd = -1;
+	if (!path)
+		return true;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		snprintf(err, errlen, "--control %s: path too long", path);
+		return false;
+	}
+	strcpy(addr.sun_path, path);
+	c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	unlink(path); /* a socket left by a worker that died */
+	if (c->listen_fd < 0 || bind(c->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+	    listen(c->listen_fd, CONTROL_MAX_CLIENTS) < 0) {
+		snprintf(err, errlen, "--control %s: %s", path, strerror(errno));
+		return false;
+	}
+	chmod(path, 0600); /* the owner (root, or the management service's user) only */
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	return true;
+}
+
+void control_close(struct control *c)
+{
+	for (int i = 0; i < CONTROL_MAX_CLIENTS; i++)
+		if (c->clients[i].fd >= 0)
+			close(c->clients[i].fd);
+	if (c->listen_fd >= 0) {
+		close(c->listen_fd);
+		unlink(c->path);
+	}
+	c->listen_fd = -1;
+}
+
+int control_pollfds(const struct control *c, struct pollfd *fds, int max)
+{
+	int n = 0;
+	if (c->listen_fd < 0 || max < 1)
+		return 0;
+	fds[n++] = (struct pollfd){ .fd = c->listen_fd, .events = POLLIN };
+	for (int i = 0; i < CONTROL_MAX_CLIENTS && n < max; i++)
+		if (c->clients[i].fd >= 0)
+			fds[n++] = (struct pollfd){ .fd = c->clients[i].fd, .events = POLLIN };
+	return n;
+}
+
+static void drop(struct control_client *cl)
+{
+	close(cl->fd);
+	cl->fd = -1;
+	cl->len = 0;
+}
+
+static void serve(struct control *c, struct control_client *cl)
+{
+	ssize_t n = read(cl->fd, cl->buf + cl->len, sizeof(cl->buf) - 1 - cl->len);
+	if (n <= 0) {
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			drop(cl);
+		return;
+	}
+	cl->len += (size_t)n;
+	cl->buf[cl->len] = '\0';
+	char *line = cl->buf, *nl;
+	while ((nl = strchr(line, '\n'))) {
+		*nl = '\0';
+		char *reply = control_request(c->vm, line);
+		size_t len = reply ? strlen(reply) : 0;
+		/* Replies are small; a client that does not read them is dropped. */
+		if (!reply || write(cl->fd, reply, len) != (ssize_t)len || write(cl->fd, "\n", 1) != 1) {
+			free(reply);
+			drop(cl);
+			return;
+		}
+		free(reply);
+		line = nl + 1;
+	}
+	cl->len -= (size_t)(line - cl->buf);
+	memmove(cl->buf, line, cl->len);
+	if (cl->len == sizeof(cl->buf) - 1)
+		drop(cl); /* a line longer than any request */
+}
+
+void control_handle(struct control *c, const struct pollfd *fds, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (!fds[i].revents)
+			continue;
+		if (fds[i].fd == c->listen_fd) {
+			int fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd < 0)
+				continue;
+			int slot = -1;
+			for (int j = 0; j < CONTROL_MAX_CLIENTS && slot < 0; j++)
+				if (c->clients[j].fd < 0)
+					slot = j;
+			if (slot < 0) {
+				close(fd);
+				continue;
+			}
+			c->clients[slot] = (struct control_client){ .fd = fd };
+			continue;
+		}
+		for (int j = 0; j < CONTROL_MAX_CLIENTS; j++)
+			if (c->clients[j].fd == fds[i].fd)
+				serve(c, &c->clients[j]);
+	}
+}
