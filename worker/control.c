@@ -58,8 +58,13 @@ static json_t *status(struct vm *vm)
 			      "uptime_ms", (json_int_t)((now - vm->vmbus.start_ns) / 1000000),
 			      "vmbus_version", version ? vmbus_version : "",
 			      "heartbeat", hb_names[hb], "integration_services", ics);
-	if (hb != HEARTBEAT_NO_CONTACT)
+	if (hb != HEARTBEAT_NO_CONTACT) {
 		json_object_set_new(r, "heartbeat_age_ms", json_integer((json_int_t)((now - last_seen) / 1000000)));
+		pthread_mutex_lock(&h->lock);
+		json_object_set_new(r, "heartbeat_rtt_us", json_integer((json_int_t)(h->heartbeat_rtt_ns / 1000)));
+		json_object_set_new(r, "heartbeat_rtt_min_us", json_integer((json_int_t)(h->heartbeat_rtt_min_ns / 1000)));
+		pthread_mutex_unlock(&h->lock);
+	}
 	return r;
 }
 
@@ -102,6 +107,14 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		bool reboot = json_is_true(json_object_get(req, "reboot"));
 		if (vmbus_host_request_shutdown(h, reboot, force) < 0)
 			return error_reply("the guest's shutdown integration service is not running", NULL);
+		return json_pack("{s:b}", "ok", 1);
+	}
+	if (!strcmp(op, "time-sync")) {
+		pthread_mutex_lock(&h->lock);
+		int rc = ic_timesync_send(h->timesync, ICTIMESYNCFLAG_SYNC); /* the guest steps its clock */
+		pthread_mutex_unlock(&h->lock);
+		if (rc < 0)
+			return error_reply("the guest's time synchronization service is not running", NULL);
 		return json_pack("{s:b}", "ok", 1);
 	}
 	if (!strcmp(op, "turn-off")) {

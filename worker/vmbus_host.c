@@ -97,6 +97,18 @@ static uint16_t sink_signal_event(void *opaque, uint32_t vp, uint32_t connection
 	struct vmbus_host *h = opaque;
 	pthread_mutex_lock(&h->lock);
 	uint16_t status = vmbus_server_signal_event(h->server, vp, connection_id, flag);
+	/* A heartbeat answer is processed inside that call: time the round trip here. */
+	uint64_t answers = ic_heartbeat_answers(h->heartbeat);
+	if (answers != h->last_heartbeat_answers) {
+		if (!h->last_heartbeat_answers)
+			vlog("heartbeat: guest integration services are running");
+		uint64_t now = monotonic_ns();
+		h->last_heartbeat_answers = answers;
+		h->last_heartbeat_ns = now;
+		h->heartbeat_rtt_ns = now - h->last_heartbeat_sent_ns;
+		if (!h->heartbeat_rtt_min_ns || h->heartbeat_rtt_ns < h->heartbeat_rtt_min_ns)
+			h->heartbeat_rtt_min_ns = h->heartbeat_rtt_ns;
+	}
 	pthread_mutex_unlock(&h->lock);
 	return status;
 }
@@ -152,16 +164,10 @@ void vmbus_host_tick(struct vmbus_host *h, uint64_t now_ns)
 {
 	pthread_mutex_lock(&h->lock);
 	vmbus_server_flush(h->server);
-	uint64_t answers = ic_heartbeat_answers(h->heartbeat);
-	if (answers != h->last_heartbeat_answers) {
-		if (!h->last_heartbeat_answers)
-			vlog("heartbeat: guest integration services are running");
-		h->last_heartbeat_answers = answers;
-		h->last_heartbeat_ns = now_ns;
-	}
 	if (now_ns - h->last_heartbeat_sent_ns >= HEARTBEAT_INTERVAL_NS) {
-		ic_heartbeat_tick(h->heartbeat); /* refused while one is outstanding or before negotiation */
-		h->last_heartbeat_sent_ns = now_ns;
+		uint64_t sent = monotonic_ns();
+		if (ic_heartbeat_tick(h->heartbeat) == 0) /* refused while one is outstanding or before negotiation */
+			h->last_heartbeat_sent_ns = sent;
 	}
 	uint64_t now_ms = now_ns / 1000000;
 	ic_kvp_tick(h->kvp, now_ms);

@@ -22,6 +22,7 @@ struct vmbus_host {
 	uint64_t last_heartbeat_ns;     /* when the guest last answered a heartbeat */
 	uint64_t start_ns;
 	uint64_t last_heartbeat_sent_ns;
+	uint64_t heartbeat_rtt_ns, heartbeat_rtt_min_ns; /* host send -> guest answer processed */
 	uint64_t last_enumerate_ns;     /* when the guest's intrinsic KVP pool was last asked for */
 };
 

@@ -33,7 +33,9 @@ wait_for() {
 
 sock=/tmp/viridian-ics-$$.sock  # 9p (the output folder) cannot hold sockets
 log=$out/ics.log
-guest='for i in $(seq 90); do grep -q viridian-host-value /var/lib/hyperv/.kvp_pool_0 2>/dev/null && break; sleep 1; done
+guest='date -s @$(( $(date +%s) - 3600 )) >/dev/null && echo CLOCK-OFFSET-SET
+(while :; do echo "GUEST-TIME=$(date +%s)"; sleep 1; done) &
+for i in $(seq 90); do grep -q viridian-host-value /var/lib/hyperv/.kvp_pool_0 2>/dev/null && break; sleep 1; done
 grep -q viridian-host-value /var/lib/hyperv/.kvp_pool_0 && echo "KVP-HOST-TO-GUEST-OK"
 sleep 300'
 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 --control "$sock" \
@@ -54,6 +56,18 @@ ctl '{"op":"vss-freeze"}' >/dev/null
 check "VSS freeze succeeds with the daemon" wait_for 60 '{"op":"vss-status"}' '"state":"frozen"'
 ctl '{"op":"vss-thaw"}' >/dev/null
 check "VSS thaw returns to idle" wait_for 60 '{"op":"vss-status"}' '"state":"idle"'
+# Time sync: the guest set its clock an hour back; a SYNC sample from the host steps it.
+guest_offset() { local t; t=$(grep -ao 'GUEST-TIME=[0-9]*' "$log" | tail -1 | cut -d= -f2); echo $(( $(date +%s) - ${t:-0} )); }
+check "guest clock was an hour off" bash -c "for i in \$(seq 60); do grep -q CLOCK-OFFSET-SET '$log' && grep -q GUEST-TIME '$log' && exit 0; sleep 1; done; exit 1"
+sleep 2
+before=$(guest_offset)
+check "time-sync accepted" wait_for 5 '{"op":"time-sync"}' '"ok":true'
+sleep 4
+after=$(guest_offset)
+echo "guest clock behind the host: before sync ${before}s, after ${after}s"
+check "offset before sync is about an hour" [ "$before" -ge 3500 ]
+check "time sync corrected the guest clock" [ "${after#-}" -le 3 ]
+check "heartbeat round trip reported" wait_for 5 '{"op":"status"}' '"heartbeat_rtt_us":[0-9]+'
 check "guest read the host's KVP entry" bash -c "for i in \$(seq 60); do grep -q KVP-HOST-TO-GUEST-OK '$log' && exit 0; sleep 1; done; exit 1"
 check "graceful shutdown accepted" wait_for 5 '{"op":"shutdown"}' '"ok":true'
 for _ in $(seq 120); do kill -0 $pid 2>/dev/null || break; sleep 1; done
