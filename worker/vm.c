@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,13 @@ static void set_error(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* struct kvm_msrs with room for a few entries (its flexible array cannot be embedded). */
+struct msr_list {
+	uint32_t nmsrs, pad;
+	struct kvm_msr_entry entries[2];
+};
+_Static_assert(offsetof(struct msr_list, entries) == offsetof(struct kvm_msrs, entries), "kvm_msrs layout");
+
 static uint64_t monotonic_ns(void)
 {
 	struct timespec ts;
@@ -61,10 +69,10 @@ static void *vm_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 static uint64_t vm_guest_tsc(void *opaque, uint32_t vp)
 {
 	struct vm *vm = opaque;
-	struct { struct kvm_msrs hdr; struct kvm_msr_entry e; } msrs = { .hdr.nmsrs = 1, .e.index = MSR_IA32_TSC };
+	struct msr_list msrs = { .nmsrs = 1, .entries[0].index = MSR_IA32_TSC };
 	if (ioctl(vm->vcpus[vp].fd, KVM_GET_MSRS, &msrs) != 1)
 		return 0;
-	return msrs.e.data;
+	return msrs.entries[0].data;
 }
 
 static void vm_inject(void *opaque, uint32_t vp, uint8_t vector)
@@ -466,10 +474,10 @@ bool vm_setup_linux_entry(struct vm *vm, const struct boot_info *boot, char *err
 	if (ioctl(bsp->fd, KVM_SET_FPU, &fpu) < 0)
 		goto fail;
 	for (uint32_t i = 0; i < vm->ncpus; i++) {
-		struct { struct kvm_msrs hdr; struct kvm_msr_entry e[2]; } msrs = {
-			.hdr.nmsrs = 2,
-			.e = { { .index = MSR_IA32_MISC_ENABLE, .data = MISC_ENABLE_FAST_STRING },
-			       { .index = MSR_MTRR_DEF_TYPE, .data = MTRR_ENABLE_WB } },
+		struct msr_list msrs = {
+			.nmsrs = 2,
+			.entries = { { .index = MSR_IA32_MISC_ENABLE, .data = MISC_ENABLE_FAST_STRING },
+				     { .index = MSR_MTRR_DEF_TYPE, .data = MTRR_ENABLE_WB } },
 		};
 		if (ioctl(vm->vcpus[i].fd, KVM_SET_MSRS, &msrs) != 2)
 			goto fail;

@@ -55,4 +55,14 @@ timeout 300 build/vmwp --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --m
 rc=$?
 check "guest reset with --no-reboot exits 3" [ "$rc" = 3 ]
 [ "$rc" = 3 ] || cat "$log"
+
+# Without --no-reboot a guest reset restarts the VM: the guest boots again.
+log=$out/restart.log
+build/vmwp --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 256M \
+  --cmdline "console=ttyS0 quiet viridian.nomods $(viridian_cmdline_arg 'reboot -f')" </dev/null >"$log" 2>&1 &
+pid=$!
+for _ in $(seq 120); do [ "$(grep -c 'VIRIDIAN-MARK: init-start' "$log")" -ge 2 ] && break; sleep 1; done
+kill $pid; wait $pid 2>/dev/null
+check "guest reset restarts the VM (second boot reached init)" [ "$(grep -c 'VIRIDIAN-MARK: init-start' "$log")" -ge 2 ]
+check "worker logged the restart" has "$log" "vmwp: guest reset: restarting"
 exit $((fails > 0))
