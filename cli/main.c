@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <strings.h>
 
+/* VM cmdlets (cli/vm.c): they talk to vmms. */
+extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_set_vmfirmware, cmdlet_start_vm,
+	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice;
+
 const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_get_help,
 	&cmdlet_new_vhd,
@@ -14,6 +18,16 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_merge_vhd,
 	&cmdlet_optimize_vhd,
 	&cmdlet_set_vhd,
+	&cmdlet_new_vm,
+	&cmdlet_get_vm,
+	&cmdlet_set_vm,
+	&cmdlet_set_vmfirmware,
+	&cmdlet_start_vm,
+	&cmdlet_stop_vm,
+	&cmdlet_restart_vm,
+	&cmdlet_remove_vm,
+	&cmdlet_get_vmevent,
+	&cmdlet_get_vmintegrationservice,
 	NULL,
 };
 

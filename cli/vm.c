@@ -1,0 +1,507 @@
+/* The VM cmdlets: New/Get/Set/Start/Stop/Restart/Remove-VM, Set-VMFirmware, Get-VMEvent,
+ * Get-VMIntegrationService. They talk to vmms over its socket ($VIRIDIAN_SOCKET or
+ * /run/viridian/vmms.sock); each cmdlet's request is built by vm_cmdlet_request (pure, tested). */
+#include "cmdlet.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen);
+
+#define DEFAULT_SOCKET "/run/viridian/vmms.sock"
+
+static const char *socket_path(void)
+{
+	const char *p = getenv("VIRIDIAN_SOCKET");
+	return p && *p ? p : DEFAULT_SOCKET;
+}
+
+/* One request to vmms; NULL with a message in err when vmms cannot be reached. */
+static json_t *vmms_call(json_t *req, char *err, size_t errlen)
+{
+	const char *path = socket_path();
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path %s is too long", path);
+		return NULL;
+	}
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		snprintf(err, errlen, "cannot reach vmms at %s: %s (is it running? VIRIDIAN_SOCKET names another socket)", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	char *line = json_dumps(req, JSON_COMPACT);
+	size_t n = strlen(line);
+	line = realloc(line, n + 2);
+	line[n] = '\n';
+	line[n + 1] = '\0';
+	json_t *r = NULL;
+	size_t off = 0, cap = 65536, len = 0;
+	char *buf = NULL;
+	while (off < n + 1) {
+		ssize_t k = send(fd, line + off, n + 1 - off, MSG_NOSIGNAL);
+		if (k <= 0)
+			break; /* vmms may have answered and closed (access denied): read that */
+		off += (size_t)k;
+	}
+	buf = malloc(cap);
+	for (;;) {
+		if (len + 1 == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+		}
+		ssize_t k = recv(fd, buf + len, cap - 1 - len, 0);
+		if (k <= 0)
+			goto io_err;
+		len += (size_t)k;
+		if (memchr(buf, '\n', len))
+			break;
+	}
+	buf[len] = '\0';
+	r = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	if (!json_is_object(r)) {
+		json_decref(r);
+		r = NULL;
+		snprintf(err, errlen, "vmms sent a malformed reply");
+	}
+	goto out;
+io_err:
+	snprintf(err, errlen, "lost the connection to vmms at %s", path);
+out:
+	free(buf);
+	free(line);
+	close(fd);
+	return r;
+}
+
+/* Sends the request; on failure prints the error and returns NULL. */
+static json_t *call_ok(const struct args *a, json_t *req)
+{
+	char err[512];
+	json_t *r = vmms_call(req, err, sizeof(err));
+	if (!r) {
+		cli_fail(a, "%s", err);
+		return NULL;
+	}
+	if (!json_is_true(json_object_get(r, "ok"))) {
+		const char *e = json_string_value(json_object_get(r, "error"));
+		cli_fail(a, "%s", e ? e : "vmms refused the request");
+		json_decref(r);
+		return NULL;
+	}
+	return r;
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+	if (!s || !*s)
+		return false;
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+static const char *vm_name_arg(const struct args *a)
+{
+	const char *n = arg_str(a, "VMName");
+	return n ? n : arg_str(a, "Name");
+}
+
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); json_decref(req); return NULL; } while (0)
+
+json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
+{
+	const char *c = a->cmdlet->name;
+	json_t *req = json_object();
+	const char *name = vm_name_arg(a);
+	long v;
+	if (name)
+		json_object_set_new(req, "vm", json_string(name));
+	if (!strcasecmp(c, "New-VM")) {
+		json_object_set_new(req, "op", json_string("new"));
+		json_object_del(req, "vm");
+		json_object_set_new(req, "name", json_string(name));
+		if (arg_has(a, "Generation")) {
+			if (!parse_int(arg_str(a, "Generation"), 1, 2, &v))
+				FAIL("-Generation must be 1 or 2");
+			json_object_set_new(req, "generation", json_integer(v));
+		}
+		if (arg_has(a, "ProcessorCount")) {
+			if (!parse_int(arg_str(a, "ProcessorCount"), 1, 64, &v))
+				FAIL("-ProcessorCount must be a number from 1 to 64");
+			json_object_set_new(req, "cpus", json_integer(v));
+		}
+		if (arg_has(a, "MemoryStartupBytes"))
+			json_object_set_new(req, "memory", json_integer((json_int_t)arg_size(a, "MemoryStartupBytes")));
+		if (arg_has(a, "VHDPath") && arg_has(a, "NewVHDPath"))
+			FAIL("give -VHDPath or -NewVHDPath, not both");
+		if (arg_has(a, "NewVHDPath") != arg_has(a, "NewVHDSizeBytes"))
+			FAIL("-NewVHDPath and -NewVHDSizeBytes go together");
+		if (arg_has(a, "VHDPath")) {
+			char *abs = realpath(arg_str(a, "VHDPath"), NULL);
+			if (!abs)
+				FAIL("the virtual hard disk '%s' does not exist", arg_str(a, "VHDPath"));
+			json_object_set_new(req, "vhd_path", json_string(abs));
+			free(abs);
+		}
+		if (arg_has(a, "NewVHDPath")) {
+			const char *p = arg_str(a, "NewVHDPath");
+			if (!*p)
+				FAIL("-NewVHDPath is empty");
+			json_object_set_new(req, "new_vhd_path", json_string(p));
+			json_object_set_new(req, "new_vhd_size", json_integer((json_int_t)arg_size(a, "NewVHDSizeBytes")));
+		}
+		if (arg_has(a, "Path")) {
+			char *abs = realpath(arg_str(a, "Path"), NULL);
+			if (!abs)
+				FAIL("-Path '%s' does not exist", arg_str(a, "Path"));
+			json_object_set_new(req, "path", json_string(abs));
+			free(abs);
+		}
+	} else if (!strcasecmp(c, "Get-VM")) {
+		json_object_set_new(req, "op", json_string("list"));
+		json_object_del(req, "vm");
+		if (name)
+			json_object_set_new(req, "name", json_string(name));
+	} else if (!strcasecmp(c, "Set-VM")) {
+		json_object_set_new(req, "op", json_string("set"));
+		int changes = 0;
+		if (arg_has(a, "ProcessorCount")) {
+			if (!parse_int(arg_str(a, "ProcessorCount"), 1, 64, &v))
+				FAIL("-ProcessorCount must be a number from 1 to 64");
+			json_object_set_new(req, "cpus", json_integer(v));
+			changes++;
+		}
+		if (arg_has(a, "MemoryStartupBytes")) {
+			json_object_set_new(req, "memory", json_integer((json_int_t)arg_size(a, "MemoryStartupBytes")));
+			changes++;
+		}
+		static const char *const strs[][2] = {
+			{ "AutomaticStartAction", "automatic_start_action" },
+			{ "AutomaticStopAction", "automatic_stop_action" },
+			{ "Notes", "notes" },
+			{ "NewVMName", "new_name" },
+		};
+		for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+			if (arg_has(a, strs[i][0])) {
+				json_object_set_new(req, strs[i][1], json_string(arg_str(a, strs[i][0])));
+				changes++;
+			}
+		const char *sa = arg_str(a, "AutomaticStartAction");
+		if (sa && strcasecmp(sa, "Nothing") && strcasecmp(sa, "StartIfRunning") && strcasecmp(sa, "Start"))
+			FAIL("-AutomaticStartAction must be Nothing, StartIfRunning or Start");
+		const char *so = arg_str(a, "AutomaticStopAction");
+		if (so && strcasecmp(so, "TurnOff") && strcasecmp(so, "Save") && strcasecmp(so, "ShutDown"))
+			FAIL("-AutomaticStopAction must be TurnOff, Save or ShutDown");
+		if (!changes)
+			FAIL("nothing to change (see: hv Get-Help Set-VM)");
+	} else if (!strcasecmp(c, "Set-VMFirmware")) {
+		json_object_set_new(req, "op", json_string("set-firmware"));
+		if (!arg_has(a, "KernelPath") && !arg_has(a, "InitrdPath") && !arg_has(a, "KernelCommandLine"))
+			FAIL("nothing to change: give -KernelPath, -InitrdPath or -KernelCommandLine");
+		const char *files[][2] = { { "KernelPath", "kernel" }, { "InitrdPath", "initrd" } };
+		for (int i = 0; i < 2; i++) {
+			const char *p = arg_str(a, files[i][0]);
+			if (!p)
+				continue;
+			if (!*p && i == 1) { /* -InitrdPath "": no initrd */
+				json_object_set_new(req, files[i][1], json_string(""));
+				continue;
+			}
+			char *abs = realpath(p, NULL);
+			if (!abs)
+				FAIL("-%s '%s' does not exist", files[i][0], p);
+			json_object_set_new(req, files[i][1], json_string(abs));
+			free(abs);
+		}
+		if (arg_has(a, "KernelCommandLine"))
+			json_object_set_new(req, "cmdline", json_string(arg_str(a, "KernelCommandLine")));
+	} else if (!strcasecmp(c, "Start-VM")) {
+		json_object_set_new(req, "op", json_string("start"));
+	} else if (!strcasecmp(c, "Stop-VM")) {
+		json_object_set_new(req, "op", json_string("stop"));
+		if (arg_has(a, "TurnOff"))
+			json_object_set_new(req, "turn_off", json_true());
+		if (arg_has(a, "Force"))
+			json_object_set_new(req, "force", json_true());
+	} else if (!strcasecmp(c, "Restart-VM")) {
+		json_object_set_new(req, "op", json_string("stop"));
+		json_object_set_new(req, "turn_off", json_true());
+	} else if (!strcasecmp(c, "Remove-VM")) {
+		json_object_set_new(req, "op", json_string("remove"));
+	} else if (!strcasecmp(c, "Get-VMEvent")) {
+		json_object_set_new(req, "op", json_string("events"));
+	} else if (!strcasecmp(c, "Get-VMIntegrationService")) {
+		json_object_set_new(req, "op", json_string("get"));
+	} else {
+		FAIL("not a VM cmdlet");
+	}
+	if (strcasecmp(c, "Get-VM") && strcasecmp(c, "New-VM") && !name)
+		FAIL("name a virtual machine");
+	return req;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Polls the VM until it reaches `want` (or Off, which ends any wait); 0 when it did. */
+static int wait_state(const struct args *a, const char *vm, const char *want, int timeout_s)
+{
+	int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+	char last[64] = "";
+	do {
+		json_t *req = json_pack("{s:s, s:s}", "op", "get", "vm", vm);
+		json_t *r = call_ok(a, req);
+		json_decref(req);
+		if (!r)
+			return 1;
+		const char *st = json_string_value(json_object_get(json_object_get(r, "vm"), "state"));
+		snprintf(last, sizeof(last), "%s", st ? st : "?");
+		json_decref(r);
+		if (!strcmp(last, want))
+			return 0;
+		if (!strcmp(last, "Off")) {
+			json_t *ev = json_pack("{s:s, s:s}", "op", "events", "vm", vm);
+			json_t *er = call_ok(a, ev);
+			json_decref(ev);
+			json_t *arr = json_object_get(er, "events");
+			const char *why = json_string_value(json_object_get(json_array_get(arr, json_array_size(arr) - 1), "message"));
+			cli_fail(a, "'%s' is Off: %s", vm, why ? why : "the worker exited");
+			json_decref(er);
+			return 1;
+		}
+		usleep(200 * 1000);
+	} while (now_ms() < deadline);
+	return cli_fail(a, "'%s' did not become %s within %d s (it is %s)", vm, want, timeout_s, last);
+}
+
+static int timeout_arg(const struct args *a, int dflt)
+{
+	long v;
+	if (arg_has(a, "TimeoutSeconds") && parse_int(arg_str(a, "TimeoutSeconds"), 1, 86400, &v))
+		return (int)v;
+	return dflt;
+}
+
+static void fmt_uptime(json_int_t ms, char *out, size_t len)
+{
+	long long s = ms / 1000;
+	if (s >= 86400)
+		snprintf(out, len, "%lld.%02lld:%02lld:%02lld", s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+	else
+		snprintf(out, len, "%02lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+}
+
+static void print_vm_table(json_t *vms)
+{
+	printf("%-20s %-9s %-11s %-17s %-16s %-20s %s\n", "Name", "State", "CPUUsage(%)", "MemoryAssigned(M)", "Uptime", "Status", "Version");
+	printf("%-20s %-9s %-11s %-17s %-16s %-20s %s\n", "----", "-----", "-----------", "-----------------", "------", "------", "-------");
+	size_t i;
+	json_t *v;
+	json_array_foreach(vms, i, v) {
+		char up[32];
+		fmt_uptime(json_integer_value(json_object_get(v, "uptime_ms")), up, sizeof(up));
+		printf("%-20s %-9s %-11lld %-17lld %-16s %-20s %s\n", json_string_value(json_object_get(v, "name")),
+		       json_string_value(json_object_get(v, "state")), (long long)json_integer_value(json_object_get(v, "cpu_usage")),
+		       (long long)(json_integer_value(json_object_get(v, "memory_assigned")) >> 20), up,
+		       json_string_value(json_object_get(v, "status")), json_string_value(json_object_get(v, "version")));
+	}
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	puts(s ? s : "null");
+	free(s);
+}
+
+static int run(const struct args *a)
+{
+	char err[512];
+	json_t *req = vm_cmdlet_request(a, err, sizeof(err));
+	if (!req)
+		return cli_fail(a, "%s", err);
+	const char *c = a->cmdlet->name;
+	const char *vm = vm_name_arg(a);
+	bool json = arg_has(a, "Json");
+	json_t *r = call_ok(a, req);
+	json_decref(req);
+	if (!r)
+		return 1;
+	int rc = 0;
+	if (!strcasecmp(c, "Get-VM")) {
+		json_t *vms = json_object_get(r, "vms");
+		if (json)
+			print_json(vms);
+		else
+			print_vm_table(vms);
+	} else if (!strcasecmp(c, "New-VM") || !strcasecmp(c, "Set-VM") || !strcasecmp(c, "Set-VMFirmware")) {
+		json_t *v = json_object_get(r, "vm");
+		if (json) {
+			print_json(v);
+		} else if (strcasecmp(c, "Set-VMFirmware")) {
+			json_t *one = json_array();
+			json_array_append(one, v);
+			print_vm_table(one);
+			json_decref(one);
+		}
+	} else if (!strcasecmp(c, "Start-VM")) {
+		rc = wait_state(a, vm, "Running", timeout_arg(a, 120));
+	} else if (!strcasecmp(c, "Stop-VM")) {
+		rc = wait_state(a, vm, "Off", timeout_arg(a, arg_has(a, "TurnOff") ? 30 : 180));
+		if (rc == 0 && !json_is_true(json_object_get(r, "ok")))
+			rc = 1;
+	} else if (!strcasecmp(c, "Restart-VM")) {
+		rc = wait_state(a, vm, "Off", 30);
+		if (rc == 0) {
+			json_t *st = json_pack("{s:s, s:s}", "op", "start", "vm", vm);
+			json_t *sr = call_ok(a, st);
+			json_decref(st);
+			rc = sr ? wait_state(a, vm, "Running", timeout_arg(a, 120)) : 1;
+			json_decref(sr);
+		}
+	} else if (!strcasecmp(c, "Get-VMEvent")) {
+		json_t *ev = json_object_get(r, "events");
+		if (json) {
+			print_json(ev);
+		} else {
+			size_t i;
+			json_t *e;
+			printf("%-23s %-11s %s\n", "TimeCreated", "Level", "Message");
+			json_array_foreach(ev, i, e) {
+				time_t t = (time_t)(json_integer_value(json_object_get(e, "time_ms")) / 1000);
+				char when[32];
+				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
+				printf("%-23s %-11s %s\n", when, json_string_value(json_object_get(e, "level")),
+				       json_string_value(json_object_get(e, "message")));
+			}
+		}
+	} else if (!strcasecmp(c, "Get-VMIntegrationService")) {
+		json_t *v = json_object_get(r, "vm");
+		json_t *ics = json_object_get(v, "integration_services");
+		static const char *const names[][2] = {
+			{ "Heartbeat", "Heartbeat" }, { "Shutdown", "Shutdown" },
+			{ "TimeSynchronization", "Time Synchronization" },
+			{ "KeyValuePairExchange", "Key-Value Pair Exchange" },
+			{ "VSS", "Guest Service Interface (VSS)" },
+		};
+		json_t *out = json_array();
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			const char *st = json_string_value(json_object_get(ics, names[i][0]));
+			const char *desc = !st ? "" : !strcmp(st, "ready") ? "OK" : "No Contact";
+			json_array_append_new(out, json_pack("{s:s, s:s, s:b, s:s, s:s}", "VMName", json_string_value(json_object_get(v, "name")),
+							     "Name", names[i][1], "Enabled", 1, "PrimaryStatusDescription", desc,
+							     "State", st ? st : ""));
+		}
+		if (json) {
+			print_json(out);
+		} else {
+			printf("%-20s %-32s %-8s %s\n", "VMName", "Name", "Enabled", "PrimaryStatusDescription");
+			size_t i;
+			json_t *e;
+			json_array_foreach(out, i, e)
+				printf("%-20s %-32s %-8s %s\n", json_string_value(json_object_get(e, "VMName")),
+				       json_string_value(json_object_get(e, "Name")), "True",
+				       json_string_value(json_object_get(e, "PrimaryStatusDescription")));
+		}
+		json_decref(out);
+	}
+	json_decref(r);
+	return rc;
+}
+
+static const struct param_spec new_params[] = {
+	{ "Name", PARAM_STRING, true, true, "the new VM's name (unique, case-insensitive)" },
+	{ "Generation", PARAM_STRING, false, false, "1 or 2 (default 1)" },
+	{ "MemoryStartupBytes", PARAM_SIZE, false, false, "startup memory, 32MB-1TB in 2 MB units (512MB)" },
+	{ "ProcessorCount", PARAM_STRING, false, false, "virtual processors, 1-64 (1)" },
+	{ "VHDPath", PARAM_STRING, false, false, "an existing disk to attach (SCSI 0:0)" },
+	{ "NewVHDPath", PARAM_STRING, false, false, "create a dynamic disk (relative: under 'Virtual Hard Disks')" },
+	{ "NewVHDSizeBytes", PARAM_SIZE, false, false, "size of -NewVHDPath" },
+	{ "Path", PARAM_STRING, false, false, "folder for the VM's files (default: vmms's root)" },
+	{ "Json", PARAM_SWITCH, false, false, "print the new VM as JSON" },
+	{ 0 },
+};
+static const struct param_spec get_params[] = {
+	{ "Name", PARAM_STRING, false, true, "a name (wildcards * ? []) or GUID; all VMs when absent" },
+	{ "Json", PARAM_SWITCH, false, false, "JSON output" },
+	{ 0 },
+};
+static const struct param_spec set_params[] = {
+	{ "Name", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ "ProcessorCount", PARAM_STRING, false, false, "virtual processors, 1-64" },
+	{ "MemoryStartupBytes", PARAM_SIZE, false, false, "startup memory" },
+	{ "AutomaticStartAction", PARAM_STRING, false, false, "Nothing, StartIfRunning or Start" },
+	{ "AutomaticStopAction", PARAM_STRING, false, false, "TurnOff, Save or ShutDown" },
+	{ "Notes", PARAM_STRING, false, false, "free text" },
+	{ "NewVMName", PARAM_STRING, false, false, "rename the VM" },
+	{ "Json", PARAM_SWITCH, false, false, "print the VM as JSON" },
+	{ 0 },
+};
+static const struct param_spec fw_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ "KernelPath", PARAM_STRING, false, false, "Linux bzImage for direct boot (our extension)" },
+	{ "InitrdPath", PARAM_STRING, false, false, "initramfs (\"\" for none)" },
+	{ "KernelCommandLine", PARAM_STRING, false, false, "kernel command line" },
+	{ "Json", PARAM_SWITCH, false, false, "print the VM as JSON" },
+	{ 0 },
+};
+static const struct param_spec start_params[] = {
+	{ "Name", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ "TimeoutSeconds", PARAM_STRING, false, false, "how long to wait for Running (120)" },
+	{ 0 },
+};
+static const struct param_spec stop_params[] = {
+	{ "Name", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ "TurnOff", PARAM_SWITCH, false, false, "power off at once (the guest is not asked)" },
+	{ "Force", PARAM_SWITCH, false, false, "shut down even if applications in the guest object" },
+	{ "TimeoutSeconds", PARAM_STRING, false, false, "how long to wait for Off (180; 30 with -TurnOff)" },
+	{ 0 },
+};
+static const struct param_spec restart_params[] = {
+	{ "Name", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ "Force", PARAM_SWITCH, false, false, "no confirmation (restart is always a reset)" },
+	{ "TimeoutSeconds", PARAM_STRING, false, false, "how long to wait for Running (120)" },
+	{ 0 },
+};
+static const struct param_spec remove_params[] = {
+	{ "Name", PARAM_STRING, true, true, "the VM (name or GUID); its disks are kept" },
+	{ "Force", PARAM_SWITCH, false, false, "no confirmation" },
+	{ 0 },
+};
+static const struct param_spec vmname_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ "Json", PARAM_SWITCH, false, false, "JSON output" },
+	{ 0 },
+};
+
+const struct cmdlet cmdlet_new_vm = { "New-VM", "create a virtual machine", new_params, run };
+const struct cmdlet cmdlet_get_vm = { "Get-VM", "list virtual machines: state, CPU, memory, uptime", get_params, run };
+const struct cmdlet cmdlet_set_vm = { "Set-VM", "change a VM's processors, memory, actions, notes (when Off)", set_params, run };
+const struct cmdlet cmdlet_set_vmfirmware = { "Set-VMFirmware", "set a VM's kernel, initrd and command line for direct boot", fw_params, run };
+const struct cmdlet cmdlet_start_vm = { "Start-VM", "start a virtual machine", start_params, run };
+const struct cmdlet cmdlet_stop_vm = { "Stop-VM", "shut a VM down (graceful; -TurnOff powers off)", stop_params, run };
+const struct cmdlet cmdlet_restart_vm = { "Restart-VM", "reset a running VM (turn off, start)", restart_params, run };
+const struct cmdlet cmdlet_remove_vm = { "Remove-VM", "delete a VM's configuration (not its disks)", remove_params, run };
+const struct cmdlet cmdlet_get_vmevent = { "Get-VMEvent", "a VM's event log", vmname_params, run };
+const struct cmdlet cmdlet_get_vmintegrationservice = { "Get-VMIntegrationService", "a running VM's integration services", vmname_params, run };

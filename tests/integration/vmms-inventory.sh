@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# vmms without a guest: New-VM / Get-VM / Set-VM / Set-VMFirmware / Remove-VM through `hv`,
+# bad input refused with nothing half-created, the socket's mode, a refused non-root peer,
+# and a vmms restart that keeps the inventory.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=${VIRIDIAN_BUILD:-build}
+[ -x "$B/vmms" ] && [ -x "$B/hv" ] || { echo "build $B/vmms and $B/hv first (make)"; exit 1; }
+t=$(mktemp -d /tmp/vmms-inv.XXXXXX)
+export VIRIDIAN_SOCKET=$t/vmms.sock
+pid=""
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$t"' EXIT
+fails=0
+check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
+refused() { ! "$@" >"$t/out" 2>"$t/err" && [ "$(wc -l <"$t/err")" = 1 ]; } # nonzero, one line
+hv() { "$B/hv" "$@"; }
+start_vmms() {
+  "$B/vmms" --foreground --root "$t/root" 2>>"$t/vmms.log" & pid=$!
+  for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
+}
+start_vmms
+
+check "VM cmdlets without vmms fail with one line" bash -c "! VIRIDIAN_SOCKET=$t/none.sock '$B/hv' Get-VM 2>&1 | grep -c . | grep -qv '^1$'"
+check "socket is mode 0660" [ "$(stat -c %a "$VIRIDIAN_SOCKET")" = 660 ]
+check "Hyper-V folders under the root" test -d "$t/root/Virtual Machines" -a -d "$t/root/Virtual Hard Disks" -a -d "$t/root/Snapshots"
+check "New-VM with a new VHDX" hv New-VM -Name web -MemoryStartupBytes 1GB -ProcessorCount 2 -NewVHDPath web.vhdx -NewVHDSizeBytes 2GB
+check "the new disk is a 2 GiB VHDX" bash -c "'$B/hv' Get-VHD '$t/root/Virtual Hard Disks/web.vhdx' -Json | grep -q 2147483648"
+hv New-VHD -Path "$t/db.vhdx" -SizeBytes 1GB >/dev/null
+check "New-VM with an existing disk, case-insensitive parameters" hv new-vm -name db -vhdpath "$t/db.vhdx" -generation 2
+check "New-VM in its own -Path" hv New-VM -Name other -Path "$t"
+check "-Path holds Virtual Machines/<GUID>" bash -c "ls '$t/other/Virtual Machines' | grep -qE '^[0-9a-f-]{36}$'"
+nvm=$(ls "$t/root/Virtual Machines" | wc -l)
+check "duplicate name refused (other case)" refused hv New-VM -Name WEB
+check "invalid size refused" refused hv New-VM -Name x -MemoryStartupBytes 10XB
+check "memory not in 2 MB units refused" refused hv New-VM -Name x -MemoryStartupBytes 1000001
+check "missing disk refused" refused hv New-VM -Name x -VHDPath "$t/missing.vhdx"
+check "unknown parameter refused" refused hv New-VM -Name x -Frobnicate 1
+check "unknown cmdlet refused" refused hv Frob-VM
+check "bad processor count refused" refused hv New-VM -Name x -ProcessorCount 0
+check "existing -NewVHDPath refused" refused hv New-VM -Name x -NewVHDPath web.vhdx -NewVHDSizeBytes 1GB
+check "nothing half-created" [ "$(ls "$t/root/Virtual Machines" | wc -l)" = "$nvm" ]
+check "Get-VM lists three" [ "$(hv Get-VM -Json | grep -c '"name"')" = 3 ]
+check "Get-VM table has Hyper-V's columns" bash -c "'$B/hv' Get-VM | head -1 | grep -q 'Name.*State.*CPUUsage.*MemoryAssigned.*Uptime.*Status.*Version'"
+check "Get-VM wildcard" bash -c "[ \"\$('$B/hv' Get-VM -Name 'W*' -Json | grep -c '\"name\"')\" = 1 ]"
+check "Get-VM unknown name fails" refused hv Get-VM nobody
+id=$(hv Get-VM web -Json | sed -n 's/.*"id": "\([0-9a-f-]*\)".*/\1/p')
+check "VM named by GUID" bash -c "'$B/hv' Get-VM '$id' -Json | grep -q '\"name\": \"web\"'"
+check "Set-VM" hv Set-VM web -ProcessorCount 4 -MemoryStartupBytes 2GB -AutomaticStartAction Start -Notes "front end"
+check "Set-VM took" bash -c "'$B/hv' Get-VM web -Json | grep -q '\"cpus\": 4' && '$B/hv' Get-VM web -Json | grep -q '\"notes\": \"front end\"'"
+check "Set-VM bad action refused" refused hv Set-VM web -AutomaticStartAction Sometimes
+check "Set-VMFirmware missing kernel refused" refused hv Set-VMFirmware web -KernelPath "$t/no-kernel"
+touch "$t/vmlinuz"
+check "Set-VMFirmware" hv Set-VMFirmware -VMName web -KernelPath "$t/vmlinuz" -KernelCommandLine "console=ttyS0 quiet"
+check "Start-VM without a kernel refused" refused hv Start-VM db
+check "Get-VMEvent shows the changes" bash -c "'$B/hv' Get-VMEvent web | grep -q 'configuration changed'"
+
+# restart vmms: the inventory stays
+kill $pid; wait $pid; pid=""
+start_vmms
+check "inventory survives a vmms restart" bash -c "'$B/hv' Get-VM web -Json | grep -q '\"cpus\": 4' && [ \"\$('$B/hv' Get-VM -Json | grep -c '\"name\"')\" = 3 ]"
+check "kernel survives a vmms restart" bash -c "'$B/hv' Get-VM web -Json | grep -q 'console=ttyS0 quiet'"
+check "a second vmms on the same socket refused" bash -c "! '$B/vmms' --foreground --root '$t/root2' 2>/dev/null"
+if id nobody >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  chmod 0777 "$t" "$VIRIDIAN_SOCKET"
+  check "another uid is refused (SO_PEERCRED)" bash -c "setpriv --reuid=nobody --regid=nogroup --clear-groups '$B/hv' Get-VM 2>&1 | grep -q 'access denied'"
+  chmod 0660 "$VIRIDIAN_SOCKET"
+fi
+check "Remove-VM" hv Remove-VM db
+check "Remove-VM keeps the disk" test -f "$t/db.vhdx"
+check "removed VM is gone" refused hv Get-VM db
+check "VHD cmdlets work without vmms" bash -c "VIRIDIAN_SOCKET=$t/none.sock '$B/hv' Get-VHD '$t/db.vhdx' >/dev/null"
+[ "$fails" = 0 ] || { echo "--- vmms log"; cat "$t/vmms.log"; }
+exit $((fails > 0))

@@ -1,0 +1,104 @@
+/* The VM cmdlets' parsing (cli/vm.c): parameters, case-insensitivity, sizes, and the vmms
+ * request each cmdlet builds; bad input is refused before anything is sent. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "cmdlet.h"
+
+extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_set_vmfirmware, cmdlet_start_vm,
+	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice;
+json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen);
+
+/* cli_find is in main.c; the tests do not need the table. */
+const struct cmdlet *const cli_cmdlets[] = { NULL };
+const struct cmdlet *cli_find(const char *name) { (void)name; return NULL; }
+
+/* Parses argv and builds the request; returns its compact JSON (static) or "ERR:<message>". */
+static const char *build(const struct cmdlet *c, int argc, char **argv)
+{
+	static char out[2048];
+	struct args a;
+	if (args_parse(c, argc, argv, &a))
+		return "PARSE";
+	char err[256];
+	json_t *r = vm_cmdlet_request(&a, err, sizeof(err));
+	if (!r) {
+		snprintf(out, sizeof(out), "ERR:%s", err);
+		return out;
+	}
+	char *s = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
+	snprintf(out, sizeof(out), "%s", s);
+	free(s);
+	json_decref(r);
+	return out;
+}
+
+#define B(c, ...) build(&c, (int)(sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *)), (char *[]){ __VA_ARGS__ })
+
+static void new_vm(void **state)
+{
+	(void)state;
+	assert_string_equal(B(cmdlet_new_vm, "-name", "web", "-MEMORYSTARTUPBYTES", "1GB", "-ProcessorCount", "2", "-Generation", "2"),
+			    "{\"cpus\":2,\"generation\":2,\"memory\":1073741824,\"name\":\"web\",\"op\":\"new\"}");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-NewVHDPath", "w.vhdx", "-NewVHDSizeBytes", "10GB"),
+			    "{\"name\":\"web\",\"new_vhd_path\":\"w.vhdx\",\"new_vhd_size\":10737418240,\"op\":\"new\"}");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-VHDPath", "/"), "{\"name\":\"web\",\"op\":\"new\",\"vhd_path\":\"/\"}");
+	assert_string_equal(B(cmdlet_new_vm, "-Name:web", "-Path", "/tmp"), "{\"name\":\"web\",\"op\":\"new\",\"path\":\"/tmp\"}");
+	/* refused */
+	assert_string_equal(B(cmdlet_new_vm, "-MemoryStartupBytes", "1GB"), "PARSE");           /* no name */
+	assert_string_equal(B(cmdlet_new_vm, "web", "-MemoryStartupBytes", "lots"), "PARSE");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-MemoryStartupBytes", "99999999999TB"), "PARSE");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-Bogus", "1"), "PARSE");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-Name", "again"), "PARSE");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-ProcessorCount"), "PARSE");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-Generation", "3"), "ERR:-Generation must be 1 or 2");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-ProcessorCount", "0"), "ERR:-ProcessorCount must be a number from 1 to 64");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-ProcessorCount", "2x"), "ERR:-ProcessorCount must be a number from 1 to 64");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-NewVHDPath", "w.vhdx"), "ERR:-NewVHDPath and -NewVHDSizeBytes go together");
+	assert_string_equal(B(cmdlet_new_vm, "web", "-VHDPath", "/a", "-NewVHDPath", "b", "-NewVHDSizeBytes", "1GB"),
+			    "ERR:give -VHDPath or -NewVHDPath, not both");
+	assert_non_null(strstr(B(cmdlet_new_vm, "web", "-VHDPath", "/nonexistent.vhdx"), "does not exist"));
+}
+
+static void other_cmdlets(void **state)
+{
+	(void)state;
+	assert_string_equal(B(cmdlet_get_vm), "{\"op\":\"list\"}");
+	assert_string_equal(B(cmdlet_get_vm, "we*"), "{\"name\":\"we*\",\"op\":\"list\"}");
+	assert_string_equal(B(cmdlet_get_vm, "-Json"), "{\"op\":\"list\"}");
+	assert_string_equal(B(cmdlet_set_vm, "web", "-processorcount", "4", "-AutomaticStartAction", "Nothing", "-Notes", "n"),
+			    "{\"automatic_start_action\":\"Nothing\",\"cpus\":4,\"notes\":\"n\",\"op\":\"set\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_set_vm, "web", "-MemoryStartupBytes", "2GB"), "{\"memory\":2147483648,\"op\":\"set\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_set_vm, "web"), "ERR:nothing to change (see: hv Get-Help Set-VM)");
+	assert_string_equal(B(cmdlet_set_vm, "web", "-AutomaticStartAction", "Sometimes"),
+			    "ERR:-AutomaticStartAction must be Nothing, StartIfRunning or Start");
+	assert_string_equal(B(cmdlet_set_vmfirmware, "-VMName", "web", "-KernelPath", "/", "-KernelCommandLine", "console=ttyS0"),
+			    "{\"cmdline\":\"console=ttyS0\",\"kernel\":\"/\",\"op\":\"set-firmware\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_set_vmfirmware, "web", "-InitrdPath", ""), "{\"initrd\":\"\",\"op\":\"set-firmware\",\"vm\":\"web\"}");
+	assert_non_null(strstr(B(cmdlet_set_vmfirmware, "web"), "ERR:nothing to change"));
+	assert_non_null(strstr(B(cmdlet_set_vmfirmware, "web", "-KernelPath", "/nonexistent"), "does not exist"));
+	assert_string_equal(B(cmdlet_start_vm, "web"), "{\"op\":\"start\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_stop_vm, "web"), "{\"op\":\"stop\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_stop_vm, "web", "-turnoff"), "{\"op\":\"stop\",\"turn_off\":true,\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_stop_vm, "web", "-Force"), "{\"force\":true,\"op\":\"stop\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_stop_vm, "web", "-TurnOff", "yes"), "PARSE"); /* a switch takes no value */
+	assert_string_equal(B(cmdlet_restart_vm, "web"), "{\"op\":\"stop\",\"turn_off\":true,\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_remove_vm, "web", "-Force"), "{\"op\":\"remove\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_get_vmevent, "web"), "{\"op\":\"events\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_get_vmintegrationservice, "-VMName", "web"), "{\"op\":\"get\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_start_vm), "PARSE");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(new_vm),
+		cmocka_unit_test(other_cmdlets),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

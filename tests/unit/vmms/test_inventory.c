@@ -1,0 +1,325 @@
+/* The SQLite inventory (one transaction per change; a crash mid-change leaves the old
+ * configuration) and the service's request handling without workers. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "vmms/inventory.h"
+#include "vmms/service.h"
+
+static char dir[64];
+static char db[128];
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/vmms-inv-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(db, sizeof(db), "%s/vmms.db", dir);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static struct inventory *open_db(void)
+{
+	char err[256];
+	struct inventory *inv = inv_open(db, err, sizeof(err));
+	if (!inv)
+		fail_msg("%s", err);
+	return inv;
+}
+
+static void sample(struct inv_vm *vm, const char *id, const char *name)
+{
+	memset(vm, 0, sizeof(*vm));
+	snprintf(vm->id, sizeof(vm->id), "%s", id);
+	vm->name = (char *)name;
+	vm->generation = 2;
+	vm->cpus = 2;
+	vm->memory = 1ull << 30;
+	vm->path = "/tmp/x";
+	vm->ndisks = 2;
+	vm->disks[0] = (struct inv_disk){ 0, 0, "/d/a.vhdx" };
+	vm->disks[1] = (struct inv_disk){ 0, 1, "/d/b.vhdx" };
+}
+
+#define ID1 "11111111-2222-4333-8444-555555555555"
+#define ID2 "aaaaaaaa-2222-4333-8444-555555555555"
+
+static void create_find_update_remove(void **state)
+{
+	(void)state;
+	struct inventory *inv = open_db();
+	struct inv_vm vm, got;
+	sample(&vm, ID1, "Web");
+	assert_int_equal(inv_create(inv, &vm), 0);
+	/* names are unique, case-insensitively; nothing half-created by the refused insert */
+	sample(&vm, ID2, "WEB");
+	assert_int_equal(inv_create(inv, &vm), -1);
+	assert_true(inv_last_dup(inv));
+	assert_non_null(strstr(inv_error(inv), "already exists"));
+	assert_int_equal(inv_find(inv, ID2, &got), 0);
+	assert_int_equal(inv_find(inv, "web", &got), 1);
+	assert_string_equal(got.id, ID1);
+	assert_string_equal(got.name, "Web");
+	assert_int_equal(got.ndisks, 2);
+	assert_string_equal(got.disks[1].path, "/d/b.vhdx");
+	assert_string_equal(got.auto_start, "StartIfRunning");
+	inv_vm_free(&got);
+	assert_int_equal(inv_find(inv, "11111111-2222-4333-8444-555555555555", &got), 1);
+	inv_vm_free(&got);
+	assert_int_equal(inv_find(inv, "1111111-2222-4333-8444-555555555555", &got), 0);
+	/* update: config and disks together */
+	sample(&vm, ID1, "Web");
+	vm.cpus = 8;
+	vm.notes = "n";
+	vm.kernel = "/k";
+	vm.ndisks = 1;
+	vm.disks[0] = (struct inv_disk){ 0, 3, "/d/c.vhdx" };
+	assert_int_equal(inv_update(inv, &vm), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_int_equal(got.cpus, 8);
+	assert_string_equal(got.notes, "n");
+	assert_string_equal(got.kernel, "/k");
+	assert_null(got.initrd);
+	assert_int_equal(got.ndisks, 1);
+	assert_int_equal(got.disks[0].lun, 3);
+	inv_vm_free(&got);
+	/* runtime status with its event in one transaction */
+	struct vm_status st = { VM_RUNNING, VM_OPS_NONE };
+	assert_int_equal(inv_set_status(inv, ID1, st, 1234, 99, "Information", "running"), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_int_equal(got.status.state, VM_RUNNING);
+	assert_int_equal(got.worker_pid, 1234);
+	assert_int_equal((int)got.worker_start, 99);
+	inv_vm_free(&got);
+	struct inv_event ev[8];
+	int n = inv_events(inv, ID1, ev, 8);
+	assert_int_equal(n, 3);
+	assert_string_equal(ev[0].message, "virtual machine created");
+	assert_string_equal(ev[2].message, "running");
+	assert_int_equal(inv_events(inv, ID1, ev, 1), 1);
+	assert_string_equal(ev[0].message, "running"); /* the newest */
+	/* list */
+	sample(&vm, ID2, "alpha");
+	vm.ndisks = 0;
+	assert_int_equal(inv_create(inv, &vm), 0);
+	struct inv_vm *all;
+	assert_int_equal(inv_list(inv, &all, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(all[0].name, "alpha");
+	for (int i = 0; i < n; i++)
+		inv_vm_free(&all[i]);
+	free(all);
+	/* remove cascades to disks and events */
+	assert_int_equal(inv_remove(inv, ID1), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 0);
+	assert_int_equal(inv_events(inv, ID1, ev, 8), 0);
+	inv_close(inv);
+	/* persisted */
+	inv = open_db();
+	assert_int_equal(inv_find(inv, "ALPHA", &got), 1);
+	inv_vm_free(&got);
+	inv_close(inv);
+}
+
+static void crash_now(const char *where)
+{
+	if (!strcmp(where, getenv("CRASH_AT")))
+		_exit(42); /* no rollback, no close: as if the process died here */
+}
+
+static void crash_mid_update(void **state)
+{
+	(void)state;
+	static const char *const points[] = { "vm-updated", "disks-deleted" };
+	for (size_t p = 0; p < 2; p++) {
+		unlink(db);
+		char wal[160];
+		snprintf(wal, sizeof(wal), "%s-wal", db);
+		unlink(wal);
+		struct inventory *inv = open_db();
+		struct inv_vm vm, got;
+		sample(&vm, ID1, "web");
+		assert_int_equal(inv_create(inv, &vm), 0);
+		inv_close(inv);
+		setenv("CRASH_AT", points[p], 1);
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct inventory *c = open_db();
+			inv_test_hook = crash_now;
+			struct inv_vm nv;
+			sample(&nv, ID1, "renamed");
+			nv.cpus = 16;
+			nv.ndisks = 1;
+			nv.disks[0] = (struct inv_disk){ 1, 7, "/d/new.vhdx" };
+			inv_update(c, &nv);
+			_exit(0); /* the hook should have fired */
+		}
+		int ws;
+		assert_int_equal(waitpid(pid, &ws, 0), pid);
+		assert_true(WIFEXITED(ws));
+		assert_int_equal(WEXITSTATUS(ws), 42);
+		inv = open_db();
+		assert_int_equal(inv_find(inv, ID1, &got), 1);
+		/* all of the old configuration, none of the new */
+		assert_string_equal(got.name, "web");
+		assert_int_equal(got.cpus, 2);
+		assert_int_equal(got.ndisks, 2);
+		assert_string_equal(got.disks[0].path, "/d/a.vhdx");
+		inv_vm_free(&got);
+		assert_int_equal(inv_find(inv, "renamed", &got), 0);
+		/* and the database takes changes again */
+		sample(&vm, ID1, "web");
+		vm.cpus = 3;
+		assert_int_equal(inv_update(inv, &vm), 0);
+		inv_close(inv);
+	}
+}
+
+static int count_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static json_t *req(struct vmms *s, const char *text)
+{
+	json_t *r = json_loads(text, 0, NULL);
+	assert_non_null(r);
+	json_t *reply = vmms_request(s, r);
+	json_decref(r);
+	return reply;
+}
+
+static bool ok(json_t *r)
+{
+	bool v = json_is_true(json_object_get(r, "ok"));
+	json_decref(r);
+	return v;
+}
+
+static void service_requests(void **state)
+{
+	(void)state;
+	struct vmms *s = calloc(1, sizeof(*s));
+	char err[256], root[128], vms[160];
+	snprintf(root, sizeof(root), "%s/root", dir);
+	snprintf(vms, sizeof(vms), "%s/Virtual Machines", root);
+	assert_int_equal(vmms_init(s, root, "/nonexistent/vmwp", err, sizeof(err)), 0);
+	assert_true(ok(req(s, "{\"op\":\"new\",\"name\":\"a\",\"memory\":1073741824,\"cpus\":2}")));
+	/* bad input: nothing created */
+	const char *bad[] = {
+		"{\"op\":\"new\",\"name\":\"A\"}",                       /* duplicate, other case */
+		"{\"op\":\"new\",\"name\":\"b\",\"memory\":1000}",       /* too small */
+		"{\"op\":\"new\",\"name\":\"b\",\"memory\":1073741825}", /* not 2 MB units */
+		"{\"op\":\"new\",\"name\":\"b\",\"cpus\":0}",
+		"{\"op\":\"new\",\"name\":\"b\",\"cpus\":65}",
+		"{\"op\":\"new\",\"name\":\"b\",\"generation\":3}",
+		"{\"op\":\"new\",\"name\":\"b/c\"}",
+		"{\"op\":\"new\",\"name\":\"\"}",
+		"{\"op\":\"new\",\"name\":\"b\",\"vhd_path\":\"/nonexistent.vhdx\"}",
+		"{\"op\":\"new\",\"name\":\"b\",\"new_vhd_path\":\"x.vhdx\"}",
+		"{\"op\":\"new\",\"name\":\"b\",\"new_vhd_path\":\"/proc/none/x.vhdx\",\"new_vhd_size\":1048576}",
+		"{\"op\":\"set\",\"vm\":\"a\",\"cpus\":0}",
+		"{\"op\":\"set\",\"vm\":\"a\",\"automatic_start_action\":\"Sometimes\"}",
+		"{\"op\":\"set\",\"vm\":\"nobody\",\"cpus\":1}",
+		"{\"op\":\"set-firmware\",\"vm\":\"a\",\"kernel\":\"/nonexistent\"}",
+		"{\"op\":\"start\",\"vm\":\"a\"}", /* no kernel */
+		"{\"op\":\"frob\"}",
+		"{}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (ok(req(s, bad[i])))
+			fail_msg("accepted: %s", bad[i]);
+	assert_int_equal(count_entries(vms), 1);
+	json_t *r = req(s, "{\"op\":\"list\"}");
+	assert_int_equal(json_array_size(json_object_get(r, "vms")), 1);
+	json_decref(r);
+	/* set while Off works; the VM is found by GUID too */
+	r = req(s, "{\"op\":\"list\",\"name\":\"A\"}");
+	const char *id = json_string_value(json_object_get(json_array_get(json_object_get(r, "vms"), 0), "id"));
+	assert_non_null(id);
+	char q[256];
+	snprintf(q, sizeof(q), "{\"op\":\"set\",\"vm\":\"%s\",\"cpus\":4,\"automatic_start_action\":\"start\",\"notes\":\"x\"}", id);
+	json_decref(r);
+	r = req(s, q);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "vm"), "cpus")), 4);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "vm"), "automatic_start_action")), "Start");
+	json_decref(r);
+	/* a running VM (status faked in the inventory) refuses Set-VM and Remove-VM with 32788 */
+	struct inv_vm vm;
+	assert_int_equal(inv_find(s->inv, "a", &vm), 1);
+	assert_int_equal(inv_set_status(s->inv, vm.id, (struct vm_status){ VM_RUNNING, VM_OPS_NONE }, 0, 0, NULL, NULL), 0);
+	inv_vm_free(&vm);
+	r = req(s, "{\"op\":\"set\",\"vm\":\"a\",\"cpus\":2}");
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 32788);
+	json_decref(r);
+	r = req(s, "{\"op\":\"remove\",\"vm\":\"a\"}");
+	assert_int_equal(json_integer_value(json_object_get(r, "id")), 32788);
+	json_decref(r);
+	/* a restart finds no worker for the "running" VM and marks it Off with a reason */
+	vmms_fini(s);
+	assert_int_equal(vmms_init(s, root, "/nonexistent/vmwp", err, sizeof(err)), 0);
+	r = req(s, "{\"op\":\"get\",\"vm\":\"a\"}");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "vm"), "state")), "Off");
+	json_decref(r);
+	r = req(s, "{\"op\":\"events\",\"vm\":\"a\"}");
+	json_t *evs = json_object_get(r, "events");
+	assert_non_null(strstr(json_string_value(json_object_get(json_array_get(evs, json_array_size(evs) - 1), "message")), "gone"));
+	json_decref(r);
+	assert_true(ok(req(s, "{\"op\":\"remove\",\"vm\":\"a\"}")));
+	assert_int_equal(count_entries(vms), 0);
+	vmms_fini(s);
+	free(s);
+}
+
+static void validation(void **state)
+{
+	(void)state;
+	assert_true(vmms_valid_name("web-01 (test)"));
+	assert_false(vmms_valid_name(" lead"));
+	assert_false(vmms_valid_name("a*b"));
+	assert_false(vmms_valid_name("tab\there"));
+	assert_true(vmms_valid_memory(32ull << 20));
+	assert_false(vmms_valid_memory(30ull << 20));
+	assert_false(vmms_valid_memory((2ull << 40)));
+	assert_true(vmms_is_guid(ID1));
+	assert_false(vmms_is_guid("web"));
+	assert_true(vmms_valid_auto_stop("shutdown"));
+	assert_false(vmms_valid_auto_stop("Pause"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(create_find_update_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(crash_mid_update, setup, teardown),
+		cmocka_unit_test_setup_teardown(service_requests, setup, teardown),
+		cmocka_unit_test(validation),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,405 @@
+/* The VM inventory in SQLite. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vmms/inventory.h"
+
+void (*inv_test_hook)(const char *where);
+
+struct inventory {
+	sqlite3 *db;
+	char err[512];
+	bool dup;
+};
+
+static const char schema[] =
+	"PRAGMA foreign_keys=ON;"
+	"CREATE TABLE IF NOT EXISTS vms ("
+	" id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, generation INTEGER NOT NULL,"
+	" cpus INTEGER NOT NULL, memory INTEGER NOT NULL, kernel TEXT, initrd TEXT, cmdline TEXT,"
+	" notes TEXT NOT NULL DEFAULT '', auto_start TEXT NOT NULL, auto_stop TEXT NOT NULL,"
+	" path TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, opstate INTEGER NOT NULL DEFAULT 0,"
+	" worker_pid INTEGER NOT NULL DEFAULT 0, worker_start INTEGER NOT NULL DEFAULT 0,"
+	" created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS disks ("
+	" vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, controller INTEGER NOT NULL,"
+	" lun INTEGER NOT NULL, path TEXT NOT NULL, PRIMARY KEY (vm_id, controller, lun));"
+	"CREATE TABLE IF NOT EXISTS events ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
+	" time_ms INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS events_vm ON events(vm_id, id);";
+
+static int fail(struct inventory *inv, const char *what)
+{
+	inv->dup = sqlite3_extended_errcode(inv->db) == SQLITE_CONSTRAINT_UNIQUE;
+	snprintf(inv->err, sizeof(inv->err), "%s: %s", what, sqlite3_errmsg(inv->db));
+	return -1;
+}
+
+const char *inv_error(struct inventory *inv)
+{
+	return inv->err;
+}
+
+bool inv_last_dup(struct inventory *inv)
+{
+	return inv->dup;
+}
+
+struct inventory *inv_open(const char *db_path, char *err, size_t errlen)
+{
+	struct inventory *inv = calloc(1, sizeof(*inv));
+	if (!inv) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (sqlite3_open(db_path, &inv->db) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", db_path, inv->db ? sqlite3_errmsg(inv->db) : "cannot open");
+		inv_close(inv);
+		return NULL;
+	}
+	sqlite3_busy_timeout(inv->db, 5000);
+	char *msg = NULL;
+	if (sqlite3_exec(inv->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, &msg) != SQLITE_OK ||
+	    sqlite3_exec(inv->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", db_path, msg ? msg : "schema");
+		sqlite3_free(msg);
+		inv_close(inv);
+		return NULL;
+	}
+	return inv;
+}
+
+void inv_close(struct inventory *inv)
+{
+	if (!inv)
+		return;
+	sqlite3_close(inv->db);
+	free(inv);
+}
+
+static int exec(struct inventory *inv, const char *sql)
+{
+	if (sqlite3_exec(inv->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return fail(inv, sql);
+	return 0;
+}
+
+static int begin(struct inventory *inv)
+{
+	inv->dup = false;
+	return exec(inv, "BEGIN IMMEDIATE");
+}
+
+static int commit(struct inventory *inv)
+{
+	if (exec(inv, "COMMIT") < 0) {
+		sqlite3_exec(inv->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static int rollback(struct inventory *inv)
+{
+	char saved[sizeof(inv->err)];
+	bool dup = inv->dup;
+	memcpy(saved, inv->err, sizeof(saved));
+	sqlite3_exec(inv->db, "ROLLBACK", NULL, NULL, NULL);
+	memcpy(inv->err, saved, sizeof(saved));
+	inv->dup = dup;
+	return -1;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int add_event(struct inventory *inv, const char *id, const char *level, const char *msg)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "INSERT INTO events(vm_id, time_ms, level, message) VALUES (?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "event");
+	bind_text(s, 1, id);
+	sqlite3_bind_int64(s, 2, now_ms());
+	bind_text(s, 3, level ? level : "Information");
+	bind_text(s, 4, msg);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "event");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int put_disks(struct inventory *inv, const struct inv_vm *vm)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "DELETE FROM disks WHERE vm_id=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "disks");
+	bind_text(s, 1, vm->id);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "disks");
+	sqlite3_finalize(s);
+	if (rc < 0)
+		return -1;
+	if (inv_test_hook)
+		inv_test_hook("disks-deleted");
+	if (sqlite3_prepare_v2(inv->db, "INSERT INTO disks(vm_id, controller, lun, path) VALUES (?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "disks");
+	for (int i = 0; i < vm->ndisks && rc == 0; i++) {
+		sqlite3_reset(s);
+		bind_text(s, 1, vm->id);
+		sqlite3_bind_int(s, 2, vm->disks[i].controller);
+		sqlite3_bind_int(s, 3, vm->disks[i].lun);
+		bind_text(s, 4, vm->disks[i].path);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = fail(inv, "disk");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int inv_create(struct inventory *inv, const struct inv_vm *vm)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db,
+			       "INSERT INTO vms(id, name, generation, cpus, memory, kernel, initrd, cmdline, notes,"
+			       " auto_start, auto_stop, path, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "create"), rollback(inv);
+	bind_text(s, 1, vm->id);
+	bind_text(s, 2, vm->name);
+	sqlite3_bind_int(s, 3, vm->generation);
+	sqlite3_bind_int(s, 4, vm->cpus);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)vm->memory);
+	bind_text(s, 6, vm->kernel);
+	bind_text(s, 7, vm->initrd);
+	bind_text(s, 8, vm->cmdline);
+	bind_text(s, 9, vm->notes ? vm->notes : "");
+	bind_text(s, 10, vm->auto_start ? vm->auto_start : "StartIfRunning");
+	bind_text(s, 11, vm->auto_stop ? vm->auto_stop : "Save");
+	bind_text(s, 12, vm->path);
+	sqlite3_bind_int64(s, 13, vm->created ? vm->created : (int64_t)time(NULL));
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "create");
+	sqlite3_finalize(s);
+	if (rc < 0 && inv->dup)
+		snprintf(inv->err, sizeof(inv->err), "a virtual machine named '%s' already exists", vm->name);
+	if (rc < 0 || put_disks(inv, vm) < 0 || add_event(inv, vm->id, "Information", "virtual machine created") < 0)
+		return rollback(inv);
+	return commit(inv);
+}
+
+static char *col_dup(sqlite3_stmt *s, int i)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	return t ? strdup((const char *)t) : NULL;
+}
+
+#define VM_COLUMNS "id, name, generation, cpus, memory, kernel, initrd, cmdline, notes, auto_start," \
+		   " auto_stop, path, state, opstate, worker_pid, worker_start, created"
+
+static int read_disks(struct inventory *inv, struct inv_vm *vm)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "SELECT controller, lun, path FROM disks WHERE vm_id=? ORDER BY controller, lun", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "disks");
+	bind_text(s, 1, vm->id);
+	vm->ndisks = 0;
+	while (sqlite3_step(s) == SQLITE_ROW && vm->ndisks < INV_MAX_DISKS) {
+		struct inv_disk *d = &vm->disks[vm->ndisks++];
+		d->controller = sqlite3_column_int(s, 0);
+		d->lun = sqlite3_column_int(s, 1);
+		d->path = col_dup(s, 2);
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+static void read_row(sqlite3_stmt *s, struct inv_vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	const unsigned char *id = sqlite3_column_text(s, 0);
+	snprintf(vm->id, sizeof(vm->id), "%s", id ? (const char *)id : "");
+	vm->name = col_dup(s, 1);
+	vm->generation = sqlite3_column_int(s, 2);
+	vm->cpus = sqlite3_column_int(s, 3);
+	vm->memory = (uint64_t)sqlite3_column_int64(s, 4);
+	vm->kernel = col_dup(s, 5);
+	vm->initrd = col_dup(s, 6);
+	vm->cmdline = col_dup(s, 7);
+	vm->notes = col_dup(s, 8);
+	vm->auto_start = col_dup(s, 9);
+	vm->auto_stop = col_dup(s, 10);
+	vm->path = col_dup(s, 11);
+	int st = sqlite3_column_int(s, 12), op = sqlite3_column_int(s, 13);
+	vm->status.state = st >= 0 && st < VM_STATE_COUNT ? (enum vm_state)st : VM_OFF;
+	vm->status.op = op >= 0 && op < VM_OPS_COUNT ? (enum vm_opstate)op : VM_OPS_NONE;
+	vm->worker_pid = (pid_t)sqlite3_column_int64(s, 14);
+	vm->worker_start = (uint64_t)sqlite3_column_int64(s, 15);
+	vm->created = sqlite3_column_int64(s, 16);
+}
+
+int inv_find(struct inventory *inv, const char *name_or_id, struct inv_vm *out)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "SELECT " VM_COLUMNS " FROM vms WHERE id=lower(?1) OR name=?1 COLLATE NOCASE", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "find");
+	bind_text(s, 1, name_or_id);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		read_row(s, out);
+		sqlite3_finalize(s);
+		return read_disks(inv, out) < 0 ? -1 : 1;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return fail(inv, "find");
+	return 0;
+}
+
+int inv_list(struct inventory *inv, struct inv_vm **out, int *count)
+{
+	sqlite3_stmt *s;
+	*out = NULL;
+	*count = 0;
+	if (sqlite3_prepare_v2(inv->db, "SELECT " VM_COLUMNS " FROM vms ORDER BY name COLLATE NOCASE", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "list");
+	int n = 0, cap = 0;
+	struct inv_vm *v = NULL;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			struct inv_vm *nv = realloc(v, (size_t)cap * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		read_row(s, &v[n++]);
+	}
+	sqlite3_finalize(s);
+	for (int i = 0; i < n; i++)
+		read_disks(inv, &v[i]);
+	*out = v;
+	*count = n;
+	return 0;
+}
+
+int inv_update(struct inventory *inv, const struct inv_vm *vm)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db,
+			       "UPDATE vms SET name=?2, generation=?3, cpus=?4, memory=?5, kernel=?6, initrd=?7,"
+			       " cmdline=?8, notes=?9, auto_start=?10, auto_stop=?11 WHERE id=?1",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "update"), rollback(inv);
+	bind_text(s, 1, vm->id);
+	bind_text(s, 2, vm->name);
+	sqlite3_bind_int(s, 3, vm->generation);
+	sqlite3_bind_int(s, 4, vm->cpus);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)vm->memory);
+	bind_text(s, 6, vm->kernel);
+	bind_text(s, 7, vm->initrd);
+	bind_text(s, 8, vm->cmdline);
+	bind_text(s, 9, vm->notes ? vm->notes : "");
+	bind_text(s, 10, vm->auto_start ? vm->auto_start : "StartIfRunning");
+	bind_text(s, 11, vm->auto_stop ? vm->auto_stop : "Save");
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "update");
+	sqlite3_finalize(s);
+	if (rc == 0 && inv_test_hook)
+		inv_test_hook("vm-updated");
+	if (rc < 0 || put_disks(inv, vm) < 0 || add_event(inv, vm->id, "Information", "configuration changed") < 0)
+		return rollback(inv);
+	return commit(inv);
+}
+
+int inv_set_status(struct inventory *inv, const char *id, struct vm_status st, pid_t pid,
+		   uint64_t start, const char *level, const char *event)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "UPDATE vms SET state=?2, opstate=?3, worker_pid=?4, worker_start=?5 WHERE id=?1", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "status"), rollback(inv);
+	bind_text(s, 1, id);
+	sqlite3_bind_int(s, 2, st.state);
+	sqlite3_bind_int(s, 3, st.op);
+	sqlite3_bind_int64(s, 4, pid);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)start);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "status");
+	sqlite3_finalize(s);
+	if (rc < 0 || (event && add_event(inv, id, level, event) < 0))
+		return rollback(inv);
+	return commit(inv);
+}
+
+int inv_remove(struct inventory *inv, const char *id)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "DELETE FROM vms WHERE id=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "remove"), rollback(inv);
+	bind_text(s, 1, id);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "remove");
+	sqlite3_finalize(s);
+	return rc < 0 ? rollback(inv) : commit(inv);
+}
+
+int inv_add_event(struct inventory *inv, const char *id, const char *level, const char *msg)
+{
+	if (begin(inv) < 0)
+		return -1;
+	return add_event(inv, id, level, msg) < 0 ? rollback(inv) : commit(inv);
+}
+
+int inv_events(struct inventory *inv, const char *id, struct inv_event *out, int max)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db,
+			       "SELECT id, time_ms, level, message FROM (SELECT * FROM events WHERE vm_id=? ORDER BY id DESC LIMIT ?) ORDER BY id",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "events");
+	bind_text(s, 1, id);
+	sqlite3_bind_int(s, 2, max);
+	int n = 0;
+	while (n < max && sqlite3_step(s) == SQLITE_ROW) {
+		out[n].id = sqlite3_column_int64(s, 0);
+		out[n].time_ms = sqlite3_column_int64(s, 1);
+		const unsigned char *l = sqlite3_column_text(s, 2), *m = sqlite3_column_text(s, 3);
+		snprintf(out[n].level, sizeof(out[n].level), "%s", l ? (const char *)l : "");
+		snprintf(out[n].message, sizeof(out[n].message), "%s", m ? (const char *)m : "");
+		n++;
+	}
+	sqlite3_finalize(s);
+	return n;
+}
+
+void inv_vm_free(struct inv_vm *vm)
+{
+	free(vm->name);
+	free(vm->kernel);
+	free(vm->initrd);
+	free(vm->cmdline);
+	free(vm->notes);
+	free(vm->auto_start);
+	free(vm->auto_stop);
+	free(vm->path);
+	for (int i = 0; i < vm->ndisks; i++)
+		free(vm->disks[i].path);
+	memset(vm, 0, sizeof(*vm));
+}
