@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# vmms with the stock guest (in the test host where this machine's KVM cannot run guests):
+# New-VM -> Set-VMFirmware -> Start-VM -> Get-VM Running with uptime and heartbeat OK ->
+# Get-VMIntegrationService; SIGKILL of one worker marks only that VM Off (the other stays
+# Running); a vmms restart keeps the running VM and re-attaches; Stop-VM then shuts the guest
+# down gracefully (the guest's init sees the host's power-off) -> Off.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. guest/lib.sh
+
+if [ "${1:-}" != --inner ]; then
+  guest/build-image -q || exit 1
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  tools/vmhost -t 600 -o "$out" -- bash "$0" --inner "$out"
+  exit $?
+fi
+
+out=$2
+B=${VIRIDIAN_BUILD:-build}
+G=$(viridian_guest_dir)
+t=$(mktemp -d /tmp/vmms-guests.XXXXXX)  # sockets cannot live on the 9p output folder
+export VIRIDIAN_SOCKET=$t/vmms.sock
+fails=0 vmms=""
+check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
+hv() { "$B/hv" "$@"; }
+field() { hv Get-VM "$1" -Json | sed -n "s/^ *\"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -1; }
+start_vmms() {
+  "$B/vmms" --foreground --root "$t/root" 2>>"$out/vmms.log" & vmms=$!
+  for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
+}
+wait_field() { # wait_field SECONDS VM FIELD VALUE-REGEX
+  local deadline=$((SECONDS + $1)) v=""
+  while [ $SECONDS -lt $deadline ]; do
+    v=$(field "$2" "$3"); if grep -qE -- "^($4)\$" <<<"$v"; then return 0; fi; sleep 1
+  done
+  echo "$2 $3 is '$v'" >&2; return 1
+}
+copy_logs() {
+  for f in "$t"/root/Virtual\ Machines/*/console.log; do [ -f "$f" ] && cp "$f" "$out/$(basename "$(dirname "$f")").console.log"; done
+}
+cleanup() {
+  [ -n "$vmms" ] && kill "$vmms" 2>/dev/null
+  pkill -f "vmwp.*$t" 2>/dev/null
+}
+trap cleanup EXIT
+start_vmms
+
+cmd="console=ttyS0 quiet $(viridian_cmdline_arg 'sleep 600')"
+for vm in g1 g2; do
+  hv New-VM -Name $vm -MemoryStartupBytes 256MB -ProcessorCount 1 >/dev/null
+  hv Set-VMFirmware -VMName $vm -KernelPath "$G/vmlinuz" -InitrdPath "$G/initramfs.cpio.gz" -KernelCommandLine "$cmd"
+done
+check "Start-VM g1 returns Running" hv Start-VM g1
+check "Start-VM g2 returns Running" hv Start-VM g2
+check "Get-VM shows g1 Running" wait_field 5 g1 state Running
+check "worker runs in its own session" bash -c "p=\$('$B/hv' Get-VM g1 -Json | sed -n 's/.*\"worker_pid\": \([0-9]*\).*/\1/p'); [ \"\$(ps -o sid= -p \$p | tr -d ' ')\" = \"\$p\" ]"
+check "heartbeat OK on g1" wait_field 240 g1 heartbeat OK
+check "heartbeat OK on g2" wait_field 120 g2 heartbeat OK
+check "uptime counts" bash -c "[ \"\$('$B/hv' Get-VM g1 -Json | sed -n 's/.*\"uptime_ms\": \([0-9]*\).*/\1/p')\" -gt 1000 ]"
+check "Get-VM table shows Running with an uptime" bash -c "'$B/hv' Get-VM | grep -E '^g1 +Running +[0-9]+ +256 +00:0[0-9]:[0-9]{2}'"
+check "Get-VMIntegrationService: Heartbeat OK" bash -c "'$B/hv' Get-VMIntegrationService g1 | grep -E 'Heartbeat +True +OK'"
+check "Set-VM refused while running (32788)" bash -c "'$B/hv' Set-VM g1 -ProcessorCount 2 2>&1 | grep -q 32788"
+check "Remove-VM refused while running (32788)" bash -c "'$B/hv' Remove-VM g1 2>&1 | grep -q 32788"
+
+p2=$(field g2 worker_pid)
+kill -9 "$p2"
+check "SIGKILL of g2's worker marks g2 Off" wait_field 10 g2 state Off
+check "g1 stays Running" wait_field 2 g1 state Running
+check "g2's event log names the signal" bash -c "'$B/hv' Get-VMEvent g2 | grep -q 'killed by signal 9'"
+
+p1=$(field g1 worker_pid)
+kill "$vmms"; wait "$vmms"
+check "g1's worker survives vmms exiting" kill -0 "$p1"
+start_vmms
+check "after the restart g1 is Running" wait_field 5 g1 state Running
+check "vmms re-attached to the same worker" [ "$(field g1 worker_pid)" = "$p1" ]
+check "heartbeat still OK after the restart" wait_field 30 g1 heartbeat OK
+check "event log: re-attached" bash -c "'$B/hv' Get-VMEvent g1 | grep -q 're-attached'"
+check "Stop-VM (graceful) after the restart" hv Stop-VM g1
+check "g1 is Off" wait_field 5 g1 state Off
+check "the guest's init saw the host's power-off" bash -c "grep -q 'VIRIDIAN-MARK: host-poweroff' '$t'/root/Virtual\ Machines/*/console.log"
+check "g1's worker is gone" bash -c "! kill -0 $p1 2>/dev/null || grep -q Z /proc/$p1/stat"
+check "Start-VM again, then Stop-VM -TurnOff" bash -c "'$B/hv' Start-VM g2 && '$B/hv' Stop-VM g2 -TurnOff"
+check "Remove-VM once Off" hv Remove-VM g1
+copy_logs
+[ "$fails" = 0 ] || { echo "--- vmms log"; cat "$out/vmms.log"; for f in "$out"/*.console.log; do echo "--- $f"; tail -20 "$f"; done; }
+exit $((fails > 0))
