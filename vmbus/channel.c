@@ -154,6 +154,53 @@ int vmbus_chan_copy_to_range(struct vmbus_chan *chan, const struct vmbus_gpa_ran
 	return range_copy(chan, range, off, (void *)src, len, true);
 }
 
+int vmbus_chan_gpadl_map(struct vmbus_chan *chan, uint32_t gpadl_id, const uint64_t **pfns, uint32_t *count)
+{
+	return vmbus_srv_gpadl_pfns(chan->srv, chan->relid, gpadl_id, pfns, count);
+}
+
+static int gpadl_copy(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t off, uint8_t *host, size_t len,
+		      bool to_guest)
+{
+	const uint64_t *pfns;
+	uint32_t n;
+	if (vmbus_srv_gpadl_pfns(chan->srv, chan->relid, gpadl_id, &pfns, &n) < 0)
+		return -1;
+	uint64_t size = (uint64_t)n * VMBUS_PAGE_SIZE;
+	if (off > size || len > size - off)
+		return -1;
+	while (len) {
+		uint64_t idx = off / VMBUS_PAGE_SIZE;
+		uint32_t in_page = (uint32_t)(off % VMBUS_PAGE_SIZE);
+		size_t chunk = VMBUS_PAGE_SIZE - in_page;
+		if (chunk > len)
+			chunk = len;
+		uint8_t *g = vmbus_srv_gpa(chan->srv, (pfns[idx] << VMBUS_PAGE_SHIFT) + in_page, chunk);
+		if (!g)
+			return -1;
+		if (to_guest)
+			memcpy(g, host, chunk);
+		else
+			memcpy(host, g, chunk);
+		host += chunk;
+		len -= chunk;
+		off += chunk;
+	}
+	return 0;
+}
+
+int vmbus_chan_gpadl_copy_to(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t off, const void *src,
+			     size_t len)
+{
+	return gpadl_copy(chan, gpadl_id, off, (uint8_t *)(uintptr_t)src, len, true);
+}
+
+int vmbus_chan_gpadl_copy_from(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t off, void *dst,
+			       size_t len)
+{
+	return gpadl_copy(chan, gpadl_id, off, dst, len, false);
+}
+
 int vmbus_chan_send_ext(struct vmbus_chan *chan, uint16_t type, uint16_t flags, uint64_t trans_id,
 			const void *ext, uint32_t ext_len, const void *data, uint32_t len)
 {

@@ -239,6 +239,18 @@ static bool gpadl_parse(struct vmbus_server *srv, struct gpadl *g)
 	return true;
 }
 
+/* A complete GPADL of channel relid (the device API's vmbus_chan_gpadl_map). */
+int vmbus_srv_gpadl_pfns(struct vmbus_server *srv, uint32_t relid, uint32_t id, const uint64_t **pfns,
+			 uint32_t *count)
+{
+	struct gpadl *g = gpadl_find(srv, id);
+	if (!g || !g->complete || g->relid != relid)
+		return -1;
+	*pfns = g->pfns;
+	*count = g->npfns;
+	return 0;
+}
+
 static void gpadl_created(struct vmbus_server *srv, uint32_t relid, uint32_t id, uint32_t status)
 {
 	struct vmbus_channel_gpadl_created m = {

@@ -39,6 +39,9 @@ void vmbus_srv_log(struct vmbus_server *srv, const char *fmt, ...) __attribute__
 void vmbus_srv_signal_chan(struct vmbus_chan *chan);
 void *vmbus_srv_gpa(struct vmbus_server *srv, uint64_t gpa, uint64_t len);
 uint32_t vmbus_srv_version(const struct vmbus_server *srv);
+/* PFNs of a complete GPADL that channel relid's guest created; 0, or -1 if there is none. */
+int vmbus_srv_gpadl_pfns(struct vmbus_server *srv, uint32_t relid, uint32_t id, const uint64_t **pfns,
+			 uint32_t *count);
 /* Close for the device, rescind to the guest. */
 void vmbus_srv_fail_chan(struct vmbus_chan *chan, const char *why);
 /* Tear down an open channel's rings (device close callback first). */

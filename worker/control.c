@@ -15,6 +15,7 @@
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
 #include "worker/control.h"
+#include "worker/net.h"
 
 static uint64_t monotonic_ns(void)
 {
@@ -33,6 +34,27 @@ static json_t *error_reply(const char *fmt, const char *arg)
 	char msg[256];
 	snprintf(msg, sizeof(msg), fmt, arg ? arg : "");
 	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+/* Per-adapter counters for the status reply. */
+static json_t *nics_array(void)
+{
+	json_t *a = json_array();
+	for (unsigned i = 0; i < worker_nic_count(); i++) {
+		struct worker_nic_status s;
+		if (!worker_nic_status(i, &s))
+			continue;
+		char ver[16];
+		snprintf(ver, sizeof(ver), "%u.%u", s.stats.nvsp_version >> 16, s.stats.nvsp_version & 0xFFFF);
+		json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"tap", s.tap, "mac", s.mac, "link_up", s.stats.link_up,
+			"nvsp_version", s.stats.nvsp_version ? ver : "", "rndis_initialized", s.stats.rndis_initialized,
+			"tx_packets", (json_int_t)s.stats.tx_packets, "tx_bytes", (json_int_t)s.stats.tx_bytes,
+			"rx_packets", (json_int_t)s.stats.rx_packets, "rx_bytes", (json_int_t)s.stats.rx_bytes,
+			"tx_drops", (json_int_t)(s.stats.tx_drops + s.tap_write_errors),
+			"rx_drops", (json_int_t)s.stats.rx_drops, "bad_packets", (json_int_t)s.stats.bad_packets));
+	}
+	return a;
 }
 
 static json_t *status(struct vm *vm)
@@ -58,6 +80,7 @@ static json_t *status(struct vm *vm)
 			      "uptime_ms", (json_int_t)((now - vm->vmbus.start_ns) / 1000000),
 			      "vmbus_version", version ? vmbus_version : "",
 			      "heartbeat", hb_names[hb], "integration_services", ics);
+	json_object_set_new(r, "nics", nics_array());
 	if (hb != HEARTBEAT_NO_CONTACT) {
 		json_object_set_new(r, "heartbeat_age_ms", json_integer((json_int_t)((now - last_seen) / 1000000)));
 		pthread_mutex_lock(&h->lock);
@@ -159,6 +182,15 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 	}
 	if (!strcmp(op, "vss-status"))
 		return vss_status(h);
+	if (!strcmp(op, "nic-link")) {
+		json_t *up = json_object_get(req, "up");
+		json_int_t nic = json_integer_value(json_object_get(req, "nic"));
+		if (!json_is_boolean(up))
+			return error_reply("nic-link needs \"up\": true or false", NULL);
+		if (nic < 0 || !worker_nic_set_link((unsigned)nic, json_is_true(up)))
+			return error_reply("no such network adapter%s", NULL);
+		return json_pack("{s:b}", "ok", 1);
+	}
 	return error_reply("unknown op %s", op);
 }
 

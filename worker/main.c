@@ -17,6 +17,7 @@
 #include "worker/control.h"
 #include "worker/linux_boot.h"
 #include "worker/log.h"
+#include "worker/net.h"
 #include "worker/options.h"
 #include "worker/storage.h"
 #include "worker/vm.h"
@@ -195,7 +196,8 @@ int main(int argc, char **argv)
 	if (why)
 		return fail("%s", why);
 	if (!vm_setup_linux_entry(vm, &boot, err, sizeof(err)) ||
-	    !worker_attach_disks(&vm->vmbus, &opt, err, sizeof(err)))
+	    !worker_attach_disks(&vm->vmbus, &opt, err, sizeof(err)) ||
+	    !worker_attach_nics(&vm->vmbus, &opt, err, sizeof(err)))
 		return fail("%s", err);
 
 	bool console_input = !opt.serial_path;

@@ -52,14 +52,55 @@ const char *worker_options_usage(void)
 	       "  --serial stdio    guest console on stdout, keyboard from stdin (default;\n"
 	       "                    on a terminal Ctrl-A x stops the VM)\n"
 	       "  --serial file:PATH  guest console appended to PATH\n"
+	       "  --nic tap=NAME[,mac=XX:XX:XX:XX:XX:XX]  a synthetic network adapter on host tap NAME\n"
+	       "                    (created if missing; default MAC 00:15:5D:... from the name)\n"
 	       "  --control PATH    JSON control socket: status, shutdown, KVP, VSS (docs/worker.md)\n"
 	       "  --no-reboot       exit with status 3 when the guest resets instead of restarting it\n"
 	       "Exit status: 0 the guest powered off, 1 error, 3 guest reset with --no-reboot.\n";
 }
 
+/* --nic tap=NAME[,mac=XX:XX:XX:XX:XX:XX] (parsed in place). */
+static bool parse_nic(char *arg, unsigned index, struct worker_nic *nic, char *err, size_t errlen)
+{
+	memset(nic, 0, sizeof(*nic));
+	bool have_mac = false;
+	for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (strncmp(tok, "tap=", 4) == 0 && tok[4] && strlen(tok + 4) < 16) {
+			nic->tap = tok + 4;
+		} else if (strncmp(tok, "mac=", 4) == 0) {
+			unsigned b[6];
+			char tail;
+			if (sscanf(tok + 4, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
+			    strlen(tok + 4) != 17 || (b[0] & 1)) {
+				snprintf(err, errlen, "--nic %s: want a unicast mac=XX:XX:XX:XX:XX:XX", tok);
+				return false;
+			}
+			for (int i = 0; i < 6; i++)
+				nic->mac[i] = (uint8_t)b[i];
+			have_mac = true;
+		} else {
+			snprintf(err, errlen, "--nic: unknown or bad setting \"%s\" (want tap=NAME[,mac=XX:XX:XX:XX:XX:XX])", tok);
+			return false;
+		}
+	}
+	if (!nic->tap) {
+		snprintf(err, errlen, "--nic needs tap=NAME (at most 15 characters)");
+		return false;
+	}
+	if (!have_mac) { /* Hyper-V's OUI, the rest from the tap name */
+		uint32_t h = 2166136261u;
+		for (const char *p = nic->tap; *p; p++)
+			h = (h ^ (uint8_t)*p) * 16777619u;
+		h ^= index;
+		nic->mac[0] = 0x00, nic->mac[1] = 0x15, nic->mac[2] = 0x5D;
+		nic->mac[3] = (uint8_t)(h >> 16), nic->mac[4] = (uint8_t)(h >> 8), nic->mac[5] = (uint8_t)h;
+	}
+	return true;
+}
+
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -71,6 +112,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "nic", required_argument, NULL, OPT_NIC },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct worker_options){ .cmdline = "console=ttyS0", .memory = WORKER_DEFAULT_MEMORY, .cpus = 1 };
@@ -133,6 +175,15 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 			break;
 		}
 		case OPT_CONTROL: o->control_path = optarg; break;
+		case OPT_NIC:
+			if (o->nnics == WORKER_MAX_NICS) {
+				snprintf(err, errlen, "--nic: at most %d adapters", WORKER_MAX_NICS);
+				return false;
+			}
+			if (!parse_nic(optarg, o->nnics, &o->nics[o->nnics], err, errlen))
+				return false;
+			o->nnics++;
+			break;
 		case OPT_NO_REBOOT: o->no_reboot = true; break;
 		case OPT_HELP: o->help = true; return true;
 		case ':':

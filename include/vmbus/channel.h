@@ -96,6 +96,20 @@ int vmbus_chan_copy_from_range(struct vmbus_chan *chan, const struct vmbus_gpa_r
 int vmbus_chan_copy_to_range(struct vmbus_chan *chan, const struct vmbus_gpa_range *range,
 			     uint64_t off, const void *src, size_t len);
 
+/* Whole-GPADL access (netvsp's receive and send buffers arrive as GPADLs the guest created on
+ * this channel and names by id in a protocol message). vmbus_chan_gpadl_map() gives the GPADL's
+ * page numbers in order (every one checked to be guest RAM when the GPADL was created) and their
+ * count; byte b of the buffer is at offset b % 4096 of page (*pfns)[b / 4096]. Returns 0, or -1
+ * if id names no complete GPADL of this channel. The array stays valid only until control
+ * returns to the server (the guest may tear the GPADL down with its next message): look it up
+ * again each time rather than keeping it. The copy helpers copy bytes [off, off + len) of the
+ * GPADL's buffer; they return 0, or -1 (unknown GPADL, out of its bounds, or outside RAM). */
+int vmbus_chan_gpadl_map(struct vmbus_chan *chan, uint32_t gpadl_id, const uint64_t **pfns, uint32_t *count);
+int vmbus_chan_gpadl_copy_to(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t off, const void *src,
+			     size_t len);
+int vmbus_chan_gpadl_copy_from(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t off, void *dst,
+			       size_t len);
+
 /* Shut the channel from the host side (e.g. the VSP saw a protocol violation): it is closed for
  * the VSP now and the offer is rescinded to the guest. */
 void vmbus_chan_fail(struct vmbus_chan *chan, const char *why);

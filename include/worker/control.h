@@ -11,6 +11,8 @@
  *   {"op":"kvp-list","pool":N}           the last enumeration of pool N (the worker refreshes
  *                                        pool 2, "auto", every 10 s; others on request)
  *   {"op":"vss-freeze"} / {"op":"vss-thaw"} / {"op":"vss-status"}
+ *   {"op":"nic-link","nic":N,"up":B}     network adapter N (default 0): link up/down as the
+ *                                        guest sees it; "status" lists adapters in "nics"
  * Replies carry "ok": true, or "ok": false with "error". */
 #ifndef VIRIDIAN_WORKER_CONTROL_H
 #define VIRIDIAN_WORKER_CONTROL_H

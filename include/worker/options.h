@@ -12,6 +12,13 @@
 #define WORKER_MAX_MEMORY     (1ull << 40)
 
 #define WORKER_MAX_DISKS      64
+#define WORKER_MAX_NICS       8
+
+/* --nic tap=NAME[,mac=00:15:5D:xx:xx:xx]: a synthetic network adapter (netvsp) on a host tap */
+struct worker_nic {
+	const char *tap;
+	uint8_t mac[6];          /* given, or 00:15:5D + 3 bytes from the tap name and adapter index */
+};
 
 struct worker_disk {
 	const char *path;
@@ -28,6 +35,8 @@ struct worker_options {
 	const char *control_path; /* NULL: no control socket */
 	struct worker_disk disks[WORKER_MAX_DISKS]; /* SCSI LUNs 0.. on the synthetic controller */
 	unsigned ndisks;
+	struct worker_nic nics[WORKER_MAX_NICS];
+	unsigned nnics;
 	bool no_reboot;          /* exit with status 3 instead of restarting on guest reset */
 	bool help;
 };

@@ -1,0 +1,129 @@
+/* RNDIS as Linux drivers/net/hyperv (rndis_filter.c) speaks it over NVSP: the pure layer of
+ * netvsp. It parses what the guest sends (control requests, data packets, several messages
+ * batched in one buffer) and builds what the host answers (INIT/QUERY/SET/KEEPALIVE
+ * completions, status indications, the header in front of each received frame). No I/O: every
+ * function works on byte buffers, so unit tests and the fuzzer reach it alone.
+ *
+ * Every length and offset comes from the guest and is checked before use; a malformed message
+ * makes the function return an error, never read or write outside the buffers given. */
+#ifndef VIRIDIAN_VSP_RNDIS_H
+#define VIRIDIAN_VSP_RNDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Message types (rndis_message.ndis_msg_type) */
+#define RNDIS_MSG_PACKET       0x00000001u
+#define RNDIS_MSG_INIT         0x00000002u
+#define RNDIS_MSG_HALT         0x00000003u
+#define RNDIS_MSG_QUERY        0x00000004u
+#define RNDIS_MSG_SET          0x00000005u
+#define RNDIS_MSG_RESET        0x00000006u
+#define RNDIS_MSG_INDICATE     0x00000007u
+#define RNDIS_MSG_KEEPALIVE    0x00000008u
+#define RNDIS_MSG_COMPLETION   0x80000000u
+#define RNDIS_MSG_INIT_C       (RNDIS_MSG_INIT | RNDIS_MSG_COMPLETION)
+#define RNDIS_MSG_QUERY_C      (RNDIS_MSG_QUERY | RNDIS_MSG_COMPLETION)
+#define RNDIS_MSG_SET_C        (RNDIS_MSG_SET | RNDIS_MSG_COMPLETION)
+#define RNDIS_MSG_RESET_C      (RNDIS_MSG_RESET | RNDIS_MSG_COMPLETION)
+#define RNDIS_MSG_KEEPALIVE_C  (RNDIS_MSG_KEEPALIVE | RNDIS_MSG_COMPLETION)
+
+/* Status codes */
+#define RNDIS_STATUS_SUCCESS          0x00000000u
+#define RNDIS_STATUS_FAILURE          0xC0000001u
+#define RNDIS_STATUS_INVALID_DATA     0xC0010015u
+#define RNDIS_STATUS_NOT_SUPPORTED    0xC00000BBu
+#define RNDIS_STATUS_MEDIA_CONNECT    0x4001000Bu
+#define RNDIS_STATUS_MEDIA_DISCONNECT 0x4001000Cu
+
+/* OIDs the host answers (others: NOT_SUPPORTED) */
+#define RNDIS_OID_GEN_SUPPORTED_LIST          0x00010101u
+#define RNDIS_OID_GEN_HARDWARE_STATUS         0x00010102u
+#define RNDIS_OID_GEN_MEDIA_SUPPORTED         0x00010103u
+#define RNDIS_OID_GEN_MEDIA_IN_USE            0x00010104u
+#define RNDIS_OID_GEN_MAXIMUM_LOOKAHEAD       0x00010105u
+#define RNDIS_OID_GEN_MAXIMUM_FRAME_SIZE      0x00010106u
+#define RNDIS_OID_GEN_LINK_SPEED              0x00010107u
+#define RNDIS_OID_GEN_CURRENT_PACKET_FILTER   0x0001010Eu
+#define RNDIS_OID_GEN_CURRENT_LOOKAHEAD       0x0001010Fu
+#define RNDIS_OID_GEN_MAXIMUM_TOTAL_SIZE      0x00010111u
+#define RNDIS_OID_GEN_MEDIA_CONNECT_STATUS    0x00010114u
+#define RNDIS_OID_GEN_FRIENDLY_NAME           0x00010116u
+#define RNDIS_OID_GEN_NETWORK_LAYER_ADDRESSES 0x00010118u
+#define RNDIS_OID_GEN_PHYSICAL_MEDIUM         0x00010202u
+#define RNDIS_OID_GEN_RECEIVE_SCALE_CAPABILITIES 0x00010203u
+#define RNDIS_OID_GEN_RECEIVE_SCALE_PARAMETERS   0x00010204u
+#define RNDIS_OID_802_3_PERMANENT_ADDRESS     0x01010101u
+#define RNDIS_OID_802_3_CURRENT_ADDRESS       0x01010102u
+#define RNDIS_OID_802_3_MULTICAST_LIST        0x01010103u
+#define RNDIS_OID_802_3_MAXIMUM_LIST_SIZE     0x01010104u
+#define RNDIS_OID_OFFLOAD_ENCAPSULATION       0x0101010Au
+#define RNDIS_OID_TCP_OFFLOAD_PARAMETERS      0xFC01020Cu
+#define RNDIS_OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES 0xFC01020Du
+
+#define RNDIS_MEDIA_STATE_CONNECTED    0u
+#define RNDIS_MEDIA_STATE_DISCONNECTED 1u
+#define RNDIS_PHYSICAL_MEDIUM_802_3    14u
+#define NDIS_OBJECT_TYPE_OFFLOAD       0xA7u
+
+#define RNDIS_HEADER_SIZE     8u   /* ndis_msg_type + msg_len */
+#define RNDIS_PACKET_SIZE     36u  /* struct rndis_packet after the header */
+#define RNDIS_PACKET_HDR_LEN  (RNDIS_HEADER_SIZE + RNDIS_PACKET_SIZE) /* 44: in front of each frame */
+#define RNDIS_MAX_RESPONSE    512u /* the longest control answer this layer builds */
+#define RNDIS_ETH_MAX_FRAME   1514u /* MTU 1500 + Ethernet header (no FCS) */
+
+/* struct rndis_packet (after the 8-byte header); offsets are from its start */
+struct rndis_packet {
+	uint32_t data_offset;
+	uint32_t data_len;
+	uint32_t oob_data_offset;
+	uint32_t oob_data_len;
+	uint32_t num_oob_data_elements;
+	uint32_t per_pkt_info_offset;
+	uint32_t per_pkt_info_len;
+	uint32_t vc_handle;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct rndis_packet) == RNDIS_PACKET_SIZE, "rndis_packet");
+
+/* What the adapter looks like to the guest */
+struct rndis_config {
+	uint8_t mac[6];
+	uint32_t mtu;            /* 1500 */
+	uint64_t link_speed_bps; /* reported in units of 100 bps */
+};
+
+/* Guest-visible adapter state the control requests change */
+struct rndis_state {
+	bool initialized;        /* INIT answered (HALT clears it) */
+	bool link_up;
+	uint32_t packet_filter;  /* last OID_GEN_CURRENT_PACKET_FILTER set */
+	uint32_t lookahead;
+	uint64_t bad_messages;   /* control messages dropped as malformed */
+};
+
+/* The first message of buf: its type and msg_len. Returns 0, or -1 when fewer than 8 bytes are
+ * left or msg_len is < 8 or > len (a guest may batch several messages in one buffer: walk them
+ * with this, advancing by msg_len). */
+int rndis_msg_header(const uint8_t *buf, size_t len, uint32_t *type, uint32_t *msg_len);
+
+/* An RNDIS_MSG_PACKET message (whole, msg_len bytes): where its Ethernet frame is. Returns 0 with
+ * *off / *flen (bytes into msg), or -1 if the offsets or lengths do not fit the message, the frame
+ * is shorter than an Ethernet header or longer than max_frame. */
+int rndis_packet_frame(const uint8_t *msg, uint32_t msg_len, uint32_t max_frame, uint32_t *off, uint32_t *flen);
+
+/* Answer one control message (INIT, QUERY, SET, RESET, KEEPALIVE, HALT; msg_len bytes). Writes the
+ * completion to resp (capacity >= RNDIS_MAX_RESPONSE) and returns its length; 0 when the message
+ * needs no answer (HALT, an unknown type); -1 when it is malformed (counted in st->bad_messages). */
+int rndis_control(const struct rndis_config *cfg, struct rndis_state *st, const uint8_t *msg, uint32_t msg_len,
+		  uint8_t *resp, size_t cap);
+
+/* RNDIS_MSG_PACKET header for a frame of frame_len bytes (written to out, 44 bytes; the frame goes
+ * right after it). Returns the total message length (44 + frame_len). */
+uint32_t rndis_build_packet_header(uint8_t *out, uint32_t frame_len);
+
+/* RNDIS_MSG_INDICATE with status (MEDIA_CONNECT / MEDIA_DISCONNECT), no payload. Writes 20 bytes. */
+uint32_t rndis_build_indicate(uint8_t *out, uint32_t status);
+
+#endif

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# netvsp with a tap backend, against the stock guest's hv_netvsc. Inside the test host (its own
+# network namespace; nothing leaves it): a tap vtap0 with 192.168.222.1/24 and a busybox httpd;
+# the guest sets eth0 192.168.222.2/24, checks its MAC is the configured one, pings the host,
+# downloads a file and prints its sha256. Then the host takes the link down and up through the
+# control socket ("nic-link") and the guest sees carrier go 0 and back to 1; the status reply's
+# "nics" counters moved. The guest powers off (exit 0).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+. guest/lib.sh
+
+if [ "${1:-}" != --inner ]; then
+  guest/build-image -q || exit 1
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  tools/vmhost -t 600 -o "$out" -- bash "$0" --inner "$out"
+  exit $?
+fi
+
+out=$2
+B=${VIRIDIAN_BUILD:-build}
+G=$(viridian_guest_dir)
+MAC=00:15:5d:12:34:56
+fails=0
+check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
+sock=/tmp/viridian-net-$$.sock
+ctl() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$sock" 2>/dev/null; }
+log=$out/netvsp.log
+# wait_log SECONDS PATTERN: until the guest log has PATTERN (or the worker exited)
+wait_log() {
+  local deadline=$((SECONDS + $1))
+  while [ $SECONDS -lt $deadline ]; do
+    grep -q -- "$2" "$log" && return 0
+    kill -0 "$pid" 2>/dev/null || { grep -q -- "$2" "$log"; return; }
+    sleep 0.5
+  done
+  return 1
+}
+
+# Host side of the link (the test host's own namespace only).
+modprobe tun 2>/dev/null
+[ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod /dev/net/tun c 10 200; }
+ip tuntap add dev vtap0 mode tap || exit 1
+ip addr add 192.168.222.1/24 dev vtap0
+ip link set vtap0 up
+www=$(mktemp -d)
+head -c 300000 /dev/urandom >"$www/blob"
+want=$(sha256sum "$www/blob" | cut -d' ' -f1)
+/bin/busybox httpd -f -p 192.168.222.1:8080 -h "$www" &
+httpd=$!
+
+guest='n=""; for i in $(seq 100); do n=$(ls /sys/class/net | grep -v "^lo$" | head -1); [ -n "$n" ] && break; sleep 0.1; done
+echo "NET-IF $n NET-MAC $(cat /sys/class/net/$n/address)"
+ip addr add 192.168.222.2/24 dev $n; ip link set $n up
+for i in $(seq 50); do [ "$(cat /sys/class/net/$n/operstate)" = up ] && break; sleep 0.1; done
+ping -c 3 -W 3 192.168.222.1 && echo NET-PING-OK
+wget -q -O /tmp/blob http://192.168.222.1:8080/blob && echo "NET-SHA $(sha256sum /tmp/blob | cut -d" " -f1)"
+echo NET-READY
+for i in $(seq 300); do [ "$(cat /sys/class/net/$n/carrier 2>/dev/null)" = 0 ] && { echo NET-CARRIER-DOWN; break; }; sleep 0.2; done
+for i in $(seq 300); do [ "$(cat /sys/class/net/$n/carrier 2>/dev/null)" = 1 ] && { echo NET-CARRIER-UP; break; }; sleep 0.2; done
+ping -c 2 -W 3 192.168.222.1 && echo NET-PING2-OK
+echo NET-DONE
+poweroff -f'
+"$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --control "$sock" \
+  --nic "tap=vtap0,mac=$MAC" \
+  --cmdline "console=ttyS0 quiet $(viridian_cmdline_arg "$guest")" </dev/null >"$log" 2>&1 &
+pid=$!
+
+check "guest has the configured MAC" wait_log 150 "NET-MAC $MAC"
+check "guest pings the host" wait_log 60 NET-PING-OK
+check "guest downloads the file intact (sha256)" wait_log 60 "NET-SHA $want"
+wait_log 30 NET-READY
+check "status lists the adapter with traffic" bash -c "ctl() { printf '%s\n' \"\$1\" | socat -t 5 - UNIX-CONNECT:$sock; }; ctl '{\"op\":\"status\"}' | tee $out/status.json | grep -qE '\"nics\":\[\{\"tap\":\"vtap0\".*\"rx_packets\":[1-9]'"
+check "nic-link down accepted" bash -c "printf '%s\n' '{\"op\":\"nic-link\",\"up\":false}' | socat -t 5 - UNIX-CONNECT:$sock | grep -q '\"ok\":true'"
+check "guest sees carrier off" wait_log 60 NET-CARRIER-DOWN
+ctl '{"op":"nic-link","up":true}' >/dev/null
+check "guest sees carrier back" wait_log 60 NET-CARRIER-UP
+check "guest pings the host after link up" wait_log 30 NET-PING2-OK
+for _ in $(seq 60); do kill -0 $pid 2>/dev/null || break; sleep 1; done
+kill -0 $pid 2>/dev/null && kill $pid
+wait $pid; rc=$?
+check "guest powered off (exit 0)" [ "$rc" = 0 ]
+kill $httpd 2>/dev/null
+[ "$fails" = 0 ] || { echo "--- status"; cat "$out/status.json" 2>/dev/null; echo; echo "--- guest log"; cat "$log"; }
+exit $((fails > 0))

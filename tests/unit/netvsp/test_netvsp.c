@@ -1,0 +1,572 @@
+/* netvsp against a fake guest that speaks NVSP + RNDIS the way Linux hv_netvsc does
+ * (netvsc.c negotiate_nvsp_ver / netvsc_init_buf, rndis_filter.c requests), plus the VMBus
+ * whole-GPADL accessor netvsp uses for the receive and send buffers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fake_guest.h"
+#include "vsp/netvsp.h"
+#include "vsp/rndis.h"
+
+#define RING_PFN   0
+#define RBUF_PFN   16
+#define RBUF_PAGES 64
+#define SBUF_PFN   80
+#define SBUF_PAGES 16
+#define RBUF_ID    0x100
+#define SBUF_ID    0x101
+static const uint8_t MAC[6] = {0x00, 0x15, 0x5d, 0x01, 0x02, 0x03};
+
+struct frames {
+	unsigned n;
+	uint32_t len[16];
+	uint8_t data[16][2048];
+};
+
+struct t {
+	struct fake_guest g;
+	struct fg_chan c;
+	struct netvsp *nv;
+	struct frames out;
+	uint64_t next_tid;
+	uint32_t next_req;
+};
+
+static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+
+static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
+{
+	struct frames *f = ctx;
+	if (f->n < 16 && len <= sizeof(f->data[0])) {
+		memcpy(f->data[f->n], frame, len);
+		f->len[f->n++] = len;
+	}
+}
+
+/* guest -> host: one in-band NVSP message */
+static void g_send(struct t *t, const uint8_t *msg, uint32_t len, uint64_t tid)
+{
+	bool sig = false;
+	assert_int_equal(fg_ring_send(&t->c.send, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid,
+				      msg, len, &sig), 0);
+	fg_signal(&t->g, &t->c);
+}
+
+/* host -> guest: next packet; returns its length (0 if none) */
+static uint32_t g_recv(struct t *t, uint8_t *buf)
+{
+	return fg_ring_recv(&t->c.recv, buf, 8192);
+}
+
+static void nvsp2(uint8_t *m, uint32_t type, uint32_t a, uint32_t b)
+{
+	memset(m, 0, 40);
+	wr32(m, type);
+	wr32(m + 4, a);
+	wr32(m + 8, b);
+}
+
+/* Expect a completion for tid; returns its NVSP payload. */
+static const uint8_t *expect_comp(struct t *t, uint8_t *buf, uint64_t tid, uint32_t type)
+{
+	uint32_t len = g_recv(t, buf);
+	assert_true(len >= 16 + 8);
+	const struct vmpacket_descriptor *d = (const void *)buf;
+	assert_int_equal(d->type, VM_PKT_COMP);
+	assert_int_equal(d->trans_id, tid);
+	const uint8_t *m = buf + d->offset8 * 8;
+	assert_int_equal(rd32(m), type);
+	return m;
+}
+
+static void gpadl_pages(struct t *t, uint32_t id, uint32_t first, uint32_t n)
+{
+	uint32_t pfns[FG_RAM_PAGES];
+	for (uint32_t i = 0; i < n; i++)
+		pfns[i] = first + i;
+	assert_int_equal(fg_gpadl(&t->g, 1, id, pfns, n), 0);
+}
+
+static struct t *setup_open(void)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	fg_init(&t->g);
+	struct netvsp_config cfg = {0};
+	memcpy(cfg.mac, MAC, 6);
+	struct netvsp_backend be = {backend_tx, &t->out};
+	t->nv = netvsp_new(t->g.srv, &cfg, &be);
+	assert_non_null(t->nv);
+	assert_int_equal(fg_connect(&t->g, VERSION_WIN10_V5_2), 1);
+	assert_int_equal(fg_request_offers(&t->g), 1);
+	assert_int_equal(fg_open(&t->g, &t->c, 1, 1, RING_PFN, 8, 8), 0);
+	t->next_tid = 1000;
+	t->next_req = 1;
+	return t;
+}
+
+static void teardown(struct t *t)
+{
+	fg_free(&t->g);
+	netvsp_free(t->nv);
+	free(t);
+}
+
+/* INIT (6.1) + NDIS config/version + receive and send buffers, as netvsc_connect_vsp does. */
+static void connect_vsp(struct t *t)
+{
+	uint8_t m[40], buf[8192];
+	nvsp2(m, NVSP_MSG_TYPE_INIT, NVSP_PROTOCOL_VERSION_61, NVSP_PROTOCOL_VERSION_61);
+	g_send(t, m, 40, 1);
+	const uint8_t *r = expect_comp(t, buf, 1, NVSP_MSG_TYPE_INIT_COMPLETE);
+	assert_int_equal(rd32(r + 4), NVSP_PROTOCOL_VERSION_61);
+	assert_int_equal(rd32(r + 12), NVSP_STAT_SUCCESS);
+	nvsp2(m, NVSP_MSG2_TYPE_SEND_NDIS_CONFIG, 1514, 0);
+	g_send(t, m, 40, 2);
+	nvsp2(m, NVSP_MSG1_TYPE_SEND_NDIS_VER, 6, 30);
+	g_send(t, m, 40, 3);
+	assert_int_equal(g_recv(t, buf), 0); /* neither is answered */
+	gpadl_pages(t, RBUF_ID, RBUF_PFN, RBUF_PAGES);
+	nvsp2(m, NVSP_MSG1_TYPE_SEND_RECV_BUF, RBUF_ID, NETVSC_RECEIVE_BUFFER_ID);
+	g_send(t, m, 40, 4);
+	r = expect_comp(t, buf, 4, NVSP_MSG1_TYPE_SEND_RECV_BUF_COMPLETE);
+	assert_int_equal(rd32(r + 4), NVSP_STAT_SUCCESS);
+	assert_int_equal(rd32(r + 8), 1);                      /* one section */
+	assert_int_equal(rd32(r + 12), 0);                     /* at offset 0 */
+	assert_int_equal(rd32(r + 16), NETVSP_RECV_SECTION_SIZE);
+	uint32_t count = rd32(r + 20);
+	assert_int_equal(count, RBUF_PAGES * 4096 / NETVSP_RECV_SECTION_SIZE);
+	assert_true((uint64_t)count * rd32(r + 16) <= RBUF_PAGES * 4096);
+	gpadl_pages(t, SBUF_ID, SBUF_PFN, SBUF_PAGES);
+	nvsp2(m, NVSP_MSG1_TYPE_SEND_SEND_BUF, SBUF_ID, 0);
+	g_send(t, m, 40, 5);
+	r = expect_comp(t, buf, 5, NVSP_MSG1_TYPE_SEND_SEND_BUF_COMPLETE);
+	assert_int_equal(rd32(r + 4), NVSP_STAT_SUCCESS);
+	assert_int_equal(rd32(r + 8), NETVSP_SEND_SECTION_SIZE);
+}
+
+/* RNDIS bytes into send section idx and SEND_RNDIS_PKT; expects the RNDIS_PKT_COMPLETE. */
+static uint32_t send_rndis(struct t *t, uint32_t section, const uint8_t *rndis, uint32_t len, uint32_t chan_type)
+{
+	uint8_t m[40], buf[8192];
+	if (section != NETVSP_NO_SECTION && section < SBUF_PAGES * 4096 / NETVSP_SEND_SECTION_SIZE)
+		memcpy((uint8_t *)fg_page(&t->g, SBUF_PFN) + (size_t)section * NETVSP_SEND_SECTION_SIZE, rndis, len);
+	memset(m, 0, sizeof(m));
+	wr32(m, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+	wr32(m + 4, chan_type);
+	wr32(m + 8, section);
+	wr32(m + 12, len);
+	uint64_t tid = t->next_tid++;
+	g_send(t, m, 40, tid);
+	const uint8_t *r = expect_comp(t, buf, tid, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE);
+	return rd32(r + 4);
+}
+
+/* Next transfer-page packet: copies its RNDIS message out of the receive buffer, completes it
+ * unless keep; returns the message length (0 if none). */
+static uint32_t recv_rndis(struct t *t, uint8_t *msg, bool complete, uint64_t *tid_out)
+{
+	uint8_t buf[8192];
+	uint32_t len = g_recv(t, buf);
+	if (!len)
+		return 0;
+	const struct vmpacket_descriptor *d = (const void *)buf;
+	assert_int_equal(d->type, VM_PKT_DATA_USING_XFER_PAGES);
+	const struct vmtransfer_page_packet_header *x = (const void *)buf;
+	assert_int_equal(x->xfer_pageset_id, NETVSC_RECEIVE_BUFFER_ID);
+	assert_int_equal(x->range_cnt, 1);
+	assert_true(d->offset8 * 8 >= 24 + 8);
+	const uint8_t *nv = buf + d->offset8 * 8;
+	assert_int_equal(rd32(nv), NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+	uint32_t off = x->ranges[0].byte_offset, n = x->ranges[0].byte_count;
+	assert_true(n <= NETVSP_RECV_SECTION_SIZE);
+	assert_true(off + n <= RBUF_PAGES * 4096);
+	memcpy(msg, (uint8_t *)fg_page(&t->g, RBUF_PFN) + off, n);
+	assert_int_equal(rd32(msg + 4), n);
+	if (tid_out)
+		*tid_out = d->trans_id;
+	if (complete) {
+		uint8_t m[40];
+		nvsp2(m, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE, NVSP_STAT_SUCCESS, 0);
+		bool sig;
+		assert_int_equal(fg_ring_send(&t->c.send, VM_PKT_COMP, 0, d->trans_id, m, 40, &sig), 0);
+		fg_signal(&t->g, &t->c);
+	}
+	return n;
+}
+
+/* An RNDIS control request; returns the answer's length in resp. */
+static uint32_t rndis_request(struct t *t, uint32_t type, uint32_t oid, const void *info, uint32_t info_len,
+			      uint8_t *resp)
+{
+	uint8_t m[1024] = {0};
+	uint32_t req = t->next_req++;
+	uint32_t len;
+	wr32(m, type);
+	wr32(m + 8, req);
+	if (type == RNDIS_MSG_INIT) {
+		wr32(m + 12, 1);
+		wr32(m + 16, 0);
+		wr32(m + 20, 0x4000);
+		len = 24;
+	} else if (type == RNDIS_MSG_KEEPALIVE) {
+		len = 12;
+	} else {
+		wr32(m + 12, oid);
+		wr32(m + 16, info_len);
+		wr32(m + 20, 20);
+		if (info_len)
+			memcpy(m + 28, info, info_len);
+		len = 28 + info_len;
+	}
+	wr32(m + 4, len);
+	assert_int_equal(send_rndis(t, 0, m, len, 1), NVSP_STAT_SUCCESS);
+	uint32_t n = recv_rndis(t, resp, true, NULL);
+	assert_true(n >= 16);
+	assert_int_equal(rd32(resp), type | RNDIS_MSG_COMPLETION);
+	assert_int_equal(rd32(resp + 8), req);
+	return n;
+}
+
+static void rndis_up(struct t *t)
+{
+	uint8_t resp[1024];
+	rndis_request(t, RNDIS_MSG_INIT, 0, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	uint32_t filter = 0xB; /* directed | multicast | broadcast */
+	rndis_request(t, RNDIS_MSG_SET, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, &filter, 4, resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+}
+
+static void test_nvsp_negotiation(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	uint8_t m[40], buf[8192];
+	/* Linux tries newest first; an unknown version is refused and it tries the next. */
+	nvsp2(m, NVSP_MSG_TYPE_INIT, 0x70000, 0x70000);
+	g_send(t, m, 40, 7);
+	const uint8_t *r = expect_comp(t, buf, 7, NVSP_MSG_TYPE_INIT_COMPLETE);
+	assert_int_equal(rd32(r + 12), NVSP_STAT_FAIL);
+	/* Receive buffer before INIT or with an unknown GPADL: refused. */
+	nvsp2(m, NVSP_MSG1_TYPE_SEND_RECV_BUF, 0x999, NETVSC_RECEIVE_BUFFER_ID);
+	g_send(t, m, 40, 8);
+	r = expect_comp(t, buf, 8, NVSP_MSG1_TYPE_SEND_RECV_BUF_COMPLETE);
+	assert_int_equal(rd32(r + 4), NVSP_STAT_FAIL);
+	for (uint32_t v = 0; v < 5; v++) {
+		static const uint32_t vers[] = {NVSP_PROTOCOL_VERSION_6, NVSP_PROTOCOL_VERSION_5, NVSP_PROTOCOL_VERSION_4,
+						NVSP_PROTOCOL_VERSION_2, NVSP_PROTOCOL_VERSION_1};
+		nvsp2(m, NVSP_MSG_TYPE_INIT, vers[v], vers[v]);
+		g_send(t, m, 40, 20 + v);
+		r = expect_comp(t, buf, 20 + v, NVSP_MSG_TYPE_INIT_COMPLETE);
+		assert_int_equal(rd32(r + 12), NVSP_STAT_SUCCESS);
+		assert_int_equal(rd32(r + 4), vers[v]);
+	}
+	connect_vsp(t);
+	/* A second receive buffer is refused; sub-channels are refused. */
+	nvsp2(m, NVSP_MSG1_TYPE_SEND_RECV_BUF, RBUF_ID, NETVSC_RECEIVE_BUFFER_ID);
+	g_send(t, m, 40, 30);
+	r = expect_comp(t, buf, 30, NVSP_MSG1_TYPE_SEND_RECV_BUF_COMPLETE);
+	assert_int_equal(rd32(r + 4), NVSP_STAT_FAIL);
+	nvsp2(m, NVSP_MSG5_TYPE_SUBCHANNEL, 1, 4);
+	g_send(t, m, 40, 31);
+	r = expect_comp(t, buf, 31, NVSP_MSG5_TYPE_SUBCHANNEL);
+	assert_int_equal(rd32(r + 4), NVSP_STAT_FAIL);
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_int_equal(st.nvsp_version, NVSP_PROTOCOL_VERSION_61);
+	teardown(t);
+}
+
+static void test_rndis_answers(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	uint8_t resp[1024];
+	uint32_t n = rndis_request(t, RNDIS_MSG_INIT, 0, NULL, 0, resp);
+	assert_int_equal(n, 52);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	assert_int_equal(rd32(resp + 16), 1);  /* major */
+	assert_true(rd32(resp + 32) >= 1);     /* max_pkt_per_msg */
+	/* MAC (permanent and current) */
+	n = rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_802_3_PERMANENT_ADDRESS, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	assert_int_equal(rd32(resp + 16), 6);
+	assert_memory_equal(resp + 8 + rd32(resp + 20), MAC, 6);
+	n = rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_802_3_CURRENT_ADDRESS, NULL, 0, resp);
+	assert_memory_equal(resp + 8 + rd32(resp + 20), MAC, 6);
+	/* frame size, link speed, media state, physical medium */
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_MAXIMUM_FRAME_SIZE, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 8 + rd32(resp + 20)), 1500);
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_LINK_SPEED, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 8 + rd32(resp + 20)), 100000000); /* 10 Gbit/s in 100 bps */
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_MEDIA_CONNECT_STATUS, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 8 + rd32(resp + 20)), RNDIS_MEDIA_STATE_CONNECTED);
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_PHYSICAL_MEDIUM, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 8 + rd32(resp + 20)), RNDIS_PHYSICAL_MEDIUM_802_3);
+	/* Offload capabilities: Linux sends an NDIS_OFFLOAD header (type, revision 3, size) and
+	 * needs an answer of that type and size >= the 6.0 size; every capability is zero. */
+	uint8_t caps[0xA8] = {NDIS_OBJECT_TYPE_OFFLOAD, 3, 0xA8, 0};
+	n = rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES, caps, sizeof(caps), resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	assert_int_equal(rd32(resp + 16), sizeof(caps));
+	const uint8_t *info = resp + 8 + rd32(resp + 20);
+	assert_int_equal(info[0], NDIS_OBJECT_TYPE_OFFLOAD);
+	assert_int_equal(info[2] | info[3] << 8, 0xA8);
+	for (size_t i = 4; i < sizeof(caps); i++)
+		assert_int_equal(info[i], 0);
+	/* RSS capabilities and friendly name: not supported (no vRSS) */
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_RECEIVE_SCALE_CAPABILITIES, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_NOT_SUPPORTED);
+	assert_int_equal(rd32(resp + 16), 0);
+	/* SETs: packet filter, lookahead, offload parameters accepted; RSS parameters refused */
+	uint32_t v = 0xB;
+	rndis_request(t, RNDIS_MSG_SET, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, &v, 4, resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	v = 1500;
+	rndis_request(t, RNDIS_MSG_SET, RNDIS_OID_GEN_CURRENT_LOOKAHEAD, &v, 4, resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	uint8_t params[40] = {0xA8, 3, 40, 0};
+	rndis_request(t, RNDIS_MSG_SET, RNDIS_OID_TCP_OFFLOAD_PARAMETERS, params, sizeof(params), resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	rndis_request(t, RNDIS_MSG_SET, RNDIS_OID_GEN_RECEIVE_SCALE_PARAMETERS, params, sizeof(params), resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_NOT_SUPPORTED);
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 8 + rd32(resp + 20)), 0xB);
+	/* KEEPALIVE */
+	rndis_request(t, RNDIS_MSG_KEEPALIVE, 0, NULL, 0, resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	/* HALT: no answer, and the adapter is no longer initialised */
+	uint8_t halt[12] = {0};
+	wr32(halt, RNDIS_MSG_HALT);
+	wr32(halt + 4, 12);
+	assert_int_equal(send_rndis(t, 1, halt, 12, 1), NVSP_STAT_SUCCESS);
+	assert_int_equal(recv_rndis(t, resp, true, NULL), 0);
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_false(st.rndis_initialized);
+	assert_int_equal(st.bad_packets, 0);
+	teardown(t);
+}
+
+static uint32_t packet_msg(uint8_t *m, const uint8_t *frame, uint32_t flen, uint32_t pad)
+{
+	uint32_t n = rndis_build_packet_header(m, flen);
+	memcpy(m + RNDIS_PACKET_HDR_LEN, frame, flen);
+	wr32(m + 4, n + pad);
+	memset(m + n, 0, pad);
+	return n + pad;
+}
+
+static void test_data_path(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	/* guest -> host: one frame, then a batch of two in one section */
+	uint8_t f1[60], f2[1514], m[8192];
+	for (size_t i = 0; i < sizeof(f1); i++)
+		f1[i] = (uint8_t)i;
+	for (size_t i = 0; i < sizeof(f2); i++)
+		f2[i] = (uint8_t)(i * 7);
+	uint32_t n = packet_msg(m, f1, sizeof(f1), 0);
+	assert_int_equal(send_rndis(t, 2, m, n, 0), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 1);
+	assert_int_equal(t->out.len[0], sizeof(f1));
+	assert_memory_equal(t->out.data[0], f1, sizeof(f1));
+	n = packet_msg(m, f1, sizeof(f1), 4); /* 104 + 4 padding: 8-byte aligned batch */
+	n += packet_msg(m + n, f2, sizeof(f2), 0);
+	assert_int_equal(send_rndis(t, 3, m, n, 0), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 3);
+	assert_memory_equal(t->out.data[2], f2, sizeof(f2));
+	/* host -> guest */
+	assert_int_equal(netvsp_rx(t->nv, f2, sizeof(f2)), 0);
+	uint8_t got[2048];
+	uint64_t tid;
+	n = recv_rndis(t, got, true, &tid);
+	assert_int_equal(n, RNDIS_PACKET_HDR_LEN + sizeof(f2));
+	assert_int_equal(rd32(got), RNDIS_MSG_PACKET);
+	assert_int_equal(rd32(got + 12), sizeof(f2));
+	assert_memory_equal(got + 8 + rd32(got + 8), f2, sizeof(f2));
+	/* The guest holds every piece: frames are dropped; completing one frees it again. */
+	uint32_t pieces = RBUF_PAGES * 4096 / NETVSP_RECV_SECTION_SIZE, sent = 0;
+	while (netvsp_rx(t->nv, f1, sizeof(f1)) == 0)
+		sent++;
+	assert_true(sent >= 1);
+	uint64_t first_tid = 0;
+	uint32_t seen = 0;
+	while (recv_rndis(t, got, false, seen ? NULL : &first_tid))
+		seen++;
+	assert_int_equal(seen, sent);
+	assert_true(sent <= pieces);
+	uint8_t c[40];
+	nvsp2(c, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE, NVSP_STAT_SUCCESS, 0);
+	bool sig;
+	assert_int_equal(fg_ring_send(&t->c.send, VM_PKT_COMP, 0, first_tid, c, 40, &sig), 0);
+	fg_signal(&t->g, &t->c);
+	assert_int_equal(netvsp_rx(t->nv, f1, sizeof(f1)), 0);
+	/* A frame too big for a piece is dropped. */
+	uint8_t big[1800] = {0};
+	assert_int_equal(netvsp_rx(t->nv, big, sizeof(big)), -1);
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_int_equal(st.tx_packets, 3);
+	assert_int_equal(st.tx_bytes, 2 * sizeof(f1) + sizeof(f2));
+	assert_int_equal(st.rx_packets, 1 + sent + 1);
+	assert_true(st.rx_drops >= 2);
+	teardown(t);
+}
+
+static void test_link_indications(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	uint8_t msg[1024], f[60] = {0};
+	netvsp_set_link(t->nv, false);
+	assert_int_equal(recv_rndis(t, msg, true, NULL), 20);
+	assert_int_equal(rd32(msg), RNDIS_MSG_INDICATE);
+	assert_int_equal(rd32(msg + 8), RNDIS_STATUS_MEDIA_DISCONNECT);
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_MEDIA_CONNECT_STATUS, NULL, 0, msg);
+	assert_int_equal(rd32(msg + 8 + rd32(msg + 20)), RNDIS_MEDIA_STATE_DISCONNECTED);
+	assert_int_equal(netvsp_rx(t->nv, f, sizeof(f)), -1); /* link down: nothing flows */
+	netvsp_set_link(t->nv, true);
+	assert_int_equal(recv_rndis(t, msg, true, NULL), 20);
+	assert_int_equal(rd32(msg + 8), RNDIS_STATUS_MEDIA_CONNECT);
+	assert_int_equal(netvsp_rx(t->nv, f, sizeof(f)), 0);
+	teardown(t);
+}
+
+static void test_hostile(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	uint8_t m[8192], buf[8192];
+	memset(m, 0, sizeof(m));
+	/* section out of range, size over the section, no section and not GPA-direct */
+	assert_int_equal(send_rndis(t, 1000, m, 64, 0), NVSP_STAT_FAIL);
+	assert_int_equal(send_rndis(t, 0, m, NETVSP_SEND_SECTION_SIZE + 1, 0), NVSP_STAT_FAIL);
+	assert_int_equal(send_rndis(t, NETVSP_NO_SECTION, m, 64, 0), NVSP_STAT_FAIL);
+	/* RNDIS: msg_len past the data, msg_len < 8, packet offsets outside, tiny frame */
+	wr32(m, RNDIS_MSG_PACKET);
+	wr32(m + 4, 5000);
+	assert_int_equal(send_rndis(t, 0, m, 100, 0), NVSP_STAT_FAIL);
+	wr32(m + 4, 4);
+	assert_int_equal(send_rndis(t, 0, m, 100, 0), NVSP_STAT_FAIL);
+	rndis_build_packet_header(m, 60);
+	wr32(m + 8, 0xFFFFFFF0u); /* data_offset wraps */
+	assert_int_equal(send_rndis(t, 0, m, 104, 0), NVSP_STAT_FAIL);
+	rndis_build_packet_header(m, 60);
+	wr32(m + 12, 0xFFFFFFFFu); /* data_len */
+	assert_int_equal(send_rndis(t, 0, m, 104, 0), NVSP_STAT_FAIL);
+	rndis_build_packet_header(m, 4);
+	assert_int_equal(send_rndis(t, 0, m, 48, 0), NVSP_STAT_FAIL);
+	/* QUERY whose info buffer lies outside the message: answered INVALID_DATA */
+	wr32(m, RNDIS_MSG_QUERY);
+	wr32(m + 4, 28);
+	wr32(m + 8, 77);
+	wr32(m + 12, RNDIS_OID_GEN_LINK_SPEED);
+	wr32(m + 16, 0x1000);
+	wr32(m + 20, 0xFFFFFF00u);
+	assert_int_equal(send_rndis(t, 0, m, 28, 1), NVSP_STAT_SUCCESS);
+	uint8_t resp[1024];
+	assert_true(recv_rndis(t, resp, true, NULL) >= 16);
+	assert_int_equal(rd32(resp + 8), 77);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_INVALID_DATA);
+	/* truncated NVSP messages, unknown types, a completion for a piece never announced */
+	uint8_t s[4] = {NVSP_MSG1_TYPE_SEND_RECV_BUF, 0, 0, 0};
+	g_send(t, s, 4, 50);
+	wr32(s, 0x7777);
+	g_send(t, s, 4, 51);
+	uint8_t c[40];
+	nvsp2(c, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE, NVSP_STAT_SUCCESS, 0);
+	bool sig;
+	assert_int_equal(fg_ring_send(&t->c.send, VM_PKT_COMP, 0, 123456789, c, 40, &sig), 0);
+	fg_signal(&t->g, &t->c);
+	assert_int_equal(g_recv(t, buf), 0);
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_true(st.bad_packets >= 10);
+	assert_int_equal(st.tx_packets, 0);
+	/* still working */
+	uint8_t f[60] = {1};
+	uint32_t n = packet_msg(m, f, sizeof(f), 0);
+	assert_int_equal(send_rndis(t, 0, m, n, 0), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 1);
+	/* revoke the receive buffer: frames for the guest are dropped from then on */
+	uint8_t r[40];
+	nvsp2(r, NVSP_MSG1_TYPE_REVOKE_RECV_BUF, NETVSC_RECEIVE_BUFFER_ID, 0);
+	g_send(t, r, 40, 60);
+	assert_int_equal(netvsp_rx(t->nv, f, sizeof(f)), -1);
+	/* close: state is dropped; a fresh open starts over */
+	assert_true(fg_close(&t->g, &t->c));
+	assert_int_equal(netvsp_rx(t->nv, f, sizeof(f)), -1);
+	teardown(t);
+}
+
+/* ---- the VMBus whole-GPADL accessor ---- */
+static const struct vmbus_device_ops dummy_ops = {.name = "dummy"};
+
+static void test_gpadl_accessor(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	struct vmbus_chan *other = vmbus_server_add_device(t->g.srv, &dummy_ops, NULL);
+	assert_non_null(other);
+	gpadl_pages(t, RBUF_ID, RBUF_PFN, 3); /* channel 1's GPADL */
+	const uint64_t *pfns;
+	uint32_t count;
+	/* Not this channel's: refused. */
+	assert_int_equal(vmbus_chan_gpadl_map(other, RBUF_ID, &pfns, &count), -1);
+	assert_int_equal(vmbus_chan_gpadl_map(other, 0x4242, &pfns, &count), -1);
+	uint32_t p[2] = {100, 102}; /* two scattered pages on channel 2 */
+	assert_int_equal(fg_gpadl(&t->g, 2, 0x500, p, 2), 0);
+	assert_int_equal(vmbus_chan_gpadl_map(other, 0x500, &pfns, &count), 0);
+	assert_int_equal(count, 2);
+	assert_int_equal(pfns[0], 100);
+	assert_int_equal(pfns[1], 102);
+	/* A copy across the page boundary lands on both pages. */
+	uint8_t data[100];
+	for (int i = 0; i < 100; i++)
+		data[i] = (uint8_t)(i + 1);
+	assert_int_equal(vmbus_chan_gpadl_copy_to(other, 0x500, 4096 - 50, data, 100), 0);
+	assert_memory_equal((uint8_t *)fg_page(&t->g, 100) + 4046, data, 50);
+	assert_memory_equal(fg_page(&t->g, 102), data + 50, 50);
+	uint8_t back[100];
+	assert_int_equal(vmbus_chan_gpadl_copy_from(other, 0x500, 4096 - 50, back, 100), 0);
+	assert_memory_equal(back, data, 100);
+	/* Bounds: the end, past it, offset overflow, unknown id. */
+	assert_int_equal(vmbus_chan_gpadl_copy_to(other, 0x500, 8192 - 100, data, 100), 0);
+	assert_int_equal(vmbus_chan_gpadl_copy_to(other, 0x500, 8192 - 99, data, 100), -1);
+	assert_int_equal(vmbus_chan_gpadl_copy_from(other, 0x500, UINT64_MAX - 10, back, 100), -1);
+	assert_int_equal(vmbus_chan_gpadl_copy_from(other, 0x501, 0, back, 1), -1);
+	/* Torn down: gone. */
+	struct vmbus_channel_gpadl_teardown td = {
+		.header.msgtype = CHANNELMSG_GPADL_TEARDOWN, .child_relid = 2, .gpadl = 0x500};
+	FG_POST(&t->g, td);
+	assert_int_equal(vmbus_chan_gpadl_map(other, 0x500, &pfns, &count), -1);
+	teardown(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_nvsp_negotiation),
+		cmocka_unit_test(test_rndis_answers),
+		cmocka_unit_test(test_data_path),
+		cmocka_unit_test(test_link_indications),
+		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_gpadl_accessor),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,537 @@
+/* netvsp: NVSP over one VMBus channel, RNDIS on top (vsp/rndis.c), frames to a backend. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "vmbus/channel.h"
+#include "vsp/netvsp.h"
+#include "vsp/rndis.h"
+
+#define MAX_RECV_SECTIONS  65536u
+#define TX_SCRATCH         (64u * 1024)   /* one guest send: a section batch or a GPA-direct packet */
+#define PENDING_CONTROL    32u            /* RNDIS answers waiting for a free receive piece */
+#define PENDING_COMPLETES  16u            /* completions waiting for ring space */
+#define NVSP_MAX_MDL_CHAIN 34u
+
+struct pending_ctl {
+	uint32_t len;
+	uint8_t data[RNDIS_MAX_RESPONSE];
+};
+
+struct pending_comp {
+	uint64_t trans_id;
+	uint8_t msg[NETVSP_MSG_SIZE];
+};
+
+struct netvsp {
+	struct vmbus_device_ops ops;
+	struct vmbus_chan *chan;
+	struct netvsp_backend be;
+	struct rndis_config rcfg;
+	struct rndis_state rst;
+	bool link_up;                    /* the host's wish; rst.link_up mirrors it */
+	uint32_t nvsp_version;
+	uint32_t ndis_version;
+	/* receive buffer: pieces of NETVSP_RECV_SECTION_SIZE */
+	bool have_rbuf;
+	uint32_t rbuf_gpadl;
+	uint32_t nsections;
+	uint32_t *free_sections;         /* stack */
+	uint32_t nfree;
+	uint8_t *in_use;                 /* per section: announced, not yet completed */
+	/* send buffer */
+	bool have_sbuf;
+	uint32_t sbuf_gpadl;
+	uint32_t sbuf_sections;
+	uint8_t *scratch;
+	struct pending_ctl ctl[PENDING_CONTROL];
+	uint32_t ctl_head, ctl_count;
+	struct pending_comp comp[PENDING_COMPLETES];
+	uint32_t comp_head, comp_count;
+	bool in_send;                    /* inside SEND_RNDIS_PKT: answers go out after its completion */
+	struct netvsp_stats st;
+};
+
+static uint32_t rd32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+/* ---- receive buffer pieces ---- */
+
+static void rbuf_forget(struct netvsp *n)
+{
+	free(n->free_sections);
+	free(n->in_use);
+	n->free_sections = NULL;
+	n->in_use = NULL;
+	n->nsections = n->nfree = 0;
+	n->have_rbuf = false;
+}
+
+static void reset_state(struct netvsp *n)
+{
+	rbuf_forget(n);
+	n->have_sbuf = false;
+	n->sbuf_sections = 0;
+	n->nvsp_version = 0;
+	n->ndis_version = 0;
+	n->ctl_head = n->ctl_count = 0;
+	n->comp_head = n->comp_count = 0;
+	n->rst = (struct rndis_state){ .link_up = n->link_up };
+}
+
+/* Copy hdr + payload into a free piece and announce it. 0, or -1 (nothing sent). */
+static int deliver(struct netvsp *n, const uint8_t *hdr, uint32_t hlen, const uint8_t *payload, uint32_t plen,
+		   bool control)
+{
+	if (!n->chan || !vmbus_chan_is_open(n->chan) || !n->have_rbuf || !n->nfree ||
+	    hlen + plen > NETVSP_RECV_SECTION_SIZE)
+		return -1;
+	uint32_t sec = n->free_sections[n->nfree - 1];
+	uint64_t off = (uint64_t)sec * NETVSP_RECV_SECTION_SIZE;
+	if (vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off, hdr, hlen) < 0 ||
+	    (plen && vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off + hlen, payload, plen) < 0))
+		return -1;
+	uint8_t ext[16];
+	uint16_t pageset = NETVSC_RECEIVE_BUFFER_ID;
+	memcpy(ext, &pageset, 2);
+	ext[2] = 0; /* sender_owns_set */
+	ext[3] = 0;
+	wr32(ext + 4, 1);                     /* range_cnt */
+	wr32(ext + 8, hlen + plen);           /* byte_count */
+	wr32(ext + 12, (uint32_t)off);        /* byte_offset */
+	uint8_t msg[16];
+	wr32(msg, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+	wr32(msg + 4, control ? 1 : 0);       /* channel_type */
+	wr32(msg + 8, NETVSP_NO_SECTION);
+	wr32(msg + 12, 0);
+	if (vmbus_chan_send_ext(n->chan, VM_PKT_DATA_USING_XFER_PAGES, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+				sec, ext, sizeof(ext), msg, sizeof(msg)) != 0)
+		return -1;
+	n->nfree--;
+	n->in_use[sec] = 1;
+	return 0;
+}
+
+static void flush_control(struct netvsp *n)
+{
+	while (n->ctl_count) {
+		struct pending_ctl *c = &n->ctl[n->ctl_head];
+		if (deliver(n, c->data, c->len, NULL, 0, true) < 0)
+			return;
+		n->ctl_head = (n->ctl_head + 1) % PENDING_CONTROL;
+		n->ctl_count--;
+	}
+}
+
+/* An RNDIS message for the guest (answer or indication): in order behind any waiting ones. */
+static void send_control(struct netvsp *n, const uint8_t *msg, uint32_t len)
+{
+	if (n->ctl_count == PENDING_CONTROL || len > RNDIS_MAX_RESPONSE) {
+		n->st.rx_drops++;
+		return;
+	}
+	struct pending_ctl *c = &n->ctl[(n->ctl_head + n->ctl_count) % PENDING_CONTROL];
+	memcpy(c->data, msg, len);
+	c->len = len;
+	n->ctl_count++;
+	if (!n->in_send)
+		flush_control(n);
+}
+
+static void flush_completions(struct netvsp *n)
+{
+	while (n->comp_count) {
+		struct pending_comp *c = &n->comp[n->comp_head];
+		if (vmbus_chan_complete(n->chan, c->trans_id, c->msg, NETVSP_MSG_SIZE) != 0)
+			return;
+		n->comp_head = (n->comp_head + 1) % PENDING_COMPLETES;
+		n->comp_count--;
+	}
+}
+
+/* Complete a guest request with an NVSP message (type + up to 3 words, padded). */
+static void complete(struct netvsp *n, uint64_t trans_id, uint32_t type, const uint32_t *words, unsigned nwords)
+{
+	if (n->comp_count == PENDING_COMPLETES)
+		return; /* cannot happen: on_packets stops reading while any wait */
+	struct pending_comp *c = &n->comp[(n->comp_head + n->comp_count) % PENDING_COMPLETES];
+	memset(c->msg, 0, sizeof(c->msg));
+	c->trans_id = trans_id;
+	wr32(c->msg, type);
+	for (unsigned i = 0; i < nwords && 4 + 4 * i + 4 <= NETVSP_MSG_SIZE; i++)
+		wr32(c->msg + 4 + 4 * i, words[i]);
+	n->comp_count++;
+	flush_completions(n);
+}
+
+/* ---- guest -> host ---- */
+
+static void guest_frame(struct netvsp *n, const uint8_t *frame, uint32_t len)
+{
+	if (!n->rst.initialized || !n->link_up) {
+		n->st.tx_drops++;
+		return;
+	}
+	n->st.tx_packets++;
+	n->st.tx_bytes += len;
+	if (n->be.tx)
+		n->be.tx(n->be.ctx, frame, len);
+}
+
+/* Every RNDIS message in buf (a section or a GPA-direct packet may hold a batch). */
+static bool rndis_messages(struct netvsp *n, const uint8_t *buf, uint32_t len)
+{
+	uint32_t pos = 0;
+	bool ok = true;
+	while (pos < len) {
+		uint32_t type, mlen;
+		if (rndis_msg_header(buf + pos, len - pos, &type, &mlen) < 0) {
+			n->st.bad_packets++;
+			return false;
+		}
+		const uint8_t *m = buf + pos;
+		if (type == RNDIS_MSG_PACKET) {
+			uint32_t off, flen;
+			if (rndis_packet_frame(m, mlen, n->rcfg.mtu + 18, &off, &flen) < 0) {
+				n->st.bad_packets++;
+				n->st.tx_drops++;
+				ok = false;
+			} else {
+				guest_frame(n, m + off, flen);
+			}
+		} else {
+			uint8_t resp[RNDIS_MAX_RESPONSE];
+			uint64_t bad = n->rst.bad_messages;
+			int r = rndis_control(&n->rcfg, &n->rst, m, mlen, resp, sizeof(resp));
+			n->st.bad_packets += n->rst.bad_messages - bad;
+			if (r > 0)
+				send_control(n, resp, (uint32_t)r);
+			else if (r < 0)
+				ok = false;
+		}
+		pos += mlen;
+	}
+	return ok;
+}
+
+/* SEND_RNDIS_PKT: gather the RNDIS bytes from the send buffer or the packet's pages. */
+static uint32_t on_rndis_pkt(struct netvsp *n, const struct vmbus_packet *pkt, const uint8_t *msg, uint32_t len)
+{
+	if (len < 16 || !n->nvsp_version)
+		goto bad;
+	uint32_t index = rd32(msg + 8), size = rd32(msg + 12);
+	uint32_t total = 0;
+	if (index != NETVSP_NO_SECTION) {
+		if (!n->have_sbuf || index >= n->sbuf_sections || size > NETVSP_SEND_SECTION_SIZE ||
+		    vmbus_chan_gpadl_copy_from(n->chan, n->sbuf_gpadl, (uint64_t)index * NETVSP_SEND_SECTION_SIZE,
+					       n->scratch, size) < 0)
+			goto bad;
+		total = size;
+	} else if (pkt->type == VM_PKT_DATA_USING_GPA_DIRECT) {
+		for (uint32_t i = 0; i < pkt->range_count; i++) {
+			struct vmbus_gpa_range r;
+			if (vmbus_packet_gpa_range(pkt, i, &r) < 0 || r.byte_count > TX_SCRATCH - total ||
+			    vmbus_chan_copy_from_range(n->chan, &r, 0, n->scratch + total, r.byte_count) < 0)
+				goto bad;
+			total += r.byte_count;
+		}
+	} else {
+		goto bad;
+	}
+	return rndis_messages(n, n->scratch, total) ? NVSP_STAT_SUCCESS : NVSP_STAT_FAIL;
+bad:
+	n->st.bad_packets++;
+	n->st.tx_drops++;
+	return NVSP_STAT_FAIL;
+}
+
+static bool version_known(uint32_t v)
+{
+	return v == NVSP_PROTOCOL_VERSION_1 || v == NVSP_PROTOCOL_VERSION_2 || v == NVSP_PROTOCOL_VERSION_4 ||
+	       v == NVSP_PROTOCOL_VERSION_5 || v == NVSP_PROTOCOL_VERSION_6 || v == NVSP_PROTOCOL_VERSION_61;
+}
+
+static void on_init(struct netvsp *n, const struct vmbus_packet *pkt, const uint8_t *msg, uint32_t len)
+{
+	static const uint32_t ours[] = { NVSP_PROTOCOL_VERSION_61, NVSP_PROTOCOL_VERSION_6, NVSP_PROTOCOL_VERSION_5,
+					 NVSP_PROTOCOL_VERSION_4, NVSP_PROTOCOL_VERSION_2, NVSP_PROTOCOL_VERSION_1 };
+	uint32_t lo = rd32(msg + 4), hi = rd32(msg + 8), chosen = 0;
+	(void)len;
+	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]) && !chosen; i++)
+		if (ours[i] >= lo && ours[i] <= hi && version_known(ours[i]))
+			chosen = ours[i];
+	if (chosen) {
+		/* A new INIT starts the adapter over (the guest reloaded its driver). */
+		reset_state(n);
+		n->nvsp_version = chosen;
+	}
+	uint32_t w[3] = { chosen, NVSP_MAX_MDL_CHAIN, chosen ? NVSP_STAT_SUCCESS : NVSP_STAT_FAIL };
+	complete(n, pkt->trans_id, NVSP_MSG_TYPE_INIT_COMPLETE, w, 3);
+}
+
+static void on_recv_buf(struct netvsp *n, const struct vmbus_packet *pkt, const uint8_t *msg)
+{
+	uint32_t gpadl = rd32(msg + 4);
+	const uint64_t *pfns;
+	uint32_t npfns;
+	uint32_t status = NVSP_STAT_FAIL, count = 0;
+	if (n->nvsp_version && !n->have_rbuf && vmbus_chan_gpadl_map(n->chan, gpadl, &pfns, &npfns) == 0) {
+		uint64_t bytes = (uint64_t)npfns * 4096;
+		count = (uint32_t)(bytes / NETVSP_RECV_SECTION_SIZE);
+		if (count > MAX_RECV_SECTIONS)
+			count = MAX_RECV_SECTIONS;
+		n->free_sections = malloc(sizeof(uint32_t) * (count ? count : 1));
+		n->in_use = calloc(count ? count : 1, 1);
+		if (count && n->free_sections && n->in_use) {
+			for (uint32_t i = 0; i < count; i++)
+				n->free_sections[i] = count - 1 - i; /* piece 0 first */
+			n->nsections = n->nfree = count;
+			n->rbuf_gpadl = gpadl;
+			n->have_rbuf = true;
+			status = NVSP_STAT_SUCCESS;
+		} else {
+			rbuf_forget(n);
+			count = 0;
+		}
+	} else {
+		n->st.bad_packets++;
+	}
+	/* status, num_sections, then the one section: offset, sub_alloc_size, num_sub_allocs, end_offset */
+	uint32_t ok = status == NVSP_STAT_SUCCESS;
+	uint32_t w[6] = { status, ok, 0, NETVSP_RECV_SECTION_SIZE, count, count * NETVSP_RECV_SECTION_SIZE };
+	complete(n, pkt->trans_id, NVSP_MSG1_TYPE_SEND_RECV_BUF_COMPLETE, w, 6);
+	if (status == NVSP_STAT_SUCCESS)
+		flush_control(n);
+}
+
+static void on_send_buf(struct netvsp *n, const struct vmbus_packet *pkt, const uint8_t *msg)
+{
+	uint32_t gpadl = rd32(msg + 4);
+	const uint64_t *pfns;
+	uint32_t npfns;
+	uint32_t status = NVSP_STAT_FAIL;
+	if (n->nvsp_version && !n->have_sbuf && vmbus_chan_gpadl_map(n->chan, gpadl, &pfns, &npfns) == 0 &&
+	    (uint64_t)npfns * 4096 >= NETVSP_SEND_SECTION_SIZE) {
+		n->sbuf_gpadl = gpadl;
+		n->sbuf_sections = (uint32_t)((uint64_t)npfns * 4096 / NETVSP_SEND_SECTION_SIZE);
+		n->have_sbuf = true;
+		status = NVSP_STAT_SUCCESS;
+	} else {
+		n->st.bad_packets++;
+	}
+	uint32_t w[2] = { status, status == NVSP_STAT_SUCCESS ? NETVSP_SEND_SECTION_SIZE : 0 };
+	complete(n, pkt->trans_id, NVSP_MSG1_TYPE_SEND_SEND_BUF_COMPLETE, w, 2);
+}
+
+static void on_guest_completion(struct netvsp *n, const struct vmbus_packet *pkt)
+{
+	uint64_t sec = pkt->trans_id;
+	if (!n->have_rbuf || sec >= n->nsections || !n->in_use[sec]) {
+		n->st.bad_packets++; /* not a piece we announced */
+		return;
+	}
+	n->in_use[sec] = 0;
+	n->free_sections[n->nfree++] = (uint32_t)sec;
+}
+
+static void on_packet(struct netvsp *n, const struct vmbus_packet *pkt)
+{
+	if (pkt->type == VM_PKT_COMP) {
+		on_guest_completion(n, pkt);
+		return;
+	}
+	if ((pkt->type != VM_PKT_DATA_INBAND && pkt->type != VM_PKT_DATA_USING_GPA_DIRECT) || pkt->data_len < 4) {
+		n->st.bad_packets++;
+		return;
+	}
+	const uint8_t *msg = pkt->data;
+	uint32_t len = pkt->data_len;
+	uint32_t type = rd32(msg);
+	bool wants = pkt->flags & VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED;
+	switch (type) {
+	case NVSP_MSG_TYPE_INIT:
+		if (len < 12)
+			break;
+		on_init(n, pkt, msg, len);
+		return;
+	case NVSP_MSG2_TYPE_SEND_NDIS_CONFIG:
+		if (len < 16)
+			break;
+		return; /* MTU and capabilities: nothing to change (no SR-IOV, no RSC, no teaming) */
+	case NVSP_MSG1_TYPE_SEND_NDIS_VER:
+		if (len < 12)
+			break;
+		n->ndis_version = rd32(msg + 4) << 16 | (rd32(msg + 8) & 0xFFFF);
+		return;
+	case NVSP_MSG1_TYPE_SEND_RECV_BUF:
+		if (len < 10)
+			break;
+		on_recv_buf(n, pkt, msg);
+		return;
+	case NVSP_MSG1_TYPE_SEND_SEND_BUF:
+		if (len < 10)
+			break;
+		on_send_buf(n, pkt, msg);
+		return;
+	case NVSP_MSG1_TYPE_REVOKE_RECV_BUF:
+		rbuf_forget(n);
+		n->ctl_head = n->ctl_count = 0;
+		return;
+	case NVSP_MSG1_TYPE_REVOKE_SEND_BUF:
+		n->have_sbuf = false;
+		n->sbuf_sections = 0;
+		return;
+	case NVSP_MSG1_TYPE_SEND_RNDIS_PKT: {
+		n->in_send = true;
+		uint32_t status = on_rndis_pkt(n, pkt, msg, len);
+		n->in_send = false;
+		if (wants) {
+			uint32_t w[1] = { status };
+			complete(n, pkt->trans_id, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE, w, 1);
+		}
+		flush_control(n);
+		return;
+	}
+	case NVSP_MSG5_TYPE_SUBCHANNEL: {
+		/* No sub-channels (vRSS is never advertised). */
+		uint32_t w[2] = { NVSP_STAT_FAIL, 0 };
+		if (wants)
+			complete(n, pkt->trans_id, NVSP_MSG5_TYPE_SUBCHANNEL, w, 2);
+		return;
+	}
+	case NVSP_MSG4_TYPE_SWITCH_DATA_PATH:
+		return; /* no VF: the synthetic path is the only one */
+	default:
+		break;
+	}
+	n->st.bad_packets++;
+}
+
+/* ---- channel callbacks ---- */
+
+static int nv_open(struct vmbus_chan *chan, void *ctx)
+{
+	struct netvsp *n = ctx;
+	n->chan = chan;
+	reset_state(n);
+	return 0;
+}
+
+static void nv_close(struct vmbus_chan *chan, void *ctx)
+{
+	struct netvsp *n = ctx;
+	(void)chan;
+	reset_state(n);
+}
+
+static void nv_packets(struct vmbus_chan *chan, void *ctx)
+{
+	struct netvsp *n = ctx;
+	n->chan = chan;
+	flush_completions(n);
+	for (;;) {
+		if (n->comp_count)
+			break; /* the ring is full: the guest signals when it has read */
+		struct vmbus_packet pkt;
+		int rc = vmbus_chan_recv(chan, &pkt);
+		if (rc == 0 || rc == VMBUS_CHAN_CLOSED)
+			break;
+		if (rc < 0) {
+			n->st.bad_packets++;
+			continue;
+		}
+		on_packet(n, &pkt);
+	}
+	flush_control(n);
+}
+
+/* ---- public ---- */
+
+struct netvsp *netvsp_new(struct vmbus_server *srv, const struct netvsp_config *cfg,
+			  const struct netvsp_backend *backend)
+{
+	struct netvsp *n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->scratch = malloc(TX_SCRATCH);
+	if (!n->scratch) {
+		free(n);
+		return NULL;
+	}
+	memcpy(n->rcfg.mac, cfg->mac, 6);
+	n->rcfg.mtu = cfg->mtu ? cfg->mtu : 1500;
+	n->rcfg.link_speed_bps = cfg->link_speed_bps ? cfg->link_speed_bps : 10000000000ull;
+	if (backend)
+		n->be = *backend;
+	n->link_up = true;
+	reset_state(n);
+	n->ops.name = "netvsp";
+	n->ops.class_id = NETVSP_CLASS_GUID;
+	n->ops.instance_id = VMBUS_GUID_INIT(0x5f3c9a10, 0x7e21, 0x4b8d, 0xa1, 0x6e, 0x3d, 0x52, 0x90, 0xc4, 0x4e,
+					     cfg->instance);
+	n->ops.open = nv_open;
+	n->ops.close = nv_close;
+	n->ops.on_packets = nv_packets;
+	n->chan = vmbus_server_add_device(srv, &n->ops, n);
+	if (!n->chan) {
+		netvsp_free(n);
+		return NULL;
+	}
+	return n;
+}
+
+void netvsp_free(struct netvsp *n)
+{
+	if (!n)
+		return;
+	rbuf_forget(n);
+	free(n->scratch);
+	free(n);
+}
+
+int netvsp_rx(struct netvsp *n, const uint8_t *frame, uint32_t len)
+{
+	if (!n->rst.initialized || !n->link_up || !n->rst.packet_filter || len < 14 ||
+	    len > NETVSP_RECV_SECTION_SIZE - RNDIS_PACKET_HDR_LEN) {
+		n->st.rx_drops++;
+		return -1;
+	}
+	uint8_t hdr[RNDIS_PACKET_HDR_LEN];
+	rndis_build_packet_header(hdr, len);
+	if (deliver(n, hdr, sizeof(hdr), frame, len, false) < 0) {
+		n->st.rx_drops++;
+		return -1;
+	}
+	n->st.rx_packets++;
+	n->st.rx_bytes += len;
+	return 0;
+}
+
+void netvsp_set_link(struct netvsp *n, bool up)
+{
+	if (n->link_up == up)
+		return;
+	n->link_up = up;
+	n->rst.link_up = up;
+	if (n->rst.initialized) {
+		uint8_t msg[20];
+		uint32_t len = rndis_build_indicate(msg, up ? RNDIS_STATUS_MEDIA_CONNECT : RNDIS_STATUS_MEDIA_DISCONNECT);
+		send_control(n, msg, len);
+	}
+}
+
+void netvsp_get_stats(const struct netvsp *n, struct netvsp_stats *out)
+{
+	*out = n->st;
+	out->nvsp_version = n->nvsp_version;
+	out->rndis_initialized = n->rst.initialized;
+	out->link_up = n->link_up;
+}

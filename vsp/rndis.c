@@ -1,0 +1,276 @@
+/* RNDIS control and data messages: parsing what the guest sends, building the host's answers. */
+#include <string.h>
+
+#include "vsp/rndis.h"
+
+#define RNDIS_MAX_PKT_PER_MSG  8u      /* the guest may batch this many packets in one send */
+#define RNDIS_ALIGN_FACTOR     3u      /* packets in a batch start on 8-byte boundaries */
+#define RNDIS_MAX_XFER         0x10000u
+#define RNDIS_MAX_LIST_SIZE    32u
+#define QUERY_C_LEN            16u     /* req_id, status, info_buflen, info_buf_offset */
+#define OFFLOAD_CAPS_MAX       256u    /* NDIS_OFFLOAD we echo back (Linux asks for < 256) */
+
+static uint32_t rd32(const uint8_t *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+static void wr16(uint8_t *p, uint16_t v)
+{
+	memcpy(p, &v, sizeof(v));
+}
+
+int rndis_msg_header(const uint8_t *buf, size_t len, uint32_t *type, uint32_t *msg_len)
+{
+	if (len < RNDIS_HEADER_SIZE)
+		return -1;
+	uint32_t t = rd32(buf), l = rd32(buf + 4);
+	if (l < RNDIS_HEADER_SIZE || l > len)
+		return -1;
+	*type = t;
+	*msg_len = l;
+	return 0;
+}
+
+int rndis_packet_frame(const uint8_t *msg, uint32_t msg_len, uint32_t max_frame, uint32_t *off, uint32_t *flen)
+{
+	if (msg_len < RNDIS_PACKET_HDR_LEN || rd32(msg) != RNDIS_MSG_PACKET)
+		return -1;
+	const uint8_t *p = msg + RNDIS_HEADER_SIZE;
+	uint64_t data_off = (uint64_t)RNDIS_HEADER_SIZE + rd32(p);
+	uint64_t data_len = rd32(p + 4);
+	if (data_off < RNDIS_PACKET_HDR_LEN || data_off > msg_len || data_len > msg_len - data_off)
+		return -1;
+	if (data_len < 14 || data_len > max_frame)
+		return -1;
+	*off = (uint32_t)data_off;
+	*flen = (uint32_t)data_len;
+	return 0;
+}
+
+uint32_t rndis_build_packet_header(uint8_t *out, uint32_t frame_len)
+{
+	memset(out, 0, RNDIS_PACKET_HDR_LEN);
+	wr32(out, RNDIS_MSG_PACKET);
+	wr32(out + 4, RNDIS_PACKET_HDR_LEN + frame_len);
+	wr32(out + 8, RNDIS_PACKET_SIZE);  /* data_offset: right after struct rndis_packet */
+	wr32(out + 12, frame_len);         /* data_len; no OOB data, no per-packet info */
+	return RNDIS_PACKET_HDR_LEN + frame_len;
+}
+
+uint32_t rndis_build_indicate(uint8_t *out, uint32_t status)
+{
+	wr32(out, RNDIS_MSG_INDICATE);
+	wr32(out + 4, 20);
+	wr32(out + 8, status);
+	wr32(out + 12, 0);   /* status_buflen */
+	wr32(out + 16, 0);   /* status_buf_offset */
+	return 20;
+}
+
+static const uint32_t supported_oids[] = {
+	RNDIS_OID_GEN_SUPPORTED_LIST, RNDIS_OID_GEN_HARDWARE_STATUS, RNDIS_OID_GEN_MEDIA_SUPPORTED,
+	RNDIS_OID_GEN_MEDIA_IN_USE, RNDIS_OID_GEN_MAXIMUM_LOOKAHEAD, RNDIS_OID_GEN_MAXIMUM_FRAME_SIZE,
+	RNDIS_OID_GEN_LINK_SPEED, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, RNDIS_OID_GEN_CURRENT_LOOKAHEAD,
+	RNDIS_OID_GEN_MAXIMUM_TOTAL_SIZE, RNDIS_OID_GEN_MEDIA_CONNECT_STATUS, RNDIS_OID_GEN_PHYSICAL_MEDIUM,
+	RNDIS_OID_802_3_PERMANENT_ADDRESS, RNDIS_OID_802_3_CURRENT_ADDRESS, RNDIS_OID_802_3_MAXIMUM_LIST_SIZE,
+	RNDIS_OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES,
+};
+
+/* Fill info (room for RNDIS_MAX_RESPONSE - 24 bytes) for a query; returns its length or -1. */
+static int query_info(const struct rndis_config *cfg, const struct rndis_state *st, uint32_t oid,
+		      const uint8_t *in, uint32_t in_len, uint8_t *info)
+{
+	uint32_t v;
+	switch (oid) {
+	case RNDIS_OID_GEN_SUPPORTED_LIST:
+		for (size_t i = 0; i < sizeof(supported_oids) / sizeof(supported_oids[0]); i++)
+			wr32(info + 4 * i, supported_oids[i]);
+		return (int)sizeof(supported_oids);
+	case RNDIS_OID_GEN_HARDWARE_STATUS: v = 0; break; /* NdisHardwareStatusReady */
+	case RNDIS_OID_GEN_MEDIA_SUPPORTED:
+	case RNDIS_OID_GEN_MEDIA_IN_USE: v = 0; break;    /* NdisMedium802_3 */
+	case RNDIS_OID_GEN_MAXIMUM_LOOKAHEAD:
+	case RNDIS_OID_GEN_MAXIMUM_FRAME_SIZE: v = cfg->mtu; break;
+	case RNDIS_OID_GEN_CURRENT_LOOKAHEAD: v = st->lookahead ? st->lookahead : cfg->mtu; break;
+	case RNDIS_OID_GEN_MAXIMUM_TOTAL_SIZE: v = cfg->mtu + 14; break;
+	case RNDIS_OID_GEN_LINK_SPEED: {
+		uint64_t units = cfg->link_speed_bps / 100;
+		v = units > UINT32_MAX ? UINT32_MAX : (uint32_t)units;
+		break;
+	}
+	case RNDIS_OID_GEN_CURRENT_PACKET_FILTER: v = st->packet_filter; break;
+	case RNDIS_OID_GEN_MEDIA_CONNECT_STATUS:
+		v = st->link_up ? RNDIS_MEDIA_STATE_CONNECTED : RNDIS_MEDIA_STATE_DISCONNECTED;
+		break;
+	case RNDIS_OID_GEN_PHYSICAL_MEDIUM: v = RNDIS_PHYSICAL_MEDIUM_802_3; break;
+	case RNDIS_OID_802_3_MAXIMUM_LIST_SIZE: v = RNDIS_MAX_LIST_SIZE; break;
+	case RNDIS_OID_802_3_PERMANENT_ADDRESS:
+	case RNDIS_OID_802_3_CURRENT_ADDRESS:
+		memcpy(info, cfg->mac, 6);
+		return 6;
+	case RNDIS_OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES: {
+		/* No offloads: an NDIS_OFFLOAD with every capability zero. Linux's query carries the
+		 * object header (type, revision, size) of the structure it wants; answer in that shape
+		 * so it accepts the answer and runs with checksums and segmentation in software. */
+		if (in_len < 4)
+			return -1;
+		uint32_t len = in_len > OFFLOAD_CAPS_MAX ? OFFLOAD_CAPS_MAX : in_len;
+		uint16_t size;
+		memcpy(&size, in + 2, 2);
+		if (size > len)
+			size = (uint16_t)len;
+		memset(info, 0, len);
+		info[0] = NDIS_OBJECT_TYPE_OFFLOAD;
+		info[1] = in[1] ? in[1] : 1; /* revision */
+		wr16(info + 2, size);
+		return (int)len;
+	}
+	default:
+		return -1; /* friendly name, RSS capabilities (no vRSS), anything else */
+	}
+	wr32(info, v);
+	return 4;
+}
+
+static uint32_t set_oid(struct rndis_state *st, uint32_t oid, const uint8_t *in, uint32_t in_len)
+{
+	switch (oid) {
+	case RNDIS_OID_GEN_CURRENT_PACKET_FILTER:
+		if (in_len < 4)
+			return RNDIS_STATUS_INVALID_DATA;
+		st->packet_filter = rd32(in);
+		return RNDIS_STATUS_SUCCESS;
+	case RNDIS_OID_GEN_CURRENT_LOOKAHEAD:
+		if (in_len < 4)
+			return RNDIS_STATUS_INVALID_DATA;
+		st->lookahead = rd32(in);
+		return RNDIS_STATUS_SUCCESS;
+	/* Accepted and ignored: every offload stays off (none is advertised), the host side has
+	 * no multicast filter, the adapter's address is the configured one. */
+	case RNDIS_OID_TCP_OFFLOAD_PARAMETERS:
+	case RNDIS_OID_OFFLOAD_ENCAPSULATION:
+	case RNDIS_OID_802_3_MULTICAST_LIST:
+	case RNDIS_OID_802_3_CURRENT_ADDRESS:
+	case RNDIS_OID_GEN_NETWORK_LAYER_ADDRESSES:
+		return RNDIS_STATUS_SUCCESS;
+	default:
+		return RNDIS_STATUS_NOT_SUPPORTED; /* RSS parameters and the rest */
+	}
+}
+
+/* Bounds of a QUERY/SET request's info buffer: 0 and *in / *in_len, or -1. */
+static int info_buffer(const uint8_t *msg, uint32_t msg_len, const uint8_t **in, uint32_t *in_len)
+{
+	const uint8_t *req = msg + RNDIS_HEADER_SIZE;
+	uint32_t len = rd32(req + 8), off = rd32(req + 12);
+	uint32_t body = msg_len - RNDIS_HEADER_SIZE;
+	if (len == 0) {
+		*in = NULL;
+		*in_len = 0;
+		return 0;
+	}
+	if (off > body || len > body - off)
+		return -1;
+	*in = req + off;
+	*in_len = len;
+	return 0;
+}
+
+int rndis_control(const struct rndis_config *cfg, struct rndis_state *st, const uint8_t *msg, uint32_t msg_len,
+		  uint8_t *resp, size_t cap)
+{
+	uint32_t type;
+	uint32_t len;
+	if (cap < RNDIS_MAX_RESPONSE || rndis_msg_header(msg, msg_len, &type, &len) < 0 || len != msg_len) {
+		st->bad_messages++;
+		return -1;
+	}
+	const uint8_t *body = msg + RNDIS_HEADER_SIZE;
+	uint32_t body_len = msg_len - RNDIS_HEADER_SIZE;
+	memset(resp, 0, 64);
+	switch (type) {
+	case RNDIS_MSG_INIT: {
+		if (body_len < 16)
+			break;
+		uint32_t major = rd32(body + 4);
+		wr32(resp, RNDIS_MSG_INIT_C);
+		wr32(resp + 4, 52);
+		wr32(resp + 8, rd32(body));       /* req_id */
+		wr32(resp + 12, major == 1 ? RNDIS_STATUS_SUCCESS : RNDIS_STATUS_NOT_SUPPORTED);
+		wr32(resp + 16, 1);               /* major_ver */
+		wr32(resp + 20, 0);               /* minor_ver */
+		wr32(resp + 24, 1);               /* dev_flags: connectionless */
+		wr32(resp + 28, 0);               /* medium: 802.3 */
+		wr32(resp + 32, RNDIS_MAX_PKT_PER_MSG);
+		wr32(resp + 36, RNDIS_MAX_XFER);
+		wr32(resp + 40, RNDIS_ALIGN_FACTOR);
+		if (major == 1)
+			st->initialized = true;
+		return 52;
+	}
+	case RNDIS_MSG_QUERY:
+	case RNDIS_MSG_SET: {
+		if (body_len < 20)
+			break;
+		uint32_t req_id = rd32(body), oid = rd32(body + 4);
+		const uint8_t *in;
+		uint32_t in_len;
+		uint32_t status;
+		int info_len = 0;
+		if (info_buffer(msg, msg_len, &in, &in_len) < 0) {
+			st->bad_messages++;
+			status = RNDIS_STATUS_INVALID_DATA; /* still answered: the guest waits for it */
+		} else if (type == RNDIS_MSG_SET) {
+			status = set_oid(st, oid, in, in_len);
+		} else {
+			info_len = query_info(cfg, st, oid, in, in_len, resp + RNDIS_HEADER_SIZE + QUERY_C_LEN);
+			status = info_len < 0 ? RNDIS_STATUS_NOT_SUPPORTED : RNDIS_STATUS_SUCCESS;
+			if (info_len < 0)
+				info_len = 0;
+		}
+		wr32(resp + 8, req_id);
+		wr32(resp + 12, status);
+		if (type == RNDIS_MSG_SET) {
+			wr32(resp, RNDIS_MSG_SET_C);
+			wr32(resp + 4, 16);
+			return 16;
+		}
+		uint32_t total = RNDIS_HEADER_SIZE + QUERY_C_LEN + (uint32_t)info_len;
+		wr32(resp, RNDIS_MSG_QUERY_C);
+		wr32(resp + 4, total);
+		wr32(resp + 16, (uint32_t)info_len);
+		wr32(resp + 20, QUERY_C_LEN);     /* info_buf_offset, from req_id */
+		return (int)total;
+	}
+	case RNDIS_MSG_KEEPALIVE:
+		if (body_len < 4)
+			break;
+		wr32(resp, RNDIS_MSG_KEEPALIVE_C);
+		wr32(resp + 4, 16);
+		wr32(resp + 8, rd32(body));
+		wr32(resp + 12, RNDIS_STATUS_SUCCESS);
+		return 16;
+	case RNDIS_MSG_RESET:
+		wr32(resp, RNDIS_MSG_RESET_C);
+		wr32(resp + 4, 16);
+		wr32(resp + 8, RNDIS_STATUS_SUCCESS);
+		wr32(resp + 12, 0);               /* addressing_reset */
+		return 16;
+	case RNDIS_MSG_HALT:
+		st->initialized = false;
+		return 0;
+	default:
+		st->bad_messages++;
+		return -1;
+	}
+	st->bad_messages++; /* too short for its type */
+	return -1;
+}
