@@ -636,9 +636,9 @@ static struct scsi_disk describe(const struct storvsp_disk *d, unsigned lun, uin
 	sd.blocks = vdisk_size(d->disk) / sd.logical_sector;
 	sd.read_only = d->read_only;
 	sd.thin = info.type != VDISK_TYPE_FIXED || info.format == VDISK_FORMAT_RAW;
-	sd.unmap_granularity = info.block_size ? info.block_size / sd.logical_sector : 1;
-	if (!sd.unmap_granularity)
-		sd.unmap_granularity = 1;
+	/* The library punches holes inside image blocks, so a fine granularity frees host space
+	 * for partly free blocks too (fstrim only sends extents >= the granularity). */
+	sd.unmap_granularity = sd.physical_sector / sd.logical_sector;
 	sd.max_transfer = STORVSP_MAX_TRANSFER;
 	/* id: the image's own id when it has one (stable across boots), else derived from the
 	 * controller and LUN */
