@@ -145,7 +145,7 @@ static uint64_t proc_field(pid_t pid, int field) /* 1-based field of /proc/PID/s
 	if (!p)
 		return 0;
 	p++;
-	for (int f = 2; f < field && p; f++) {
+	for (int f = 3; f < field && p; f++) { /* p is at the space before field f */
 		p = strchr(p + 1, ' ');
 	}
 	return p ? strtoull(p, NULL, 10) : 0;
@@ -301,7 +301,12 @@ static void last_log_line(const struct inv_vm *vm, char *out, size_t len)
 		n--;
 	buf[n] = '\0';
 	char *l = strrchr(buf, '\n');
-	snprintf(out, len, "%s", l ? l + 1 : buf);
+	const char *src = l ? l + 1 : buf;
+	size_t k = strlen(src);
+	if (k >= len)
+		k = len - 1;
+	memcpy(out, src, k);
+	out[k] = '\0';
 }
 
 static void worker_gone(struct vmms *s, struct vmms_worker *w, int wstatus, bool have_status)

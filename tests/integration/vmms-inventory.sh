@@ -52,6 +52,8 @@ check "Set-VMFirmware missing kernel refused" refused hv Set-VMFirmware web -Ker
 touch "$t/vmlinuz"
 check "Set-VMFirmware" hv Set-VMFirmware -VMName web -KernelPath "$t/vmlinuz" -KernelCommandLine "console=ttyS0 quiet"
 check "Start-VM without a kernel refused" refused hv Start-VM db
+check "Start-VM of an unbootable kernel fails with the worker's reason" bash -c "'$B/hv' Start-VM web 2>&1 | grep -q 'failed with status 1'"
+check "...and leaves the VM Off" bash -c "'$B/hv' Get-VM web -Json | grep -q '\"state\": \"Off\"'"
 check "Get-VMEvent shows the changes" bash -c "'$B/hv' Get-VMEvent web | grep -q 'configuration changed'"
 
 # restart vmms: the inventory stays
