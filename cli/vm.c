@@ -290,7 +290,7 @@ static int wait_state(const struct args *a, const char *vm, const char *want, in
 			json_decref(er);
 			return 1;
 		}
-		usleep(200 * 1000);
+		usleep(50 * 1000);
 	} while (now_ms() < deadline);
 	return cli_fail(a, "'%s' did not become %s within %d s (it is %s)", vm, want, timeout_s, last);
 }

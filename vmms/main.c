@@ -242,7 +242,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < service.nworkers; i++)
 			if (service.workers[i].pidfd >= 0)
 				fds[nf++] = (struct pollfd){ service.workers[i].pidfd, POLLIN, 0 };
-		int r = poll(fds, (nfds_t)nf, 500);
+		int r = poll(fds, (nfds_t)nf, vmms_starting(&service) ? 20 : 500);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (fds[1].revents) {

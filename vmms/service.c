@@ -358,7 +358,7 @@ void vmms_reap(struct vmms *s)
 	}
 }
 
-static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, char *err, size_t errlen)
+static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, uint64_t request_ns, char *err, size_t errlen)
 {
 	char sock[PATH_MAX], serial[PATH_MAX + 8], mem[32], cpus[16], log[PATH_MAX];
 	sock_path(vm, sock, sizeof(sock));
@@ -414,6 +414,11 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, char *err, si
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
+		if (getenv("VIRIDIAN_VMMS_TRACE")) { /* bench/vmms: the worker logs its first guest exit from the request */
+			char ns[32];
+			snprintf(ns, sizeof(ns), "%llu", (unsigned long long)request_ns);
+			setenv("VIRIDIAN_TRACE_START_NS", ns, 1);
+		}
 		int nul = open("/dev/null", O_RDONLY);
 		dup2(nul, 0);
 		dup2(logfd, 1);
@@ -743,6 +748,9 @@ static json_t *op_start(struct vmms *s, json_t *req)
 	json_t *e = find_vm(s, req, &vm);
 	if (e)
 		return e;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t request_ns = (uint64_t)t0.tv_sec * 1000000000ull + (uint64_t)t0.tv_nsec;
 	struct vm_status next;
 	char err[PATH_MAX + 128];
 	json_t *reply = NULL;
@@ -769,13 +777,15 @@ static json_t *op_start(struct vmms *s, json_t *req)
 		reply = err_reply(0, "%s: %s", vm.path, strerror(errno));
 		goto out;
 	}
-	pid_t pid = spawn_worker(s, &vm, err, sizeof(err));
+	pid_t pid = spawn_worker(s, &vm, request_ns, err, sizeof(err));
 	if (pid < 0) {
 		reply = err_reply(0, "'%s' cannot start: %s", vm.name, err);
 		goto out;
 	}
 	uint64_t start = proc_start(pid);
-	worker_add(s, vm.id, pid, true, start);
+	struct vmms_worker *w = worker_add(s, vm.id, pid, true, start);
+	if (w)
+		w->starting = true;
 	set_status(s, &vm, next, pid, start, "Information", "starting: worker pid %d", (int)pid);
 	reply = json_pack("{s:b, s:s, s:i}", "ok", 1, "state", vm_state_name(next.state), "worker_pid", (int)pid);
 out:
@@ -935,10 +945,15 @@ void vmms_tick(struct vmms *s)
 		struct vm_status next;
 		if (vm.status.state == VM_STARTING) {
 			json_t *r = worker_vm_call(&vm, "{\"op\":\"status\"}", 1000);
-			if (json_is_true(json_object_get(r, "ok")) && !vm_transition(vm.status, VM_OP_WORKER_READY, &next))
+			if (json_is_true(json_object_get(r, "ok")) && !vm_transition(vm.status, VM_OP_WORKER_READY, &next)) {
+				w->starting = false;
 				set_status(s, &vm, next, w->pid, w->start, "Information", "running (worker pid %d)", (int)w->pid);
+			}
 			json_decref(r);
-		} else if (vm.status.state == VM_STOPPING && w->stop_deadline_ms && now > w->stop_deadline_ms) {
+		} else {
+			w->starting = false;
+		}
+		if (vm.status.state == VM_STOPPING && w->stop_deadline_ms && now > w->stop_deadline_ms) {
 			w->stop_deadline_ms = 0;
 			if (!vm_transition(vm.status, VM_OP_STOP_FAILED, &next))
 				set_status(s, &vm, next, w->pid, w->start, "Warning", "the guest did not shut down in time; still running");
@@ -1002,6 +1017,14 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 		return -1;
 	reattach(s);
 	return 0;
+}
+
+bool vmms_starting(const struct vmms *s)
+{
+	for (int i = 0; i < s->nworkers; i++)
+		if (s->workers[i].starting)
+			return true;
+	return false;
 }
 
 void vmms_fini(struct vmms *s)

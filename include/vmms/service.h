@@ -20,6 +20,7 @@ struct vmms_worker {
 	char id[37];
 	pid_t pid;
 	int pidfd;            /* -1: watched by polling */
+	bool starting;        /* spawned, its control socket not answering yet */
 	bool child;           /* ours (waitpid gives its status) or adopted after a restart */
 	uint64_t start;       /* /proc start time */
 	int64_t stop_deadline_ms;
@@ -45,6 +46,8 @@ json_t *vmms_request(struct vmms *s, json_t *req);
 void vmms_tick(struct vmms *s);
 /* A worker's pidfd became readable (or any child exited): reap and mark VMs Off. */
 void vmms_reap(struct vmms *s);
+/* A VM is Starting: the caller ticks every 20 ms rather than every 500 ms. */
+bool vmms_starting(const struct vmms *s);
 
 /* Validation helpers shared with tests. */
 bool vmms_valid_name(const char *name);
