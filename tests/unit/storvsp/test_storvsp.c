@@ -1,0 +1,375 @@
+/* storvsp against a fake guest that speaks like Linux hv_storvsc: init sequence, SRBs with
+ * GPA-direct buffers, sense data, hostile packets, and the threaded I/O path. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fake_guest.h"
+#include "vhd/vdisk.h"
+#include "vsp/storvsp.h"
+
+#define DATA_PFN 64
+
+struct ctx {
+	struct fake_guest g;
+	struct fg_chan ch;
+	struct storvsp *s;
+	struct vdisk *d[2];
+	char path[2][64];
+	pthread_mutex_t lock;
+	bool threaded;
+};
+
+static void *gpa(void *opaque, uint64_t a, uint64_t len)
+{
+	struct fake_guest *g = opaque;
+	uint64_t ram = (uint64_t)FG_RAM_PAGES * 4096;
+	return a < ram && len <= ram - a ? g->ram + a : NULL;
+}
+
+static int setup_common(void **state, unsigned nthreads)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	fg_init(&c->g);
+	struct storvsp_disk disks[2];
+	for (int i = 0; i < 2; i++) {
+		snprintf(c->path[i], sizeof(c->path[i]), "/tmp/test_storvsp_%d_%d.%s", (int)getpid(), i, i ? "raw" : "vhdx");
+		struct vdisk_create_params p = { .size = 8 << 20, .block_size = 1 << 20 };
+		assert_int_equal(vdisk_create(c->path[i], &p), 0);
+		assert_int_equal(vdisk_open(c->path[i], i ? 0 : VDISK_OPEN_RDWR, &c->d[i]), 0);
+		disks[i] = (struct storvsp_disk){ c->d[i], i == 1 };
+	}
+	struct storvsp_host host = { .gpa_to_hva = gpa, .opaque = &c->g, .lock = &c->lock, .nthreads = nthreads };
+	char err[200];
+	c->threaded = nthreads > 0;
+	c->s = storvsp_new(c->g.srv, &host, disks, 2, 0, err, sizeof(err));
+	assert_non_null(c->s);
+	assert_int_equal(fg_connect(&c->g, VERSION_WIN10_V5_3), 1);
+	assert_int_equal(fg_request_offers(&c->g), 1);
+	assert_int_equal(fg_open(&c->g, &c->ch, 1, 10, 10, 4, 4), 0);
+	*state = c;
+	return 0;
+}
+static int setup(void **state) { return setup_common(state, 0); }
+static int setup_threads(void **state) { return setup_common(state, 2); }
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+	fg_free(&c->g); /* closes the channel: in-flight work is waited for */
+	storvsp_free(c->s);
+	for (int i = 0; i < 2; i++) {
+		vdisk_close(c->d[i]);
+		unlink(c->path[i]);
+	}
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	return 0;
+}
+
+/* Send a vstor packet; with buf_len, as GPA-direct over guest pages DATA_PFN.. at buf_off. */
+static void send_pkt(struct ctx *c, uint64_t tid, const void *vp, uint32_t len, uint32_t buf_off, uint32_t buf_len,
+		     uint64_t first_pfn)
+{
+	uint8_t body[512];
+	bool sig;
+	pthread_mutex_lock(&c->lock);
+	uint32_t w = c->ch.send.hdr->write_index;
+	if (!buf_len) {
+		assert_int_equal(fg_ring_send(&c->ch.send, VM_PKT_DATA_INBAND, 1, tid, vp, len, &sig), 0);
+	} else {
+		uint32_t pages = (buf_off + buf_len + 4095) / 4096;
+		uint32_t hdr[4] = { 0, 1, buf_len, buf_off };
+		memcpy(body, hdr, 16);
+		for (uint32_t i = 0; i < pages; i++) {
+			uint64_t pfn = first_pfn + i;
+			memcpy(body + 16 + 8 * i, &pfn, 8);
+		}
+		uint32_t ext = 16 + 8 * pages;
+		memcpy(body + ext, vp, len);
+		assert_int_equal(fg_ring_send(&c->ch.send, VM_PKT_DATA_USING_GPA_DIRECT, 1, tid, body, ext + len, &sig), 0);
+		uint16_t off8 = (uint16_t)((16 + ext) / 8);
+		c->ch.send.data[(w + 2) % c->ch.send.size] = (uint8_t)off8;
+		c->ch.send.data[(w + 3) % c->ch.send.size] = (uint8_t)(off8 >> 8);
+	}
+	fg_signal(&c->g, &c->ch);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* Next completion; returns its trans_id (0 when none came). */
+static uint64_t recv_pkt(struct ctx *c, struct vstor_packet *out)
+{
+	uint8_t buf[512];
+	for (int tries = 0; tries < 2000; tries++) {
+		pthread_mutex_lock(&c->lock);
+		uint32_t n = fg_ring_recv(&c->ch.recv, buf, sizeof(buf));
+		pthread_mutex_unlock(&c->lock);
+		if (n) {
+			const struct vmpacket_descriptor *d = (const void *)buf;
+			assert_int_equal(d->type, VM_PKT_COMP);
+			assert_true(n - d->offset8 * 8u >= sizeof(*out));
+			memcpy(out, buf + d->offset8 * 8, sizeof(*out));
+			return d->trans_id;
+		}
+		if (!c->threaded)
+			break;
+		usleep(1000);
+	}
+	return 0;
+}
+
+static uint32_t control(struct ctx *c, uint32_t op, uint16_t version, struct vstor_packet *out)
+{
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = op;
+	p.flags = REQUEST_COMPLETION_FLAG;
+	p.version.major_minor = version;
+	send_pkt(c, 77, &p, sizeof(p), 0, 0, 0);
+	struct vstor_packet r;
+	assert_int_equal(recv_pkt(c, &r), 77);
+	assert_int_equal(r.operation, VSTOR_OPERATION_COMPLETE_IO);
+	if (out)
+		*out = r;
+	return r.status;
+}
+
+static void init_ok(struct ctx *c)
+{
+	struct vstor_packet r;
+	assert_int_equal(control(c, VSTOR_OPERATION_BEGIN_INITIALIZATION, 0, NULL), 0);
+	assert_int_equal(control(c, VSTOR_OPERATION_QUERY_PROTOCOL_VERSION, 0x0402, NULL), VSTOR_STATUS_REVISION_MISMATCH);
+	assert_int_equal(control(c, VSTOR_OPERATION_QUERY_PROTOCOL_VERSION, VMSTOR_PROTO_VERSION_WIN10, NULL), 0);
+	assert_int_equal(control(c, VSTOR_OPERATION_QUERY_PROPERTIES, 0, &r), 0);
+	uint32_t max = r.storage_channel_properties.max_transfer_bytes;
+	uint32_t flags = r.storage_channel_properties.flags;
+	assert_int_equal(max, STORVSP_MAX_TRANSFER);
+	assert_int_equal(flags, 0);
+	assert_int_equal(control(c, VSTOR_OPERATION_END_INITIALIZATION, 0, NULL), 0);
+}
+
+/* Execute an SRB; buffer at guest pfn DATA_PFN + buf_off. Returns the completion. */
+static struct vstor_packet srb(struct ctx *c, uint8_t target, uint8_t lun, const uint8_t *cdb, uint8_t cdb_len,
+			       uint32_t xfer, uint32_t buf_off, uint8_t data_in)
+{
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	p.flags = REQUEST_COMPLETION_FLAG;
+	struct vmscsi_request s;
+	memset(&s, 0, sizeof(s));
+	s.length = sizeof(s);
+	s.target_id = target;
+	s.lun = lun;
+	s.cdb_length = cdb_len;
+	s.sense_info_length = STORVSC_SENSE_BUFFER_SIZE;
+	s.data_in = data_in;
+	s.data_transfer_length = xfer;
+	memcpy(s.cdb, cdb, cdb_len > 16 ? 16 : cdb_len);
+	memcpy(&p.vm_srb, &s, sizeof(s));
+	send_pkt(c, 1000 + lun, &p, sizeof(p), buf_off, xfer, DATA_PFN);
+	struct vstor_packet r;
+	assert_int_equal(recv_pkt(c, &r), 1000 + lun);
+	return r;
+}
+
+static void test_init_sequence(void **state)
+{
+	struct ctx *c = *state;
+	uint8_t tur[6] = { 0 };
+	/* SRB before initialization: refused */
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	send_pkt(c, 5, &p, sizeof(p), 0, 0, 0);
+	struct vstor_packet r;
+	assert_int_equal(recv_pkt(c, &r), 5);
+	assert_int_equal(r.status, VSTOR_STATUS_INVALID_DEVICE_STATE);
+	/* properties before a version: refused */
+	assert_int_equal(control(c, VSTOR_OPERATION_BEGIN_INITIALIZATION, 0, NULL), 0);
+	assert_int_equal(control(c, VSTOR_OPERATION_QUERY_PROPERTIES, 0, NULL), VSTOR_STATUS_INVALID_DEVICE_STATE);
+	init_ok(c);
+	r = srb(c, 0, 0, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	/* sub-channels are not offered */
+	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, 0, NULL), VSTOR_STATUS_INVALID_PARAMETER);
+	assert_int_equal(control(c, VSTOR_OPERATION_FCHBA_DATA, 0, NULL), VSTOR_STATUS_INVALID_PARAMETER);
+	assert_int_equal(control(c, 99, 0, NULL), VSTOR_STATUS_INVALID_PARAMETER);
+	assert_int_equal(control(c, VSTOR_OPERATION_RESET_BUS, 0, NULL), 0);
+}
+
+static void test_read_write(void **state)
+{
+	struct ctx *c = *state;
+	init_ok(c);
+	uint8_t *page = fg_page(&c->g, DATA_PFN);
+	for (int i = 0; i < 3 * 4096; i++)
+		page[i] = (uint8_t)(i * 7 + 1);
+	/* WRITE(10) 2 blocks at LBA 3 from a buffer at offset 100 (crosses a page: bounce path) */
+	uint8_t w10[10] = { 0x2A, 0, 0, 0, 0, 3, 0, 0, 2, 0 };
+	struct vstor_packet r = srb(c, 0, 0, w10, 10, 1024, 100, WRITE_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_int_equal(r.vm_srb.scsi_status, 0);
+	uint32_t n = r.vm_srb.data_transfer_length;
+	assert_int_equal(n, 1024);
+	uint8_t disk[1024];
+	assert_int_equal(vdisk_read(c->d[0], disk, 3 * 512, 1024), 0);
+	assert_memory_equal(disk, page + 100, 1024);
+	/* READ(16) of 8 KiB into page-aligned guest pages (direct path) */
+	memset(page, 0, 3 * 4096);
+	uint8_t r16[16] = { 0x88, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16 };
+	r = srb(c, 0, 0, r16, 16, 8192, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	uint8_t want[8192];
+	assert_int_equal(vdisk_read(c->d[0], want, 0, 8192), 0);
+	assert_memory_equal(page, want, 8192);
+	assert_memory_equal(page + 3 * 512, disk, 1024);
+	/* SYNCHRONIZE CACHE, UNMAP */
+	uint8_t sync[10] = { 0x35 };
+	r = srb(c, 0, 0, sync, 10, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	uint8_t plist[24] = { 0, 22, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8 };
+	memcpy(page, plist, sizeof(plist));
+	uint8_t um[10] = { 0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0 };
+	r = srb(c, 0, 0, um, 10, 24, 0, WRITE_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	/* WRITE SAME (16) of a pattern block over 4 blocks */
+	memset(page, 0xA5, 512);
+	uint8_t ws[16] = { 0x93, 0, 0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0, 4 };
+	r = srb(c, 0, 0, ws, 16, 512, 0, WRITE_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_int_equal(vdisk_read(c->d[0], disk, 103 * 512, 512), 0);
+	assert_int_equal(disk[0], 0xA5);
+	assert_int_equal(disk[511], 0xA5);
+	/* INQUIRY: data and the real length */
+	uint8_t inq[6] = { 0x12, 0, 0, 0, 96, 0 };
+	r = srb(c, 0, 1, inq, 6, 96, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_int_equal(r.vm_srb.data_transfer_length, 36);
+	assert_memory_equal(page + 8, "Msft", 4);
+}
+
+static void test_errors(void **state)
+{
+	struct ctx *c = *state;
+	init_ok(c);
+	/* out of range: CHECK CONDITION with autosense */
+	uint8_t r10[10] = { 0x28, 0, 0, 1, 0, 0, 0, 0, 1, 0 };
+	struct vstor_packet r = srb(c, 0, 0, r10, 10, 512, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_ERROR | SRB_STATUS_AUTOSENSE_VALID);
+	assert_int_equal(r.vm_srb.scsi_status, 2);
+	assert_int_equal(r.vm_srb.sense_info_length, 18);
+	assert_int_equal(r.vm_srb.sense_data[2], 5);
+	assert_int_equal(r.vm_srb.sense_data[12], 0x21);
+	/* read-only LUN 1 */
+	uint8_t w10[10] = { 0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0 };
+	r = srb(c, 0, 1, w10, 10, 512, 0, WRITE_TYPE);
+	assert_int_equal(r.vm_srb.sense_data[2], 7);
+	/* absent LUN, other target */
+	r = srb(c, 0, 9, r10, 10, 512, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_INVALID_LUN);
+	r = srb(c, 1, 0, r10, 10, 512, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_INVALID_LUN);
+	/* unknown opcode */
+	uint8_t bad[6] = { 0x04 };
+	r = srb(c, 0, 0, bad, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.sense_data[12], 0x20);
+	/* malformed SRBs: CDB length, transfer length, buffer outside guest RAM */
+	uint8_t r10x[16] = { 0x28, 0, 0, 1, 0, 0, 0, 0, 1, 0 };
+	r = srb(c, 0, 0, r10x, 17, 512, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_INVALID_REQUEST);
+	r = srb(c, 0, 0, r10, 0, 512, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_INVALID_REQUEST);
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	struct vmscsi_request s;
+	memset(&s, 0, sizeof(s));
+	s.cdb_length = 10;
+	memcpy(s.cdb, r10, 10);
+	s.cdb[3] = 0;
+	s.data_transfer_length = 512;
+	memcpy(&p.vm_srb, &s, sizeof(s));
+	send_pkt(c, 9, &p, sizeof(p), 0, 512, FG_RAM_PAGES + 3);
+	assert_int_equal(recv_pkt(c, &r), 9);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_INVALID_REQUEST);
+	/* data length but no GPA range (in-band) */
+	send_pkt(c, 10, &p, sizeof(p), 0, 0, 0);
+	assert_int_equal(recv_pkt(c, &r), 10);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_INVALID_REQUEST);
+	/* range shorter than the transfer length */
+	s.data_transfer_length = 2 << 20;
+	memcpy(&p.vm_srb, &s, sizeof(s));
+	send_pkt(c, 11, &p, sizeof(p), 0, 512, DATA_PFN);
+	assert_int_equal(recv_pkt(c, &r), 11);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_INVALID_REQUEST);
+	/* truncated packets */
+	send_pkt(c, 12, &p, 8, 0, 0, 0);
+	assert_int_equal(recv_pkt(c, &r), 12);
+	assert_int_equal(r.status, VSTOR_STATUS_INVALID_PARAMETER);
+	send_pkt(c, 13, &p, 40, 0, 0, 0);
+	assert_int_equal(recv_pkt(c, &r), 13);
+	assert_int_equal(r.status, VSTOR_STATUS_INVALID_DEVICE_STATE);
+	struct storvsp_stats st;
+	storvsp_get_stats(c->s, &st);
+	assert_true(st.bad_packets >= 5);
+	assert_int_equal(st.protocol, VMSTOR_PROTO_VERSION_WIN10);
+	/* the channel is still usable */
+	uint8_t tur[6] = { 0 };
+	r = srb(c, 0, 0, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+}
+
+static void test_threaded(void **state)
+{
+	struct ctx *c = *state;
+	init_ok(c);
+	uint8_t *page = fg_page(&c->g, DATA_PFN);
+	memset(page, 0x3C, 4096);
+	uint8_t w10[10] = { 0x2A, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+	struct vstor_packet r = srb(c, 0, 0, w10, 10, 4096, 0, WRITE_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	/* many reads in flight at once */
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	struct vmscsi_request s;
+	memset(&s, 0, sizeof(s));
+	s.cdb_length = 10;
+	uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+	memcpy(s.cdb, r10, 10);
+	s.data_transfer_length = 4096;
+	memcpy(&p.vm_srb, &s, sizeof(s));
+	for (int i = 0; i < 16; i++)
+		send_pkt(c, 100 + i, &p, sizeof(p), 0, 4096, DATA_PFN + 1 + i);
+	unsigned seen = 0;
+	for (int i = 0; i < 16; i++) {
+		uint64_t tid = recv_pkt(c, &r);
+		assert_true(tid >= 100 && tid < 116);
+		assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+		seen |= 1u << (tid - 100);
+	}
+	assert_int_equal(seen, 0xFFFF);
+	for (int i = 0; i < 16; i++)
+		assert_int_equal(((uint8_t *)fg_page(&c->g, DATA_PFN + 1 + i))[4095], 0x3C);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_init_sequence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_write, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_threaded, setup_threads, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
