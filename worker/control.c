@@ -75,7 +75,7 @@ static json_t *status(struct vm *vm)
 	char vmbus_version[16];
 	snprintf(vmbus_version, sizeof(vmbus_version), "%u.%u", version >> 16, version & 0xFFFF);
 	json_t *r = json_pack("{s:b, s:s, s:i, s:I, s:I, s:s, s:s, s:o}",
-			      "ok", 1, "state", "Running", "cpus", (int)vm->ncpus,
+			      "ok", 1, "state", vm_is_paused(vm) ? "Paused" : "Running", "cpus", (int)vm->ncpus,
 			      "memory_bytes", (json_int_t)vm->mem.ram_size,
 			      "uptime_ms", (json_int_t)((now - vm->vmbus.start_ns) / 1000000),
 			      "vmbus_version", version ? vmbus_version : "",
@@ -131,6 +131,19 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		if (vmbus_host_request_shutdown(h, reboot, force) < 0)
 			return error_reply("the guest's shutdown integration service is not running", NULL);
 		return json_pack("{s:b}", "ok", 1);
+	}
+	if (!strcmp(op, "pause")) {
+		if (!vm_pause(vm))
+			return error_reply("the VM is stopping", NULL);
+		return json_pack("{s:b, s:s}", "ok", 1, "state", "Paused");
+	}
+	if (!strcmp(op, "resume")) {
+		vm_resume(vm);
+		/* The guest's clock stood still while it was paused: step it to now. */
+		pthread_mutex_lock(&h->lock);
+		ic_timesync_send(h->timesync, ICTIMESYNCFLAG_SYNC);
+		pthread_mutex_unlock(&h->lock);
+		return json_pack("{s:b, s:s}", "ok", 1, "state", "Running");
 	}
 	if (!strcmp(op, "time-sync")) {
 		pthread_mutex_lock(&h->lock);

@@ -400,6 +400,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	vm->ncpus = cfg->cpus;
 	vm->vm_fd = vm->event_fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		set_error(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
@@ -582,6 +584,62 @@ static void handle_msr(struct vcpu *v, bool write)
 		vmbus_host_eom(&v->vm->vmbus);
 }
 
+/* Parks the calling vCPU while a pause is requested. */
+static void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->pause_requested) {
+		vm->paused_vcpus++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->pause_requested && __atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING)
+			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+		vm->paused_vcpus--;
+		if (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING)
+			v->run->immediate_exit = 0;
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+static void kick_vcpus(struct vm *vm)
+{
+	for (uint32_t i = 0; i < vm->ncpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		if (!v->started)
+			continue;
+		v->run->immediate_exit = 1;
+		pthread_kill(v->thread, SIGUSR1);
+	}
+}
+
+bool vm_pause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = true;
+	kick_vcpus(vm);
+	while (vm->paused_vcpus < vm->ncpus && __atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING)
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	bool paused = vm->paused_vcpus == vm->ncpus;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return paused;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_requested = false;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+bool vm_is_paused(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	bool paused = vm->pause_requested;
+	pthread_mutex_unlock(&vm->pause_lock);
+	return paused;
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -589,6 +647,8 @@ static void *vcpu_thread(void *arg)
 	char msg[160];
 	bool trace_first_exit = v->id == 0 && vm->trace_start_ns;
 	while (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING) {
+		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE))
+			vcpu_park(v);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -683,13 +743,10 @@ void vm_request_exit(struct vm *vm, enum vm_exit why, const char *error)
 enum vm_exit vm_stop(struct vm *vm)
 {
 	vm_request_exit(vm, VM_STOPPED, NULL);
-	for (uint32_t i = 0; i < vm->ncpus; i++) {
-		struct vcpu *v = &vm->vcpus[i];
-		if (!v->started)
-			continue;
-		v->run->immediate_exit = 1;
-		pthread_kill(v->thread, SIGUSR1);
-	}
+	pthread_mutex_lock(&vm->pause_lock);
+	kick_vcpus(vm);
+	pthread_cond_broadcast(&vm->pause_cond); /* parked vCPUs see the exit */
+	pthread_mutex_unlock(&vm->pause_lock);
 	for (uint32_t i = 0; i < vm->ncpus; i++) {
 		if (vm->vcpus[i].started) {
 			pthread_join(vm->vcpus[i].thread, NULL);

@@ -5,6 +5,7 @@
  *   {"op":"shutdown","force":B,"reboot":B} graceful shutdown through the guest's shutdown IC
  *   {"op":"turn-off"}                    power off at once (the guest is not asked)
  *   {"op":"time-sync"}                   step the guest's clock to the host's now
+ *   {"op":"pause"} / {"op":"resume"}     stop / restart every vCPU (resume also syncs time)
  *   {"op":"guest-info"}                  the guest's intrinsic KVP data (OS, host name, IPs ...)
  *   {"op":"kvp-set","key":K,"value":V}   host -> guest pool entry (hv_kvp_daemon's pool 0)
  *   {"op":"kvp-delete","key":K}

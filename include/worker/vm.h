@@ -65,6 +65,10 @@ struct vm {
 	int msr_filter_errno;
 	uint64_t trace_start_ns; /* nonzero: log the first guest exit relative to it */
 	int event_fd;            /* becomes readable when the VM leaves VM_RUNNING */
+	pthread_mutex_t pause_lock;  /* guards the three below; pause_cond signals changes */
+	pthread_cond_t pause_cond;
+	bool pause_requested;
+	uint32_t paused_vcpus;
 	pthread_mutex_t exit_lock;
 	enum vm_exit exit;
 	char error[256];
@@ -77,6 +81,11 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen);
 bool vm_setup_linux_entry(struct vm *vm, const struct boot_info *boot, char *err, size_t errlen);
 /* Start the vCPU threads. */
 bool vm_start(struct vm *vm, char *err, size_t errlen);
+/* Pause: every vCPU leaves the guest and waits (true once all have); resume lets them go on.
+ * Safe from any thread but a vCPU's own. */
+bool vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+bool vm_is_paused(struct vm *vm);
 /* Ask the VM to stop with reason `why` (first reason wins); safe from any thread. */
 void vm_request_exit(struct vm *vm, enum vm_exit why, const char *error);
 /* Stop and join the vCPU threads; returns why the VM stopped. */

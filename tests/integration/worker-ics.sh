@@ -67,6 +67,16 @@ after=$(guest_offset)
 echo "guest clock behind the host: before sync ${before}s, after ${after}s"
 check "offset before sync is about an hour" [ "$before" -ge 3500 ]
 check "time sync corrected the guest clock" [ "${after#-}" -le 3 ]
+# Pause stops every vCPU: the guest prints nothing; resume lets it go on.
+ticks() { grep -c 'GUEST-TIME=' "$log"; }
+check "pause accepted" wait_for 5 '{"op":"pause"}' '"state":"Paused"'
+check "status says Paused" wait_for 5 '{"op":"status"}' '"state":"Paused"'
+sleep 1; n1=$(ticks); sleep 3; n2=$(ticks)
+check "a paused guest runs nothing ($n1 -> $n2 clock lines)" [ "$n1" = "$n2" ]
+check "resume accepted" wait_for 5 '{"op":"resume"}' '"state":"Running"'
+sleep 3; n3=$(ticks)
+check "the guest runs again after resume ($n2 -> $n3 clock lines)" [ "$n3" -gt "$n2" ]
+check "heartbeat OK after resume" wait_for 30 '{"op":"status"}' '"heartbeat":"OK"'
 check "heartbeat round trip reported" wait_for 5 '{"op":"status"}' '"heartbeat_rtt_us":[0-9]+'
 check "guest read the host's KVP entry" bash -c "for i in \$(seq 60); do grep -q KVP-HOST-TO-GUEST-OK '$log' && exit 0; sleep 1; done; exit 1"
 check "graceful shutdown accepted" wait_for 5 '{"op":"shutdown"}' '"ok":true'
