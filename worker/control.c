@@ -11,18 +11,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/clock.h"
 #include "vsp/ic.h"
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
 #include "worker/control.h"
 #include "worker/net.h"
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static const char *ic_state_name(enum ic_state s)
 {

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/clock.h"
 #include "worker/control.h"
 #include "worker/linux_boot.h"
 #include "worker/log.h"
@@ -25,13 +26,6 @@
 #define EXIT_GUEST_RESET 3
 #define CTRL_A 0x01
 #define TICK_MS 500 /* integration services want a tick at least every second */
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void vlog(const char *fmt, ...)
 {

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/clock.h"
 #include "devices/acpi.h"
 #include "worker/log.h"
 #include "worker/vm.h"
@@ -50,13 +51,6 @@ struct msr_list {
 	struct kvm_msr_entry entries[2];
 };
 _Static_assert(offsetof(struct msr_list, entries) == offsetof(struct kvm_msrs, entries), "kvm_msrs layout");
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- Platform callbacks for the Hyper-V partition and the devices ---- */
 

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "worker/clock.h"
 #include "vsp/ic.h"
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
@@ -46,13 +47,6 @@ static void host_log(void *opaque, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	vlog("%s", line);
-}
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* The partition's reference time as 100 ns since the worker started: the guest TSC also
