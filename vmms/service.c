@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -998,6 +999,7 @@ static void reattach(struct vmms *s)
 int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, size_t errlen)
 {
 	memset(s, 0, sizeof(*s));
+	s->lock_fd = -1;
 	if (!realpath(root, s->root) && (mkdir_p(root) < 0 || !realpath(root, s->root))) {
 		snprintf(err, errlen, "--root %s: %s", root, strerror(errno));
 		return -1;
@@ -1012,9 +1014,22 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 			return -1;
 		}
 	}
-	snprintf(p, sizeof(p), "%s/vmms.db", s->root);
-	if (!(s->inv = inv_open(p, err, errlen)))
+	/* One vmms per root: a second one would manage the same workers. */
+	snprintf(p, sizeof(p), "%s/vmms.lock", s->root);
+	s->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		snprintf(err, errlen, "%s: %s", p, errno == EWOULDBLOCK ? "another vmms manages this root" : strerror(errno));
+		if (s->lock_fd >= 0)
+			close(s->lock_fd);
+		s->lock_fd = -1;
 		return -1;
+	}
+	snprintf(p, sizeof(p), "%s/vmms.db", s->root);
+	if (!(s->inv = inv_open(p, err, errlen))) {
+		close(s->lock_fd);
+		s->lock_fd = -1;
+		return -1;
+	}
 	reattach(s);
 	return 0;
 }
@@ -1035,4 +1050,7 @@ void vmms_fini(struct vmms *s)
 	s->nworkers = 0;
 	inv_close(s->inv);
 	s->inv = NULL;
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	s->lock_fd = -1;
 }

@@ -33,6 +33,7 @@ struct vmms {
 	char root[PATH_MAX];
 	char vmwp[PATH_MAX];
 	struct inventory *inv;
+	int lock_fd;          /* flock on <root>/vmms.lock: one vmms per root */
 	struct vmms_worker workers[VMMS_MAX_WORKERS];
 	int nworkers;
 };

@@ -56,11 +56,49 @@ check "Start-VM of an unbootable kernel fails with the worker's reason" bash -c 
 check "...and leaves the VM Off" bash -c "'$B/hv' Get-VM web -Json | grep -q '\"state\": \"Off\"'"
 check "Get-VMEvent shows the changes" bash -c "'$B/hv' Get-VMEvent web | grep -q 'configuration changed'"
 
+# Worker lifecycle without a guest: a tiny bzImage that halts (bench/boot/tiny-bzimage.py).
+python3 bench/boot/tiny-bzimage.py --halt "$t/halt.bz"
+wpid() { hv Get-VM "$1" -Json | sed -n 's/.*"worker_pid": \([0-9]*\).*/\1/p'; }
+state() { hv Get-VM "$1" -Json | sed -n 's/.*"state": "\([A-Za-z]*\)".*/\1/p'; }
+hv New-VM -Name tiny -MemoryStartupBytes 64MB >/dev/null
+hv New-VM -Name tiny2 -MemoryStartupBytes 64MB >/dev/null
+hv Set-VMFirmware tiny -KernelPath "$t/halt.bz"
+hv Set-VMFirmware tiny2 -KernelPath "$t/halt.bz"
+check "Start-VM (tiny kernel) -> Running" hv Start-VM tiny
+check "Start-VM of a running VM is no error" hv Start-VM tiny
+check "Start-VM a second VM" hv Start-VM tiny2
+p1=$(wpid tiny)
+check "worker in its own session" [ "$(ps -o sid= -p "$p1" | tr -d ' ')" = "$p1" ]
+check "console and worker log in the VM folder" bash -c "d=\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"path\": \"\\(.*\\)\".*/\\1/p'); [ -S \"\$d/worker.sock\" ] && [ -f \"\$d/console.log\" ]"
+check "Set-VM refused while running with 32788" bash -c "'$B/hv' Set-VM tiny -ProcessorCount 2 2>&1 | grep -q 32788"
+check "graceful Stop-VM without a guest IC refused in one line" refused hv Stop-VM tiny
+check "...and the VM still Running" [ "$(state tiny)" = Running ]
+check "Restart-VM gives a new worker" bash -c "'$B/hv' Restart-VM tiny && [ \"\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"worker_pid\": \\([0-9]*\\).*/\\1/p')\" != $p1 ]"
+kill -9 "$(wpid tiny2)"
+for _ in $(seq 20); do [ "$(state tiny2)" = Off ] && break; sleep 0.2; done
+check "SIGKILL of one worker: that VM Off" [ "$(state tiny2)" = Off ]
+check "...the other Running" [ "$(state tiny)" = Running ]
+check "...the reason in its event log" bash -c "'$B/hv' Get-VMEvent tiny2 | grep -q 'killed by signal 9'"
+p1=$(wpid tiny)
+kill $pid; wait $pid; pid=""
+check "the worker outlives vmms" kill -0 "$p1"
+start_vmms
+check "re-attached after the restart" bash -c "[ \"\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"worker_pid\": \\([0-9]*\\).*/\\1/p')\" = $p1 ]"
+check "Stop-VM -TurnOff after the restart" hv Stop-VM tiny -TurnOff
+check "...Off" [ "$(state tiny)" = Off ]
+check "a worker killed while vmms is down: Off with a reason on restart" bash -c "
+  '$B/hv' Start-VM tiny && p=\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"worker_pid\": \\([0-9]*\\).*/\\1/p') && kill $pid && sleep 0.5 && kill -9 \$p"
+wait $pid 2>/dev/null; pid=""
+start_vmms
+check "...is Off after the restart" [ "$(state tiny)" = Off ]
+check "...with the reason" bash -c "'$B/hv' Get-VMEvent tiny | tail -1 | grep -q 'gone when vmms started'"
+
 # restart vmms: the inventory stays
 kill $pid; wait $pid; pid=""
 start_vmms
-check "inventory survives a vmms restart" bash -c "'$B/hv' Get-VM web -Json | grep -q '\"cpus\": 4' && [ \"\$('$B/hv' Get-VM -Json | grep -c '\"name\"')\" = 3 ]"
+check "inventory survives a vmms restart" bash -c "'$B/hv' Get-VM web -Json | grep -q '\"cpus\": 4' && [ \"\$('$B/hv' Get-VM -Json | grep -c '\"name\"')\" = 5 ]"
 check "kernel survives a vmms restart" bash -c "'$B/hv' Get-VM web -Json | grep -q 'console=ttyS0 quiet'"
+check "a second vmms on the same root refused" bash -c "'$B/vmms' --foreground --root '$t/root' --socket '$t/other.sock' 2>&1 | grep -q 'another vmms manages this root'"
 check "a second vmms on the same socket refused" bash -c "! '$B/vmms' --foreground --root '$t/root2' 2>/dev/null"
 if id nobody >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
   chmod 0777 "$t" "$VIRIDIAN_SOCKET"
