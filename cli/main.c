@@ -6,7 +6,8 @@
 
 /* VM cmdlets (cli/vm.c): they talk to vmms. */
 extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_set_vmfirmware, cmdlet_start_vm,
-	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice;
+	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
+	cmdlet_suspend_vm, cmdlet_resume_vm;
 
 const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_get_help,
@@ -25,6 +26,8 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_start_vm,
 	&cmdlet_stop_vm,
 	&cmdlet_restart_vm,
+	&cmdlet_suspend_vm,
+	&cmdlet_resume_vm,
 	&cmdlet_remove_vm,
 	&cmdlet_get_vmevent,
 	&cmdlet_get_vmintegrationservice,

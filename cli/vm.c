@@ -243,6 +243,10 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 	} else if (!strcasecmp(c, "Restart-VM")) {
 		json_object_set_new(req, "op", json_string("stop"));
 		json_object_set_new(req, "turn_off", json_true());
+	} else if (!strcasecmp(c, "Suspend-VM")) {
+		json_object_set_new(req, "op", json_string("pause"));
+	} else if (!strcasecmp(c, "Resume-VM")) {
+		json_object_set_new(req, "op", json_string("resume"));
 	} else if (!strcasecmp(c, "Remove-VM")) {
 		json_object_set_new(req, "op", json_string("remove"));
 	} else if (!strcasecmp(c, "Get-VMEvent")) {
@@ -489,6 +493,10 @@ static const struct param_spec remove_params[] = {
 	{ "Force", PARAM_SWITCH, false, false, "no confirmation" },
 	{ 0 },
 };
+static const struct param_spec name_params[] = {
+	{ "Name", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ 0 },
+};
 static const struct param_spec vmname_params[] = {
 	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
 	{ "Json", PARAM_SWITCH, false, false, "JSON output" },
@@ -502,6 +510,8 @@ const struct cmdlet cmdlet_set_vmfirmware = { "Set-VMFirmware", "set a VM's kern
 const struct cmdlet cmdlet_start_vm = { "Start-VM", "start a virtual machine", start_params, run };
 const struct cmdlet cmdlet_stop_vm = { "Stop-VM", "shut a VM down (graceful; -TurnOff powers off)", stop_params, run };
 const struct cmdlet cmdlet_restart_vm = { "Restart-VM", "reset a running VM (turn off, start)", restart_params, run };
+const struct cmdlet cmdlet_suspend_vm = { "Suspend-VM", "pause a running VM (its vCPUs stop)", name_params, run };
+const struct cmdlet cmdlet_resume_vm = { "Resume-VM", "resume a paused VM", name_params, run };
 const struct cmdlet cmdlet_remove_vm = { "Remove-VM", "delete a VM's configuration (not its disks)", remove_params, run };
 const struct cmdlet cmdlet_get_vmevent = { "Get-VMEvent", "a VM's event log", vmname_params, run };
 const struct cmdlet cmdlet_get_vmintegrationservice = { "Get-VMIntegrationService", "a running VM's integration services", vmname_params, run };

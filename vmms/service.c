@@ -845,6 +845,32 @@ out:
 	return reply;
 }
 
+/* Suspend-VM / Resume-VM: the worker stops or restarts its vCPUs ({"op":"pause"/"resume"}). */
+static json_t *op_pause(struct vmms *s, json_t *req, bool pause)
+{
+	struct inv_vm vm;
+	json_t *e = find_vm(s, req, &vm);
+	if (e)
+		return e;
+	struct vm_status next;
+	json_t *reply;
+	if (vm_transition(vm.status, pause ? VM_OP_PAUSE : VM_OP_RESUME, &next)) {
+		reply = conflict(&vm, pause ? "be paused" : "be resumed");
+	} else {
+		json_t *r = worker_vm_call(&vm, pause ? "{\"op\":\"pause\"}" : "{\"op\":\"resume\"}", 5000);
+		if (!json_is_true(json_object_get(r, "ok"))) {
+			const char *why = r ? json_string_value(json_object_get(r, "error")) : "the worker does not answer";
+			reply = err_reply(0, "'%s' cannot %s: %s", vm.name, pause ? "pause" : "resume", why ? why : "refused");
+		} else {
+			set_status(s, &vm, next, vm.worker_pid, vm.worker_start, "Information", pause ? "paused" : "resumed");
+			reply = json_pack("{s:b, s:s}", "ok", 1, "state", vm_state_name(next.state));
+		}
+		json_decref(r);
+	}
+	inv_vm_free(&vm);
+	return reply;
+}
+
 static json_t *op_remove(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
@@ -925,6 +951,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		return op_stop(s, req);
 	if (!strcmp(op, "remove"))
 		return op_remove(s, req);
+	if (!strcmp(op, "pause") || !strcmp(op, "resume"))
+		return op_pause(s, req, !strcmp(op, "pause"));
 	if (!strcmp(op, "events"))
 		return op_events(s, req);
 	if (!strcmp(op, "ping"))
@@ -977,7 +1005,8 @@ static void reattach(struct vmms *s)
 			json_t *r = alive ? worker_vm_call(vm, "{\"op\":\"status\"}", 2000) : NULL;
 			if (alive && json_is_true(json_object_get(r, "ok"))) {
 				worker_add(s, vm->id, pid, false, vm->worker_start);
-				struct vm_status st = { VM_RUNNING, vm->status.op };
+				const char *ws = json_string_value(json_object_get(r, "state"));
+				struct vm_status st = { ws && !strcmp(ws, "Paused") ? VM_PAUSED : VM_RUNNING, vm->status.op };
 				set_status(s, vm, st, pid, vm->worker_start, "Information", "re-attached to the running worker (pid %d)", (int)pid);
 			} else {
 				if (alive) /* a worker that does not answer cannot be managed */

@@ -74,6 +74,18 @@ check "Set-VM refused while running with 32788" bash -c "'$B/hv' Set-VM tiny -Pr
 check "graceful Stop-VM without a guest IC refused in one line" refused hv Stop-VM tiny
 check "...and the VM still Running" [ "$(state tiny)" = Running ]
 check "Restart-VM gives a new worker" bash -c "'$B/hv' Restart-VM tiny && [ \"\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"worker_pid\": \\([0-9]*\\).*/\\1/p')\" != $p1 ]"
+# Suspend-VM / Resume-VM need a worker with pause ({"op":"pause"}); older workers say "unknown op".
+if hv Suspend-VM tiny 2>"$t/err"; then
+  check "Suspend-VM -> Paused" [ "$(state tiny)" = Paused ]
+  check "graceful Stop-VM of a paused VM refused (32788)" bash -c "'$B/hv' Stop-VM tiny 2>&1 | grep -q 32788"
+  check "Resume-VM -> Running" bash -c "'$B/hv' Resume-VM tiny && [ \"\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"state\": \"\\([A-Za-z]*\\)\".*/\\1/p')\" = Running ]"
+elif grep -q "unknown op pause" "$t/err"; then
+  echo "skip: Suspend-VM/Resume-VM (this worker cannot pause)"
+  check "...and the VM stays Running" [ "$(state tiny)" = Running ]
+else
+  check "Suspend-VM" false; cat "$t/err"
+fi
+check "Resume-VM of a running VM refused (32788)" bash -c "'$B/hv' Resume-VM tiny 2>&1 | grep -q 32788"
 kill -9 "$(wpid tiny2)"
 for _ in $(seq 20); do [ "$(state tiny2)" = Off ] && break; sleep 0.2; done
 check "SIGKILL of one worker: that VM Off" [ "$(state tiny2)" = Off ]

@@ -11,7 +11,8 @@
 #include "cmdlet.h"
 
 extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_set_vmfirmware, cmdlet_start_vm,
-	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice;
+	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
+	cmdlet_suspend_vm, cmdlet_resume_vm;
 json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen);
 
 /* cli_find is in main.c; the tests do not need the table. */
@@ -92,6 +93,9 @@ static void other_cmdlets(void **state)
 	assert_string_equal(B(cmdlet_get_vmevent, "web"), "{\"op\":\"events\",\"vm\":\"web\"}");
 	assert_string_equal(B(cmdlet_get_vmintegrationservice, "-VMName", "web"), "{\"op\":\"get\",\"vm\":\"web\"}");
 	assert_string_equal(B(cmdlet_start_vm), "PARSE");
+	assert_string_equal(B(cmdlet_suspend_vm, "-name", "web"), "{\"op\":\"pause\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_resume_vm, "web"), "{\"op\":\"resume\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_resume_vm, "web", "-Force"), "PARSE");
 }
 
 int main(void)
