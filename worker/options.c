@@ -59,31 +59,41 @@ const char *worker_options_usage(void)
 	       "Exit status: 0 the guest powered off, 1 error, 3 guest reset with --no-reboot.\n";
 }
 
-/* --nic tap=NAME[,mac=XX:XX:XX:XX:XX:XX] (parsed in place). */
-static bool parse_nic(char *arg, unsigned index, struct worker_nic *nic, char *err, size_t errlen)
+/* --nic tap=NAME[,mac=XX:XX:XX:XX:XX:XX]. The argument is left as it was (a guest reset re-execs
+ * the worker with the same argv). */
+static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, char *err, size_t errlen)
 {
 	memset(nic, 0, sizeof(*nic));
 	bool have_mac = false;
-	for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (strncmp(tok, "tap=", 4) == 0 && tok[4] && strlen(tok + 4) < 16) {
-			nic->tap = tok + 4;
-		} else if (strncmp(tok, "mac=", 4) == 0) {
+	for (const char *tok = arg; *tok;) {
+		size_t len = strcspn(tok, ",");
+		if (len > 4 && strncmp(tok, "tap=", 4) == 0 && len - 4 < sizeof(nic->tap)) {
+			memcpy(nic->tap, tok + 4, len - 4);
+			nic->tap[len - 4] = '\0';
+		} else if (len == 4 + 17 && strncmp(tok, "mac=", 4) == 0) {
 			unsigned b[6];
-			char tail;
-			if (sscanf(tok + 4, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
-			    strlen(tok + 4) != 17 || (b[0] & 1)) {
-				snprintf(err, errlen, "--nic %s: want a unicast mac=XX:XX:XX:XX:XX:XX", tok);
+			char text[18], tail;
+			memcpy(text, tok + 4, 17);
+			text[17] = '\0';
+			if (sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
+			    text[2] != ':' || text[5] != ':' || text[8] != ':' || text[11] != ':' || text[14] != ':' ||
+			    (b[0] & 1)) {
+				snprintf(err, errlen, "--nic %s: want a unicast mac=XX:XX:XX:XX:XX:XX", arg);
 				return false;
 			}
 			for (int i = 0; i < 6; i++)
 				nic->mac[i] = (uint8_t)b[i];
 			have_mac = true;
 		} else {
-			snprintf(err, errlen, "--nic: unknown or bad setting \"%s\" (want tap=NAME[,mac=XX:XX:XX:XX:XX:XX])", tok);
+			snprintf(err, errlen, "--nic %s: unknown or bad setting \"%.*s\" (want tap=NAME[,mac=XX:XX:XX:XX:XX:XX], NAME at most 15 characters)",
+				 arg, (int)len, tok);
 			return false;
 		}
+		tok += len;
+		if (*tok == ',')
+			tok++;
 	}
-	if (!nic->tap) {
+	if (!nic->tap[0]) {
 		snprintf(err, errlen, "--nic needs tap=NAME (at most 15 characters)");
 		return false;
 	}

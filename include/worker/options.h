@@ -16,7 +16,7 @@
 
 /* --nic tap=NAME[,mac=00:15:5D:xx:xx:xx]: a synthetic network adapter (netvsp) on a host tap */
 struct worker_nic {
-	const char *tap;
+	char tap[16];            /* interface name (IFNAMSIZ) */
 	uint8_t mac[6];          /* given, or 00:15:5D + 3 bytes from the tap name and adapter index */
 };
 

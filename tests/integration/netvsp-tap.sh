@@ -30,8 +30,8 @@ log=$out/netvsp.log
 wait_log() {
   local deadline=$((SECONDS + $1))
   while [ $SECONDS -lt $deadline ]; do
-    grep -q -- "$2" "$log" && return 0
-    kill -0 "$pid" 2>/dev/null || { grep -q -- "$2" "$log"; return; }
+    grep -qs -- "$2" "$log" && return 0
+    kill -0 "$pid" 2>/dev/null || { grep -qs -- "$2" "$log"; return; }
     sleep 0.5
   done
   return 1
@@ -60,6 +60,7 @@ for i in $(seq 300); do [ "$(cat /sys/class/net/$n/carrier 2>/dev/null)" = 0 ] &
 for i in $(seq 300); do [ "$(cat /sys/class/net/$n/carrier 2>/dev/null)" = 1 ] && { echo NET-CARRIER-UP; break; }; sleep 0.2; done
 ping -c 2 -W 3 192.168.222.1 && echo NET-PING2-OK
 echo NET-DONE
+sleep 4
 poweroff -f'
 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --control "$sock" \
   --nic "tap=vtap0,mac=$MAC" \
@@ -76,10 +77,15 @@ check "guest sees carrier off" wait_log 60 NET-CARRIER-DOWN
 ctl '{"op":"nic-link","up":true}' >/dev/null
 check "guest sees carrier back" wait_log 60 NET-CARRIER-UP
 check "guest pings the host after link up" wait_log 30 NET-PING2-OK
+wait_log 30 NET-DONE
+ctl '{"op":"status"}' >"$out/status-end.json"
+check "NVSP 6.1 negotiated, RNDIS up, no malformed packets, traffic both ways" \
+  grep -qE '"nvsp_version":"6\.1","rndis_initialized":true,"tx_packets":[1-9][0-9]*,"tx_bytes":[0-9]+,"rx_packets":[1-9][0-9]*,"rx_bytes":[0-9]+,"tx_drops":[0-9]+,"rx_drops":[0-9]+,"bad_packets":0' "$out/status-end.json"
+grep -o '"nics":.*' "$out/status-end.json" | sed 's/^/status: /'
 for _ in $(seq 60); do kill -0 $pid 2>/dev/null || break; sleep 1; done
 kill -0 $pid 2>/dev/null && kill $pid
 wait $pid; rc=$?
 check "guest powered off (exit 0)" [ "$rc" = 0 ]
 kill $httpd 2>/dev/null
-[ "$fails" = 0 ] || { echo "--- status"; cat "$out/status.json" 2>/dev/null; echo; echo "--- guest log"; cat "$log"; }
+[ "$fails" = 0 ] || { echo "--- status"; cat "$out/status.json" "$out/status-end.json" 2>/dev/null; echo; echo "--- guest log"; cat "$log"; }
 exit $((fails > 0))

@@ -514,6 +514,74 @@ static void test_hostile(void **state)
 	teardown(t);
 }
 
+/* SEND_RNDIS_PKT without a section: the RNDIS message lies in GPA-direct ranges (Linux
+ * vmbus_sendpacket_pagebuffer: one range per page buffer, a frame may span pages). */
+static void send_gpa_direct(struct t *t, const uint8_t *ranges, uint32_t rlen, uint32_t nranges, uint64_t tid)
+{
+	uint8_t body[512] = {0};
+	wr32(body + 4, nranges);                     /* reserved, range_cnt */
+	memcpy(body + 8, ranges, rlen);
+	uint8_t *m = body + 8 + rlen;
+	wr32(m, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+	wr32(m + 8, NETVSP_NO_SECTION);
+	uint32_t w = t->c.send.hdr->write_index;
+	bool sig;
+	assert_int_equal(fg_ring_send(&t->c.send, VM_PKT_DATA_USING_GPA_DIRECT,
+				      VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid, body, 8 + rlen + 16, &sig), 0);
+	/* the payload starts after the ranges: patch offset8 as Linux would write it */
+	t->c.send.data[(w + 2) % t->c.send.size] = (uint8_t)((16 + 8 + rlen) / 8);
+	t->c.send.data[(w + 3) % t->c.send.size] = 0;
+	fg_signal(&t->g, &t->c);
+}
+
+static void test_gpa_direct_send(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	uint8_t frame[300];
+	for (size_t i = 0; i < sizeof(frame); i++)
+		frame[i] = (uint8_t)(i * 13 + 1);
+	uint8_t hdr[RNDIS_PACKET_HDR_LEN];
+	rndis_build_packet_header(hdr, sizeof(frame));
+	/* range 0: the RNDIS header at page 100 + 100; range 1: the frame from page 101 + 3900
+	 * into page 102 */
+	memcpy((uint8_t *)fg_page(&t->g, 100) + 100, hdr, sizeof(hdr));
+	memcpy((uint8_t *)fg_page(&t->g, 101) + 3900, frame, 196);
+	memcpy(fg_page(&t->g, 102), frame + 196, sizeof(frame) - 196);
+	uint8_t r[64];
+	uint64_t pfn;
+	wr32(r, sizeof(hdr));
+	wr32(r + 4, 100);
+	pfn = 100;
+	memcpy(r + 8, &pfn, 8);
+	wr32(r + 16, sizeof(frame));
+	wr32(r + 20, 3900);
+	pfn = 101;
+	memcpy(r + 24, &pfn, 8);
+	pfn = 102;
+	memcpy(r + 32, &pfn, 8);
+	send_gpa_direct(t, r, 40, 2, 77);
+	uint8_t buf[8192];
+	const uint8_t *c = expect_comp(t, buf, 77, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE);
+	assert_int_equal(rd32(c + 4), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 1);
+	assert_int_equal(t->out.len[0], sizeof(frame));
+	assert_memory_equal(t->out.data[0], frame, sizeof(frame));
+	/* a range whose page is outside guest RAM: failed and counted, nothing sent */
+	pfn = 1u << 30;
+	memcpy(r + 32, &pfn, 8);
+	send_gpa_direct(t, r, 40, 2, 78);
+	c = expect_comp(t, buf, 78, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE);
+	assert_int_equal(rd32(c + 4), NVSP_STAT_FAIL);
+	assert_int_equal(t->out.n, 1);
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_int_equal(st.bad_packets, 1);
+	teardown(t);
+}
+
 /* ---- the VMBus whole-GPADL accessor ---- */
 static const struct vmbus_device_ops dummy_ops = {.name = "dummy"};
 
@@ -566,6 +634,7 @@ int main(void)
 		cmocka_unit_test(test_data_path),
 		cmocka_unit_test(test_link_indications),
 		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_gpa_direct_send),
 		cmocka_unit_test(test_gpadl_accessor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
