@@ -30,7 +30,8 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS events ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
 	" time_ms INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS events_vm ON events(vm_id, id);";
+	"CREATE INDEX IF NOT EXISTS events_vm ON events(vm_id, id);"
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 static int fail(struct inventory *inv, const char *what)
 {
@@ -402,4 +403,32 @@ void inv_vm_free(struct inv_vm *vm)
 	for (int i = 0; i < vm->ndisks; i++)
 		free(vm->disks[i].path);
 	memset(vm, 0, sizeof(*vm));
+}
+
+int inv_meta_get(struct inventory *inv, const char *key, char *out, size_t len)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "SELECT value FROM meta WHERE key=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "meta");
+	bind_text(s, 1, key);
+	int rc = 0;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(s, 0);
+		snprintf(out, len, "%s", v ? (const char *)v : "");
+		rc = 1;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int inv_meta_set(struct inventory *inv, const char *key, const char *value)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "INSERT OR REPLACE INTO meta(key, value) VALUES (?,?)", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "meta");
+	bind_text(s, 1, key);
+	bind_text(s, 2, value);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "meta");
+	sqlite3_finalize(s);
+	return rc;
 }

@@ -991,18 +991,49 @@ void vmms_tick(struct vmms *s)
 	}
 }
 
+/* The host's boot id ($VIRIDIAN_BOOT_ID for tests): a new one means the host restarted. */
+static void boot_id(char *out, size_t len)
+{
+	const char *env = getenv("VIRIDIAN_BOOT_ID");
+	*out = '\0';
+	if (env) {
+		snprintf(out, len, "%s", env);
+		return;
+	}
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	if (f) {
+		if (fgets(out, (int)len, f))
+			out[strcspn(out, "\n")] = '\0';
+		fclose(f);
+	}
+}
+
+/* Re-attaches to the workers that outlived the last vmms; after a host restart, applies each
+ * VM's automatic start action (Start; StartIfRunning when it was running at the time). */
 static void reattach(struct vmms *s)
 {
 	struct inv_vm *vms;
 	int n;
+	char now_boot[64], last_boot[64] = "";
+	boot_id(now_boot, sizeof(now_boot));
+	int known = inv_meta_get(s->inv, "boot_id", last_boot, sizeof(last_boot));
+	bool host_restarted = known == 1 && *now_boot && strcmp(now_boot, last_boot);
+	if (*now_boot)
+		inv_meta_set(s->inv, "boot_id", now_boot);
 	if (inv_list(s->inv, &vms, &n) < 0)
 		return;
 	for (int i = 0; i < n; i++) {
 		struct inv_vm *vm = &vms[i];
+		bool was_running = vm_state_has_worker(vm->status.state);
 		if (vm_state_has_worker(vm->status.state)) {
 			pid_t pid = vm->worker_pid;
-			bool alive = pid > 0 && kill(pid, 0) == 0 && !proc_is_zombie(pid) && proc_start(pid) == vm->worker_start;
-			json_t *r = alive ? worker_vm_call(vm, "{\"op\":\"status\"}", 2000) : NULL;
+			bool alive = !host_restarted && pid > 0 && kill(pid, 0) == 0 && !proc_is_zombie(pid) &&
+				     proc_start(pid) == vm->worker_start;
+			json_t *r = NULL;
+			for (int tries = 0; alive && tries < 3 && !json_is_true(json_object_get(r, "ok")); tries++) {
+				json_decref(r); /* a busy worker gets three chances */
+				r = worker_vm_call(vm, "{\"op\":\"status\"}", 2000);
+			}
 			if (alive && json_is_true(json_object_get(r, "ok"))) {
 				worker_add(s, vm->id, pid, false, vm->worker_start);
 				const char *ws = json_string_value(json_object_get(r, "state"));
@@ -1019,6 +1050,18 @@ static void reattach(struct vmms *s)
 		} else if (vm->status.op != VM_OPS_NONE) {
 			struct vm_status st = { vm->status.state, VM_OPS_NONE };
 			set_status(s, vm, st, 0, 0, "Warning", "%s was interrupted by a vmms restart", vm_opstate_name(vm->status.op));
+		}
+		const char *act = vm->auto_start ? vm->auto_start : "";
+		if (host_restarted && !worker_of(s, vm->id) &&
+		    (!strcasecmp(act, "Start") || (!strcasecmp(act, "StartIfRunning") && was_running))) {
+			inv_add_event(s->inv, vm->id, "Information", "automatic start after the host restarted");
+			json_t *req = json_pack("{s:s}", "vm", vm->id);
+			json_t *r = op_start(s, req);
+			const char *e = json_string_value(json_object_get(r, "error"));
+			if (e)
+				inv_add_event(s->inv, vm->id, "Error", e);
+			json_decref(r);
+			json_decref(req);
 		}
 		inv_vm_free(vm);
 	}

@@ -69,6 +69,9 @@ int inv_list(struct inventory *inv, struct inv_vm **out, int *count);
 /* Events of one VM, oldest first; at most max (the newest ones). */
 int inv_events(struct inventory *inv, const char *id, struct inv_event *out, int max);
 void inv_vm_free(struct inv_vm *vm);   /* frees the strings, not the struct */
+/* Service-wide values (the host's boot id at the last start). 1 found, 0 not, -1 error. */
+int inv_meta_get(struct inventory *inv, const char *key, char *out, size_t len);
+int inv_meta_set(struct inventory *inv, const char *key, const char *value);
 
 /* Test hook: called inside inv_update between its statements (a test crashes there). */
 extern void (*inv_test_hook)(const char *where);

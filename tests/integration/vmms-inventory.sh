@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 B=${VIRIDIAN_BUILD:-build}
 [ -x "$B/vmms" ] && [ -x "$B/hv" ] || { echo "build $B/vmms and $B/hv first (make)"; exit 1; }
 t=$(mktemp -d /tmp/vmms-inv.XXXXXX)
-export VIRIDIAN_SOCKET=$t/vmms.sock
+export VIRIDIAN_SOCKET=$t/vmms.sock VIRIDIAN_BOOT_ID=boot-1  # the host's boot id, as vmms sees it
 pid=""
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$t"' EXIT
 fails=0
@@ -104,6 +104,25 @@ wait $pid 2>/dev/null; pid=""
 start_vmms
 check "...is Off after the restart" [ "$(state tiny)" = Off ]
 check "...with the reason" bash -c "'$B/hv' Get-VMEvent tiny | tail -1 | grep -q 'gone when vmms started'"
+
+# A host restart (new boot id): automatic start actions apply.
+hv Set-VM tiny -AutomaticStartAction Start >/dev/null
+hv Set-VM other -AutomaticStartAction Nothing >/dev/null
+hv Start-VM tiny2 >/dev/null  # StartIfRunning (the default), running at the "restart"
+p2=$(wpid tiny2)
+kill $pid; wait $pid; pid=""
+kill -9 "$p2"
+export VIRIDIAN_BOOT_ID=boot-2
+start_vmms
+for _ in $(seq 50); do [ "$(state tiny)" = Running ] && [ "$(state tiny2)" = Running ] && [ "$(state web)" = Off ] && break; sleep 0.2; done
+check "host restart: AutomaticStartAction Start starts the VM" [ "$(state tiny)" = Running ]
+check "host restart: StartIfRunning starts the VM that was running" [ "$(state tiny2)" = Running ]
+check "host restart: Nothing leaves the VM Off" [ "$(state other)" = Off ]
+check "host restart: a VM that cannot boot stays Off with the reason" bash -c "'$B/hv' Get-VMEvent web | grep -q 'automatic start' && [ \"\$('$B/hv' Get-VM web -Json | sed -n 's/.*\"state\": \"\\([A-Za-z]*\\)\".*/\\1/p')\" = Off ]"
+hv Stop-VM tiny -TurnOff; hv Stop-VM tiny2 -TurnOff
+kill $pid; wait $pid; pid=""
+start_vmms
+check "same boot id: no automatic start" bash -c "sleep 1; [ \"\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"state\": \"\\([A-Za-z]*\\)\".*/\\1/p')\" = Off ]"
 
 # restart vmms: the inventory stays
 kill $pid; wait $pid; pid=""
