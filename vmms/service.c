@@ -823,8 +823,10 @@ static json_t *op_stop(struct vmms *s, json_t *req)
 		if (!json_is_true(json_object_get(r, "ok")) && w)
 			kill(w->pid, SIGKILL);
 		json_decref(r);
-		if (w)
+		if (w) {
 			w->stop_deadline_ms = mono_ms() + 10000;
+			w->turning_off = true;
+		}
 		set_status(s, &vm, next, vm.worker_pid, vm.worker_start, "Information", "turning off");
 	} else {
 		json_t *r = worker_vm_call(&vm, force ? "{\"op\":\"shutdown\",\"force\":true}" : "{\"op\":\"shutdown\",\"force\":false}", 3000);
@@ -984,7 +986,10 @@ void vmms_tick(struct vmms *s)
 		}
 		if (vm.status.state == VM_STOPPING && w->stop_deadline_ms && now > w->stop_deadline_ms) {
 			w->stop_deadline_ms = 0;
-			if (!vm_transition(vm.status, VM_OP_STOP_FAILED, &next))
+			if (w->turning_off) { /* a worker that does not power off when told is killed */
+				kill(w->pid, SIGKILL);
+				inv_add_event(s->inv, vm.id, "Warning", "the worker did not turn off within 10 s; killed");
+			} else if (!vm_transition(vm.status, VM_OP_STOP_FAILED, &next))
 				set_status(s, &vm, next, w->pid, w->start, "Warning", "the guest did not shut down in time; still running");
 		}
 		inv_vm_free(&vm);

@@ -24,6 +24,7 @@ struct vmms_worker {
 	bool child;           /* ours (waitpid gives its status) or adopted after a restart */
 	uint64_t start;       /* /proc start time */
 	int64_t stop_deadline_ms;
+	bool turning_off;     /* Stop-VM -TurnOff: SIGKILL at the deadline */
 	uint64_t cpu_ticks;   /* last CPU sample */
 	int64_t cpu_at_ms;
 	double cpu_pct;
