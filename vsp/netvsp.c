@@ -253,12 +253,6 @@ bad:
 	return NVSP_STAT_FAIL;
 }
 
-static bool version_known(uint32_t v)
-{
-	return v == NVSP_PROTOCOL_VERSION_1 || v == NVSP_PROTOCOL_VERSION_2 || v == NVSP_PROTOCOL_VERSION_4 ||
-	       v == NVSP_PROTOCOL_VERSION_5 || v == NVSP_PROTOCOL_VERSION_6 || v == NVSP_PROTOCOL_VERSION_61;
-}
-
 static void on_init(struct netvsp *n, const struct vmbus_packet *pkt, const uint8_t *msg, uint32_t len)
 {
 	static const uint32_t ours[] = { NVSP_PROTOCOL_VERSION_61, NVSP_PROTOCOL_VERSION_6, NVSP_PROTOCOL_VERSION_5,
@@ -266,7 +260,7 @@ static void on_init(struct netvsp *n, const struct vmbus_packet *pkt, const uint
 	uint32_t lo = rd32(msg + 4), hi = rd32(msg + 8), chosen = 0;
 	(void)len;
 	for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]) && !chosen; i++)
-		if (ours[i] >= lo && ours[i] <= hi && version_known(ours[i]))
+		if (ours[i] >= lo && ours[i] <= hi)
 			chosen = ours[i];
 	if (chosen) {
 		/* A new INIT starts the adapter over (the guest reloaded its driver). */
