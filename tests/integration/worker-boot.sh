@@ -6,22 +6,9 @@
 # A guest reset with --no-reboot ends it with 3.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. guest/lib.sh
+. tests/integration/lib/guest.bash
+in_vmhost "$0" "$@"
 
-if [ "${1:-}" != --inner ]; then
-  guest/build-image -q || exit 1
-  out=$(mktemp -d)
-  trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t 900 -o "$out" -- bash "$0" --inner "$out"
-  exit $?
-fi
-
-out=$2
-G=$(viridian_guest_dir)
-fails=0
-check() { # check DESCRIPTION COMMAND...
-  if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
-}
 has() { grep -qF -- "$2" "$1"; }
 
 script='dmesg | grep -E "Hypervisor detected|hv_vmbus: Vmbus version"
@@ -30,7 +17,7 @@ for d in /sys/bus/vmbus/devices/*; do echo "vmbus-class=$(cat $d/class_id)"; don
 poweroff -f'
 for cpus in 1 2; do
   log=$out/boot-$cpus.log
-  timeout 300 build/vmwp --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M \
+  timeout 300 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M \
     --cpus "$cpus" --cmdline "console=ttyS0 quiet $(viridian_cmdline_arg "$script")" </dev/null >"$log" 2>&1
   rc=$?
   echo "--- $cpus vCPU(s): exit $rc, init at $(viridian_mark_uptime "$log" init-start)s guest uptime"
@@ -50,7 +37,7 @@ for cpus in 1 2; do
 done
 
 log=$out/reset.log
-timeout 300 build/vmwp --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 256M --no-reboot \
+timeout 300 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 256M --no-reboot \
   --cmdline "console=ttyS0 quiet viridian.nomods $(viridian_cmdline_arg 'reboot -f')" </dev/null >"$log" 2>&1
 rc=$?
 check "guest reset with --no-reboot exits 3" [ "$rc" = 3 ]
@@ -58,11 +45,11 @@ check "guest reset with --no-reboot exits 3" [ "$rc" = 3 ]
 
 # Without --no-reboot a guest reset restarts the VM: the guest boots again.
 log=$out/restart.log
-build/vmwp --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 256M \
+"$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 256M \
   --cmdline "console=ttyS0 quiet viridian.nomods $(viridian_cmdline_arg 'reboot -f')" </dev/null >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 120); do [ "$(grep -c 'VIRIDIAN-MARK: init-start' "$log")" -ge 2 ] && break; sleep 1; done
 kill $pid; wait $pid 2>/dev/null
 check "guest reset restarts the VM (second boot reached init)" [ "$(grep -c 'VIRIDIAN-MARK: init-start' "$log")" -ge 2 ]
 check "worker logged the restart" has "$log" "vmwp: guest reset: restarting"
-exit $((fails > 0))
+finish

@@ -6,21 +6,9 @@
 # A second boot without the daemons: VSS freeze reports the guest's failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. guest/lib.sh
+. tests/integration/lib/guest.bash
+in_vmhost "$0" "$@"
 
-if [ "${1:-}" != --inner ]; then
-  guest/build-image -q || exit 1
-  out=$(mktemp -d)
-  trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t 900 -o "$out" -- bash "$0" --inner "$out"
-  exit $?
-fi
-
-out=$2
-B=${VIRIDIAN_BUILD:-build}
-G=$(viridian_guest_dir)
-fails=0
-check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
 ctl() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$sock" 2>/dev/null; }
 # wait_for SECONDS REQUEST JQ-LESS-PATTERN: poll the control socket until the reply matches
 wait_for() {
@@ -98,4 +86,4 @@ ctl '{"op":"vss-freeze"}' >/dev/null
 check "VSS freeze fails without the daemon" wait_for 90 '{"op":"vss-status"}' '"state":"failed"'
 ctl '{"op":"turn-off"}' >/dev/null
 wait $pid
-exit $((fails > 0))
+finish
