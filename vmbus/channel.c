@@ -261,6 +261,9 @@ void vmbus_chan_fail(struct vmbus_chan *chan, const char *why)
 }
 
 uint32_t vmbus_chan_relid(const struct vmbus_chan *chan) { return chan->relid; }
+const char *vmbus_chan_device_name(const struct vmbus_chan *chan) { return chan->ops->name; }
+struct vmbus_guid vmbus_chan_class_id(const struct vmbus_chan *chan) { return chan->ops->class_id; }
+uint32_t vmbus_chan_target_vp(const struct vmbus_chan *chan) { return chan->target_vp; }
 uint16_t vmbus_chan_subchannel_index(const struct vmbus_chan *chan) { return chan->subchannel_index; }
 bool vmbus_chan_is_open(const struct vmbus_chan *chan) { return chan->state == CHAN_OPEN; }
 void *vmbus_chan_device_ctx(const struct vmbus_chan *chan) { return chan->device_ctx; }

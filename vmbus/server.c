@@ -86,6 +86,11 @@ void *vmbus_srv_gpa(struct vmbus_server *srv, uint64_t gpa, uint64_t len)
 uint32_t vmbus_srv_version(const struct vmbus_server *srv) { return srv->version; }
 uint32_t vmbus_server_version(const struct vmbus_server *srv) { return srv->connected ? srv->version : 0; }
 
+struct vmbus_chan *vmbus_server_channel(struct vmbus_server *srv, uint32_t relid)
+{
+	return relid >= 1 && relid <= VMBUS_MAX_DEVICES ? srv->chans[relid - 1] : NULL;
+}
+
 void vmbus_srv_signal_chan(struct vmbus_chan *chan)
 {
 	struct vmbus_server *srv = chan->srv;

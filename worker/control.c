@@ -51,6 +51,34 @@ static json_t *nics_array(void)
 	return a;
 }
 
+/* A wire GUID as Linux prints class_id in sysfs: mixed endian, lower case. */
+static json_t *guid_string(struct vmbus_guid g)
+{
+	const uint8_t *b = g.b;
+	char s[37];
+	snprintf(s, sizeof(s), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	return json_string(s);
+}
+
+/* Caller holds the VMBus lock. */
+static json_t *channel_list(struct vmbus_host *h)
+{
+	json_t *list = json_array();
+	for (uint32_t relid = 1; relid <= VMBUS_MAX_DEVICES; relid++) {
+		struct vmbus_chan *c = vmbus_server_channel(h->server, relid);
+		if (!c)
+			continue;
+		json_t *o = json_pack("{s:i, s:s, s:o, s:b}", "relid", (int)relid,
+				      "device", vmbus_chan_device_name(c), "class_id", guid_string(vmbus_chan_class_id(c)),
+				      "open", vmbus_chan_is_open(c));
+		if (vmbus_chan_is_open(c))
+			json_object_set_new(o, "target_vp", json_integer(vmbus_chan_target_vp(c)));
+		json_array_append_new(list, o);
+	}
+	return list;
+}
+
 static json_t *status(struct vm *vm)
 {
 	struct vmbus_host *h = &vm->vmbus;
@@ -65,15 +93,16 @@ static json_t *status(struct vm *vm)
 				"TimeSynchronization", ic_state_name(ic_state(h->timesync)),
 				"KeyValuePairExchange", ic_state_name(ic_state(h->kvp)),
 				"VSS", ic_state_name(ic_state(h->vss)));
+	json_t *channels = channel_list(h);
 	pthread_mutex_unlock(&h->lock);
 	char vmbus_version[16];
 	snprintf(vmbus_version, sizeof(vmbus_version), "%u.%u", version >> 16, version & 0xFFFF);
-	json_t *r = json_pack("{s:b, s:s, s:i, s:I, s:I, s:s, s:s, s:o}",
+	json_t *r = json_pack("{s:b, s:s, s:i, s:I, s:I, s:s, s:s, s:o, s:o}",
 			      "ok", 1, "state", vm_is_paused(vm) ? "Paused" : "Running", "cpus", (int)vm->ncpus,
 			      "memory_bytes", (json_int_t)vm->mem.ram_size,
 			      "uptime_ms", (json_int_t)((now - vm->vmbus.start_ns) / 1000000),
 			      "vmbus_version", version ? vmbus_version : "",
-			      "heartbeat", hb_names[hb], "integration_services", ics);
+			      "heartbeat", hb_names[hb], "integration_services", ics, "channels", channels);
 	json_object_set_new(r, "nics", nics_array());
 	if (hb != HEARTBEAT_NO_CONTACT) {
 		json_object_set_new(r, "heartbeat_age_ms", json_integer((json_int_t)((now - last_seen) / 1000000)));

@@ -125,5 +125,9 @@ void *vmbus_chan_priv(const struct vmbus_chan *chan);
 const uint8_t *vmbus_chan_open_userdata(const struct vmbus_chan *chan);
 /* Negotiated VMBus protocol version (VERSION_*). */
 uint32_t vmbus_chan_protocol_version(const struct vmbus_chan *chan);
+/* The device behind the channel: its name for logs and its class GUID. */
+const char *vmbus_chan_device_name(const struct vmbus_chan *chan);
+struct vmbus_guid vmbus_chan_class_id(const struct vmbus_chan *chan);
+uint32_t vmbus_chan_target_vp(const struct vmbus_chan *chan);
 
 #endif

@@ -72,5 +72,7 @@ void vmbus_server_reset(struct vmbus_server *srv);
 
 /* Negotiated version (0 while not connected). */
 uint32_t vmbus_server_version(const struct vmbus_server *srv);
+/* The offered channels, for listing: relids 1..VMBUS_MAX_DEVICES; NULL where none. */
+struct vmbus_chan *vmbus_server_channel(struct vmbus_server *srv, uint32_t relid);
 
 #endif

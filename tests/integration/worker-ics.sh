@@ -32,6 +32,7 @@ pid=$!
 for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.2; done
 
 check "heartbeat OK" wait_for 120 '{"op":"status"}' '"heartbeat":"OK"'
+check "status lists the heartbeat channel, open" wait_for 5 '{"op":"status"}' '"device":"heartbeat","class_id":"57164f39-9115-4e78-ab55-382f3bd5422d","open":true'
 check "VMBus 5.x in status" wait_for 5 '{"op":"status"}' '"vmbus_version":"5\.[0-3]"'
 check "KVP service ready" wait_for 60 '{"op":"status"}' '"KeyValuePairExchange":"ready"'
 check "kvp-set accepted" wait_for 5 '{"op":"kvp-set","key":"ViridianTest","value":"viridian-host-value"}' '"ok":true'
