@@ -171,16 +171,18 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 				return false;
 			}
 			struct worker_disk *d = &o->disks[o->ndisks];
-			char *comma = strrchr(optarg, ',');
+			size_t len = strlen(optarg);
+			const char *comma = strrchr(optarg, ',');
 			if (comma && strcmp(comma, ",ro") == 0) {
-				*comma = '\0';
+				len = (size_t)(comma - optarg);
 				d->read_only = true;
 			}
-			if (!*optarg) {
-				snprintf(err, errlen, "--disk needs a path");
+			if (len == 0 || len >= sizeof(d->path)) {
+				snprintf(err, errlen, len ? "--disk: path too long" : "--disk needs a path");
 				return false;
 			}
-			d->path = optarg;
+			memcpy(d->path, optarg, len);
+			d->path[len] = '\0';
 			o->ndisks++;
 			break;
 		}

@@ -21,7 +21,7 @@ struct worker_nic {
 };
 
 struct worker_disk {
-	const char *path;
+	char path[4096];         /* a copy: argv stays intact for the re-exec on guest reset */
 	bool read_only;
 };
 

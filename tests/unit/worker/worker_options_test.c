@@ -106,6 +106,24 @@ static bool parse(struct worker_options *o, char *err, int argc, char **argv)
 #define ARGC(...) ((int)(sizeof((char *[]){ "vmwp", __VA_ARGS__ }) / sizeof(char *)))
 #define PARSE(o, err, ...) parse(o, err, ARGC(__VA_ARGS__), ARGV(__VA_ARGS__))
 
+static void test_disks_leave_argv_intact(void **state)
+{
+	(void)state;
+	char a1[] = "--disk", a2[] = "/vm/root.vhdx,ro", a3[] = "--disk", a4[] = "/vm/data.vhdx";
+	char *argv[] = { "vmwp", "--kernel", "k", a1, a2, a3, a4, NULL };
+	struct worker_options o;
+	char err[256];
+	assert_true(parse(&o, err, 7, argv));
+	assert_int_equal(o.ndisks, 2);
+	assert_string_equal(o.disks[0].path, "/vm/root.vhdx");
+	assert_true(o.disks[0].read_only);
+	assert_string_equal(o.disks[1].path, "/vm/data.vhdx");
+	assert_false(o.disks[1].read_only);
+	assert_string_equal(a2, "/vm/root.vhdx,ro"); /* the worker re-execs itself with argv */
+	assert_false(PARSE(&o, err, "--kernel", "k", "--disk", ",ro"));
+	assert_non_null(strstr(err, "--disk needs a path"));
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -381,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_missing_value_message),
 		cmocka_unit_test(test_unknown_short_option_in_cluster_named),
 		cmocka_unit_test(test_parse_after_error_in_cluster),
+		cmocka_unit_test(test_disks_leave_argv_intact),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	return failed;
