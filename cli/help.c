@@ -14,7 +14,7 @@ static int run(const struct args *a)
 	if (!name) {
 		printf("Cmdlets (hv Get-Help NAME for parameters):\n");
 		for (int i = 0; cli_cmdlets[i]; i++)
-			printf("  %-14s %s\n", cli_cmdlets[i]->name, cli_cmdlets[i]->synopsis);
+			printf("  %-25s %s\n", cli_cmdlets[i]->name, cli_cmdlets[i]->synopsis);
 		return 0;
 	}
 	const struct cmdlet *c = cli_find(name);
