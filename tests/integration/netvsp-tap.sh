@@ -64,13 +64,23 @@ sleep 4
 poweroff -f'
 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --control "$sock" \
   --nic "tap=vtap0,mac=$MAC" \
-  --cmdline "console=ttyS0 quiet $(viridian_cmdline_arg "$guest")" </dev/null >"$log" 2>&1 &
+  --cmdline "console=ttyS0 quiet viridian.daemons $(viridian_cmdline_arg "$guest")" </dev/null >"$log" 2>&1 &
 pid=$!
 
 check "guest has the configured MAC" wait_log 150 "NET-MAC $MAC"
 check "guest pings the host" wait_log 60 NET-PING-OK
 check "guest downloads the file intact (sha256)" wait_log 60 "NET-SHA $want"
 wait_log 30 NET-READY
+# KVP: hv_kvp_daemon reports the guest's addresses; the worker refreshes them every 10 s.
+guest_ip_on_host() {
+  local i
+  for i in $(seq 40); do
+    printf '%s\n' '{"op":"guest-info"}' | socat -t 5 - "UNIX-CONNECT:$sock" | grep -q '"NetworkAddressIPv4":"[^"]*192\.168\.222\.2' && return 0
+    sleep 1
+  done
+  return 1
+}
+check "the guest's IP address shows on the host (KVP)" guest_ip_on_host
 check "status lists the adapter with traffic" bash -c "ctl() { printf '%s\n' \"\$1\" | socat -t 5 - UNIX-CONNECT:$sock; }; ctl '{\"op\":\"status\"}' | tee $out/status.json | grep -qE '\"nics\":\[\{\"tap\":\"vtap0\".*\"rx_packets\":[1-9]'"
 check "nic-link down accepted" bash -c "printf '%s\n' '{\"op\":\"nic-link\",\"up\":false}' | socat -t 5 - UNIX-CONNECT:$sock | grep -q '\"ok\":true'"
 check "guest sees carrier off" wait_log 60 NET-CARRIER-DOWN
