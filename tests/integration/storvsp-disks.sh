@@ -31,17 +31,20 @@ head -c $((8 << 20)) /dev/zero | tr '\0' 'R' > "$w/d2.raw"
 script='for d in /sys/block/sd*; do n=${d##*/}
   echo "disk $n lun=$(ls $d/device/scsi_disk) size=$(cat $d/size) lbs=$(cat $d/queue/logical_block_size) pbs=$(cat $d/queue/physical_block_size) ro=$(cat $d/ro) rot=$(cat $d/queue/rotational) disc=$(cat $d/queue/discard_max_bytes)"
 done
-cat /sys/block/sda/device/vendor /sys/block/sda/device/model; ls /sys/block
+# sdX names follow probe order, not LUNs: find the device of each LUN.
+lun() { for d in /sys/block/sd*; do case $(ls $d/device/scsi_disk) in *:$1) echo /dev/${d##*/};; esac; done; }
+D0=$(lun 0) D1=$(lun 1) D2=$(lun 2)
+cat /sys/block/${D0#/dev/}/device/vendor /sys/block/${D0#/dev/}/device/model; ls /sys/block
 dd if=/dev/urandom of=/tmp/p bs=1M count=16 2>/dev/null
 echo "guest-sum $(md5sum < /tmp/p)"
-dd if=/tmp/p of=/dev/sda bs=64k seek=32 2>/dev/null; echo "write rc=$?"
-dd if=/tmp/p of=/dev/sdb bs=1M count=4 2>/dev/null; echo "write4k rc=$?"
+dd if=/tmp/p of=$D0 bs=64k seek=32 2>/dev/null; echo "write rc=$?"
+dd if=/tmp/p of=$D1 bs=1M count=4 2>/dev/null; echo "write4k rc=$?"
 sync; echo 3 > /proc/sys/vm/drop_caches
-echo "readback $(dd if=/dev/sda bs=64k skip=32 count=256 2>/dev/null | md5sum)"
-echo "readback4k $(dd if=/dev/sdb bs=1M count=4 2>/dev/null | md5sum) want $(head -c 4194304 /tmp/p | md5sum)"
-echo "rodata $(dd if=/dev/sdc bs=4k count=1 2>/dev/null | head -c 4)"
-dd if=/dev/zero of=/dev/sdc bs=4k count=1 conv=fsync 2>/dev/null; echo "rowrite rc=$?"
-blkdiscard -o 0 -l 1048576 /dev/sda 2>&1; echo "discard rc=$?"
+echo "readback $(dd if=$D0 bs=64k skip=32 count=256 2>/dev/null | md5sum)"
+echo "readback4k $(dd if=$D1 bs=1M count=4 2>/dev/null | md5sum) want $(head -c 4194304 /tmp/p | md5sum)"
+echo "rodata $(dd if=$D2 bs=4k count=1 2>/dev/null | head -c 4)"
+dd if=/dev/zero of=$D2 bs=4k count=1 conv=fsync 2>/dev/null; echo "rowrite rc=$?"
+blkdiscard -o 0 -l 1048576 $D0 2>&1; echo "discard rc=$?"
 dmesg | grep -iE "storvsc|sd [0-9]|scsi" | head -30'
 log=$out/disks.log
 timeout 150 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 \
@@ -51,9 +54,9 @@ rc=$?
 check "worker exits 0 after power-off" [ "$rc" = 0 ]
 check "guest command ran" [ "$(viridian_mark "$log" cmd-exit)" = 0 ]
 check "LUN 0: 96 MiB, 512/4096 sectors, writable, non-rotational, discard" \
-  grep -qE "disk sda lun=[0-9]+:0:0:0 size=196608 lbs=512 pbs=4096 ro=0 rot=0 disc=[1-9]" "$log"
-check "LUN 1: 32 MiB, 4096/4096 sectors" grep -qE "disk sdb lun=[0-9]+:0:0:1 size=65536 lbs=4096 pbs=4096 ro=0" "$log"
-check "LUN 2: 8 MiB raw, read-only" grep -qE "disk sdc lun=[0-9]+:0:0:2 size=16384 lbs=512 pbs=512 ro=1" "$log"
+  grep -qE "disk sd[a-z] lun=[0-9]+:0:0:0 size=196608 lbs=512 pbs=4096 ro=0 rot=0 disc=[1-9]" "$log"
+check "LUN 1: 32 MiB, 4096/4096 sectors" grep -qE "disk sd[a-z] lun=[0-9]+:0:0:1 size=65536 lbs=4096 pbs=4096 ro=0" "$log"
+check "LUN 2: 8 MiB raw, read-only" grep -qE "disk sd[a-z] lun=[0-9]+:0:0:2 size=16384 lbs=512 pbs=512 ro=1" "$log"
 check "vendor Msft" has "$log" "Msft"
 sum=$(sed -n 's/.*guest-sum \([0-9a-f]*\).*/\1/p' "$log" | head -1)
 check "guest reads back what it wrote (512 B sectors)" grep -q "readback $sum" "$log"
