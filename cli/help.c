@@ -2,6 +2,7 @@
 #include "cmdlet.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static const struct param_spec params[] = {
 	{ "Name", PARAM_STRING, false, true, "a cmdlet to describe" },
@@ -12,9 +13,13 @@ static int run(const struct args *a)
 {
 	const char *name = arg_str(a, "Name");
 	if (!name) {
+		int w = 0;
+		for (int i = 0; cli_cmdlets[i]; i++)
+			if ((int)strlen(cli_cmdlets[i]->name) > w)
+				w = (int)strlen(cli_cmdlets[i]->name);
 		printf("Cmdlets (hv Get-Help NAME for parameters):\n");
 		for (int i = 0; cli_cmdlets[i]; i++)
-			printf("  %-25s %s\n", cli_cmdlets[i]->name, cli_cmdlets[i]->synopsis);
+			printf("  %-*s %s\n", w, cli_cmdlets[i]->name, cli_cmdlets[i]->synopsis);
 		return 0;
 	}
 	const struct cmdlet *c = cli_find(name);

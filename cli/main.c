@@ -7,7 +7,9 @@
 /* VM cmdlets (cli/vm.c): they talk to vmms. */
 extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_set_vmfirmware, cmdlet_start_vm,
 	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
-	cmdlet_suspend_vm, cmdlet_resume_vm;
+	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive,
+	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
+	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm;
 
 const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_get_help,
@@ -31,6 +33,14 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_remove_vm,
 	&cmdlet_get_vmevent,
 	&cmdlet_get_vmintegrationservice,
+	&cmdlet_enable_vmintegrationservice,
+	&cmdlet_disable_vmintegrationservice,
+	&cmdlet_add_vmharddiskdrive,
+	&cmdlet_get_vmharddiskdrive,
+	&cmdlet_remove_vmharddiskdrive,
+	&cmdlet_connect_vm,
+	&cmdlet_get_vmhost,
+	&cmdlet_set_vmhost,
 	NULL,
 };
 

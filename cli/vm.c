@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,12 +252,64 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		json_object_set_new(req, "op", json_string("remove"));
 	} else if (!strcasecmp(c, "Get-VMEvent")) {
 		json_object_set_new(req, "op", json_string("events"));
-	} else if (!strcasecmp(c, "Get-VMIntegrationService")) {
+	} else if (!strcasecmp(c, "Get-VMIntegrationService") || !strcasecmp(c, "Get-VMHardDiskDrive") || !strcasecmp(c, "Connect-VM")) {
 		json_object_set_new(req, "op", json_string("get"));
+	} else if (!strcasecmp(c, "Add-VMHardDiskDrive") || !strcasecmp(c, "Remove-VMHardDiskDrive")) {
+		bool add = !strcasecmp(c, "Add-VMHardDiskDrive");
+		json_object_set_new(req, "op", json_string(add ? "add-disk" : "remove-disk"));
+		const char *type = arg_str(a, "ControllerType");
+		if (type && strcasecmp(type, "SCSI"))
+			FAIL("-ControllerType %s: only SCSI controllers are supported", type);
+		if (type)
+			json_object_set_new(req, "controller_type", json_string("SCSI"));
+		if (arg_has(a, "ControllerNumber")) {
+			if (!parse_int(arg_str(a, "ControllerNumber"), 0, 3, &v))
+				FAIL("-ControllerNumber must be a number from 0 to 3");
+			json_object_set_new(req, "controller", json_integer(v));
+		}
+		if (arg_has(a, "ControllerLocation")) {
+			if (!parse_int(arg_str(a, "ControllerLocation"), 0, 63, &v))
+				FAIL("-ControllerLocation must be a number from 0 to 63");
+			json_object_set_new(req, "lun", json_integer(v));
+		}
+		const char *p = arg_str(a, "Path");
+		if (add && !p)
+			FAIL("-Path names the disk to add");
+		if (!add && !p == !arg_has(a, "ControllerLocation"))
+			FAIL("give -ControllerLocation or -Path (one of them)");
+		if (p) {
+			char *abs = realpath(p, NULL);
+			if (!abs && add)
+				FAIL("the virtual hard disk '%s' does not exist", p);
+			json_object_set_new(req, "path", json_string(abs ? abs : p));
+			free(abs);
+		}
+	} else if (!strcasecmp(c, "Enable-VMIntegrationService") || !strcasecmp(c, "Disable-VMIntegrationService")) {
+		json_object_set_new(req, "op", json_string("set-ic"));
+		json_object_set_new(req, "name", json_string(arg_str(a, "Name")));
+		json_object_set_new(req, "enabled", json_boolean(!strcasecmp(c, "Enable-VMIntegrationService")));
+	} else if (!strcasecmp(c, "Get-VMHost")) {
+		json_object_set_new(req, "op", json_string("host"));
+	} else if (!strcasecmp(c, "Set-VMHost")) {
+		json_object_set_new(req, "op", json_string("set-host"));
+		static const char *const dirs[][2] = { { "VirtualMachinePath", "virtual_machine_path" },
+						       { "VirtualHardDiskPath", "virtual_hard_disk_path" } };
+		for (int i = 0; i < 2; i++) {
+			const char *p = arg_str(a, dirs[i][0]);
+			if (!p)
+				continue;
+			char *abs = realpath(p, NULL);
+			if (!abs)
+				FAIL("-%s '%s' does not exist", dirs[i][0], p);
+			json_object_set_new(req, dirs[i][1], json_string(abs));
+			free(abs);
+		}
+		if (!arg_has(a, "VirtualMachinePath") && !arg_has(a, "VirtualHardDiskPath"))
+			FAIL("nothing to change: give -VirtualMachinePath or -VirtualHardDiskPath");
 	} else {
 		FAIL("not a VM cmdlet");
 	}
-	if (strcasecmp(c, "Get-VM") && strcasecmp(c, "New-VM") && !name)
+	if (strcasecmp(c, "Get-VM") && strcasecmp(c, "New-VM") && strcasecmp(c, "Get-VMHost") && strcasecmp(c, "Set-VMHost") && !name)
 		FAIL("name a virtual machine");
 	return req;
 }
@@ -339,6 +392,66 @@ static void print_json(json_t *j)
 	free(s);
 }
 
+static volatile sig_atomic_t connect_stop;
+static void on_sigint(int sig)
+{
+	(void)sig;
+	connect_stop = 1;
+}
+
+/* Connect-VM: the VM's serial console (COM1, <VM folder>/console.log) so far, then followed
+ * until Ctrl-C or the VM is Off. Keyboard input is not forwarded yet. */
+static int connect_vm(const char *name, json_t *v)
+{
+	const char *dir = json_string_value(json_object_get(v, "path"));
+	const char *state = json_string_value(json_object_get(v, "state"));
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/console.log", dir ? dir : ".");
+	bool off = !state || !strcmp(state, "Off");
+	if (isatty(2))
+		fprintf(stderr, "Connected to %s's serial console (%s; output only, Ctrl-C detaches)\n", name, off ? "Off" : state);
+	struct sigaction sa = { .sa_handler = on_sigint };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	FILE *f = NULL;
+	char buf[8192];
+	int64_t next_check = 0;
+	for (;;) {
+		if (!f)
+			f = fopen(path, "re");
+		size_t n;
+		bool got = false;
+		while (f && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+			fwrite(buf, 1, n, stdout);
+			got = true;
+		}
+		if (f)
+			clearerr(f);
+		fflush(stdout);
+		if (off || connect_stop)
+			break;
+		if (now_ms() >= next_check) { /* one vmms request a second: is the VM still on? */
+			next_check = now_ms() + 1000;
+			json_t *req = json_pack("{s:s, s:s}", "op", "get", "vm", name);
+			char err[512];
+			json_t *g = vmms_call(req, err, sizeof(err));
+			json_decref(req);
+			const char *st = json_string_value(json_object_get(json_object_get(g, "vm"), "state"));
+			off = !g || !st || !strcmp(st, "Off"); /* one more read, then stop */
+			json_decref(g);
+			if (off)
+				continue;
+		}
+		if (!got)
+			usleep(100 * 1000);
+	}
+	if (f)
+		fclose(f);
+	if (isatty(2))
+		fprintf(stderr, "\n%s\n", connect_stop ? "Disconnected." : "The virtual machine is Off.");
+	return 0;
+}
+
 static int run(const struct args *a)
 {
 	char err[512];
@@ -403,18 +516,20 @@ static int run(const struct args *a)
 	} else if (!strcasecmp(c, "Get-VMIntegrationService")) {
 		json_t *v = json_object_get(r, "vm");
 		json_t *ics = json_object_get(v, "integration_services");
+		json_t *enabled = json_object_get(v, "integration_services_enabled");
 		static const char *const names[][2] = {
 			{ "Heartbeat", "Heartbeat" }, { "Shutdown", "Shutdown" },
 			{ "TimeSynchronization", "Time Synchronization" },
 			{ "KeyValuePairExchange", "Key-Value Pair Exchange" },
-			{ "VSS", "Guest Service Interface (VSS)" },
+			{ "VSS", "VSS" },
 		};
 		json_t *out = json_array();
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 			const char *st = json_string_value(json_object_get(ics, names[i][0]));
-			const char *desc = !st ? "" : !strcmp(st, "ready") ? "OK" : "No Contact";
+			bool on = !json_is_false(json_object_get(enabled, names[i][0]));
+			const char *desc = !st || !on || !strcmp(st, "disabled") ? "" : !strcmp(st, "ready") ? "OK" : "No Contact";
 			json_array_append_new(out, json_pack("{s:s, s:s, s:b, s:s, s:s}", "VMName", json_string_value(json_object_get(v, "name")),
-							     "Name", names[i][1], "Enabled", 1, "PrimaryStatusDescription", desc,
+							     "Name", names[i][1], "Enabled", on, "PrimaryStatusDescription", desc,
 							     "State", st ? st : ""));
 		}
 		if (json) {
@@ -425,10 +540,61 @@ static int run(const struct args *a)
 			json_t *e;
 			json_array_foreach(out, i, e)
 				printf("%-20s %-32s %-8s %s\n", json_string_value(json_object_get(e, "VMName")),
-				       json_string_value(json_object_get(e, "Name")), "True",
+				       json_string_value(json_object_get(e, "Name")),
+				       json_is_true(json_object_get(e, "Enabled")) ? "True" : "False",
 				       json_string_value(json_object_get(e, "PrimaryStatusDescription")));
 		}
 		json_decref(out);
+	} else if (!strcasecmp(c, "Get-VMHardDiskDrive") || !strcasecmp(c, "Add-VMHardDiskDrive") || !strcasecmp(c, "Remove-VMHardDiskDrive")) {
+		json_t *out = json_array();
+		json_t *v = json_object_get(r, "vm"), *one = json_object_get(r, "disk");
+		json_t *disks = one ? NULL : json_object_get(v, "disks");
+		size_t i;
+		json_t *d;
+		if (one)
+			json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O, s:O}", "VMName", json_string_value(json_object_get(one, "vm")),
+							     "ControllerType", "SCSI", "ControllerNumber", json_object_get(one, "controller"),
+							     "ControllerLocation", json_object_get(one, "lun"), "Path", json_object_get(one, "path")));
+		json_array_foreach(disks, i, d)
+			json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O, s:O}", "VMName", json_string_value(json_object_get(v, "name")),
+							     "ControllerType", "SCSI", "ControllerNumber", json_object_get(d, "controller"),
+							     "ControllerLocation", json_object_get(d, "lun"), "Path", json_object_get(d, "path")));
+		if (json) {
+			print_json(out);
+		} else if (strcasecmp(c, "Remove-VMHardDiskDrive")) {
+			printf("%-20s %-14s %-16s %-18s %s\n", "VMName", "ControllerType", "ControllerNumber", "ControllerLocation", "Path");
+			printf("%-20s %-14s %-16s %-18s %s\n", "------", "--------------", "----------------", "------------------", "----");
+			json_array_foreach(out, i, d)
+				printf("%-20s %-14s %-16lld %-18lld %s\n", json_string_value(json_object_get(d, "VMName")), "SCSI",
+				       (long long)json_integer_value(json_object_get(d, "ControllerNumber")),
+				       (long long)json_integer_value(json_object_get(d, "ControllerLocation")),
+				       json_string_value(json_object_get(d, "Path")));
+		}
+		json_decref(out);
+	} else if (!strcasecmp(c, "Get-VMHost") || !strcasecmp(c, "Set-VMHost")) {
+		json_t *h = json_object_get(r, "host");
+		json_t *out = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O}", "Name", json_object_get(h, "name"),
+					"VirtualMachinePath", json_object_get(h, "virtual_machine_path"),
+					"VirtualHardDiskPath", json_object_get(h, "virtual_hard_disk_path"),
+					"LogicalProcessorCount", json_object_get(h, "logical_processor_count"),
+					"MemoryCapacity", json_object_get(h, "memory_capacity"),
+					"FullyQualifiedDomainName", json_object_get(h, "name"));
+		if (json) {
+			print_json(out);
+		} else if (!strcasecmp(c, "Get-VMHost")) {
+			const char *keys[] = { "Name", "VirtualMachinePath", "VirtualHardDiskPath", "LogicalProcessorCount",
+					       "MemoryCapacity", "FullyQualifiedDomainName" };
+			for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+				json_t *x = json_object_get(out, keys[i]);
+				if (json_is_integer(x))
+					printf("%-25s : %lld\n", keys[i], (long long)json_integer_value(x));
+				else
+					printf("%-25s : %s\n", keys[i], json_string_value(x) ? json_string_value(x) : "");
+			}
+		}
+		json_decref(out);
+	} else if (!strcasecmp(c, "Connect-VM")) {
+		rc = connect_vm(vm, json_object_get(r, "vm"));
 	}
 	json_decref(r);
 	return rc;
@@ -503,6 +669,52 @@ static const struct param_spec vmname_params[] = {
 	{ 0 },
 };
 
+static const struct param_spec add_disk_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID); it must be Off" },
+	{ "Path", PARAM_STRING, true, false, "the VHD, VHDX or raw disk to attach" },
+	{ "ControllerType", PARAM_STRING, false, false, "SCSI (the only kind)" },
+	{ "ControllerNumber", PARAM_STRING, false, false, "0 (one SCSI controller)" },
+	{ "ControllerLocation", PARAM_STRING, false, false, "the LUN, 0-63 (default: the next free one)" },
+	{ "Json", PARAM_SWITCH, false, false, "print the drive as JSON" },
+	{ 0 },
+};
+static const struct param_spec remove_disk_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID); it must be Off" },
+	{ "ControllerLocation", PARAM_STRING, false, false, "the drive's LUN" },
+	{ "Path", PARAM_STRING, false, false, "or the drive's disk file (which is kept)" },
+	{ "ControllerType", PARAM_STRING, false, false, "SCSI" },
+	{ "ControllerNumber", PARAM_STRING, false, false, "0" },
+	{ "Json", PARAM_SWITCH, false, false, "print the removed drive as JSON" },
+	{ 0 },
+};
+static const struct param_spec ic_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ "Name", PARAM_STRING, true, false, "Heartbeat, Shutdown, \"Time Synchronization\", \"Key-Value Pair Exchange\" or VSS" },
+	{ 0 },
+};
+static const struct param_spec host_params[] = {
+	{ "Json", PARAM_SWITCH, false, false, "JSON output" },
+	{ 0 },
+};
+static const struct param_spec set_host_params[] = {
+	{ "VirtualMachinePath", PARAM_STRING, false, false, "default folder for new VMs (New-VM without -Path)" },
+	{ "VirtualHardDiskPath", PARAM_STRING, false, false, "default folder for New-VM -NewVHDPath relative paths" },
+	{ "Json", PARAM_SWITCH, false, false, "print the host as JSON" },
+	{ 0 },
+};
+static const struct param_spec connect_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ 0 },
+};
+
+const struct cmdlet cmdlet_add_vmharddiskdrive = { "Add-VMHardDiskDrive", "attach a disk to a VM's SCSI controller (VM Off)", add_disk_params, run };
+const struct cmdlet cmdlet_get_vmharddiskdrive = { "Get-VMHardDiskDrive", "a VM's hard disk drives", vmname_params, run };
+const struct cmdlet cmdlet_remove_vmharddiskdrive = { "Remove-VMHardDiskDrive", "detach a disk from a VM (the file is kept)", remove_disk_params, run };
+const struct cmdlet cmdlet_enable_vmintegrationservice = { "Enable-VMIntegrationService", "offer an integration service to the guest (next start)", ic_params, run };
+const struct cmdlet cmdlet_disable_vmintegrationservice = { "Disable-VMIntegrationService", "stop offering an integration service (next start)", ic_params, run };
+const struct cmdlet cmdlet_get_vmhost = { "Get-VMHost", "the host: default folders, processors, memory", host_params, run };
+const struct cmdlet cmdlet_set_vmhost = { "Set-VMHost", "set the default folders for VMs and virtual hard disks", set_host_params, run };
+const struct cmdlet cmdlet_connect_vm = { "Connect-VM", "follow a VM's serial console (output only; Ctrl-C detaches)", connect_params, run };
 const struct cmdlet cmdlet_new_vm = { "New-VM", "create a virtual machine", new_params, run };
 const struct cmdlet cmdlet_get_vm = { "Get-VM", "list virtual machines: state, CPU, memory, uptime", get_params, run };
 const struct cmdlet cmdlet_set_vm = { "Set-VM", "change a VM's processors, memory, actions, notes (when Off)", set_params, run };
@@ -514,4 +726,4 @@ const struct cmdlet cmdlet_suspend_vm = { "Suspend-VM", "pause a running VM (its
 const struct cmdlet cmdlet_resume_vm = { "Resume-VM", "resume a paused VM", name_params, run };
 const struct cmdlet cmdlet_remove_vm = { "Remove-VM", "delete a VM's configuration (not its disks)", remove_params, run };
 const struct cmdlet cmdlet_get_vmevent = { "Get-VMEvent", "a VM's event log", vmname_params, run };
-const struct cmdlet cmdlet_get_vmintegrationservice = { "Get-VMIntegrationService", "a running VM's integration services", vmname_params, run };
+const struct cmdlet cmdlet_get_vmintegrationservice = { "Get-VMIntegrationService", "a VM's integration services: enabled, status", vmname_params, run };

@@ -31,6 +31,8 @@ static const char schema[] =
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
 	" time_ms INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS events_vm ON events(vm_id, id);"
+	"CREATE TABLE IF NOT EXISTS vm_ic ("
+	" vm_id TEXT PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, disabled INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
 
 static int fail(struct inventory *inv, const char *what)
@@ -168,6 +170,14 @@ static int put_disks(struct inventory *inv, const struct inv_vm *vm)
 			rc = fail(inv, "disk");
 	}
 	sqlite3_finalize(s);
+	if (rc < 0)
+		return -1;
+	if (sqlite3_prepare_v2(inv->db, "INSERT OR REPLACE INTO vm_ic(vm_id, disabled) VALUES (?,?)", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "integration services");
+	bind_text(s, 1, vm->id);
+	sqlite3_bind_int64(s, 2, vm->ic_disabled);
+	rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "integration services");
+	sqlite3_finalize(s);
 	return rc;
 }
 
@@ -225,6 +235,13 @@ static int read_disks(struct inventory *inv, struct inv_vm *vm)
 		d->lun = sqlite3_column_int(s, 1);
 		d->path = col_dup(s, 2);
 	}
+	sqlite3_finalize(s);
+	vm->ic_disabled = 0;
+	if (sqlite3_prepare_v2(inv->db, "SELECT disabled FROM vm_ic WHERE vm_id=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "integration services");
+	bind_text(s, 1, vm->id);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		vm->ic_disabled = (unsigned)sqlite3_column_int64(s, 0) & ((1u << INV_IC_COUNT) - 1);
 	sqlite3_finalize(s);
 	return 0;
 }
@@ -300,6 +317,11 @@ int inv_list(struct inventory *inv, struct inv_vm **out, int *count)
 
 int inv_update(struct inventory *inv, const struct inv_vm *vm)
 {
+	return inv_update_event(inv, vm, "configuration changed");
+}
+
+int inv_update_event(struct inventory *inv, const struct inv_vm *vm, const char *event)
+{
 	if (begin(inv) < 0)
 		return -1;
 	sqlite3_stmt *s;
@@ -323,7 +345,7 @@ int inv_update(struct inventory *inv, const struct inv_vm *vm)
 	sqlite3_finalize(s);
 	if (rc == 0 && inv_test_hook)
 		inv_test_hook("vm-updated");
-	if (rc < 0 || put_disks(inv, vm) < 0 || add_event(inv, vm->id, "Information", "configuration changed") < 0)
+	if (rc < 0 || put_disks(inv, vm) < 0 || add_event(inv, vm->id, "Information", event) < 0)
 		return rollback(inv);
 	return commit(inv);
 }

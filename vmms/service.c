@@ -97,6 +97,25 @@ static const char *canonical(const char *v, const char *const *names)
 static const char *const auto_start_names[] = { "Nothing", "StartIfRunning", "Start", NULL };
 static const char *const auto_stop_names[] = { "TurnOff", "Save", "ShutDown", NULL };
 
+/* Integration services: the worker's status key, Hyper-V's display name, the worker's
+ * --disable-ic name; indexed by INV_IC_*. */
+static const struct { const char *key, *display, *worker, *alias; } ic_names[INV_IC_COUNT] = {
+	[INV_IC_HEARTBEAT] = { "Heartbeat", "Heartbeat", "heartbeat", NULL },
+	[INV_IC_SHUTDOWN] = { "Shutdown", "Shutdown", "shutdown", NULL },
+	[INV_IC_TIMESYNC] = { "TimeSynchronization", "Time Synchronization", "timesync", NULL },
+	[INV_IC_KVP] = { "KeyValuePairExchange", "Key-Value Pair Exchange", "kvp", NULL },
+	[INV_IC_VSS] = { "VSS", "VSS", "vss", "Guest Service Interface (VSS)" },
+};
+
+int vmms_ic_index(const char *name)
+{
+	for (int i = 0; name && i < INV_IC_COUNT; i++)
+		if (!strcasecmp(name, ic_names[i].key) || !strcasecmp(name, ic_names[i].display) ||
+		    !strcasecmp(name, ic_names[i].worker) || (ic_names[i].alias && !strcasecmp(name, ic_names[i].alias)))
+			return i;
+	return -1;
+}
+
 static void new_guid(char out[37])
 {
 	unsigned char b[16];
@@ -372,7 +391,7 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, uint64_t requ
 	snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)(vm->memory >> 20));
 	snprintf(cpus, sizeof(cpus), "%d", vm->cpus);
 	snprintf(log, sizeof(log), "%s/worker.log", vm->path);
-	const char *argv[32 + 2 * INV_MAX_DISKS];
+	const char *argv[32 + 2 * INV_MAX_DISKS + 2 * INV_IC_COUNT];
 	int n = 0;
 	argv[n++] = s->vmwp;
 	argv[n++] = "--kernel";
@@ -397,6 +416,11 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, uint64_t requ
 		argv[n++] = "--disk";
 		argv[n++] = vm->disks[i].path;
 	}
+	for (int i = 0; i < INV_IC_COUNT; i++)
+		if (vm->ic_disabled & (1u << i)) {
+			argv[n++] = "--disable-ic";
+			argv[n++] = ic_names[i].worker;
+		}
 	argv[n] = NULL;
 	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (logfd < 0) {
@@ -451,6 +475,10 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 	json_object_set_new(o, "kernel", vm->kernel ? json_string(vm->kernel) : json_null());
 	json_object_set_new(o, "initrd", vm->initrd ? json_string(vm->initrd) : json_null());
 	json_object_set_new(o, "cmdline", vm->cmdline ? json_string(vm->cmdline) : json_null());
+	json_t *ice = json_object();
+	for (int i = 0; i < INV_IC_COUNT; i++)
+		json_object_set_new(ice, ic_names[i].key, json_boolean(!(vm->ic_disabled & (1u << i))));
+	json_object_set_new(o, "integration_services_enabled", ice);
 	json_int_t uptime = 0, assigned = 0;
 	const char *hb = "", *status = *ops ? ops : "Operating normally";
 	double cpu = 0;
@@ -530,6 +558,58 @@ static bool jint(json_t *req, const char *key, json_int_t *out)
 
 /* ---- requests ---- */
 
+/* Set-VMHost's folders (the inventory's meta table); vmms's root and its "Virtual Hard Disks"
+ * by default. */
+static void host_path(struct vmms *s, const char *key, char *out, size_t len)
+{
+	if (inv_meta_get(s->inv, key, out, len) == 1 && *out)
+		return;
+	int n = snprintf(out, len, "%s", s->root);
+	if (!strcmp(key, "VirtualHardDiskPath") && n >= 0 && (size_t)n < len)
+		snprintf(out + n, len - (size_t)n, "/Virtual Hard Disks");
+}
+
+static json_t *op_host(struct vmms *s)
+{
+	char vmp[PATH_MAX], vhdp[PATH_MAX], host[256] = "";
+	host_path(s, "VirtualMachinePath", vmp, sizeof(vmp));
+	host_path(s, "VirtualHardDiskPath", vhdp, sizeof(vhdp));
+	gethostname(host, sizeof(host) - 1);
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	return json_pack("{s:b, s:{s:s, s:s, s:s, s:i, s:I}}", "ok", 1, "host", "name", host,
+			 "virtual_machine_path", vmp, "virtual_hard_disk_path", vhdp, "logical_processor_count", (int)cpus,
+			 "memory_capacity", (json_int_t)pages * (json_int_t)psz);
+}
+
+static bool is_dir(const char *p)
+{
+	struct stat st;
+	return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static json_t *op_set_host(struct vmms *s, json_t *req)
+{
+	static const char *const keys[][2] = { { "virtual_machine_path", "VirtualMachinePath" },
+					       { "virtual_hard_disk_path", "VirtualHardDiskPath" } };
+	int given = 0;
+	for (int i = 0; i < 2; i++) {
+		const char *p = json_string_value(json_object_get(req, keys[i][0]));
+		if (!p)
+			continue;
+		given++;
+		if (p[0] != '/' || !is_dir(p) || strlen(p) >= PATH_MAX - 100)
+			return err_reply(0, "-%s '%s' is not an existing folder (absolute path needed)", keys[i][1], p);
+	}
+	if (!given)
+		return err_reply(0, "nothing to change: give -VirtualMachinePath or -VirtualHardDiskPath");
+	for (int i = 0; i < 2; i++) {
+		const char *p = json_string_value(json_object_get(req, keys[i][0]));
+		if (p && inv_meta_set(s->inv, keys[i][1], p) < 0)
+			return err_reply(0, "inventory: %s", inv_error(s->inv));
+	}
+	return op_host(s);
+}
+
 static json_t *op_list(struct vmms *s, json_t *req)
 {
 	const char *pattern = jstr(req, "name");
@@ -596,13 +676,18 @@ static json_t *op_new(struct vmms *s, json_t *req)
 		if (snprintf(home, sizeof(home), "%s/%s", base, name) >= (int)sizeof(home))
 			return err_reply(0, "path too long");
 	} else {
-		snprintf(home, sizeof(home), "%s", s->root);
+		host_path(s, "VirtualMachinePath", home, sizeof(home));
 	}
 	if (snprintf(vmdir, sizeof(vmdir), "%s/Virtual Machines/%s", home, vm.id) >= (int)sizeof(vmdir))
 		return err_reply(0, "path too long");
 	if (new_vhd) {
+		char vhddir[PATH_MAX + 32];
+		if (base)
+			snprintf(vhddir, sizeof(vhddir), "%s/Virtual Hard Disks", home);
+		else
+			host_path(s, "VirtualHardDiskPath", vhddir, sizeof(vhddir));
 		int len = new_vhd[0] == '/' ? snprintf(vhdpath, sizeof(vhdpath), "%s", new_vhd)
-					    : snprintf(vhdpath, sizeof(vhdpath), "%s/Virtual Hard Disks/%s", home, new_vhd);
+					    : snprintf(vhdpath, sizeof(vhdpath), "%s/%s", vhddir, new_vhd);
 		if (len >= (int)sizeof(vhdpath))
 			return err_reply(0, "path too long");
 		if (access(vhdpath, F_OK) == 0)
@@ -918,6 +1003,141 @@ static json_t *op_events(struct vmms *s, json_t *req)
 	return r;
 }
 
+/* Add-VMHardDiskDrive: SCSI controller 0 (the worker's one synthetic controller), the next free
+ * LUN unless given. Off (or Saved) only: the worker cannot hot-add a disk. */
+static json_t *op_add_disk(struct vmms *s, json_t *req)
+{
+	struct inv_vm vm;
+	json_t *e = find_vm(s, req, &vm);
+	if (e)
+		return e;
+	const char *path = jstr(req, "path"), *type = jstr(req, "controller_type");
+	json_int_t ctrl = 0, lun = -1;
+	bool have_lun = jint(req, "lun", &lun);
+	jint(req, "controller", &ctrl);
+	json_t *reply = NULL;
+	int n = vm.ndisks;
+	if (type && strcasecmp(type, "SCSI")) {
+		reply = err_reply(0, "-ControllerType %s: only SCSI controllers are supported", type);
+	} else if (ctrl != 0) {
+		reply = err_reply(0, "-ControllerNumber %lld: the virtual machine has one SCSI controller (0)", (long long)ctrl);
+	} else if (have_lun && (lun < 0 || lun >= INV_MAX_DISKS)) {
+		reply = err_reply(0, "-ControllerLocation must be 0 to %d", INV_MAX_DISKS - 1);
+	} else if (!path || path[0] != '/' || !file_readable(path)) {
+		reply = err_reply(0, "the virtual hard disk '%s' does not exist or cannot be read (absolute path needed)", path ? path : "");
+	} else if (!vm_op_allowed(vm.status, VM_OP_MODIFY)) {
+		reply = conflict(&vm, "get a disk while it is not Off (hot-add is not supported yet)");
+	} else if (n >= INV_MAX_DISKS) {
+		reply = err_reply(VMMS_ERR_CONFLICT, "'%s' has no free location on SCSI controller 0 (error 32788: configuration conflict)", vm.name);
+	}
+	for (int i = 0; !reply && i < n; i++) {
+		if (!strcmp(vm.disks[i].path, path))
+			reply = err_reply(VMMS_ERR_CONFLICT, "'%s' is already attached to '%s' at SCSI 0:%d (error 32788: configuration conflict)",
+					  path, vm.name, vm.disks[i].lun);
+		else if (have_lun && vm.disks[i].controller == ctrl && vm.disks[i].lun == lun)
+			reply = err_reply(VMMS_ERR_CONFLICT, "SCSI 0:%lld of '%s' is in use by '%s' (error 32788: configuration conflict)",
+					  (long long)lun, vm.name, vm.disks[i].path);
+	}
+	if (!reply && !have_lun) { /* the lowest free LUN */
+		for (lun = 0; lun < INV_MAX_DISKS; lun++) {
+			bool used = false;
+			for (int i = 0; i < n; i++)
+				used |= vm.disks[i].controller == ctrl && vm.disks[i].lun == lun;
+			if (!used)
+				break;
+		}
+	}
+	if (!reply) {
+		char msg[PATH_MAX + 64];
+		snprintf(msg, sizeof(msg), "hard disk drive added at SCSI 0:%lld: %s", (long long)lun, path);
+		vm.disks[n] = (struct inv_disk){ (int)ctrl, (int)lun, (char *)path };
+		vm.ndisks = n + 1;
+		int rc = inv_update_event(s->inv, &vm, msg);
+		vm.ndisks = n; /* path is the request's, not ours to free */
+		reply = rc < 0 ? err_reply(0, "inventory: %s", inv_error(s->inv))
+			       : json_pack("{s:b, s:{s:s, s:s, s:i, s:i, s:s}}", "ok", 1, "disk", "vm", vm.name, "controller_type", "SCSI",
+					   "controller", (int)ctrl, "lun", (int)lun, "path", path);
+	}
+	inv_vm_free(&vm);
+	return reply;
+}
+
+/* Remove-VMHardDiskDrive: by location ("lun", controller 0) or by "path"; the file stays. */
+static json_t *op_remove_disk(struct vmms *s, json_t *req)
+{
+	struct inv_vm vm;
+	json_t *e = find_vm(s, req, &vm);
+	if (e)
+		return e;
+	const char *path = jstr(req, "path");
+	json_int_t ctrl = 0, lun = -1;
+	bool have_lun = jint(req, "lun", &lun);
+	jint(req, "controller", &ctrl);
+	json_t *reply = NULL;
+	int k = -1;
+	for (int i = 0; i < vm.ndisks; i++)
+		if (have_lun ? vm.disks[i].controller == ctrl && vm.disks[i].lun == lun : path && !strcmp(vm.disks[i].path, path))
+			k = i;
+	if (!have_lun && !path) {
+		reply = err_reply(0, "name the drive: -ControllerLocation or -Path");
+	} else if (k < 0) {
+		char where[64];
+		snprintf(where, sizeof(where), "SCSI %lld:%lld", (long long)ctrl, (long long)lun);
+		reply = err_reply(0, "'%s' has no hard disk drive %s %s", vm.name, have_lun ? "at" : "with the path", have_lun ? where : path);
+	} else if (!vm_op_allowed(vm.status, VM_OP_MODIFY)) {
+		reply = conflict(&vm, "lose a disk while it is not Off (hot-remove is not supported yet)");
+	} else {
+		char msg[PATH_MAX + 64];
+		struct inv_disk gone = vm.disks[k];
+		snprintf(msg, sizeof(msg), "hard disk drive removed from SCSI %d:%d: %s", gone.controller, gone.lun, gone.path);
+		memmove(&vm.disks[k], &vm.disks[k + 1], (size_t)(vm.ndisks - k - 1) * sizeof(vm.disks[0]));
+		vm.disks[--vm.ndisks] = gone; /* kept in the array so inv_vm_free frees it */
+		int rc = inv_update_event(s->inv, &vm, msg);
+		vm.ndisks++;
+		reply = rc < 0 ? err_reply(0, "inventory: %s", inv_error(s->inv))
+			       : json_pack("{s:b, s:{s:s, s:s, s:i, s:i, s:s}}", "ok", 1, "disk", "vm", vm.name, "controller_type", "SCSI",
+					   "controller", gone.controller, "lun", gone.lun, "path", gone.path);
+	}
+	inv_vm_free(&vm);
+	return reply;
+}
+
+/* Enable-/Disable-VMIntegrationService: stored; the worker gets --disable-ic at its next start. */
+static json_t *op_set_ic(struct vmms *s, json_t *req)
+{
+	struct inv_vm vm;
+	json_t *e = find_vm(s, req, &vm);
+	if (e)
+		return e;
+	const char *name = jstr(req, "name");
+	json_t *en = json_object_get(req, "enabled");
+	int i = vmms_ic_index(name);
+	json_t *reply;
+	if (i < 0) {
+		reply = err_reply(0, "'%s' has no integration service named '%s' (Heartbeat, Shutdown, Time Synchronization, "
+				  "Key-Value Pair Exchange, VSS)", vm.name, name ? name : "");
+	} else if (!json_is_boolean(en)) {
+		reply = err_reply(0, "the request needs \"enabled\": true or false");
+	} else {
+		unsigned was = vm.ic_disabled;
+		if (json_is_true(en))
+			vm.ic_disabled &= ~(1u << i);
+		else
+			vm.ic_disabled |= 1u << i;
+		bool live = vm_state_has_worker(vm.status.state);
+		char msg[160];
+		snprintf(msg, sizeof(msg), "integration service %s %s%s", ic_names[i].display, json_is_true(en) ? "enabled" : "disabled",
+			 live && was != vm.ic_disabled ? " (takes effect at the next start)" : "");
+		if (was != vm.ic_disabled && inv_update_event(s->inv, &vm, msg) < 0)
+			reply = err_reply(0, "inventory: %s", inv_error(s->inv));
+		else
+			reply = json_pack("{s:b, s:s, s:b, s:b}", "ok", 1, "name", ic_names[i].display, "enabled", json_is_true(en),
+					  "pending_restart", live && was != vm.ic_disabled);
+	}
+	inv_vm_free(&vm);
+	return reply;
+}
+
 static json_t *op_get(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
@@ -957,6 +1177,16 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		return op_pause(s, req, !strcmp(op, "pause"));
 	if (!strcmp(op, "events"))
 		return op_events(s, req);
+	if (!strcmp(op, "add-disk"))
+		return op_add_disk(s, req);
+	if (!strcmp(op, "remove-disk"))
+		return op_remove_disk(s, req);
+	if (!strcmp(op, "set-ic"))
+		return op_set_ic(s, req);
+	if (!strcmp(op, "host"))
+		return op_host(s);
+	if (!strcmp(op, "set-host"))
+		return op_set_host(s, req);
 	if (!strcmp(op, "ping"))
 		return json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
 	return err_reply(0, "unknown op '%s'", op);

@@ -35,7 +35,11 @@ struct inv_vm {
 	int64_t created;        /* unix time */
 	int ndisks;
 	struct inv_disk disks[INV_MAX_DISKS];
+	unsigned ic_disabled;   /* integration services turned off: bits INV_IC_* */
 };
+
+/* Integration services (Enable/Disable-VMIntegrationService); the worker's --disable-ic names. */
+enum { INV_IC_HEARTBEAT, INV_IC_SHUTDOWN, INV_IC_TIMESYNC, INV_IC_KVP, INV_IC_VSS, INV_IC_COUNT };
 
 struct inv_event {
 	int64_t id;
@@ -57,8 +61,11 @@ int inv_create(struct inventory *inv, const struct inv_vm *vm);
 bool inv_last_dup(struct inventory *inv);
 /* Finds a VM by GUID or by name (case-insensitive). 1 found, 0 not, -1 error. */
 int inv_find(struct inventory *inv, const char *name_or_id, struct inv_vm *out);
-/* Replaces the configuration (not runtime fields) and the disks, in one transaction. */
+/* Replaces the configuration (not runtime fields), the disks and the disabled integration
+ * services, in one transaction. */
 int inv_update(struct inventory *inv, const struct inv_vm *vm);
+/* The same with its own event message (inv_update says "configuration changed"). */
+int inv_update_event(struct inventory *inv, const struct inv_vm *vm, const char *event);
 /* Runtime: status and worker; with an event message (NULL: none) in the same transaction. */
 int inv_set_status(struct inventory *inv, const char *id, struct vm_status st, pid_t pid,
 		   uint64_t start, const char *level, const char *event);

@@ -57,5 +57,8 @@ bool vmms_valid_memory(uint64_t bytes);
 bool vmms_valid_auto_start(const char *v);
 bool vmms_valid_auto_stop(const char *v);
 bool vmms_is_guid(const char *s);
+/* An integration service's index (INV_IC_*) from its Hyper-V display name, status key or the
+ * worker's name, case-insensitive; -1 when unknown. */
+int vmms_ic_index(const char *name);
 
 #endif

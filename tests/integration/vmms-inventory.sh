@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # vmms without a guest: New-VM / Get-VM / Set-VM / Set-VMFirmware / Remove-VM through `hv`,
+# drives, integration services, Get/Set-VMHost and Connect-VM,
 # bad input refused with nothing half-created, the socket's mode, a refused non-root peer,
 # and a vmms restart that keeps the inventory.
 set -uo pipefail
@@ -57,6 +58,25 @@ check "Start-VM of an unbootable kernel fails with the worker's reason" bash -c 
 check "...and leaves the VM Off" bash -c "'$B/hv' Get-VM web -Json | grep -q '\"state\": \"Off\"'"
 check "Get-VMEvent shows the changes" bash -c "'$B/hv' Get-VMEvent web | grep -q 'configuration changed'"
 
+# Hard disk drives, integration services, the host's folders (no worker needed).
+hv New-VHD -Path "$t/data.vhdx" -SizeBytes 1GB >/dev/null
+check "Add-VMHardDiskDrive takes the next free LUN" bash -c "'$B/hv' Add-VMHardDiskDrive -VMName db -Path '$t/data.vhdx' | grep -q '^db  *SCSI  *0  *1  *$t/data.vhdx'"
+check "...a duplicate path refused (32788)" bash -c "'$B/hv' add-vmharddiskdrive db -path '$t/data.vhdx' 2>&1 | grep -q 32788"
+check "...an occupied location refused in one line" refused hv Add-VMHardDiskDrive db -Path "$t/root/Virtual Hard Disks/web.vhdx" -ControllerLocation 0
+check "...a missing file refused" refused hv Add-VMHardDiskDrive db -Path "$t/missing.vhdx"
+check "Get-VMHardDiskDrive lists both" [ "$(hv Get-VMHardDiskDrive db -Json | grep -c '"Path"')" = 2 ]
+check "Remove-VMHardDiskDrive by location keeps the file" bash -c "'$B/hv' Remove-VMHardDiskDrive db -ControllerLocation 1 && test -f '$t/data.vhdx' && [ \$('$B/hv' Get-VMHardDiskDrive db -Json | grep -c '\"Path\"') = 1 ]"
+check "Disable-VMIntegrationService: Enabled False" bash -c "'$B/hv' Disable-VMIntegrationService -VMName web -Name 'Key-Value Pair Exchange' && '$B/hv' Get-VMIntegrationService web | grep 'Key-Value Pair Exchange' | grep -q False"
+check "Enable-VMIntegrationService: Enabled True" bash -c "'$B/hv' enable-vmintegrationservice web -name 'key-value pair exchange' && '$B/hv' Get-VMIntegrationService web | grep 'Key-Value Pair Exchange' | grep -q True"
+check "...an unknown service refused" refused hv Enable-VMIntegrationService web -Name Frob
+check "Get-VMHost: the root by default" bash -c "'$B/hv' Get-VMHost | grep -q '^VirtualMachinePath  *: $t/root\$'"
+mkdir -p "$t/hostvms" "$t/hostdisks"
+check "Set-VMHost" hv Set-VMHost -VirtualMachinePath "$t/hostvms" -VirtualHardDiskPath "$t/hostdisks"
+check "...New-VM uses the host's folders" bash -c "'$B/hv' New-VM -Name hostdef -NewVHDPath h.vhdx -NewVHDSizeBytes 1GB >/dev/null && test -f '$t/hostdisks/h.vhdx' && ls '$t/hostvms/Virtual Machines' | grep -qE '^[0-9a-f-]{36}\$'"
+check "...a missing folder refused" refused hv Set-VMHost -VirtualHardDiskPath "$t/nowhere"
+hv Remove-VM hostdef >/dev/null; hv Set-VMHost -VirtualMachinePath "$t/root" -VirtualHardDiskPath "$t/root/Virtual Hard Disks" >/dev/null
+check "Connect-VM of an Off VM prints its console log and returns" hv Connect-VM web
+
 # Worker lifecycle without a guest: a tiny bzImage that halts (bench/boot/tiny-bzimage.py).
 python3 bench/boot/tiny-bzimage.py --halt "$t/halt.bz"
 wpid() { hv Get-VM "$1" -Json | sed -n 's/.*"worker_pid": \([0-9]*\).*/\1/p'; }
@@ -74,7 +94,11 @@ check "Start-VM a second VM" hv Start-VM tiny2
 p1=$(wpid tiny)
 check "worker in its own session" [ "$(ps -o sid= -p "$p1" | tr -d ' ')" = "$p1" ]
 check "console and worker log in the VM folder" bash -c "d=\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"path\": \"\\(.*\\)\".*/\\1/p'); [ -S \"\$d/worker.sock\" ] && [ -f \"\$d/console.log\" ]"
+d2=$(hv Get-VM tiny2 -Json | sed -n 's/.*"path": "\(.*\)".*/\1/p')
+echo connect-marker >>"$d2/console.log"
+hv Connect-VM tiny2 >"$t/con" 2>/dev/null & cpid=$!
 check "Set-VM refused while running with 32788" bash -c "'$B/hv' Set-VM tiny -ProcessorCount 2 2>&1 | grep -q 32788"
+check "Add-VMHardDiskDrive to a running VM refused with 32788" bash -c "'$B/hv' Add-VMHardDiskDrive tiny -Path '$t/data.vhdx' 2>&1 | grep -q 32788"
 check "graceful Stop-VM without a guest IC refused in one line" refused hv Stop-VM tiny
 check "...and the VM still Running" [ "$(state tiny)" = Running ]
 check "Restart-VM gives a new worker" bash -c "'$B/hv' Restart-VM tiny && [ \"\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"worker_pid\": \\([0-9]*\\).*/\\1/p')\" != $p1 ]"
@@ -93,6 +117,9 @@ check "Resume-VM of a running VM refused (32788)" bash -c "'$B/hv' Resume-VM tin
 kill -9 "$(wpid tiny2)"
 for _ in $(seq 20); do [ "$(state tiny2)" = Off ] && break; sleep 0.2; done
 check "SIGKILL of one worker: that VM Off" [ "$(state tiny2)" = Off ]
+for _ in $(seq 30); do kill -0 $cpid 2>/dev/null || break; sleep 0.1; done
+check "Connect-VM showed the console and ended when the VM stopped" bash -c "! kill -0 $cpid 2>/dev/null && grep -q connect-marker '$t/con'"
+wait $cpid 2>/dev/null
 check "...the other Running" [ "$(state tiny)" = Running ]
 check "...the reason in its event log" bash -c "'$B/hv' Get-VMEvent tiny2 | grep -q 'killed by signal 9'"
 p1=$(wpid tiny)

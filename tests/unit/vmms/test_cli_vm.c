@@ -12,7 +12,9 @@
 
 extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_set_vmfirmware, cmdlet_start_vm,
 	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
-	cmdlet_suspend_vm, cmdlet_resume_vm;
+	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive,
+	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
+	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm;
 json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen);
 
 /* cli_find is in main.c; the tests do not need the table. */
@@ -98,11 +100,52 @@ static void other_cmdlets(void **state)
 	assert_string_equal(B(cmdlet_resume_vm, "web", "-Force"), "PARSE");
 }
 
+/* Issue 5's cmdlets: drives, integration services, the host, Connect-VM. */
+static void drives_ics_host(void **state)
+{
+	(void)state;
+	assert_string_equal(B(cmdlet_add_vmharddiskdrive, "-vmname", "web", "-path", "/"),
+			    "{\"op\":\"add-disk\",\"path\":\"/\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_add_vmharddiskdrive, "web", "-Path", "/", "-ControllerType", "scsi", "-ControllerNumber", "0",
+			      "-ControllerLocation", "3"),
+			    "{\"controller\":0,\"controller_type\":\"SCSI\",\"lun\":3,\"op\":\"add-disk\",\"path\":\"/\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_add_vmharddiskdrive, "web"), "PARSE"); /* -Path is required */
+	assert_non_null(strstr(B(cmdlet_add_vmharddiskdrive, "web", "-Path", "/nonexistent.vhdx"), "does not exist"));
+	assert_string_equal(B(cmdlet_add_vmharddiskdrive, "web", "-Path", "/", "-ControllerType", "IDE"),
+			    "ERR:-ControllerType IDE: only SCSI controllers are supported");
+	assert_string_equal(B(cmdlet_add_vmharddiskdrive, "web", "-Path", "/", "-ControllerLocation", "64"),
+			    "ERR:-ControllerLocation must be a number from 0 to 63");
+	assert_string_equal(B(cmdlet_add_vmharddiskdrive, "web", "-Path", "/", "-ControllerLocation", "x"),
+			    "ERR:-ControllerLocation must be a number from 0 to 63");
+	assert_string_equal(B(cmdlet_get_vmharddiskdrive, "-VMName", "web", "-Json"), "{\"op\":\"get\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_remove_vmharddiskdrive, "web", "-ControllerLocation", "1"),
+			    "{\"lun\":1,\"op\":\"remove-disk\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_remove_vmharddiskdrive, "web", "-Path", "/gone/x.vhdx"), /* a missing file can be detached */
+			    "{\"op\":\"remove-disk\",\"path\":\"/gone/x.vhdx\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_remove_vmharddiskdrive, "web"), "ERR:give -ControllerLocation or -Path (one of them)");
+	assert_string_equal(B(cmdlet_remove_vmharddiskdrive, "web", "-Path", "/", "-ControllerLocation", "0"),
+			    "ERR:give -ControllerLocation or -Path (one of them)");
+	assert_string_equal(B(cmdlet_enable_vmintegrationservice, "-VMName", "web", "-Name", "Time Synchronization"),
+			    "{\"enabled\":true,\"name\":\"Time Synchronization\",\"op\":\"set-ic\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_disable_vmintegrationservice, "web", "-name", "VSS"),
+			    "{\"enabled\":false,\"name\":\"VSS\",\"op\":\"set-ic\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_disable_vmintegrationservice, "web"), "PARSE"); /* -Name is required */
+	assert_string_equal(B(cmdlet_get_vmhost), "{\"op\":\"host\"}");
+	assert_string_equal(B(cmdlet_get_vmhost, "-json"), "{\"op\":\"host\"}");
+	assert_string_equal(B(cmdlet_set_vmhost, "-virtualmachinepath", "/", "-VirtualHardDiskPath", "/"),
+			    "{\"op\":\"set-host\",\"virtual_hard_disk_path\":\"/\",\"virtual_machine_path\":\"/\"}");
+	assert_non_null(strstr(B(cmdlet_set_vmhost), "ERR:nothing to change"));
+	assert_non_null(strstr(B(cmdlet_set_vmhost, "-VirtualMachinePath", "/nonexistent"), "does not exist"));
+	assert_string_equal(B(cmdlet_connect_vm, "-VMName", "web"), "{\"op\":\"get\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_connect_vm), "PARSE");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(new_vm),
 		cmocka_unit_test(other_cmdlets),
+		cmocka_unit_test(drives_ics_host),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -297,6 +297,112 @@ static void service_requests(void **state)
 	free(s);
 }
 
+static int64_t reply_id(json_t *r)
+{
+	int64_t id = json_integer_value(json_object_get(r, "id"));
+	json_decref(r);
+	return id;
+}
+
+/* Add/Remove-VMHardDiskDrive, Enable/Disable-VMIntegrationService, Get/Set-VMHost. */
+static void service_drives_ics_host(void **state)
+{
+	(void)state;
+	struct vmms *s = calloc(1, sizeof(*s));
+	char err[256], root[128], disk[3][160], q[512];
+	snprintf(root, sizeof(root), "%s/root", dir);
+	assert_int_equal(vmms_init(s, root, "/nonexistent/vmwp", err, sizeof(err)), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(disk[i], sizeof(disk[i]), "%s/d%d.raw", dir, i);
+		FILE *f = fopen(disk[i], "w");
+		assert_non_null(f);
+		fclose(f);
+	}
+	snprintf(q, sizeof(q), "{\"op\":\"new\",\"name\":\"a\",\"vhd_path\":\"%s\"}", disk[0]);
+	assert_true(ok(req(s, q)));
+	/* next free LUN, then an explicit one */
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"A\",\"path\":\"%s\"}", disk[1]);
+	json_t *r = req(s, q);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "disk"), "lun")), 1);
+	json_decref(r);
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\",\"lun\":5,\"controller_type\":\"scsi\"}", disk[2]);
+	assert_true(ok(req(s, q)));
+	/* refused: duplicate path, occupied location, missing file, relative path, IDE, bad LUN */
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\"}", disk[1]);
+	assert_int_equal(reply_id(req(s, q)), 32788);
+	snprintf(q, sizeof(q), "{\"op\":\"remove-disk\",\"vm\":\"a\",\"path\":\"%s\"}", disk[2]);
+	assert_true(ok(req(s, q)));
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\",\"lun\":1}", disk[2]);
+	assert_int_equal(reply_id(req(s, q)), 32788);
+	const char *bad[] = {
+		"{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"/nonexistent.vhdx\"}",
+		"{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"d2.raw\"}",
+		"{\"op\":\"add-disk\",\"vm\":\"a\"}",
+		"{\"op\":\"add-disk\",\"vm\":\"nobody\",\"path\":\"/\"}",
+		"{\"op\":\"remove-disk\",\"vm\":\"a\",\"lun\":9}",
+		"{\"op\":\"remove-disk\",\"vm\":\"a\"}",
+		"{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"Frob\",\"enabled\":false}",
+		"{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"VSS\"}",
+		"{\"op\":\"set-host\"}",
+		"{\"op\":\"set-host\",\"virtual_machine_path\":\"relative\"}",
+		"{\"op\":\"set-host\",\"virtual_hard_disk_path\":\"/nonexistent\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (ok(req(s, bad[i])))
+			fail_msg("accepted: %s", bad[i]);
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\",\"controller_type\":\"IDE\"}", disk[2]);
+	assert_false(ok(req(s, q)));
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\",\"lun\":64}", disk[2]);
+	assert_false(ok(req(s, q)));
+	struct inv_vm vm;
+	assert_int_equal(inv_find(s->inv, "a", &vm), 1);
+	assert_int_equal(vm.ndisks, 2);
+	assert_int_equal(vm.disks[1].lun, 1);
+	assert_string_equal(vm.disks[1].path, disk[1]);
+	inv_vm_free(&vm);
+	assert_true(ok(req(s, "{\"op\":\"remove-disk\",\"vm\":\"a\",\"lun\":0}")));
+	/* integration services: display names, case-insensitive; stored */
+	assert_true(ok(req(s, "{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"key-value pair exchange\",\"enabled\":false}")));
+	assert_true(ok(req(s, "{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"Time Synchronization\",\"enabled\":false}")));
+	assert_true(ok(req(s, "{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"timesync\",\"enabled\":true}")));
+	assert_int_equal(vmms_ic_index("Guest Service Interface (VSS)"), INV_IC_VSS);
+	assert_int_equal(vmms_ic_index("Heartbeat"), INV_IC_HEARTBEAT);
+	assert_int_equal(vmms_ic_index("Heart"), -1);
+	/* a running VM (faked) refuses drive changes with 32788; IC changes wait for the next start */
+	assert_int_equal(inv_find(s->inv, "a", &vm), 1);
+	assert_int_equal(vm.ic_disabled, 1u << INV_IC_KVP);
+	assert_int_equal(inv_set_status(s->inv, vm.id, (struct vm_status){ VM_RUNNING, VM_OPS_NONE }, 0, 0, NULL, NULL), 0);
+	inv_vm_free(&vm);
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\"}", disk[2]);
+	assert_int_equal(reply_id(req(s, q)), 32788);
+	assert_int_equal(reply_id(req(s, "{\"op\":\"remove-disk\",\"vm\":\"a\",\"lun\":1}")), 32788);
+	r = req(s, "{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"Shutdown\",\"enabled\":false}");
+	assert_true(json_is_true(json_object_get(r, "pending_restart")));
+	json_decref(r);
+	/* the host's folders: defaults, set, survive a restart, used by New-VM */
+	r = req(s, "{\"op\":\"host\"}");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "host"), "virtual_machine_path")), s->root);
+	assert_true(json_integer_value(json_object_get(json_object_get(r, "host"), "logical_processor_count")) >= 1);
+	json_decref(r);
+	snprintf(q, sizeof(q), "{\"op\":\"set-host\",\"virtual_machine_path\":\"%s\",\"virtual_hard_disk_path\":\"%s\"}", dir, dir);
+	assert_true(ok(req(s, q)));
+	vmms_fini(s);
+	assert_int_equal(vmms_init(s, root, "/nonexistent/vmwp", err, sizeof(err)), 0);
+	assert_int_equal(inv_find(s->inv, "a", &vm), 1);
+	assert_int_equal(vm.ic_disabled, (1u << INV_IC_KVP) | (1u << INV_IC_SHUTDOWN));
+	inv_vm_free(&vm);
+	assert_true(ok(req(s, "{\"op\":\"new\",\"name\":\"b\",\"new_vhd_path\":\"b.vhdx\",\"new_vhd_size\":1048576}")));
+	assert_int_equal(inv_find(s->inv, "b", &vm), 1);
+	char want[256];
+	snprintf(want, sizeof(want), "%s/Virtual Machines/", dir);
+	assert_memory_equal(vm.path, want, strlen(want));
+	snprintf(want, sizeof(want), "%s/b.vhdx", dir);
+	assert_string_equal(vm.disks[0].path, want);
+	inv_vm_free(&vm);
+	vmms_fini(s);
+	free(s);
+}
+
 static void validation(void **state)
 {
 	(void)state;
@@ -319,6 +425,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(create_find_update_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(crash_mid_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_requests, setup, teardown),
+		cmocka_unit_test_setup_teardown(service_drives_ics_host, setup, teardown),
 		cmocka_unit_test(validation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
