@@ -18,8 +18,11 @@
 #include "worker/control.h"
 #include "worker/net.h"
 
-static const char *ic_state_name(enum ic_state s)
+static const char *ic_state_name(const struct ic_dev *ic)
 {
+	if (!ic)
+		return "disabled"; /* --disable-ic: not offered to the guest */
+	enum ic_state s = ic_state(ic);
 	return s == IC_READY ? "ready" : s == IC_NEGOTIATING ? "negotiating" : "closed";
 }
 
@@ -88,11 +91,11 @@ static json_t *status(struct vm *vm)
 	pthread_mutex_lock(&h->lock);
 	uint32_t version = vmbus_server_version(h->server);
 	json_t *ics = json_pack("{s:s, s:s, s:s, s:s, s:s}",
-				"Heartbeat", ic_state_name(ic_state(h->heartbeat)),
-				"Shutdown", ic_state_name(ic_state(h->shutdown)),
-				"TimeSynchronization", ic_state_name(ic_state(h->timesync)),
-				"KeyValuePairExchange", ic_state_name(ic_state(h->kvp)),
-				"VSS", ic_state_name(ic_state(h->vss)));
+				"Heartbeat", ic_state_name(h->heartbeat),
+				"Shutdown", ic_state_name(h->shutdown),
+				"TimeSynchronization", ic_state_name(h->timesync),
+				"KeyValuePairExchange", ic_state_name(h->kvp),
+				"VSS", ic_state_name(h->vss));
 	json_t *channels = channel_list(h);
 	pthread_mutex_unlock(&h->lock);
 	char vmbus_version[16];
@@ -118,7 +121,7 @@ static json_t *pool_object(struct vmbus_host *h, uint8_t pool)
 {
 	json_t *o = json_object();
 	pthread_mutex_lock(&h->lock);
-	unsigned n = ic_kvp_pool_count(h->kvp, pool);
+	unsigned n = h->kvp ? ic_kvp_pool_count(h->kvp, pool) : 0;
 	for (unsigned i = 0; i < n; i++) {
 		const struct ic_kvp_pair *kv = ic_kvp_pool_item(h->kvp, pool, i);
 		if (kv)
@@ -130,6 +133,8 @@ static json_t *pool_object(struct vmbus_host *h, uint8_t pool)
 
 static json_t *vss_status(struct vmbus_host *h)
 {
+	if (!h->vss)
+		return error_reply("the VSS integration service is disabled%s", NULL);
 	pthread_mutex_lock(&h->lock);
 	enum ic_vss_state st = ic_vss_state(h->vss);
 	enum ic_vss_error e = ic_vss_error(h->vss);
@@ -151,6 +156,8 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 	if (!strcmp(op, "shutdown")) {
 		bool force = json_is_true(json_object_get(req, "force"));
 		bool reboot = json_is_true(json_object_get(req, "reboot"));
+		if (!h->shutdown)
+			return error_reply("the guest's shutdown integration service is disabled", NULL);
 		if (vmbus_host_request_shutdown(h, reboot, force) < 0)
 			return error_reply("the guest's shutdown integration service is not running", NULL);
 		return json_pack("{s:b}", "ok", 1);
@@ -164,13 +171,14 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		vm_resume(vm);
 		/* The guest's clock stood still while it was paused: step it to now. */
 		pthread_mutex_lock(&h->lock);
-		ic_timesync_send(h->timesync, ICTIMESYNCFLAG_SYNC);
+		if (h->timesync)
+			ic_timesync_send(h->timesync, ICTIMESYNCFLAG_SYNC);
 		pthread_mutex_unlock(&h->lock);
 		return json_pack("{s:b, s:s}", "ok", 1, "state", "Running");
 	}
 	if (!strcmp(op, "time-sync")) {
 		pthread_mutex_lock(&h->lock);
-		int rc = ic_timesync_send(h->timesync, ICTIMESYNCFLAG_SYNC); /* the guest steps its clock */
+		int rc = h->timesync ? ic_timesync_send(h->timesync, ICTIMESYNCFLAG_SYNC) : -1; /* the guest steps its clock */
 		pthread_mutex_unlock(&h->lock);
 		if (rc < 0)
 			return error_reply("the guest's time synchronization service is not running", NULL);
@@ -180,6 +188,10 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		vm_request_exit(vm, VM_POWER_OFF, NULL);
 		return json_pack("{s:b}", "ok", 1);
 	}
+	if (!h->kvp && (!strcmp(op, "guest-info") || !strncmp(op, "kvp-", 4)))
+		return error_reply("the guest's key-value pair exchange integration service is disabled%s", NULL);
+	if (!h->vss && !strncmp(op, "vss-", 4))
+		return error_reply("the guest's VSS integration service is disabled%s", NULL);
 	if (!strcmp(op, "guest-info"))
 		return json_pack("{s:b, s:o}", "ok", 1, "guest", pool_object(h, HV_KVP_POOL_AUTO));
 	if (!strcmp(op, "kvp-list")) {

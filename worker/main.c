@@ -179,7 +179,8 @@ int main(int argc, char **argv)
 	if (opt.initrd && !(initrd = read_file(opt.initrd, &initrd_size)))
 		return fail("cannot read initrd %s: %s", opt.initrd, strerror(errno));
 
-	struct vm_config cfg = { .memory = opt.memory, .cpus = opt.cpus, .console_fd = console_fd };
+	struct vm_config cfg = { .memory = opt.memory, .cpus = opt.cpus, .console_fd = console_fd,
+				 .disabled_ics = opt.disabled_ics };
 	struct vm *vm = vm_create(&cfg, err, sizeof(err));
 	if (!vm)
 		return fail("%s", err);

@@ -36,11 +36,17 @@ bool parse_memory_size(const char *s, uint64_t *bytes)
 	return false;
 }
 
+const char *worker_ic_name(unsigned ic)
+{
+	static const char *const names[WORKER_IC_COUNT] = { "heartbeat", "shutdown", "timesync", "kvp", "vss" };
+	return ic < WORKER_IC_COUNT ? names[ic] : NULL;
+}
+
 const char *worker_options_usage(void)
 {
 	return "usage: vmwp --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
 	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--control PATH.sock]\n"
-	       "            [--no-reboot]\n"
+	       "            [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
 	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
 	       "  --initrd PATH     initial ramdisk\n"
@@ -56,6 +62,8 @@ const char *worker_options_usage(void)
 	       "                    (created if missing; default MAC 00:15:5D:... from the name)\n"
 	       "  --control PATH    JSON control socket: status, shutdown, KVP, VSS (docs/worker.md)\n"
 	       "  --no-reboot       exit with status 3 when the guest resets instead of restarting it\n"
+	       "  --disable-ic NAME do not offer an integration service to the guest: heartbeat,\n"
+	       "                    shutdown, timesync, kvp or vss (repeatable)\n"
 	       "Exit status: 0 the guest powered off, 1 error, 3 guest reset with --no-reboot.\n";
 }
 
@@ -110,7 +118,7 @@ static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, c
 
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -123,6 +131,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "nic", required_argument, NULL, OPT_NIC },
+		{ "disable-ic", required_argument, NULL, OPT_DISABLE_IC },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct worker_options){ .cmdline = "console=ttyS0", .memory = WORKER_DEFAULT_MEMORY, .cpus = 1 };
@@ -197,6 +206,17 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 			o->nnics++;
 			break;
 		case OPT_NO_REBOOT: o->no_reboot = true; break;
+		case OPT_DISABLE_IC: {
+			unsigned i = 0;
+			while (i < WORKER_IC_COUNT && strcasecmp(optarg, worker_ic_name(i)))
+				i++;
+			if (i == WORKER_IC_COUNT) {
+				snprintf(err, errlen, "--disable-ic %s: want heartbeat, shutdown, timesync, kvp or vss", optarg);
+				return false;
+			}
+			o->disabled_ics |= 1u << i;
+			break;
+		}
 		case OPT_HELP: o->help = true; return true;
 		case ':':
 			snprintf(err, errlen, "%s needs a value", argv[arg_index]);

@@ -343,7 +343,7 @@ static bool create_vcpus(struct vm *vm, char *err, size_t errlen)
 				.inject = vm_inject, .opaque = vm,
 			};
 			hv_partition_init(&vm->hv, vm->ncpus, vm->tsc_khz, VM_HYPERCALL_PORT, &platform);
-			if (!vmbus_host_init(&vm->vmbus, &vm->hv)) {
+			if (!vmbus_host_init(&vm->vmbus, &vm->hv, vm->disabled_ics)) {
 				set_error(err, errlen, "cannot set up VMBus");
 				ok = false;
 				break;
@@ -392,6 +392,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	vm->ncpus = cfg->cpus;
+	vm->disabled_ics = cfg->disabled_ics;
 	vm->vm_fd = vm->event_fd = -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);

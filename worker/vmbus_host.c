@@ -9,6 +9,7 @@
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
 #include "worker/log.h"
+#include "worker/options.h"
 #include "worker/vmbus_host.h"
 
 #define HEARTBEAT_INTERVAL_NS      2000000000ull
@@ -92,7 +93,7 @@ static uint16_t sink_signal_event(void *opaque, uint32_t vp, uint32_t connection
 	pthread_mutex_lock(&h->lock);
 	uint16_t status = vmbus_server_signal_event(h->server, vp, connection_id, flag);
 	/* A heartbeat answer is processed inside that call: time the round trip here. */
-	uint64_t answers = ic_heartbeat_answers(h->heartbeat);
+	uint64_t answers = h->heartbeat ? ic_heartbeat_answers(h->heartbeat) : 0;
 	if (answers != h->last_heartbeat_answers) {
 		if (!h->last_heartbeat_answers)
 			vlog("heartbeat: guest integration services are running");
@@ -107,7 +108,7 @@ static uint16_t sink_signal_event(void *opaque, uint32_t vp, uint32_t connection
 	return status;
 }
 
-bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv)
+bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv, unsigned disabled_ics)
 {
 	static const struct vmbus_host_ops ops = {
 		.gpa_to_hva = host_gpa_to_hva, .post_message = host_post_message,
@@ -121,13 +122,21 @@ bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv)
 	if (!h->server)
 		return false;
 	vmbus_server_set_vp_count(h->server, hv->nr_vps);
-	h->heartbeat = ic_heartbeat_add(h->server);
-	h->shutdown = ic_shutdown_add(h->server);
-	h->timesync = ic_timesync_add(h->server, NULL, reference_100ns, h);
-	h->kvp = ic_kvp_add(h->server, NULL, h);
-	h->vss = ic_vss_add(h->server, NULL, h);
-	if (!h->heartbeat || !h->shutdown || !h->timesync || !h->kvp || !h->vss)
+#define OFFERED(ic) (!(disabled_ics & (1u << (ic))))
+	if (OFFERED(WORKER_IC_HEARTBEAT) && !(h->heartbeat = ic_heartbeat_add(h->server)))
 		return false;
+	if (OFFERED(WORKER_IC_SHUTDOWN) && !(h->shutdown = ic_shutdown_add(h->server)))
+		return false;
+	if (OFFERED(WORKER_IC_TIMESYNC) && !(h->timesync = ic_timesync_add(h->server, NULL, reference_100ns, h)))
+		return false;
+	if (OFFERED(WORKER_IC_KVP) && !(h->kvp = ic_kvp_add(h->server, NULL, h)))
+		return false;
+	if (OFFERED(WORKER_IC_VSS) && !(h->vss = ic_vss_add(h->server, NULL, h)))
+		return false;
+#undef OFFERED
+	for (unsigned i = 0; i < WORKER_IC_COUNT; i++)
+		if (disabled_ics & (1u << i))
+			vlog("vmbus: integration service %s disabled (not offered to the guest)", worker_ic_name(i));
 	struct hv_message_sink sink = { sink_post_message, sink_signal_event, h };
 	hv_partition_set_sink(hv, &sink);
 	return true;
@@ -137,9 +146,12 @@ void vmbus_host_destroy(struct vmbus_host *h)
 {
 	if (h->server)
 		vmbus_server_free(h->server);
-	ic_free(h->heartbeat);
-	ic_free(h->shutdown);
-	ic_free(h->timesync);
+	if (h->heartbeat)
+		ic_free(h->heartbeat);
+	if (h->shutdown)
+		ic_free(h->shutdown);
+	if (h->timesync)
+		ic_free(h->timesync);
 	if (h->kvp)
 		ic_kvp_free(h->kvp);
 	if (h->vss)
@@ -158,15 +170,17 @@ void vmbus_host_tick(struct vmbus_host *h, uint64_t now_ns)
 {
 	pthread_mutex_lock(&h->lock);
 	vmbus_server_flush(h->server);
-	if (now_ns - h->last_heartbeat_sent_ns >= HEARTBEAT_INTERVAL_NS) {
+	if (h->heartbeat && now_ns - h->last_heartbeat_sent_ns >= HEARTBEAT_INTERVAL_NS) {
 		uint64_t sent = monotonic_ns();
 		if (ic_heartbeat_tick(h->heartbeat) == 0) /* refused while one is outstanding or before negotiation */
 			h->last_heartbeat_sent_ns = sent;
 	}
 	uint64_t now_ms = now_ns / 1000000;
-	ic_kvp_tick(h->kvp, now_ms);
-	ic_vss_tick(h->vss, now_ms);
-	if (ic_state(h->kvp) == IC_READY && !ic_kvp_busy(h->kvp) &&
+	if (h->kvp)
+		ic_kvp_tick(h->kvp, now_ms);
+	if (h->vss)
+		ic_vss_tick(h->vss, now_ms);
+	if (h->kvp && ic_state(h->kvp) == IC_READY && !ic_kvp_busy(h->kvp) &&
 	    (!h->last_enumerate_ns || now_ns - h->last_enumerate_ns >= KVP_REFRESH_NS)) {
 		ic_kvp_enumerate(h->kvp, HV_KVP_POOL_AUTO, now_ms);
 		h->last_enumerate_ns = now_ns;
@@ -177,7 +191,7 @@ void vmbus_host_tick(struct vmbus_host *h, uint64_t now_ns)
 int vmbus_host_request_shutdown(struct vmbus_host *h, bool reboot, bool force)
 {
 	pthread_mutex_lock(&h->lock);
-	int rc = ic_shutdown_request(h->shutdown, reboot, force, "Viridian: shutdown requested by the host");
+	int rc = h->shutdown ? ic_shutdown_request(h->shutdown, reboot, force, "Viridian: shutdown requested by the host") : -1;
 	pthread_mutex_unlock(&h->lock);
 	return rc;
 }

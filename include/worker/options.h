@@ -38,8 +38,14 @@ struct worker_options {
 	struct worker_nic nics[WORKER_MAX_NICS];
 	unsigned nnics;
 	bool no_reboot;          /* exit with status 3 instead of restarting on guest reset */
+	unsigned disabled_ics;   /* --disable-ic NAME: bits (1 << WORKER_IC_*) not offered to the guest */
 	bool help;
 };
+
+/* Integration services --disable-ic can leave out (vmms's Disable-VMIntegrationService). */
+enum { WORKER_IC_HEARTBEAT, WORKER_IC_SHUTDOWN, WORKER_IC_TIMESYNC, WORKER_IC_KVP, WORKER_IC_VSS, WORKER_IC_COUNT };
+/* "heartbeat", "shutdown", "timesync", "kvp", "vss"; NULL out of range. */
+const char *worker_ic_name(unsigned ic);
 
 /* Parses a memory size: "512M", "2G", "1GB", "1536MiB", or a plain number of MiB.
  * Returns false on anything else or on overflow. */

@@ -42,6 +42,7 @@ struct vm_config {
 	uint64_t memory;
 	uint32_t cpus;
 	int console_fd;          /* guest serial output */
+	unsigned disabled_ics;   /* integration services not offered (worker/options.h WORKER_IC_*) */
 };
 
 struct vm {
@@ -49,6 +50,7 @@ struct vm {
 	int run_size;
 	struct guest_layout mem;
 	uint32_t ncpus;
+	unsigned disabled_ics;   /* from vm_config */
 	uint64_t tsc_khz;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	struct hv_partition hv;

@@ -27,8 +27,9 @@ struct vmbus_host {
 };
 
 /* Creates the server with the integration services and makes it the partition's message
- * sink. Returns false if memory runs out. */
-bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv);
+ * sink; a service whose bit (1 << WORKER_IC_*, worker/options.h) is in disabled_ics is not
+ * offered to the guest and its pointer stays NULL. Returns false if memory runs out. */
+bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv, unsigned disabled_ics);
 void vmbus_host_destroy(struct vmbus_host *h);
 
 /* The guest wrote EOM: queued server messages may fit now. */

@@ -88,7 +88,9 @@ hv Set-VMFirmware tiny2 -KernelPath "$t/halt.bz"
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
   echo "skip: worker lifecycle (no usable /dev/kvm here)"
 else
+hv Disable-VMIntegrationService tiny -Name "Key-Value Pair Exchange"
 check "Start-VM (tiny kernel) -> Running" hv Start-VM tiny
+check "a disabled integration service: the worker reports it disabled" bash -c "'$B/hv' Get-VMIntegrationService tiny -Json | grep -A3 '\"Key-Value Pair Exchange\"' | grep -q '\"State\": \"disabled\"' && '$B/hv' Get-VMIntegrationService tiny -Json | grep -A3 '\"Heartbeat\"' | grep -q '\"State\": \"closed\"'"
 check "Start-VM of a running VM is no error" hv Start-VM tiny
 check "Start-VM a second VM" hv Start-VM tiny2
 p1=$(wpid tiny)

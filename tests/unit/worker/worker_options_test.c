@@ -377,6 +377,31 @@ static void test_parse_after_error_in_cluster(void **state)
 	assert_string_equal(o.kernel, "k2");
 }
 
+/* --disable-ic NAME (vmms's Disable-VMIntegrationService): repeatable, case-insensitive names. */
+static void test_disable_ic(void **state)
+{
+	(void)state;
+	struct worker_options o;
+	char err[256];
+	assert_true(PARSE(&o, err, "--kernel", "k"));
+	assert_int_equal(o.disabled_ics, 0);
+	assert_true(PARSE(&o, err, "--kernel", "k", "--disable-ic", "kvp", "--disable-ic=VSS", "--disable-ic", "kvp"));
+	assert_int_equal(o.disabled_ics, (1u << WORKER_IC_KVP) | (1u << WORKER_IC_VSS));
+	assert_true(PARSE(&o, err, "--kernel", "k", "--disable-ic", "heartbeat", "--disable-ic", "shutdown", "--disable-ic", "timesync"));
+	assert_int_equal(o.disabled_ics, (1u << WORKER_IC_HEARTBEAT) | (1u << WORKER_IC_SHUTDOWN) | (1u << WORKER_IC_TIMESYNC));
+	assert_true(PARSE(&o, err, "--kernel", "k"));    /* a new parse starts with all offered */
+	assert_int_equal(o.disabled_ics, 0);
+	assert_false(PARSE(&o, err, "--kernel", "k", "--disable-ic", "Time Synchronization"));
+	assert_non_null(strstr(err, "--disable-ic Time Synchronization"));
+	assert_false(PARSE(&o, err, "--kernel", "k", "--disable-ic", ""));
+	assert_false(PARSE(&o, err, "--kernel", "k", "--disable-ic"));
+	for (unsigned i = 0; i < WORKER_IC_COUNT; i++)
+		assert_non_null(worker_ic_name(i));
+	assert_null(worker_ic_name(WORKER_IC_COUNT));
+	assert_string_equal(worker_ic_name(WORKER_IC_KVP), "kvp");
+	assert_non_null(strstr(worker_options_usage(), "--disable-ic"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -400,6 +425,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_short_option_in_cluster_named),
 		cmocka_unit_test(test_parse_after_error_in_cluster),
 		cmocka_unit_test(test_disks_leave_argv_intact),
+		cmocka_unit_test(test_disable_ic),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	return failed;
