@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -399,8 +400,54 @@ static void on_sigint(int sig)
 	connect_stop = 1;
 }
 
+static void base64_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
+		out[o++] = a[v >> 18 & 63];
+		out[o++] = a[v >> 12 & 63];
+		out[o++] = i + 1 < n ? a[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? a[v & 63] : '=';
+	}
+	out[o] = '\0';
+}
+
+/* Keyboard bytes to the VM's COM1 through vmms; false (with one line on stderr) when the VM
+ * takes no input, so the caller stops sending. A full FIFO is retried for up to a second. */
+static bool send_input(const char *name, const unsigned char *buf, size_t n)
+{
+	for (int tries = 0; n && tries < 50; tries++) {
+		char b64[4 * 256 / 3 + 8];
+		size_t chunk = n > 255 ? 255 : n;
+		base64_encode(buf, chunk, b64);
+		json_t *req = json_pack("{s:s, s:s, s:s}", "op", "console-input", "vm", name, "data", b64);
+		char err[512];
+		json_t *r = vmms_call(req, err, sizeof(err));
+		json_decref(req);
+		if (!json_is_true(json_object_get(r, "ok"))) {
+			const char *e = r ? json_string_value(json_object_get(r, "error")) : err;
+			fprintf(stderr, "\r\nhv Connect-VM: input is not forwarded: %s\r\n", e ? e : "refused");
+			json_decref(r);
+			return false;
+		}
+		size_t took = (size_t)json_integer_value(json_object_get(r, "accepted"));
+		json_decref(r);
+		if (took > chunk)
+			took = chunk;
+		buf += took;
+		n -= took;
+		if (took < chunk)
+			usleep(20 * 1000); /* the guest has not drained the UART yet */
+	}
+	return true;
+}
+
 /* Connect-VM: the VM's serial console (COM1, <VM folder>/console.log) so far, then followed
- * until Ctrl-C or the VM is Off. Keyboard input is not forwarded yet. */
+ * until the VM is Off. Keyboard input goes to COM1 through vmms: on a terminal in raw mode
+ * (Ctrl-] detaches; Ctrl-C goes to the guest), otherwise stdin until its end (Ctrl-C
+ * detaches). */
 static int connect_vm(const char *name, json_t *v)
 {
 	const char *dir = json_string_value(json_object_get(v, "path"));
@@ -409,13 +456,24 @@ static int connect_vm(const char *name, json_t *v)
 	snprintf(path, sizeof(path), "%s/console.log", dir ? dir : ".");
 	bool off = !state || !strcmp(state, "Off");
 	if (isatty(2))
-		fprintf(stderr, "Connected to %s's serial console (%s; output only, Ctrl-C detaches)\n", name, off ? "Off" : state);
+		fprintf(stderr, "Connected to %s's serial console (%s)\n", name, off ? "Off" : state);
 	struct sigaction sa = { .sa_handler = on_sigint };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	FILE *f = NULL;
 	char buf[8192];
 	int64_t next_check = 0;
+	bool input = !off, tty = input && isatty(0);
+	struct termios saved;
+	if (tty && tcgetattr(0, &saved) == 0) {
+		struct termios raw = saved;
+		cfmakeraw(&raw);
+		raw.c_oflag |= OPOST | ONLCR; /* our own messages keep their line breaks */
+		tcsetattr(0, TCSANOW, &raw);
+		fprintf(stderr, "(Ctrl-] detaches)\r\n");
+	} else {
+		tty = false;
+	}
 	for (;;) {
 		if (!f)
 			f = fopen(path, "re");
@@ -442,9 +500,27 @@ static int connect_vm(const char *name, json_t *v)
 			if (off)
 				continue;
 		}
-		if (!got)
-			usleep(100 * 1000);
+		struct pollfd pfd = { .fd = input ? 0 : -1, .events = POLLIN };
+		if (poll(&pfd, 1, got ? 0 : 100) > 0 && (pfd.revents & (POLLIN | POLLHUP))) {
+			unsigned char in[256];
+			ssize_t k = read(0, in, sizeof(in));
+			if (k <= 0) {
+				input = false; /* end of input: keep following the output */
+				continue;
+			}
+			unsigned char *esc = tty ? memchr(in, 0x1d, (size_t)k) : NULL; /* Ctrl-] */
+			if (esc)
+				k = esc - in;
+			if (k > 0 && !send_input(name, in, (size_t)k))
+				input = false;
+			if (esc) {
+				connect_stop = 1;
+				break;
+			}
+		}
 	}
+	if (tty)
+		tcsetattr(0, TCSANOW, &saved);
 	if (f)
 		fclose(f);
 	if (isatty(2))
@@ -714,7 +790,7 @@ const struct cmdlet cmdlet_enable_vmintegrationservice = { "Enable-VMIntegration
 const struct cmdlet cmdlet_disable_vmintegrationservice = { "Disable-VMIntegrationService", "stop offering an integration service (next start)", ic_params, run };
 const struct cmdlet cmdlet_get_vmhost = { "Get-VMHost", "the host: default folders, processors, memory", host_params, run };
 const struct cmdlet cmdlet_set_vmhost = { "Set-VMHost", "set the default folders for VMs and virtual hard disks", set_host_params, run };
-const struct cmdlet cmdlet_connect_vm = { "Connect-VM", "follow a VM's serial console (output only; Ctrl-C detaches)", connect_params, run };
+const struct cmdlet cmdlet_connect_vm = { "Connect-VM", "the serial console of a VM: output followed, keys forwarded (Ctrl-] detaches)", connect_params, run };
 const struct cmdlet cmdlet_new_vm = { "New-VM", "create a virtual machine", new_params, run };
 const struct cmdlet cmdlet_get_vm = { "Get-VM", "list virtual machines: state, CPU, memory, uptime", get_params, run };
 const struct cmdlet cmdlet_set_vm = { "Set-VM", "change a VM's processors, memory, actions, notes (when Off)", set_params, run };

@@ -1138,6 +1138,37 @@ static json_t *op_set_ic(struct vmms *s, json_t *req)
 	return reply;
 }
 
+/* Connect-VM's keyboard: base64 bytes to the worker's COM1 ({"op":"console-input"}). */
+static json_t *op_console_input(struct vmms *s, json_t *req)
+{
+	struct inv_vm vm;
+	json_t *e = find_vm(s, req, &vm);
+	if (e)
+		return e;
+	const char *data = jstr(req, "data");
+	json_t *reply;
+	if (!data) {
+		reply = err_reply(0, "console-input needs \"data\" (base64)");
+	} else if (!worker_of(s, vm.id) || !vm_state_has_worker(vm.status.state)) {
+		reply = conflict(&vm, "take console input");
+	} else {
+		json_t *wreq = json_pack("{s:s, s:s}", "op", "console-input", "data", data);
+		char *line = json_dumps(wreq, JSON_COMPACT);
+		json_decref(wreq);
+		json_t *r = line ? worker_vm_call(&vm, line, 2000) : NULL;
+		free(line);
+		if (json_is_true(json_object_get(r, "ok"))) {
+			reply = json_pack("{s:b, s:O}", "ok", 1, "accepted", json_object_get(r, "accepted"));
+		} else {
+			const char *why = r ? json_string_value(json_object_get(r, "error")) : "the worker does not answer";
+			reply = err_reply(0, "'%s' takes no console input: %s", vm.name, why ? why : "refused");
+		}
+		json_decref(r);
+	}
+	inv_vm_free(&vm);
+	return reply;
+}
+
 static json_t *op_get(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
@@ -1183,6 +1214,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		return op_remove_disk(s, req);
 	if (!strcmp(op, "set-ic"))
 		return op_set_ic(s, req);
+	if (!strcmp(op, "console-input"))
+		return op_console_input(s, req);
 	if (!strcmp(op, "host"))
 		return op_host(s);
 	if (!strcmp(op, "set-host"))

@@ -144,6 +144,33 @@ static json_t *vss_status(struct vmbus_host *h)
 			 "error", ic_vss_error_name(e), "hresult", (json_int_t)hresult);
 }
 
+long control_base64_decode(const char *in, unsigned char *out, size_t cap)
+{
+	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint32_t acc = 0;
+	int bits = 0;
+	size_t n = 0, len = strlen(in);
+	while (len && in[len - 1] == '=')
+		len--;
+	if (len % 4 == 1 || strlen(in) - len > 2)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		const char *p = in[i] ? strchr(alphabet, in[i]) : NULL;
+		if (!p)
+			return -1;
+		acc = (acc << 6) | (uint32_t)(p - alphabet);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n == cap)
+				return -1;
+			out[n++] = (unsigned char)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	return (long)n;
+}
+
 static json_t *dispatch(struct vm *vm, json_t *req)
 {
 	struct vmbus_host *h = &vm->vmbus;
@@ -230,6 +257,15 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 	}
 	if (!strcmp(op, "vss-status"))
 		return vss_status(h);
+	if (!strcmp(op, "console-input")) {
+		const char *data = json_string_value(json_object_get(req, "data"));
+		unsigned char buf[4096];
+		long n = data ? control_base64_decode(data, buf, sizeof(buf)) : -1;
+		if (n < 0)
+			return error_reply("console-input needs \"data\": base64 of at most 4096 bytes%s", NULL);
+		size_t accepted = uart_receive(&vm->com1, buf, (size_t)n);
+		return json_pack("{s:b, s:I}", "ok", 1, "accepted", (json_int_t)accepted);
+	}
 	if (!strcmp(op, "nic-link")) {
 		json_t *up = json_object_get(req, "up");
 		json_int_t nic = json_integer_value(json_object_get(req, "nic"));

@@ -14,6 +14,8 @@
  *   {"op":"vss-freeze"} / {"op":"vss-thaw"} / {"op":"vss-status"}
  *   {"op":"nic-link","nic":N,"up":B}     network adapter N (default 0): link up/down as the
  *                                        guest sees it; "status" lists adapters in "nics"
+ *   {"op":"console-input","data":B64}    keyboard bytes (base64, at most 4096) into COM1;
+ *                                        "accepted" says how many fit in its FIFO
  * Replies carry "ok": true, or "ok": false with "error". */
 #ifndef VIRIDIAN_WORKER_CONTROL_H
 #define VIRIDIAN_WORKER_CONTROL_H
@@ -45,6 +47,9 @@ void control_close(struct control *c);
 int control_pollfds(const struct control *c, struct pollfd *fds, int max);
 /* Handle whatever poll reported on those fds. */
 void control_handle(struct control *c, const struct pollfd *fds, int n);
+/* Standard base64 (padding optional, no whitespace) into out; the byte count, or -1 on a bad
+ * character or when it does not fit. Pure: tested in tests/unit/worker. */
+long control_base64_decode(const char *in, unsigned char *out, size_t cap);
 /* Answer one request line (exposed for tests): returns a malloc'd JSON line. */
 char *control_request(struct vm *vm, const char *line);
 

@@ -100,6 +100,12 @@ d2=$(hv Get-VM tiny2 -Json | sed -n 's/.*"path": "\(.*\)".*/\1/p')
 echo connect-marker >>"$d2/console.log"
 hv Connect-VM tiny2 >"$t/con" 2>/dev/null & cpid=$!
 check "Set-VM refused while running with 32788" bash -c "'$B/hv' Set-VM tiny -ProcessorCount 2 2>&1 | grep -q 32788"
+check "console input reaches the worker's COM1 (vmms console-input)" python3 -c '
+import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(os.environ["VIRIDIAN_SOCKET"])
+s.sendall(b"{\"op\":\"console-input\",\"vm\":\"tiny\",\"data\":\"YWJj\"}\n")
+r = json.loads(s.makefile().readline()); sys.exit(0 if r.get("ok") and r.get("accepted") == 3 else 1)'
+check "Connect-VM forwards piped input without complaint" bash -c "printf x | timeout 1 '$B/hv' Connect-VM tiny >/dev/null 2>'$t/cerr'; ! grep -q . '$t/cerr'"
 check "Add-VMHardDiskDrive to a running VM refused with 32788" bash -c "'$B/hv' Add-VMHardDiskDrive tiny -Path '$t/data.vhdx' 2>&1 | grep -q 32788"
 check "graceful Stop-VM without a guest IC refused in one line" refused hv Stop-VM tiny
 check "...and the VM still Running" [ "$(state tiny)" = Running ]

@@ -361,6 +361,9 @@ static void service_drives_ics_host(void **state)
 	assert_string_equal(vm.disks[1].path, disk[1]);
 	inv_vm_free(&vm);
 	assert_true(ok(req(s, "{\"op\":\"remove-disk\",\"vm\":\"a\",\"lun\":0}")));
+	/* console input needs a worker */
+	assert_int_equal(reply_id(req(s, "{\"op\":\"console-input\",\"vm\":\"a\",\"data\":\"YQ==\"}")), 32788);
+	assert_false(ok(req(s, "{\"op\":\"console-input\",\"vm\":\"a\"}")));
 	/* integration services: display names, case-insensitive; stored */
 	assert_true(ok(req(s, "{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"key-value pair exchange\",\"enabled\":false}")));
 	assert_true(ok(req(s, "{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"Time Synchronization\",\"enabled\":false}")));
