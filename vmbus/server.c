@@ -50,8 +50,8 @@ struct vmbus_server {
 	uint32_t target_vcpu;           /* where control messages go */
 	uint32_t msg_sint;
 	bool offers_sent;
-	struct vmbus_chan *chans[VMBUS_MAX_DEVICES]; /* index relid - 1 */
-	uint32_t nchans;
+	struct vmbus_chan *chans[VMBUS_MAX_RELIDS]; /* index relid - 1; devices first, then sub-channels */
+	uint32_t nchans;                /* devices (primaries): relids 1..nchans */
 	struct gpadl *gpadls;
 	uint32_t ngpadls;
 	uint32_t gpadl_pfns;            /* sum of npfns and pending stream sizes / 8 */
@@ -88,7 +88,7 @@ uint32_t vmbus_server_version(const struct vmbus_server *srv) { return srv->conn
 
 struct vmbus_chan *vmbus_server_channel(struct vmbus_server *srv, uint32_t relid)
 {
-	return relid >= 1 && relid <= VMBUS_MAX_DEVICES ? srv->chans[relid - 1] : NULL;
+	return relid >= 1 && relid <= VMBUS_MAX_RELIDS ? srv->chans[relid - 1] : NULL;
 }
 
 void vmbus_srv_signal_chan(struct vmbus_chan *chan)
@@ -282,7 +282,7 @@ static void gpadl_finish(struct vmbus_server *srv, struct gpadl *g)
 
 static struct vmbus_chan *chan_by_relid(struct vmbus_server *srv, uint32_t relid)
 {
-	if (relid == 0 || relid > srv->nchans)
+	if (relid == 0 || relid > VMBUS_MAX_RELIDS)
 		return NULL;
 	return srv->chans[relid - 1];
 }
@@ -389,6 +389,39 @@ void vmbus_chan_teardown(struct vmbus_chan *chan)
 	/* rxbuf stays allocated until the next open or free: a VSP may still hold a packet. */
 }
 
+static void rescind(struct vmbus_chan *chan)
+{
+	vmbus_chan_teardown(chan);
+	chan->state = CHAN_RESCINDED;
+	struct vmbus_channel_rescind_offer m = {
+		.header.msgtype = CHANNELMSG_RESCIND_CHANNELOFFER,
+		.child_relid = chan->relid,
+	};
+	SEND(chan->srv, m);
+}
+
+/* Rescind every live sub-channel of a device (its primary closed or failed). */
+static void rescind_subs(struct vmbus_chan *primary)
+{
+	struct vmbus_server *srv = primary->srv;
+	for (uint32_t i = VMBUS_MAX_DEVICES; i < VMBUS_MAX_RELIDS; i++) {
+		struct vmbus_chan *c = srv->chans[i];
+		if (c && c->primary == primary && (c->state == CHAN_OPEN || c->state == CHAN_OFFERED))
+			rescind(c);
+	}
+}
+
+/* A sub-channel is gone for good (released by the guest, or the connection dropped). */
+static void sub_free(struct vmbus_chan *chan)
+{
+	struct vmbus_server *srv = chan->srv;
+	vmbus_chan_teardown(chan);
+	gpadl_drop_all(srv, true, chan->relid);
+	srv->chans[chan->relid - 1] = NULL;
+	free(chan->rxbuf);
+	free(chan);
+}
+
 void vmbus_srv_fail_chan(struct vmbus_chan *chan, const char *why)
 {
 	struct vmbus_server *srv = chan->srv;
@@ -396,13 +429,9 @@ void vmbus_srv_fail_chan(struct vmbus_chan *chan, const char *why)
 		return;
 	vmbus_srv_log(srv, "vmbus: relid %u (%s): %s; rescinding", chan->relid,
 		      chan->ops->name ? chan->ops->name : "?", why);
-	vmbus_chan_teardown(chan);
-	chan->state = CHAN_RESCINDED;
-	struct vmbus_channel_rescind_offer m = {
-		.header.msgtype = CHANNELMSG_RESCIND_CHANNELOFFER,
-		.child_relid = chan->relid,
-	};
-	SEND(srv, m);
+	if (!chan->primary)
+		rescind_subs(chan);
+	rescind(chan);
 }
 
 static void send_offer(struct vmbus_server *srv, struct vmbus_chan *chan)
@@ -542,6 +571,10 @@ static void on_close_channel(struct vmbus_server *srv, const uint8_t *msg)
 		vmbus_srv_log(srv, "vmbus: CLOSECHANNEL for relid %u that is not open", c->child_relid);
 		return;
 	}
+	/* Sub-channels do not outlive their primary's open (Linux closes them first; a guest that
+	 * did not gets them closed here): rescinded, so the next open can ask for new ones. */
+	if (!chan->primary)
+		rescind_subs(chan);
 	vmbus_chan_teardown(chan);
 }
 
@@ -551,6 +584,10 @@ static void on_relid_released(struct vmbus_server *srv, const uint8_t *msg)
 	struct vmbus_chan *chan = chan_by_relid(srv, r->child_relid);
 	if (!chan || chan->state != CHAN_RESCINDED) {
 		vmbus_srv_log(srv, "vmbus: RELID_RELEASED for relid %u that was not rescinded", r->child_relid);
+		return;
+	}
+	if (chan->primary) {
+		sub_free(chan);
 		return;
 	}
 	chan->state = CHAN_IDLE;
@@ -583,6 +620,9 @@ static void on_modify_channel(struct vmbus_server *srv, const uint8_t *msg)
 /* Drop channels, GPADLs and queued messages; devices go back to IDLE. */
 static void drop_connection(struct vmbus_server *srv)
 {
+	for (uint32_t i = VMBUS_MAX_DEVICES; i < VMBUS_MAX_RELIDS; i++)
+		if (srv->chans[i])
+			sub_free(srv->chans[i]);
 	for (uint32_t i = 0; i < srv->nchans; i++) {
 		vmbus_chan_teardown(srv->chans[i]);
 		srv->chans[i]->state = CHAN_IDLE;
@@ -743,6 +783,64 @@ struct vmbus_chan *vmbus_server_add_device(struct vmbus_server *srv, const struc
 		send_offer(srv, chan);
 	}
 	return chan;
+}
+
+static uint16_t count_subs(const struct vmbus_server *srv, const struct vmbus_chan *primary, uint16_t index,
+			   bool *has_index)
+{
+	uint16_t n = 0;
+	*has_index = false;
+	for (uint32_t i = VMBUS_MAX_DEVICES; i < VMBUS_MAX_RELIDS; i++) {
+		const struct vmbus_chan *c = srv->chans[i];
+		if (c && c->primary == primary) {
+			n++;
+			if (c->subchannel_index == index)
+				*has_index = true;
+		}
+	}
+	return n;
+}
+
+uint16_t vmbus_chan_subchannel_count(const struct vmbus_chan *chan)
+{
+	bool unused;
+	return count_subs(chan->srv, chan->primary ? chan->primary : chan, 0, &unused);
+}
+
+int vmbus_chan_offer_subchannels(struct vmbus_chan *primary, uint16_t n)
+{
+	struct vmbus_server *srv = primary->srv;
+	if (primary->primary || primary->state != CHAN_OPEN || !srv->connected)
+		return -1;
+	if (n > VMBUS_MAX_SUBCHANNELS)
+		n = VMBUS_MAX_SUBCHANNELS;
+	uint32_t slot = VMBUS_MAX_DEVICES;
+	for (uint16_t idx = 1; idx <= n; idx++) {
+		bool exists;
+		count_subs(srv, primary, idx, &exists);
+		if (exists)
+			continue;
+		while (slot < VMBUS_MAX_RELIDS && srv->chans[slot])
+			slot++;
+		if (slot == VMBUS_MAX_RELIDS) {
+			vmbus_srv_log(srv, "vmbus: %s: no relid left for sub-channel %u",
+				      primary->ops->name ? primary->ops->name : "?", idx);
+			break;
+		}
+		struct vmbus_chan *c = calloc(1, sizeof(*c));
+		if (!c)
+			break;
+		c->srv = srv;
+		c->ops = primary->ops;
+		c->device_ctx = primary->device_ctx;
+		c->primary = primary;
+		c->subchannel_index = idx;
+		c->relid = slot + 1;
+		c->state = CHAN_OFFERED;
+		srv->chans[slot] = c;
+		send_offer(srv, c);
+	}
+	return vmbus_chan_subchannel_count(primary);
 }
 
 uint16_t vmbus_server_post_message(struct vmbus_server *srv, uint32_t vp, const struct hv_input_post_message *in)

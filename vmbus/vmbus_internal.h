@@ -23,6 +23,7 @@ struct vmbus_chan {
 	void *priv;                     /* VSP per-channel state */
 	uint32_t relid;
 	uint16_t subchannel_index;
+	struct vmbus_chan *primary;     /* sub-channels: their device's channel; NULL for a primary */
 	enum vmbus_chan_state state;
 	uint32_t openid;
 	uint32_t target_vp;

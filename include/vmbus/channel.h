@@ -6,9 +6,12 @@
  * Threading: all callbacks run on the worker's device thread, inside vmbus_server_* calls, and a
  * VSP may call vmbus_chan_* only from that thread (see vmbus/server.h).
  *
- * Sub-channels (several channels per device, as storvsc/netvsc use) are not offered yet; the
- * design leaves room: each channel carries its sub-channel index and callbacks receive the
- * channel, so a VSP already keeps per-channel state through vmbus_chan_set_priv(). */
+ * Sub-channels (several channels per device, as storvsc/netvsc use for one queue per vCPU): the
+ * VSP offers them at run time with vmbus_chan_offer_subchannels() when its guest driver asks (in
+ * its own protocol). Each is a channel of its own (relid, connection id, rings, target VP) with
+ * the same class/instance GUIDs and sub_channel_index 1..n; the device's ops serve all of them
+ * (callbacks receive the channel: vmbus_chan_subchannel_index() tells which, per-channel state
+ * goes in vmbus_chan_set_priv()). */
 #ifndef VIRIDIAN_VMBUS_CHANNEL_H
 #define VIRIDIAN_VMBUS_CHANNEL_H
 
@@ -113,6 +116,15 @@ int vmbus_chan_gpadl_copy_from(struct vmbus_chan *chan, uint32_t gpadl_id, uint6
 /* Shut the channel from the host side (e.g. the VSP saw a protocol violation): it is closed for
  * the VSP now and the offer is rescinded to the guest. */
 void vmbus_chan_fail(struct vmbus_chan *chan, const char *why);
+
+/* Offer sub-channels of the device whose primary channel is `primary` (which must be open) so
+ * that it has n of them (indices 1..n; ones that exist already are kept). n is capped at
+ * VMBUS_MAX_SUBCHANNELS and by free relids. Returns the number the device has now, or -1
+ * (not a primary, not open, not connected). They live until the primary closes (then they are
+ * rescinded; the guest releases them), the guest unloads or reconnects, or the server resets. */
+int vmbus_chan_offer_subchannels(struct vmbus_chan *primary, uint16_t n);
+/* Number of sub-channels the device of `chan` has (offered, open or being rescinded). */
+uint16_t vmbus_chan_subchannel_count(const struct vmbus_chan *chan);
 
 /* Accessors */
 uint32_t vmbus_chan_relid(const struct vmbus_chan *chan);

@@ -44,6 +44,10 @@ struct vmbus_host_ops {
 struct vmbus_server;
 
 #define VMBUS_MAX_DEVICES 128 /* relids 1..128 */
+/* Sub-channels (vmbus_chan_offer_subchannels) take relids VMBUS_MAX_DEVICES + 1 ..
+ * VMBUS_MAX_RELIDS, at most VMBUS_MAX_SUBCHANNELS per device. */
+#define VMBUS_MAX_SUBCHANNELS 64
+#define VMBUS_MAX_RELIDS (VMBUS_MAX_DEVICES + 512)
 
 struct vmbus_server *vmbus_server_new(const struct vmbus_host_ops *ops, void *opaque);
 void vmbus_server_free(struct vmbus_server *srv);
@@ -72,7 +76,8 @@ void vmbus_server_reset(struct vmbus_server *srv);
 
 /* Negotiated version (0 while not connected). */
 uint32_t vmbus_server_version(const struct vmbus_server *srv);
-/* The offered channels, for listing: relids 1..VMBUS_MAX_DEVICES; NULL where none. */
+/* The channels, for listing: devices at relids 1..VMBUS_MAX_DEVICES, sub-channels above (up to
+ * VMBUS_MAX_RELIDS); NULL where none. */
 struct vmbus_chan *vmbus_server_channel(struct vmbus_server *srv, uint32_t relid);
 
 #endif

@@ -14,6 +14,7 @@
 /* ---- an echo device: answers every request ---- */
 struct echo {
 	unsigned opens, opened, closes, calls, packets, badpkts;
+	unsigned by_index[4];      /* packets per sub-channel index (0 = primary) */
 	int refuse_open;
 	int last_rc;
 	bool blocked;              /* a send hit a full ring; the packet waits in `held` */
@@ -64,6 +65,8 @@ static void echo_on_packets(struct vmbus_chan *chan, void *ctx)
 		if (rc != 1)
 			return;
 		e->packets++;
+		if (vmbus_chan_subchannel_index(chan) < 4)
+			e->by_index[vmbus_chan_subchannel_index(chan)]++;
 		if (pkt.type == VM_PKT_DATA_USING_GPA_DIRECT) {
 			for (uint32_t i = 0; i < pkt.range_count; i++) {
 				struct vmbus_gpa_range r;
@@ -846,6 +849,154 @@ static void test_late_device(void **state)
 	assert_int_equal(fg_msgtype(fg_last(&c->g)), CHANNELMSG_OFFERCHANNEL);
 }
 
+/* ---- sub-channels ---- */
+
+static const struct vmbus_channel_offer_channel *offer_msg(const struct fake_guest *g, unsigned i)
+{
+	return (const void *)g->msgs[i].data;
+}
+
+/* Send one request on c and check its echo comes back on the same channel. */
+static void echo_on(struct ctx *c, struct fg_chan *ch, uint64_t tid)
+{
+	uint8_t data[8] = {1, 2, 3, 4, 5, 6, 7, 8}, buf[256];
+	bool sig;
+	unsigned ev = fg_events_for(&c->g, ch->relid);
+	assert_int_equal(fg_ring_send(&ch->send, VM_PKT_DATA_INBAND, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED, tid,
+				      data, sizeof(data), &sig), 0);
+	assert_int_equal(fg_signal(&c->g, ch), HV_STATUS_SUCCESS);
+	assert_int_equal(fg_events_for(&c->g, ch->relid), ev + 1);
+	assert_int_equal(fg_ring_recv(&ch->recv, buf, sizeof(buf)), 24);
+	assert_int_equal(((const struct vmpacket_descriptor *)buf)->trans_id, tid);
+}
+
+static void release(struct ctx *c, uint32_t relid)
+{
+	struct vmbus_channel_relid_released r = {.header.msgtype = CHANNELMSG_RELID_RELEASED, .child_relid = relid};
+	FG_POST(&c->g, r);
+}
+
+static void test_subchannels(void **state)
+{
+	struct ctx *c = *state;
+	bring_up(c);
+	/* only an open primary can have sub-channels */
+	assert_int_equal(vmbus_chan_offer_subchannels(c->c1, 2), -1);
+	struct fg_chan ch, s1, s2;
+	assert_int_equal(fg_open(&c->g, &ch, 1, 100, 10, 2, 2), 0);
+	fg_clear(&c->g);
+	assert_int_equal(vmbus_chan_offer_subchannels(c->c1, 2), 2);
+	assert_int_equal(c->g.nmsgs, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		const struct vmbus_channel_offer_channel *o = offer_msg(&c->g, i);
+		assert_int_equal(o->header.msgtype, CHANNELMSG_OFFERCHANNEL);
+		assert_memory_equal(&o->offer.if_type, &echo_ops.class_id, 16);
+		assert_memory_equal(&o->offer.if_instance, &echo_ops.instance_id, 16);
+		assert_int_equal(o->offer.sub_channel_index, i + 1);
+		assert_int_equal(o->child_relid, VMBUS_MAX_DEVICES + 1 + i);
+		assert_int_equal(o->connection_id, VMBUS_CHANNEL_CONNECTION_ID_BASE + VMBUS_MAX_DEVICES + 1 + i);
+	}
+	/* asking again for as many (or fewer) offers nothing new */
+	assert_int_equal(vmbus_chan_offer_subchannels(c->c1, 2), 2);
+	assert_int_equal(vmbus_chan_offer_subchannels(c->c1, 1), 2);
+	assert_int_equal(c->g.nmsgs, 2);
+	assert_int_equal(vmbus_chan_subchannel_count(c->c1), 2);
+	assert_int_equal(vmbus_chan_subchannel_count(c->c2), 0);
+	struct vmbus_chan *sc1 = vmbus_server_channel(c->g.srv, 129), *sc2 = vmbus_server_channel(c->g.srv, 130);
+	assert_non_null(sc1);
+	assert_non_null(sc2);
+	assert_int_equal(vmbus_chan_subchannel_index(sc1), 1);
+	assert_int_equal(vmbus_chan_subchannel_index(sc2), 2);
+	assert_ptr_equal(vmbus_chan_device_ctx(sc2), &c->e1);
+	/* a sub-channel cannot have sub-channels */
+	assert_int_equal(vmbus_chan_offer_subchannels(sc1, 1), -1);
+	/* each opens on its own rings and target VP */
+	assert_int_equal(fg_open(&c->g, &s1, 129, 101, 20, 2, 2), 0);
+	assert_int_equal(fg_open(&c->g, &s2, 130, 102, 30, 2, 2), 0);
+	assert_int_equal(c->e1.opens, 3);
+	assert_true(vmbus_chan_is_open(sc1) && vmbus_chan_is_open(sc2));
+	echo_on(c, &s1, 1);
+	echo_on(c, &s2, 2);
+	echo_on(c, &s2, 3);
+	echo_on(c, &ch, 4);
+	assert_int_equal(c->e1.by_index[0], 1);
+	assert_int_equal(c->e1.by_index[1], 1);
+	assert_int_equal(c->e1.by_index[2], 2);
+	/* a sub-channel's GPADL belongs to it */
+	const uint64_t *pfns;
+	uint32_t n;
+	assert_int_equal(vmbus_chan_gpadl_map(sc1, 101, &pfns, &n), 0);
+	assert_int_equal(vmbus_chan_gpadl_map(c->c1, 101, &pfns, &n), -1);
+	/* Linux closes sub-channels first, then the primary: the host then rescinds them */
+	assert_true(fg_close(&c->g, &s1));
+	assert_int_equal(c->e1.closes, 1);
+	fg_clear(&c->g);
+	/* the guest closes the primary with sub-channel 2 still open: it is closed too */
+	struct vmbus_channel_close_channel cl = {.header.msgtype = CHANNELMSG_CLOSECHANNEL, .child_relid = 1};
+	FG_POST(&c->g, cl);
+	assert_int_equal(c->e1.closes, 3);
+	assert_int_equal(fg_count(&c->g, CHANNELMSG_RESCIND_CHANNELOFFER), 2);
+	assert_int_equal(vmbus_chan_subchannel_count(c->c1), 2); /* until released */
+	/* a late signal on a rescinded sub-channel is harmless */
+	assert_int_equal(fg_signal(&c->g, &s2), HV_STATUS_SUCCESS);
+	release(c, 129);
+	release(c, 130);
+	assert_null(vmbus_server_channel(c->g.srv, 129));
+	assert_null(vmbus_server_channel(c->g.srv, 130));
+	assert_int_equal(vmbus_chan_subchannel_count(c->c1), 0);
+	/* releasing again, or an unknown relid: ignored */
+	release(c, 130);
+	release(c, 2000);
+	/* the primary reopens and asks again: relids are reused */
+	assert_int_equal(fg_open(&c->g, &ch, 1, 103, 40, 2, 2), 0);
+	assert_int_equal(vmbus_chan_offer_subchannels(c->c1, 1), 1);
+	assert_int_equal(offer_msg(&c->g, c->g.nmsgs - 1)->child_relid, 129);
+	assert_int_equal(fg_open(&c->g, &s1, 129, 104, 50, 2, 2), 0);
+	echo_on(c, &s1, 5);
+	/* reset drops sub-channels (closed for the device) and keeps devices */
+	unsigned closes = c->e1.closes;
+	vmbus_server_reset(c->g.srv);
+	assert_int_equal(c->e1.closes, closes + 2);
+	assert_null(vmbus_server_channel(c->g.srv, 129));
+	assert_non_null(vmbus_server_channel(c->g.srv, 1));
+	bring_up(c);
+}
+
+static void test_subchannel_limits(void **state)
+{
+	struct ctx *c = *state;
+	bring_up(c);
+	struct fg_chan ch, ch2, s;
+	assert_int_equal(fg_open(&c->g, &ch, 1, 100, 10, 2, 2), 0);
+	assert_int_equal(fg_open(&c->g, &ch2, 2, 101, 14, 2, 2), 0);
+	/* a guest asking for thousands gets VMBUS_MAX_SUBCHANNELS */
+	fg_clear(&c->g);
+	assert_int_equal(vmbus_chan_offer_subchannels(c->c1, 65535), VMBUS_MAX_SUBCHANNELS);
+	assert_int_equal(fg_count(&c->g, CHANNELMSG_OFFERCHANNEL), VMBUS_MAX_SUBCHANNELS);
+	assert_int_equal(vmbus_chan_offer_subchannels(c->c2, 3), 3);
+	assert_int_equal(vmbus_chan_subchannel_index(vmbus_server_channel(c->g.srv, 129 + VMBUS_MAX_SUBCHANNELS)), 1);
+	/* a corrupt sub-channel ring rescinds that sub-channel only */
+	assert_int_equal(fg_open(&c->g, &s, 130, 102, 20, 2, 2), 0);
+	s.send.hdr->write_index = 3; /* not 8-byte aligned */
+	fg_clear(&c->g);
+	assert_int_equal(fg_signal(&c->g, &s), HV_STATUS_SUCCESS);
+	assert_int_equal(fg_count(&c->g, CHANNELMSG_RESCIND_CHANNELOFFER), 1);
+	assert_true(vmbus_chan_is_open(c->c1));
+	/* a corrupt primary ring rescinds the device and all its sub-channels */
+	ch.send.hdr->write_index = 5;
+	fg_clear(&c->g);
+	assert_int_equal(fg_signal(&c->g, &ch), HV_STATUS_SUCCESS);
+	assert_int_equal(fg_count(&c->g, CHANNELMSG_RESCIND_CHANNELOFFER), VMBUS_MAX_SUBCHANNELS);
+	assert_true(vmbus_chan_is_open(c->c2));
+	assert_int_equal(vmbus_chan_subchannel_count(c->c2), 3);
+	/* UNLOAD frees them all */
+	struct vmbus_channel_message_header u = {.msgtype = CHANNELMSG_UNLOAD};
+	FG_POST(&c->g, u);
+	assert_int_equal(vmbus_chan_subchannel_count(c->c1), 0);
+	assert_int_equal(vmbus_chan_subchannel_count(c->c2), 0);
+	assert_null(vmbus_server_channel(c->g.srv, 129));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -870,6 +1021,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_modify_channel, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_queue_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_late_device, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_subchannels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_subchannel_limits, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
