@@ -125,7 +125,7 @@ int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off)
 	if (f->sim->cut)
 		return -EIO;
 	/* The simulated page cache: the file plus unsynced writes, applied in order. */
-	uint64_t size;
+	uint64_t size = 0; /* vf_size sets it unless it fails; -O3 cannot see that errno != 0 */
 	int r = vf_size(f, &size);
 	if (r < 0)
 		return r;
@@ -133,7 +133,8 @@ int vf_pread(struct vfile *f, void *buf, size_t len, uint64_t off)
 		return -ENODATA;
 	memset(buf, 0, len);
 	struct stat st;
-	fstat(f->fd, &st);
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
 	if (off < (uint64_t)st.st_size) {
 		size_t n = (size_t)((uint64_t)st.st_size - off < len ? (uint64_t)st.st_size - off : len);
 		if ((r = raw_pread(f->fd, buf, n, off)) < 0)
