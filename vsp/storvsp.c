@@ -51,7 +51,7 @@ struct storvsp {
 	struct scsi_disk sdisk[SCSI_MAX_LUNS];
 	struct storvsp_disk disks[SCSI_MAX_LUNS];
 	unsigned ndisks;
-	struct chan_state cs;
+	struct chan_state cs[1 + STORVSP_MAX_SUBCHANNELS]; /* by sub-channel index; 0 = primary */
 	/* I/O pool */
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond, idle;
@@ -537,9 +537,10 @@ static void handle_packet(struct storvsp *s, struct chan_state *cs, const struct
 			reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_DEVICE_STATE, NULL);
 			return;
 		}
-		/* No sub-channels yet: the VMBus server does not offer them (docs/storvsp.md). */
-		out.storage_channel_properties.max_channel_cnt = 0;
-		out.storage_channel_properties.flags = 0;
+		/* Sub-channels (every protocol we speak is Win8+): Linux asks for
+		 * min(online vCPUs - 1, max_channel_cnt) of them with CREATE_SUB_CHANNELS. */
+		out.storage_channel_properties.max_channel_cnt = STORVSP_MAX_SUBCHANNELS;
+		out.storage_channel_properties.flags = STORAGE_CHANNEL_SUPPORTS_MULTI_CHANNEL;
 		out.storage_channel_properties.max_transfer_bytes = STORVSP_MAX_TRANSFER;
 		reply(cs, pkt->trans_id, VSTOR_STATUS_SUCCESS, &out);
 		return;
@@ -560,13 +561,28 @@ static void handle_packet(struct storvsp *s, struct chan_state *cs, const struct
 		}
 		execute_srb(s, cs, pkt, &vp);
 		return;
+	case VSTOR_OPERATION_CREATE_SUB_CHANNELS: {
+		/* On the primary, after END_INITIALIZATION; the offers go out before the completion
+		 * (Linux opens them from its offer handler, set up before it asked). */
+		uint16_t want = vp.sub_channel_count;
+		if (cs != &s->cs[0] || cs->state != ST_READY ||
+		    pkt->data_len < VSTOR_PACKET_HEADER_SIZE + sizeof(uint16_t) || want == 0 ||
+		    want > STORVSP_MAX_SUBCHANNELS) {
+			stat_add(&s->stats.bad_packets);
+			reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_PARAMETER, NULL);
+			return;
+		}
+		int have = vmbus_chan_offer_subchannels(cs->chan, want);
+		reply(cs, pkt->trans_id, have >= want ? VSTOR_STATUS_SUCCESS : VSTOR_STATUS_INVALID_DEVICE_STATE, NULL);
+		return;
+	}
 	case VSTOR_OPERATION_RESET_LUN:
 	case VSTOR_OPERATION_RESET_ADAPTER:
 	case VSTOR_OPERATION_RESET_BUS:
 		/* Nothing is lost on our side: outstanding requests complete on their own. */
 		reply(cs, pkt->trans_id, VSTOR_STATUS_SUCCESS, NULL);
 		return;
-	default: /* FCHBA_DATA (we are not FC), CREATE_SUB_CHANNELS (0 offered), unknown */
+	default: /* FCHBA_DATA (we are not FC), unknown */
 		stat_add(&s->stats.bad_packets);
 		reply(cs, pkt->trans_id, VSTOR_STATUS_INVALID_PARAMETER, NULL);
 		return;
@@ -575,15 +591,30 @@ static void handle_packet(struct storvsp *s, struct chan_state *cs, const struct
 
 /* ---- VMBus device callbacks (device thread, VMBus lock held) ---- */
 
+/* The primary (index 0) and the sub-channels share the device's ops; each has its own state.
+ * Requests complete on the channel they came in on. */
+static struct chan_state *chan_cs(struct storvsp *s, struct vmbus_chan *chan)
+{
+	uint16_t idx = vmbus_chan_subchannel_index(chan);
+	return idx <= STORVSP_MAX_SUBCHANNELS ? &s->cs[idx] : NULL;
+}
+
 static int dev_open(struct vmbus_chan *chan, void *ctx)
 {
 	struct storvsp *s = ctx;
-	struct chan_state *cs = &s->cs;
+	struct chan_state *cs = chan_cs(s, chan);
+	if (!cs)
+		return -1;
 	cs->chan = chan;
 	cs->gen++;
 	cs->open = true;
 	cs->state = ST_NONE;
 	cs->version = 0;
+	if (cs != &s->cs[0]) {
+		/* Sub-channels carry I/O only; they inherit the primary's negotiation. */
+		cs->state = s->cs[0].open && s->cs[0].state == ST_READY ? ST_READY : ST_NONE;
+		cs->version = s->cs[0].version;
+	}
 	vmbus_chan_set_priv(chan, cs);
 	return 0;
 }
@@ -591,19 +622,23 @@ static int dev_open(struct vmbus_chan *chan, void *ctx)
 static void dev_close(struct vmbus_chan *chan, void *ctx)
 {
 	struct storvsp *s = ctx;
-	(void)chan;
+	struct chan_state *cs = chan_cs(s, chan);
+	if (!cs)
+		return;
 	/* Disk work in flight may still write guest buffers: wait for it (I/O threads never hold
 	 * the VMBus lock while they do disk work, so this cannot deadlock). */
 	wait_idle(s);
-	s->cs.open = false;
-	s->cs.gen++;
-	drop_pending(&s->cs);
+	cs->open = false;
+	cs->gen++;
+	drop_pending(cs);
 }
 
 static void dev_on_packets(struct vmbus_chan *chan, void *ctx)
 {
 	struct storvsp *s = ctx;
-	struct chan_state *cs = &s->cs;
+	struct chan_state *cs = chan_cs(s, chan);
+	if (!cs)
+		return;
 	flush_pending(cs);
 	for (unsigned n = 0; n < 4096; n++) {
 		if (cs->npend > MAX_INFLIGHT)
@@ -669,7 +704,8 @@ struct storvsp *storvsp_new(struct vmbus_server *srv, const struct storvsp_host 
 	}
 	s->host = *host;
 	s->ndisks = ndisks;
-	s->cs.s = s;
+	for (unsigned i = 0; i <= STORVSP_MAX_SUBCHANNELS; i++)
+		s->cs[i].s = s;
 	s->target.nluns = ndisks;
 	for (unsigned i = 0; i < ndisks; i++) {
 		s->disks[i] = disks[i];
@@ -718,7 +754,8 @@ void storvsp_free(struct storvsp *s)
 	for (unsigned i = 0; i < s->nthreads; i++)
 		pthread_join(s->threads[i], NULL);
 	free(s->threads);
-	drop_pending(&s->cs);
+	for (unsigned i = 0; i <= STORVSP_MAX_SUBCHANNELS; i++)
+		drop_pending(&s->cs[i]);
 	pthread_mutex_destroy(&s->qlock);
 	pthread_cond_destroy(&s->qcond);
 	pthread_cond_destroy(&s->idle);

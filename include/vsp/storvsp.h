@@ -4,6 +4,10 @@
  * (CDB, target/LUN, direction, length) with the data buffer as one GPA-direct range. The SCSI
  * target behind it is include/vsp/scsi.h; LUN i of target 0 is disk i.
  *
+ * Multi-queue: QUERY_PROPERTIES advertises STORVSP_MAX_SUBCHANNELS with the multi-channel flag;
+ * CREATE_SUB_CHANNELS (after END_INITIALIZATION, on the primary) offers that many VMBus
+ * sub-channels; SRBs are taken on every open channel and completed on the one they came in on.
+ *
  * I/O: requests are parsed on the device thread (under the VMBus lock), their guest pages
  * resolved to host pointers there, and disk work runs on a pool of I/O threads that take the
  * VMBus lock only to post the completion. With nthreads = 0 everything runs inline
@@ -144,6 +148,11 @@ _Static_assert(offsetof(struct vstor_packet, vm_srb) == 12, "vstor_packet");
 /* Class GUID Linux hv_storvsc binds to (SCSI controller). */
 #define STORVSP_SCSI_CLASS_GUID \
 	VMBUS_GUID_INIT(0xba6163d9, 0x04a1, 0x4d29, 0xb6, 0x05, 0x72, 0xe2, 0xff, 0xb1, 0xdc, 0x7f)
+
+/* Sub-channels a controller offers at most (QUERY_PROPERTIES max_channel_cnt); Linux asks for
+ * one per online vCPU beyond the first, capped by this. */
+#define STORVSP_MAX_SUBCHANNELS 64
+_Static_assert(STORVSP_MAX_SUBCHANNELS <= VMBUS_MAX_SUBCHANNELS, "storvsp sub-channels");
 
 /* Largest transfer one SRB may carry (advertised in QUERY_PROPERTIES). */
 #define STORVSP_MAX_TRANSFER (1u << 20)

@@ -3,7 +3,8 @@
 # synthetic SCSI controller with the right sizes and sector sizes (dynamic VHDX 512/4096,
 # VHDX with 4 KiB logical sectors, read-only raw), writes a checksummed pattern that the host
 # then finds in the image through the vhd library, cannot write the read-only disk, and
-# SYNCHRONIZE CACHE / UNMAP reach the library.
+# SYNCHRONIZE CACHE / UNMAP reach the library. With 2 vCPUs storvsc asks for one sub-channel
+# (multi-queue): the controller has 2 VMBus channels and I/O from vCPU 1 uses the second.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . guest/lib.sh
@@ -45,6 +46,12 @@ echo "readback4k $(dd if=$D1 bs=1M count=4 2>/dev/null | md5sum) want $(head -c 
 echo "rodata $(dd if=$D2 bs=4k count=1 2>/dev/null | head -c 4)"
 dd if=/dev/zero of=$D2 bs=4k count=1 conv=fsync 2>/dev/null; echo "rowrite rc=$?"
 blkdiscard -o 0 -l 1048576 $D0 2>&1; echo "discard rc=$?"
+echo 3 > /proc/sys/vm/drop_caches
+taskset -c 1 dd if=$D0 of=/dev/null bs=64k count=64 iflag=direct 2>/dev/null; echo "cpu1 read rc=$?"
+for v in /sys/bus/vmbus/devices/*; do [ "$(cat $v/class_id)" = "{ba6163d9-04a1-4d29-b605-72e2ffb1dc7f}" ] || continue
+  echo "storvsc-channels $(ls $v/channels | wc -l)"
+  for ch in $v/channels/*; do echo "storvsc-chan relid=${ch##*/} sub=$(cat $ch/subchannel_id) cpu=$(cat $ch/cpu) interrupts=$(cat $ch/interrupts) events=$(cat $ch/events)"; done
+done
 dmesg | grep -iE "storvsc|sd [0-9]|scsi" | head -30'
 log=$out/disks.log
 timeout 150 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 \
@@ -64,12 +71,16 @@ check "guest reads back what it wrote (4 KiB sectors)" grep -qE "readback4k ([0-
 check "read-only disk reads its data" has "$log" "rodata RRRR"
 check "write to the read-only disk fails" bash -c "! grep -q 'rowrite rc=0' '$log'"
 check "discard accepted" has "$log" "discard rc=0"
+check "storage controller has 2 VMBus channels (primary + 1 sub-channel)" has "$log" "storvsc-channels 2"
+check "reads from vCPU 1 succeed" has "$log" "cpu1 read rc=0"
+check "the sub-channel carried I/O" grep -qE "storvsc-chan relid=[0-9]+ sub=[1-9][0-9]* cpu=[0-9]+ interrupts=[1-9]" "$log"
 check "no kernel oops or panic" bash -c "! grep -qE 'Oops|Kernel panic|BUG:' '$log'"
 "$B/hv" Convert-VHD -Path "$w/d0.vhdx" -DestinationPath "$w/d0.raw" >/dev/null
 host=$(dd if="$w/d0.raw" bs=64k skip=32 count=256 2>/dev/null | md5sum | cut -d' ' -f1)
 check "host finds the guest's data in the VHDX ($host)" [ -n "$sum" -a "$host" = "$sum" ]
 check "read-only raw image untouched" [ "$(tr -d R < "$w/d2.raw" | wc -c)" = 0 ]
 check "VHDX structure sound" "$B/hv" Test-VHD -Path "$w/d0.vhdx"
+grep -E "storvsc-chan" "$log"
 [ "$fails" = 0 ] || cat "$log"
 rm -rf "$w"
 exit $((fails > 0))

@@ -20,6 +20,7 @@
 struct ctx {
 	struct fake_guest g;
 	struct fg_chan ch;
+	struct fg_chan *cur;      /* where send_pkt / recv_pkt go: &ch or a sub-channel */
 	struct storvsp *s;
 	struct vdisk *d[2];
 	char path[2][64];
@@ -55,6 +56,7 @@ static int setup_common(void **state, unsigned nthreads)
 	assert_int_equal(fg_connect(&c->g, VERSION_WIN10_V5_3), 1);
 	assert_int_equal(fg_request_offers(&c->g), 1);
 	assert_int_equal(fg_open(&c->g, &c->ch, 1, 10, 10, 4, 4), 0);
+	c->cur = &c->ch;
 	*state = c;
 	return 0;
 }
@@ -82,9 +84,9 @@ static void send_pkt(struct ctx *c, uint64_t tid, const void *vp, uint32_t len, 
 	uint8_t body[512];
 	bool sig;
 	pthread_mutex_lock(&c->lock);
-	uint32_t w = c->ch.send.hdr->write_index;
+	uint32_t w = c->cur->send.hdr->write_index;
 	if (!buf_len) {
-		assert_int_equal(fg_ring_send(&c->ch.send, VM_PKT_DATA_INBAND, 1, tid, vp, len, &sig), 0);
+		assert_int_equal(fg_ring_send(&c->cur->send, VM_PKT_DATA_INBAND, 1, tid, vp, len, &sig), 0);
 	} else {
 		uint32_t pages = (buf_off + buf_len + 4095) / 4096;
 		uint32_t hdr[4] = { 0, 1, buf_len, buf_off };
@@ -95,12 +97,12 @@ static void send_pkt(struct ctx *c, uint64_t tid, const void *vp, uint32_t len, 
 		}
 		uint32_t ext = 16 + 8 * pages;
 		memcpy(body + ext, vp, len);
-		assert_int_equal(fg_ring_send(&c->ch.send, VM_PKT_DATA_USING_GPA_DIRECT, 1, tid, body, ext + len, &sig), 0);
+		assert_int_equal(fg_ring_send(&c->cur->send, VM_PKT_DATA_USING_GPA_DIRECT, 1, tid, body, ext + len, &sig), 0);
 		uint16_t off8 = (uint16_t)((16 + ext) / 8);
-		c->ch.send.data[(w + 2) % c->ch.send.size] = (uint8_t)off8;
-		c->ch.send.data[(w + 3) % c->ch.send.size] = (uint8_t)(off8 >> 8);
+		c->cur->send.data[(w + 2) % c->cur->send.size] = (uint8_t)off8;
+		c->cur->send.data[(w + 3) % c->cur->send.size] = (uint8_t)(off8 >> 8);
 	}
-	fg_signal(&c->g, &c->ch);
+	fg_signal(&c->g, c->cur);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -110,7 +112,7 @@ static uint64_t recv_pkt(struct ctx *c, struct vstor_packet *out)
 	uint8_t buf[512];
 	for (int tries = 0; tries < 2000; tries++) {
 		pthread_mutex_lock(&c->lock);
-		uint32_t n = fg_ring_recv(&c->ch.recv, buf, sizeof(buf));
+		uint32_t n = fg_ring_recv(&c->cur->recv, buf, sizeof(buf));
 		pthread_mutex_unlock(&c->lock);
 		if (n) {
 			const struct vmpacket_descriptor *d = (const void *)buf;
@@ -152,7 +154,8 @@ static void init_ok(struct ctx *c)
 	uint32_t max = r.storage_channel_properties.max_transfer_bytes;
 	uint32_t flags = r.storage_channel_properties.flags;
 	assert_int_equal(max, STORVSP_MAX_TRANSFER);
-	assert_int_equal(flags, 0);
+	assert_int_equal(flags, STORAGE_CHANNEL_SUPPORTS_MULTI_CHANNEL);
+	assert_int_equal(r.storage_channel_properties.max_channel_cnt, STORVSP_MAX_SUBCHANNELS);
 	assert_int_equal(control(c, VSTOR_OPERATION_END_INITIALIZATION, 0, NULL), 0);
 }
 
@@ -199,8 +202,10 @@ static void test_init_sequence(void **state)
 	init_ok(c);
 	r = srb(c, 0, 0, tur, 6, 0, 0, UNKNOWN_TYPE);
 	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
-	/* sub-channels are not offered */
+	/* zero or too many sub-channels: refused (the count shares the union with the version) */
 	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, 0, NULL), VSTOR_STATUS_INVALID_PARAMETER);
+	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, STORVSP_MAX_SUBCHANNELS + 1, NULL),
+			 VSTOR_STATUS_INVALID_PARAMETER);
 	assert_int_equal(control(c, VSTOR_OPERATION_FCHBA_DATA, 0, NULL), VSTOR_STATUS_INVALID_PARAMETER);
 	assert_int_equal(control(c, 99, 0, NULL), VSTOR_STATUS_INVALID_PARAMETER);
 	assert_int_equal(control(c, VSTOR_OPERATION_RESET_BUS, 0, NULL), 0);
@@ -362,6 +367,68 @@ static void test_threaded(void **state)
 		assert_int_equal(((uint8_t *)fg_page(&c->g, DATA_PFN + 1 + i))[4095], 0x3C);
 }
 
+/* Multi-queue as Linux storvsc does it: CREATE_SUB_CHANNELS after END_INITIALIZATION, the host
+ * offers them, the guest opens each and sends SRBs on any; completions come back where the
+ * request went. */
+static void test_subchannels(void **state)
+{
+	struct ctx *c = *state;
+	struct fg_chan sub[2];
+	/* before END_INITIALIZATION: refused */
+	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, 2, NULL), VSTOR_STATUS_INVALID_PARAMETER);
+	init_ok(c);
+	fg_clear(&c->g);
+	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, 2, NULL), 0);
+	assert_int_equal(fg_count(&c->g, CHANNELMSG_OFFERCHANNEL), 2);
+	for (unsigned i = 0; i < 2; i++) {
+		const struct vmbus_channel_offer_channel *o = (const void *)c->g.msgs[i].data;
+		struct vmbus_guid cls = STORVSP_SCSI_CLASS_GUID;
+		assert_memory_equal(&o->offer.if_type, &cls, 16);
+		assert_int_equal(o->offer.sub_channel_index, i + 1);
+		assert_int_equal(fg_open(&c->g, &sub[i], o->child_relid, 20 + i, 20 + 8 * i, 4, 4), 0);
+	}
+	/* a sub-channel cannot ask for sub-channels */
+	c->cur = &sub[0];
+	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, 1, NULL), VSTOR_STATUS_INVALID_PARAMETER);
+	/* WRITE on sub-channel 1, READ back on sub-channel 2, TUR on the primary */
+	uint8_t *page = fg_page(&c->g, DATA_PFN);
+	for (int i = 0; i < 4096; i++)
+		page[i] = (uint8_t)(i * 13 + 5);
+	uint8_t w10[10] = { 0x2A, 0, 0, 0, 0, 9, 0, 0, 8, 0 };
+	struct vstor_packet r = srb(c, 0, 0, w10, 10, 4096, 0, WRITE_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	uint8_t want[4096];
+	memcpy(want, page, sizeof(want));
+	memset(page, 0, 4096);
+	c->cur = &sub[1];
+	uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 9, 0, 0, 8, 0 };
+	r = srb(c, 0, 0, r10, 10, 4096, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_memory_equal(page, want, 4096);
+	c->cur = &c->ch;
+	uint8_t tur[6] = { 0 };
+	r = srb(c, 0, 0, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	/* nothing strayed onto another channel */
+	uint8_t buf[256];
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(fg_ring_recv(&sub[i].recv, buf, sizeof(buf)), 0);
+	assert_int_equal(fg_ring_recv(&c->ch.recv, buf, sizeof(buf)), 0);
+	/* asking again keeps the same two */
+	fg_clear(&c->g);
+	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, 2, NULL), 0);
+	assert_int_equal(fg_count(&c->g, CHANNELMSG_OFFERCHANNEL), 0);
+	/* closing one sub-channel leaves the others working */
+	assert_true(fg_close(&c->g, &sub[0]));
+	c->cur = &sub[1];
+	r = srb(c, 0, 0, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	c->cur = &c->ch;
+	struct storvsp_stats st;
+	storvsp_get_stats(c->s, &st);
+	assert_int_equal(st.srbs, 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -370,6 +437,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_write, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_threaded, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_subchannels, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_subchannels, setup_threads, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
