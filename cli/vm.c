@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <time.h>
@@ -27,6 +28,8 @@ static const char *socket_path(void)
 	return p && *p ? p : DEFAULT_SOCKET;
 }
 
+#define VMMS_REPLY_TIMEOUT_S 60
+
 /* One request to vmms; NULL with a message in err when vmms cannot be reached. */
 static json_t *vmms_call(json_t *req, char *err, size_t errlen)
 {
@@ -38,6 +41,13 @@ static json_t *vmms_call(json_t *req, char *err, size_t errlen)
 	}
 	strcpy(sa.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* vmms answers every request promptly (it never waits on a worker for more than a few
+	 * seconds); a silent one is stuck, and a cmdlet must not hang with it. */
+	struct timeval tv = { .tv_sec = VMMS_REPLY_TIMEOUT_S };
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		snprintf(err, errlen, "cannot reach vmms at %s: %s (is it running? VIRIDIAN_SOCKET names another socket)", path, strerror(errno));
 		if (fd >= 0)
@@ -80,7 +90,10 @@ static json_t *vmms_call(json_t *req, char *err, size_t errlen)
 	}
 	goto out;
 io_err:
-	snprintf(err, errlen, "lost the connection to vmms at %s", path);
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		snprintf(err, errlen, "vmms at %s did not answer within %d s", path, VMMS_REPLY_TIMEOUT_S);
+	else
+		snprintf(err, errlen, "lost the connection to vmms at %s", path);
 out:
 	free(buf);
 	free(line);

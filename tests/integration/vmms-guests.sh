@@ -12,7 +12,7 @@ if [ "${1:-}" != --inner ]; then
   guest/build-image -q || exit 1
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t 600 -o "$out" -- bash "$0" --inner "$out"
+  tools/vmhost -t 400 -o "$out" -- bash "$0" --inner "$out"
   exit $?
 fi
 
