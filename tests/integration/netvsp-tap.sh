@@ -7,22 +7,9 @@
 # "nics" counters moved. The guest powers off (exit 0).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. guest/lib.sh
-
-if [ "${1:-}" != --inner ]; then
-  guest/build-image -q || exit 1
-  out=$(mktemp -d)
-  trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t 600 -o "$out" -- bash "$0" --inner "$out"
-  exit $?
-fi
-
-out=$2
-B=${VIRIDIAN_BUILD:-build}
-G=$(viridian_guest_dir)
+. tests/integration/lib/guest.bash
+in_vmhost 600 "$0" "$@"
 MAC=00:15:5d:12:34:56
-fails=0
-check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
 sock=/tmp/viridian-net-$$.sock
 ctl() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$sock" 2>/dev/null; }
 log=$out/netvsp.log
@@ -98,4 +85,4 @@ wait $pid; rc=$?
 check "guest powered off (exit 0)" [ "$rc" = 0 ]
 kill $httpd 2>/dev/null
 [ "$fails" = 0 ] || { echo "--- status"; cat "$out/status.json" "$out/status-end.json" 2>/dev/null; echo; echo "--- guest log"; cat "$log"; }
-exit $((fails > 0))
+finish

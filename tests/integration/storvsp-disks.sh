@@ -7,23 +7,9 @@
 # (multi-queue): the controller has 2 VMBus channels and I/O from vCPU 1 uses the second.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. guest/lib.sh
-B=${VIRIDIAN_BUILD:-build}
-
-if [ "${1:-}" != --inner ]; then
-  guest/build-image -q || exit 1
-  out=$(mktemp -d)
-  trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t 170 -o "$out" -- bash "$0" --inner "$out"
-  exit $?
-fi
-
-out=$2
-G=$(viridian_guest_dir)
+. tests/integration/lib/guest.bash
+in_vmhost 170 "$0" "$@"
 w=$(mktemp -d)
-fails=0
-check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
-has() { grep -qF -- "$2" "$1"; }
 
 "$B/hv" New-VHD -Path "$w/d0.vhdx" -SizeBytes 96MB -BlockSizeBytes 1MB >/dev/null || exit 1
 "$B/hv" New-VHD -Path "$w/d1.vhdx" -SizeBytes 32MB -LogicalSectorSizeBytes 4096 >/dev/null || exit 1
@@ -83,4 +69,4 @@ check "VHDX structure sound" "$B/hv" Test-VHD -Path "$w/d0.vhdx"
 grep -E "storvsc-chan" "$log"
 [ "$fails" = 0 ] || cat "$log"
 rm -rf "$w"
-exit $((fails > 0))
+finish

@@ -8,48 +8,11 @@
 # e2fsck -fn is clean, and debugfs finds the files and the stream intact.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. guest/lib.sh
-B=$(cd "${VIRIDIAN_BUILD:-build}" && pwd)
-
-if [ "${1:-}" != --inner ]; then
-  guest/build-image -q || exit 1
-  out=$(mktemp -d)
-  trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t 175 -o "$out" -- bash "$0" --inner "$out"
-  exit $?
-fi
-
-out=$2
-G=$(viridian_guest_dir)
+. tests/integration/lib/guest.bash
+in_vmhost 175 "$0" "$@"
 w=$(mktemp -d)
-fails=0
-check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
-has() { grep -qF -- "$2" "$1"; }
-run_vm() { # run_vm LOG SCRIPT DISK...: boots with viridian.root=lun:0
-  local log=$1 script=$2; shift 2
-  local disks=(); for d in "$@"; do disks+=(--disk "$d"); done
-  timeout 120 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 \
-    "${disks[@]}" --cmdline "console=ttyS0 quiet viridian.root=lun:0 $(viridian_cmdline_arg "$script")" \
-    </dev/null 2>&1 | if [ -n "${STORVSP_TEST_VERBOSE:-}" ]; then tee "$log"; else cat > "$log"; fi
-  return "${PIPESTATUS[0]}"
-}
-make_root() { # make_root IMAGE.vhdx SIZE: ext4 from the guest's Debian packages, as dynamic VHDX
-  local R=$w/rootfs
-  mkdir -p "$R"
-  for p in busybox-static hyperv-daemons libc6; do dpkg -x "$(ls "$G"/debs/${p}_*.deb | head -1)" "$R" || return 1; done
-  mkdir -p "$R"/{proc,sys,dev,run,tmp,root,etc}
-  "$R/bin/busybox" --list | /usr/bin/python3 -c '
-import os, sys
-for a in sys.stdin.read().split():
-    p = os.path.join(sys.argv[1], a)
-    if not os.path.lexists(p): os.symlink("busybox", p)' "$R/bin"
-  echo "viridian storvsp root file system" > "$R/etc/viridian-rootfs"
-  mke2fs -q -F -t ext4 -L vroot -d "$R" "$w/root.img" "$2" || return 1
-  "$B/hv" Convert-VHD -Path "$w/root.img" -DestinationPath "$1" -VHDType Dynamic >/dev/null || return 1
-  rm -rf "$w/root.img" "$R"
-}
 
-make_root "$w/root.vhdx" 400M || exit 1
+guest/build-rootdisk -q --hv "$B/hv" --out "$w/root.vhdx" --size 400M || exit 1
 "$B/hv" New-VHD -Path "$w/data.vhdx" -SizeBytes 128MB -LogicalSectorSizeBytes 4096 >/dev/null || exit 1
 echo "[${SECONDS}s] images ready"
 
@@ -67,12 +30,12 @@ i=0; while [ $i -lt 256 ]; do echo "block $i"; cat /root/seed.bin; i=$((i + 1));
 ls -l /root/stream.bin
 sync'
 log=$out/root.log
-run_vm "$log" "$script" "$w/root.vhdx" "$w/data.vhdx"
+run_root_vm "$log" "$script" "$w/root.vhdx" "$w/data.vhdx"
 rc=$?
 echo "[${SECONDS}s] guest done"
 check "worker exits 0" [ "$rc" = 0 ]
 check "root mounted from LUN 0" grep -q "VIRIDIAN-MARK: root /dev/sd[a-z] rc=0" "$log"
-check "command ran on the VHDX root" has "$log" "viridian storvsp root file system"
+check "command ran on the VHDX root" has "$log" "Viridian guest root file system"
 check "root is ext4 on a SCSI disk" grep -q "rootmnt /dev/sd[a-z] ext4" "$log"
 check "LUN 0: 400 MiB root, 512/4096 sectors" has "$log" "disk lun0 size=819200 lbs=512 pbs=4096 ro=0"
 check "LUN 1: 128 MiB data disk, 4096/4096 sectors" has "$log" "disk lun1 size=262144 lbs=4096 pbs=4096 ro=0"
@@ -98,4 +61,4 @@ echo "[${SECONDS}s] checked"
 check "VHDX structure sound" "$B/hv" Test-VHD -Path "$w/root.vhdx"
 [ "$fails" = 0 ] || cat "$log"
 rm -rf "$w"
-exit $((fails > 0))
+finish

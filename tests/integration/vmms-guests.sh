@@ -6,23 +6,11 @@
 # down gracefully (the guest's init sees the host's power-off) -> Off.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-. guest/lib.sh
-
-if [ "${1:-}" != --inner ]; then
-  guest/build-image -q || exit 1
-  out=$(mktemp -d)
-  trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t 400 -o "$out" -- bash "$0" --inner "$out"
-  exit $?
-fi
-
-out=$2
-B=${VIRIDIAN_BUILD:-build}
-G=$(viridian_guest_dir)
+. tests/integration/lib/guest.bash
+in_vmhost 400 "$0" "$@"
 t=$(mktemp -d /tmp/vmms-guests.XXXXXX)  # sockets cannot live on the 9p output folder
 export VIRIDIAN_SOCKET=$t/vmms.sock
-fails=0 vmms=""
-check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
+vmms=""
 hv() { "$B/hv" "$@"; }
 field() { hv Get-VM "$1" -Json | sed -n "s/^ *\"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" | head -1; }
 start_vmms() {
@@ -85,4 +73,4 @@ check "Start-VM again, then Stop-VM -TurnOff" bash -c "'$B/hv' Start-VM g2 && '$
 check "Remove-VM once Off" hv Remove-VM g1
 copy_logs
 [ "$fails" = 0 ] || { echo "--- vmms log"; cat "$out/vmms.log"; for f in "$out"/*.console.log; do echo "--- $f"; tail -20 "$f"; done; }
-exit $((fails > 0))
+finish

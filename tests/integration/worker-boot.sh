@@ -7,9 +7,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib/guest.bash
-in_vmhost "$0" "$@"
+in_vmhost 900 "$0" "$@"
 
-has() { grep -qF -- "$2" "$1"; }
 
 script='dmesg | grep -E "Hypervisor detected|hv_vmbus: Vmbus version"
 echo "cpus=$(nproc)"

@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib/guest.bash
-in_vmhost "$0" "$@"
+in_vmhost 900 "$0" "$@"
 
 ctl() { printf '%s\n' "$1" | socat -t 5 - "UNIX-CONNECT:$sock" 2>/dev/null; }
 # wait_for SECONDS REQUEST JQ-LESS-PATTERN: poll the control socket until the reply matches

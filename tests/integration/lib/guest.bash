@@ -1,20 +1,25 @@
 # shellcheck shell=bash
 # Shared by the guest integration tests. Source it from a test at the repository root:
 #   . tests/integration/lib/guest.bash
-#   in_vmhost "$0" "$@"     # re-runs the test inside a host that can run guests, then exits;
-#                           # inside, $out is a folder written through to this machine
-#   check "what" CMD...     # runs CMD, prints ok/FAIL, counts failures in $fails
-#   finish                  # exit status from $fails
-# $B is the build to test (VIRIDIAN_BUILD, default build); $G the default guest's folder.
+#   in_vmhost LIMIT_S "$0" "$@"  # re-runs the test inside a host that can run guests (at most
+#                                # LIMIT_S seconds there), then exits; inside, $out is a folder
+#                                # written through to this machine
+#   check "what" CMD...          # runs CMD, prints ok/FAIL, counts failures in $fails
+#   has FILE TEXT                # FILE contains TEXT
+#   run_root_vm LOG SCRIPT DISK... boots the default guest with DISK... as LUNs 0.. and the
+#                                # root file system on LUN 0, running SCRIPT there
+#   finish                       # exit status from $fails
+# $B is the build to test (VIRIDIAN_BUILD, default build; absolute), $G the default guest's
+# folder.
 . guest/lib.sh
 
-B=${VIRIDIAN_BUILD:-build}
+B=$(cd "${VIRIDIAN_BUILD:-build}" && pwd)
 G=$(viridian_guest_dir)
 fails=0
 
 in_vmhost() {
-  local script=$1
-  shift
+  local limit=$1 script=$2
+  shift 2
   if [ "${1:-}" = --inner ]; then
     out=$2
     return 0
@@ -22,12 +27,23 @@ in_vmhost() {
   guest/build-image -q || exit 1
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t 900 -o "$out" -- bash "$script" --inner "$out"
+  tools/vmhost -t "$limit" -o "$out" -- bash "$script" --inner "$out"
   exit $?
 }
 
 check() {
   if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
+}
+
+has() { grep -qF -- "$2" "$1"; }
+
+run_root_vm() {
+  local log=$1 script=$2 disks=() d
+  shift 2
+  for d in "$@"; do disks+=(--disk "$d"); done
+  timeout 120 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 \
+    "${disks[@]}" --cmdline "console=ttyS0 quiet viridian.root=lun:0 $(viridian_cmdline_arg "$script")" \
+    </dev/null >"$log" 2>&1
 }
 
 finish() {
