@@ -215,10 +215,10 @@ int main(int argc, char **argv)
 		return 0;
 	case VM_RESET:
 		if (opt.no_reboot) {
-			vlog("guest reset (--no-reboot)");
+			vlog("guest reset (%s; --no-reboot)", vm->error[0] ? vm->error : "reset");
 			return EXIT_GUEST_RESET;
 		}
-		vlog("guest reset: restarting");
+		vlog("guest reset (%s): restarting", vm->error[0] ? vm->error : "reset");
 		vm_destroy(vm);
 		execv("/proc/self/exe", argv);
 		return fail("cannot restart the worker: %s", strerror(errno));

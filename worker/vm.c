@@ -86,7 +86,7 @@ static void vm_set_irq(void *opaque, uint32_t irq, int level)
 
 static void vm_reset_line(void *opaque)
 {
-	vm_request_exit(opaque, VM_RESET, NULL);
+	vm_request_exit(opaque, VM_RESET, "i8042 reset line");
 }
 
 /* ---- VM creation ---- */
@@ -530,7 +530,7 @@ static void pio_out(struct vm *vm, uint16_t port, unsigned size, uint32_t value)
 		if (action == ACPI_PM_POWER_OFF)
 			vm_request_exit(vm, VM_POWER_OFF, NULL);
 		else if (action == ACPI_PM_RESET)
-			vm_request_exit(vm, VM_RESET, NULL);
+			vm_request_exit(vm, VM_RESET, "ACPI reset register");
 	}
 }
 
@@ -577,6 +577,20 @@ static void handle_msr(struct vcpu *v, bool write)
 	run->msr.error = ok ? 0 : 1; /* 1: KVM injects #GP */
 	if (write && ok && run->msr.index == HV_X64_MSR_EOM)
 		vmbus_host_eom(&v->vm->vmbus);
+}
+
+/* Where a vCPU was when it triple-faulted: the one clue a guest reset leaves. */
+static void describe_triple_fault(struct vcpu *v, char *out, size_t len)
+{
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0) {
+		snprintf(out, len, "triple fault on vCPU %u", v->id);
+		return;
+	}
+	snprintf(out, len, "triple fault on vCPU %u at rip %#llx rsp %#llx cr0 %#llx cr3 %#llx cr4 %#llx efer %#llx",
+		 v->id, (unsigned long long)regs.rip, (unsigned long long)regs.rsp, (unsigned long long)sregs.cr0,
+		 (unsigned long long)sregs.cr3, (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer);
 }
 
 /* Parks the calling vCPU while a pause is requested. */
@@ -673,10 +687,12 @@ static void *vcpu_thread(void *arg)
 		case KVM_EXIT_INTR:
 			break;
 		case KVM_EXIT_SHUTDOWN: /* triple fault: a PC resets */
-			vm_request_exit(vm, VM_RESET, NULL);
+			describe_triple_fault(v, msg, sizeof(msg));
+			vm_request_exit(vm, VM_RESET, msg);
 			break;
 		case KVM_EXIT_SYSTEM_EVENT:
-			vm_request_exit(vm, v->run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? VM_POWER_OFF : VM_RESET, NULL);
+			vm_request_exit(vm, v->run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? VM_POWER_OFF : VM_RESET,
+					"KVM system event");
 			break;
 		case KVM_EXIT_FAIL_ENTRY:
 			snprintf(msg, sizeof(msg), "vCPU %u: entry failed, hardware reason 0x%llx", v->id,

@@ -73,7 +73,7 @@ struct vm {
 	uint32_t paused_vcpus;
 	pthread_mutex_t exit_lock;
 	enum vm_exit exit;
-	char error[256];
+	char error[256];         /* VM_FAILED: what went wrong; VM_RESET: what reset the guest */
 };
 
 /* Create the VM (KVM, RAM, irqchip, vCPUs, devices, ACPI). Returns NULL and a message
