@@ -184,53 +184,27 @@ static bool setup_irq_routing(struct vm *vm)
 }
 
 /* Hyper-V's synthetic MSRs must exit to user space. A KVM without Hyper-V support does
- * not know them, so "unknown MSR" exits are enough; a KVM with it would handle them
- * itself, so there a filter denies the range. Setting a filter waits for an SRCU grace
- * period (milliseconds), so it runs on its own thread while the rest of the VM is set up. */
-static void *set_msr_filter(void *arg)
+ * not know them, so "unknown MSR" exits are enough (and cheap: no filter). A KVM with it
+ * would handle them itself, so there a filter denies the range. The filter is set before
+ * any vCPU exists: it waits for an SRCU grace period (milliseconds) but leaves no window in
+ * which a vCPU could see the in-kernel Hyper-V MSRs. */
+static bool setup_msr_routing(struct vm *vm, char *err, size_t errlen)
 {
-	struct vm *vm = arg;
 	static uint8_t deny_all[(HV_SYNTHETIC_MSR_LAST - HV_SYNTHETIC_MSR_FIRST + 1) / 8];
+	bool in_kernel_hyperv = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HYPERV) > 0;
+	struct kvm_enable_cap cap = {
+		.cap = KVM_CAP_X86_USER_SPACE_MSR,
+		.args = { in_kernel_hyperv ? KVM_MSR_EXIT_REASON_FILTER : KVM_MSR_EXIT_REASON_UNKNOWN },
+	};
 	struct kvm_msr_filter filter = {
 		.flags = KVM_MSR_FILTER_DEFAULT_ALLOW,
 		.ranges[0] = { .flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE,
 			       .nmsrs = HV_SYNTHETIC_MSR_LAST - HV_SYNTHETIC_MSR_FIRST + 1,
 			       .base = HV_SYNTHETIC_MSR_FIRST, .bitmap = deny_all },
 	};
-	vm->msr_filter_errno = ioctl(vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) < 0 ? errno : 0;
-	return NULL;
-}
-
-static bool start_msr_routing(struct vm *vm, char *err, size_t errlen)
-{
-	bool in_kernel_hyperv = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_HYPERV) > 0;
-	struct kvm_enable_cap cap = {
-		.cap = KVM_CAP_X86_USER_SPACE_MSR,
-		.args = { in_kernel_hyperv ? KVM_MSR_EXIT_REASON_FILTER : KVM_MSR_EXIT_REASON_UNKNOWN },
-	};
-	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0) {
+	if (ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap) < 0 ||
+	    (in_kernel_hyperv && ioctl(vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) < 0)) {
 		set_error(err, errlen, "cannot route Hyper-V MSRs to user space: %s", strerror(errno));
-		return false;
-	}
-	if (in_kernel_hyperv) {
-		int rc = pthread_create(&vm->msr_filter_thread, NULL, set_msr_filter, vm);
-		if (rc) {
-			set_error(err, errlen, "cannot start a thread: %s", strerror(rc));
-			return false;
-		}
-		vm->msr_filter_pending = true;
-	}
-	return true;
-}
-
-static bool finish_msr_routing(struct vm *vm, char *err, size_t errlen)
-{
-	if (!vm->msr_filter_pending)
-		return true;
-	pthread_join(vm->msr_filter_thread, NULL);
-	vm->msr_filter_pending = false;
-	if (vm->msr_filter_errno) {
-		set_error(err, errlen, "cannot filter Hyper-V MSRs: %s", strerror(vm->msr_filter_errno));
 		return false;
 	}
 	return true;
@@ -424,11 +398,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 		set_error(err, errlen, "cannot set up the interrupt controllers: %s", strerror(errno));
 		goto fail;
 	}
-	if (!start_msr_routing(vm, err, errlen))
-		goto fail;
-	bool ok = setup_memory(vm, cfg->memory, err, errlen) && create_vcpus(vm, err, errlen) &&
-		  setup_devices(vm, cfg->console_fd, err, errlen);
-	if (!finish_msr_routing(vm, ok ? err : NULL, ok ? errlen : 0) || !ok)
+	if (!setup_msr_routing(vm, err, errlen) || !setup_memory(vm, cfg->memory, err, errlen) ||
+	    !create_vcpus(vm, err, errlen) || !setup_devices(vm, cfg->console_fd, err, errlen))
 		goto fail;
 	return vm;
 fail:
@@ -771,7 +742,6 @@ void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
-	finish_msr_routing(vm, NULL, 0);
 	vm_stop(vm);
 	for (uint32_t i = 0; i < vm->ncpus; i++) {
 		if (vm->vcpus[i].run)

@@ -62,9 +62,6 @@ struct vm {
 	struct acpi_pm pm;
 	int sci_level;
 	uint64_t rsdp;
-	pthread_t msr_filter_thread;
-	bool msr_filter_pending;
-	int msr_filter_errno;
 	uint64_t trace_start_ns; /* nonzero: log the first guest exit relative to it */
 	int event_fd;            /* becomes readable when the VM leaves VM_RUNNING */
 	pthread_mutex_t pause_lock;  /* guards the three below; pause_cond signals changes */
