@@ -137,9 +137,12 @@ start_vmms
 check "re-attached after the restart" bash -c "[ \"\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"worker_pid\": \\([0-9]*\\).*/\\1/p')\" = $p1 ]"
 check "Stop-VM -TurnOff after the restart" hv Stop-VM tiny -TurnOff
 check "...Off" [ "$(state tiny)" = Off ]
-check "a worker killed while vmms is down: Off with a reason on restart" bash -c "
-  '$B/hv' Start-VM tiny && p=\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"worker_pid\": \\([0-9]*\\).*/\\1/p') && kill $pid && sleep 0.5 && kill -9 \$p"
-wait $pid 2>/dev/null; pid=""
+# vmms must be gone before the worker dies, or it would see the death itself.
+worker_pid() { hv Get-VM "$1" -Json | sed -n 's/.*"worker_pid": \([0-9]*\).*/\1/p'; }
+check "a worker killed while vmms is down: started" hv Start-VM tiny
+p=$(worker_pid tiny)
+kill $pid; wait $pid 2>/dev/null; pid=""
+check "...and killed while vmms is down" kill -9 "$p"
 start_vmms
 check "...is Off after the restart" [ "$(state tiny)" = Off ]
 check "...with the reason" bash -c "'$B/hv' Get-VMEvent tiny | tail -1 | grep -q 'gone when vmms started'"
