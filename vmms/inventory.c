@@ -181,16 +181,9 @@ static int put_disks(struct inventory *inv, const struct inv_vm *vm)
 	return rc;
 }
 
-int inv_create(struct inventory *inv, const struct inv_vm *vm)
+/* Parameters ?1..?11 of both the INSERT and the UPDATE: a VM's id and configuration. */
+static void bind_config(sqlite3_stmt *s, const struct inv_vm *vm)
 {
-	if (begin(inv) < 0)
-		return -1;
-	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(inv->db,
-			       "INSERT INTO vms(id, name, generation, cpus, memory, kernel, initrd, cmdline, notes,"
-			       " auto_start, auto_stop, path, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-			       -1, &s, NULL) != SQLITE_OK)
-		return fail(inv, "create"), rollback(inv);
 	bind_text(s, 1, vm->id);
 	bind_text(s, 2, vm->name);
 	sqlite3_bind_int(s, 3, vm->generation);
@@ -202,6 +195,19 @@ int inv_create(struct inventory *inv, const struct inv_vm *vm)
 	bind_text(s, 9, vm->notes ? vm->notes : "");
 	bind_text(s, 10, vm->auto_start ? vm->auto_start : "StartIfRunning");
 	bind_text(s, 11, vm->auto_stop ? vm->auto_stop : "Save");
+}
+
+int inv_create(struct inventory *inv, const struct inv_vm *vm)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db,
+			       "INSERT INTO vms(id, name, generation, cpus, memory, kernel, initrd, cmdline, notes,"
+			       " auto_start, auto_stop, path, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "create"), rollback(inv);
+	bind_config(s, vm);
 	bind_text(s, 12, vm->path);
 	sqlite3_bind_int64(s, 13, vm->created ? vm->created : (int64_t)time(NULL));
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "create");
@@ -330,17 +336,7 @@ int inv_update_event(struct inventory *inv, const struct inv_vm *vm, const char 
 			       " cmdline=?8, notes=?9, auto_start=?10, auto_stop=?11 WHERE id=?1",
 			       -1, &s, NULL) != SQLITE_OK)
 		return fail(inv, "update"), rollback(inv);
-	bind_text(s, 1, vm->id);
-	bind_text(s, 2, vm->name);
-	sqlite3_bind_int(s, 3, vm->generation);
-	sqlite3_bind_int(s, 4, vm->cpus);
-	sqlite3_bind_int64(s, 5, (sqlite3_int64)vm->memory);
-	bind_text(s, 6, vm->kernel);
-	bind_text(s, 7, vm->initrd);
-	bind_text(s, 8, vm->cmdline);
-	bind_text(s, 9, vm->notes ? vm->notes : "");
-	bind_text(s, 10, vm->auto_start ? vm->auto_start : "StartIfRunning");
-	bind_text(s, 11, vm->auto_stop ? vm->auto_stop : "Save");
+	bind_config(s, vm);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "update");
 	sqlite3_finalize(s);
 	if (rc == 0 && inv_test_hook)
