@@ -46,7 +46,7 @@ const char *worker_options_usage(void)
 {
 	return "usage: vmwp --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
 	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--control PATH.sock]\n"
-	       "            [--no-reboot] [--disable-ic NAME]...\n"
+	       "            [--nic tap=NAME[,mac=MAC]]... [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
 	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
 	       "  --initrd PATH     initial ramdisk\n"
