@@ -43,13 +43,15 @@ static json_t *nics_array(void)
 			continue;
 		char ver[16];
 		snprintf(ver, sizeof(ver), "%u.%u", s.stats.nvsp_version >> 16, s.stats.nvsp_version & 0xFFFF);
-		json_array_append_new(a, json_pack("{s:s, s:s, s:b, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-			"tap", s.tap, "mac", s.mac, "link_up", s.stats.link_up,
+		json_t *o = json_pack("{s:s, s:s, s:i, s:b, s:s, s:s, s:b, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+			"tap", s.tap, "switch", s.switch_path, "vlan", s.vlan, "connected", s.connected, "error", s.error,
+			"mac", s.mac, "link_up", s.stats.link_up,
 			"nvsp_version", s.stats.nvsp_version ? ver : "", "rndis_initialized", s.stats.rndis_initialized,
 			"tx_packets", (json_int_t)s.stats.tx_packets, "tx_bytes", (json_int_t)s.stats.tx_bytes,
 			"rx_packets", (json_int_t)s.stats.rx_packets, "rx_bytes", (json_int_t)s.stats.rx_bytes,
-			"tx_drops", (json_int_t)(s.stats.tx_drops + s.tap_write_errors),
-			"rx_drops", (json_int_t)s.stats.rx_drops, "bad_packets", (json_int_t)s.stats.bad_packets));
+			"tx_drops", (json_int_t)(s.stats.tx_drops + s.write_errors),
+			"rx_drops", (json_int_t)s.stats.rx_drops, "bad_packets", (json_int_t)s.stats.bad_packets);
+		json_array_append_new(a, o);
 	}
 	return a;
 }
@@ -273,6 +275,21 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 			return error_reply("nic-link needs \"up\": true or false", NULL);
 		if (nic < 0 || !worker_nic_set_link((unsigned)nic, json_is_true(up)))
 			return error_reply("no such network adapter%s", NULL);
+		return json_pack("{s:b}", "ok", 1);
+	}
+	if (!strcmp(op, "nic-connect") || !strcmp(op, "nic-disconnect")) {
+		json_int_t nic = json_integer_value(json_object_get(req, "nic"));
+		const char *path = json_string_value(json_object_get(req, "switch"));
+		json_t *vlan = json_object_get(req, "vlan");
+		bool connect = op[4] == 'c';
+		if (connect && !path)
+			return error_reply("nic-connect needs \"switch\": the switch's port socket%s", NULL);
+		if (vlan && (!json_is_integer(vlan) || json_integer_value(vlan) < 0 || json_integer_value(vlan) > 4094))
+			return error_reply("\"vlan\" must be 0..4094%s", NULL);
+		char err[200];
+		if (nic < 0 || !worker_nic_connect((unsigned)nic, connect ? path : NULL, vlan ? (int)json_integer_value(vlan) : -1,
+						   err, sizeof(err)))
+			return error_reply("%s", nic < 0 ? "no such network adapter" : err);
 		return json_pack("{s:b}", "ok", 1);
 	}
 	return error_reply("unknown op %s", op);

@@ -1,4 +1,7 @@
-/* Network adapters: netvsp + a tap backend per --nic. */
+/* Network adapters: a netvsp per --nic, its frames to and from a tap or a virtual switch port.
+ * Both backends are one fd that reads and writes whole frames, so they share the I/O path. A
+ * switch adapter may have no cable; its thread plugs it in (again, once a second, while the
+ * switch is away) and the guest sees the link follow. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -9,59 +12,150 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "vswitch/port.h"
 #include "worker/log.h"
 #include "worker/net.h"
 
-#define TAP_FRAME_MAX 65536
+#define FRAME_MAX 65536
+#define RECONNECT_MS 1000
 
 struct nic {
 	struct vmbus_host *h;
 	struct netvsp *dev;
-	int fd;
-	int stop[2];
+	unsigned index;
 	pthread_t thread;
 	bool running;
-	char tap[IFNAMSIZ];
+	int wake[2];             /* to the thread: 'x' stop, 'r' the wanted switch changed */
+	char tap[IFNAMSIZ];      /* "" for a switch adapter */
 	uint8_t mac[6];
+	/* Under h->lock (the device thread sends the guest's frames on fd); only the adapter's
+	 * thread changes fd. */
+	int fd;                  /* -1: no cable */
+	bool admin_up;           /* nic-link */
 	unsigned long long write_errors;
+	/* Under cfg_lock: where the adapter should be plugged in, and how that went. */
+	pthread_mutex_t cfg_lock;
+	char want_switch[108];   /* "" none */
+	struct vswitch_hello hello;
+	char plugged_into[108];
+	char last_error[160];
 };
 
 static struct nic nics[WORKER_MAX_NICS];
 static unsigned nnics;
 
-static void tap_tx(void *ctx, const uint8_t *frame, uint32_t len)
+/* Caller holds h->lock. The guest sees a link when there is a cable and nic-link says up. */
+static void update_link(struct nic *nic)
+{
+	netvsp_set_link(nic->dev, nic->fd >= 0 && nic->admin_up);
+}
+
+static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
 {
 	struct nic *nic = ctx;
-	if (write(nic->fd, frame, len) != (ssize_t)len)
+	ssize_t n = nic->fd < 0 ? -1
+		  : nic->tap[0] ? write(nic->fd, frame, len)
+				: send(nic->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n != (ssize_t)len)
 		nic->write_errors++;
 }
 
-static void *tap_rx_thread(void *arg)
+static void unplug(struct nic *nic, const char *why)
+{
+	pthread_mutex_lock(&nic->h->lock);
+	close(nic->fd);
+	nic->fd = -1;
+	update_link(nic);
+	pthread_mutex_unlock(&nic->h->lock);
+	pthread_mutex_lock(&nic->cfg_lock);
+	if (why)
+		vlog("netvsp %u: %s%s", nic->index, nic->plugged_into[0] ? nic->plugged_into : nic->tap, why);
+	nic->plugged_into[0] = '\0';
+	pthread_mutex_unlock(&nic->cfg_lock);
+}
+
+/* Plugs a switch adapter into the switch it should be on; false if there is none or it failed
+ * (the reason is kept for status, logged once per change). */
+static bool plug(struct nic *nic)
+{
+	char path[sizeof(nic->want_switch)], err[sizeof(nic->last_error)];
+	struct vswitch_hello hello;
+	pthread_mutex_lock(&nic->cfg_lock);
+	memcpy(path, nic->want_switch, sizeof(path));
+	hello = nic->hello;
+	pthread_mutex_unlock(&nic->cfg_lock);
+	if (!path[0])
+		return false;
+	int fd = vswitch_port_connect(path, &hello, err, sizeof(err));
+	pthread_mutex_lock(&nic->cfg_lock);
+	bool changed = strcmp(path, nic->want_switch) != 0;
+	if (fd < 0 && strcmp(err, nic->last_error) != 0)
+		vlog("netvsp %u: %s", nic->index, err);
+	snprintf(nic->last_error, sizeof(nic->last_error), "%s", fd < 0 ? err : "");
+	if (fd >= 0 && !changed) {
+		memcpy(nic->plugged_into, path, sizeof(path));
+		vlog("netvsp %u: plugged into %s (VLAN %u)", nic->index, path, hello.vlan);
+	}
+	pthread_mutex_unlock(&nic->cfg_lock);
+	if (fd < 0 || changed) { /* changed meanwhile: the 'r' waiting for the thread plugs again */
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	pthread_mutex_lock(&nic->h->lock);
+	nic->fd = fd;
+	update_link(nic);
+	pthread_mutex_unlock(&nic->h->lock);
+	return true;
+}
+
+static void *nic_thread(void *arg)
 {
 	struct nic *nic = arg;
-	uint8_t *buf = malloc(TAP_FRAME_MAX);
+	uint8_t *buf = malloc(FRAME_MAX);
 	if (!buf)
 		return NULL;
 	for (;;) {
-		struct pollfd fds[2] = { { .fd = nic->fd, .events = POLLIN }, { .fd = nic->stop[0], .events = POLLIN } };
-		if (poll(fds, 2, -1) < 0) {
+		bool want = false;
+		if (!nic->tap[0] && nic->fd < 0) {
+			plug(nic);
+			pthread_mutex_lock(&nic->cfg_lock);
+			want = nic->want_switch[0] != '\0';
+			pthread_mutex_unlock(&nic->cfg_lock);
+		}
+		struct pollfd fds[2] = { { .fd = nic->wake[0], .events = POLLIN }, { .fd = nic->fd, .events = POLLIN } };
+		if (poll(fds, nic->fd >= 0 ? 2 : 1, nic->fd < 0 && want ? RECONNECT_MS : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		if (fds[1].revents)
-			break;
-		if (fds[0].revents & (POLLERR | POLLNVAL))
-			break;
-		for (int burst = 0; burst < 64; burst++) {
-			ssize_t n = read(nic->fd, buf, TAP_FRAME_MAX);
-			if (n <= 0)
+		if (fds[0].revents) {
+			char cmd[16];
+			ssize_t n = read(nic->wake[0], cmd, sizeof(cmd));
+			if (n <= 0 || memchr(cmd, 'x', (size_t)n))
 				break;
-			pthread_mutex_lock(&nic->h->lock);
-			netvsp_rx(nic->dev, buf, (uint32_t)n);
-			pthread_mutex_unlock(&nic->h->lock);
+			if (nic->fd >= 0 && !nic->tap[0])
+				unplug(nic, ": unplugged");
+			continue;
+		}
+		if (nic->fd < 0 || !fds[1].revents)
+			continue;
+		for (int burst = 0; burst < 64; burst++) {
+			ssize_t n = read(nic->fd, buf, FRAME_MAX);
+			if (n > 0) {
+				pthread_mutex_lock(&nic->h->lock);
+				netvsp_rx(nic->dev, buf, (uint32_t)n);
+				pthread_mutex_unlock(&nic->h->lock);
+				continue;
+			}
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			/* EOF or an error: the switch went away (or the tap broke). */
+			unplug(nic, nic->tap[0] ? ": tap failed" : " closed the port");
+			break;
 		}
 	}
 	free(buf);
@@ -92,15 +186,15 @@ static void detach_all(void)
 	for (unsigned i = 0; i < nnics; i++) {
 		struct nic *nic = &nics[i];
 		if (nic->running) {
-			if (write(nic->stop[1], "x", 1) == 1)
+			if (write(nic->wake[1], "x", 1) == 1)
 				pthread_join(nic->thread, NULL);
 			nic->running = false;
 		}
 		if (nic->dev) {
 			struct netvsp_stats st;
 			netvsp_get_stats(nic->dev, &st);
-			vlog("netvsp %s: tx %llu packets %llu bytes, rx %llu packets %llu bytes, drops tx %llu rx %llu, %llu bad packets",
-			     nic->tap, (unsigned long long)st.tx_packets, (unsigned long long)st.tx_bytes,
+			vlog("netvsp %u: tx %llu packets %llu bytes, rx %llu packets %llu bytes, drops tx %llu rx %llu, %llu bad packets",
+			     i, (unsigned long long)st.tx_packets, (unsigned long long)st.tx_bytes,
 			     (unsigned long long)st.rx_packets, (unsigned long long)st.rx_bytes,
 			     (unsigned long long)st.tx_drops, (unsigned long long)st.rx_drops,
 			     (unsigned long long)st.bad_packets);
@@ -117,36 +211,52 @@ bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, ch
 	if (!o->nnics)
 		return true;
 	for (unsigned i = 0; i < o->nnics; i++) {
+		const struct worker_nic *opt = &o->nics[i];
 		struct nic *nic = &nics[nnics];
 		memset(nic, 0, sizeof(*nic));
 		nic->h = h;
-		nic->fd = tap_open(o->nics[i].tap, err, errlen);
-		if (nic->fd < 0)
+		nic->index = i;
+		nic->admin_up = true;
+		nic->fd = -1;
+		pthread_mutex_init(&nic->cfg_lock, NULL);
+		memcpy(nic->mac, opt->mac, 6);
+		snprintf(nic->tap, sizeof(nic->tap), "%s", opt->tap);
+		snprintf(nic->want_switch, sizeof(nic->want_switch), "%s", opt->switch_path);
+		memcpy(nic->hello.mac, opt->mac, 6);
+		nic->hello.vlan = opt->vlan;
+		nic->hello.mac_spoofing = opt->mac_spoofing;
+		if (opt->name[0])
+			snprintf(nic->hello.name, sizeof(nic->hello.name), "%s", opt->name);
+		else
+			snprintf(nic->hello.name, sizeof(nic->hello.name), "vmwp-%d/%u", (int)getpid(), i);
+		if (nic->tap[0] && (nic->fd = tap_open(nic->tap, err, errlen)) < 0)
 			return false;
-		snprintf(nic->tap, sizeof(nic->tap), "%s", o->nics[i].tap);
-		memcpy(nic->mac, o->nics[i].mac, 6);
 		nnics++;
-		if (pipe2(nic->stop, O_CLOEXEC) < 0) {
-			snprintf(err, errlen, "--nic tap=%s: pipe: %s", nic->tap, strerror(errno));
+		if (pipe2(nic->wake, O_CLOEXEC) < 0) {
+			snprintf(err, errlen, "--nic %u: pipe: %s", i, strerror(errno));
 			return false;
 		}
 		struct netvsp_config cfg = { .instance = (uint8_t)i };
 		memcpy(cfg.mac, nic->mac, 6);
-		struct netvsp_backend be = { .tx = tap_tx, .ctx = nic };
+		struct netvsp_backend be = { .tx = backend_tx, .ctx = nic };
 		pthread_mutex_lock(&h->lock);
 		nic->dev = netvsp_new(h->server, &cfg, &be);
+		if (nic->dev)
+			update_link(nic); /* a switch adapter starts unplugged; its thread plugs it in */
 		pthread_mutex_unlock(&h->lock);
 		if (!nic->dev) {
-			snprintf(err, errlen, "--nic tap=%s: cannot add the adapter to the VMBus", nic->tap);
+			snprintf(err, errlen, "--nic %u: cannot add the adapter to the VMBus", i);
 			return false;
 		}
-		if (pthread_create(&nic->thread, NULL, tap_rx_thread, nic) != 0) {
-			snprintf(err, errlen, "--nic tap=%s: cannot start its thread", nic->tap);
+		if (pthread_create(&nic->thread, NULL, nic_thread, nic) != 0) {
+			snprintf(err, errlen, "--nic %u: cannot start its thread", i);
 			return false;
 		}
 		nic->running = true;
-		vlog("netvsp: adapter %u on tap %s, MAC %02x:%02x:%02x:%02x:%02x:%02x", i, nic->tap, nic->mac[0],
-		     nic->mac[1], nic->mac[2], nic->mac[3], nic->mac[4], nic->mac[5]);
+		char mac[18];
+		vswitch_format_mac(nic->mac, mac);
+		vlog("netvsp: adapter %u, MAC %s, on %s%s", i, mac, nic->tap[0] ? "tap " : nic->want_switch[0] ? "switch " : "",
+		     nic->tap[0] ? nic->tap : nic->want_switch[0] ? nic->want_switch : "nothing (no cable)");
 	}
 	atexit(detach_all);
 	return true;
@@ -164,11 +274,16 @@ bool worker_nic_status(unsigned i, struct worker_nic_status *out)
 	struct nic *nic = &nics[i];
 	memset(out, 0, sizeof(*out));
 	snprintf(out->tap, sizeof(out->tap), "%s", nic->tap);
-	snprintf(out->mac, sizeof(out->mac), "%02x:%02x:%02x:%02x:%02x:%02x", nic->mac[0], nic->mac[1], nic->mac[2],
-		 nic->mac[3], nic->mac[4], nic->mac[5]);
+	vswitch_format_mac(nic->mac, out->mac);
+	pthread_mutex_lock(&nic->cfg_lock);
+	snprintf(out->switch_path, sizeof(out->switch_path), "%s", nic->want_switch);
+	out->vlan = nic->hello.vlan;
+	out->connected = nic->tap[0] || nic->plugged_into[0];
+	snprintf(out->error, sizeof(out->error), "%s", nic->last_error);
+	pthread_mutex_unlock(&nic->cfg_lock);
 	pthread_mutex_lock(&nic->h->lock);
 	netvsp_get_stats(nic->dev, &out->stats);
-	out->tap_write_errors = nic->write_errors;
+	out->write_errors = nic->write_errors;
 	pthread_mutex_unlock(&nic->h->lock);
 	return true;
 }
@@ -178,7 +293,36 @@ bool worker_nic_set_link(unsigned i, bool up)
 	if (i >= nnics || !nics[i].dev)
 		return false;
 	pthread_mutex_lock(&nics[i].h->lock);
-	netvsp_set_link(nics[i].dev, up);
+	nics[i].admin_up = up;
+	update_link(&nics[i]);
 	pthread_mutex_unlock(&nics[i].h->lock);
+	return true;
+}
+
+bool worker_nic_connect(unsigned i, const char *switch_path, int vlan, char *err, size_t errlen)
+{
+	if (i >= nnics || !nics[i].dev) {
+		snprintf(err, errlen, "no such network adapter");
+		return false;
+	}
+	struct nic *nic = &nics[i];
+	if (nic->tap[0]) {
+		snprintf(err, errlen, "adapter %u is on tap %s, not on a switch", i, nic->tap);
+		return false;
+	}
+	if (switch_path && strlen(switch_path) >= sizeof(nic->want_switch)) {
+		snprintf(err, errlen, "switch socket path too long");
+		return false;
+	}
+	pthread_mutex_lock(&nic->cfg_lock);
+	snprintf(nic->want_switch, sizeof(nic->want_switch), "%s", switch_path ? switch_path : "");
+	if (vlan >= 0)
+		nic->hello.vlan = (uint16_t)vlan;
+	nic->last_error[0] = '\0';
+	pthread_mutex_unlock(&nic->cfg_lock);
+	if (write(nic->wake[1], "r", 1) != 1) {
+		snprintf(err, errlen, "adapter %u: cannot wake its thread", i);
+		return false;
+	}
 	return true;
 }

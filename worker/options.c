@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "vswitch/port.h"
+#include "vswitch/switch.h"
 #include "worker/options.h"
 #include "worker/vm.h"
 
@@ -46,7 +48,7 @@ const char *worker_options_usage(void)
 {
 	return "usage: vmwp --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
 	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--control PATH.sock]\n"
-	       "            [--nic tap=NAME[,mac=MAC]]... [--no-reboot] [--disable-ic NAME]...\n"
+	       "            [--nic [tap=NAME|switch=PATH][,...]]... [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
 	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
 	       "  --initrd PATH     initial ramdisk\n"
@@ -58,7 +60,11 @@ const char *worker_options_usage(void)
 	       "  --serial stdio    guest console on stdout, keyboard from stdin (default;\n"
 	       "                    on a terminal Ctrl-A x stops the VM)\n"
 	       "  --serial file:PATH  guest console appended to PATH\n"
-	       "  --nic tap=NAME[,mac=XX:XX:XX:XX:XX:XX]  a synthetic network adapter on host tap NAME\n"
+	       "  --nic [tap=NAME|switch=PATH][,mac=MAC][,vlan=N][,name=LABEL][,spoofing]\n"
+	       "                    a synthetic network adapter on host tap NAME, or plugged into the\n"
+	       "                    virtual switch listening on PATH (vmswitch --socket; access VLAN N,\n"
+	       "                    port LABEL, source MACs other than its own allowed); neither: the\n"
+	       "                    adapter is there with no cable (connect it with nic-connect)\n"
 	       "                    (created if missing; default MAC 00:15:5D:... from the name)\n"
 	       "  --control PATH    JSON control socket: status, shutdown, KVP, VSS (docs/worker.md)\n"
 	       "  --no-reboot       exit with status 3 when the guest resets instead of restarting it\n"
@@ -67,33 +73,49 @@ const char *worker_options_usage(void)
 	       "Exit status: 0 the guest powered off, 1 error, 3 guest reset with --no-reboot.\n";
 }
 
-/* --nic tap=NAME[,mac=XX:XX:XX:XX:XX:XX]. The argument is left as it was (a guest reset re-execs
- * the worker with the same argv). */
+/* --nic [tap=NAME|switch=PATH][,mac=MAC][,vlan=N][,name=LABEL][,spoofing]. The argument is left
+ * as it was (a guest reset re-execs the worker with the same argv). */
 static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, char *err, size_t errlen)
 {
 	memset(nic, 0, sizeof(*nic));
-	bool have_mac = false;
+	bool have_mac = false, have_vlan = false;
 	for (const char *tok = arg; *tok;) {
 		size_t len = strcspn(tok, ",");
-		if (len > 4 && strncmp(tok, "tap=", 4) == 0 && len - 4 < sizeof(nic->tap)) {
-			memcpy(nic->tap, tok + 4, len - 4);
-			nic->tap[len - 4] = '\0';
-		} else if (len == 4 + 17 && strncmp(tok, "mac=", 4) == 0) {
-			unsigned b[6];
-			char text[18], tail;
-			memcpy(text, tok + 4, 17);
-			text[17] = '\0';
-			if (sscanf(text, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6 ||
-			    text[2] != ':' || text[5] != ':' || text[8] != ':' || text[11] != ':' || text[14] != ':' ||
-			    (b[0] & 1)) {
-				snprintf(err, errlen, "--nic %s: want a unicast mac=XX:XX:XX:XX:XX:XX", arg);
-				return false;
-			}
-			for (int i = 0; i < 6; i++)
-				nic->mac[i] = (uint8_t)b[i];
-			have_mac = true;
+		char val[sizeof(nic->switch_path)];
+		const char *eq = memchr(tok, '=', len);
+		size_t vlen = eq ? len - (size_t)(eq + 1 - tok) : 0;
+		if (eq && vlen < sizeof(val)) {
+			memcpy(val, eq + 1, vlen);
+			val[vlen] = '\0';
 		} else {
-			snprintf(err, errlen, "--nic %s: unknown or bad setting \"%.*s\" (want tap=NAME[,mac=XX:XX:XX:XX:XX:XX], NAME at most 15 characters)",
+			val[0] = '\0';
+		}
+		bool ok = true;
+		if (len > 4 && strncmp(tok, "tap=", 4) == 0 && vlen < sizeof(nic->tap) && !nic->switch_path[0]) {
+			snprintf(nic->tap, sizeof(nic->tap), "%s", val);
+		} else if (len > 7 && strncmp(tok, "switch=", 7) == 0 && vlen < sizeof(nic->switch_path) && !nic->tap[0]) {
+			snprintf(nic->switch_path, sizeof(nic->switch_path), "%s", val);
+		} else if (strncmp(tok, "mac=", 4) == 0 && len == 4 + 17) {
+			ok = vswitch_parse_mac(val, nic->mac) && !(nic->mac[0] & 1);
+			have_mac = true;
+		} else if (strncmp(tok, "vlan=", 5) == 0 && vlen > 0 && vlen <= 4) {
+			char *end;
+			unsigned long v = strtoul(val, &end, 10);
+			ok = !*end && v <= VSWITCH_VLAN_MAX;
+			nic->vlan = (uint16_t)v;
+			have_vlan = true;
+		} else if (strncmp(tok, "name=", 5) == 0 && vlen > 0 && vlen < sizeof(nic->name)) {
+			snprintf(nic->name, sizeof(nic->name), "%s", val);
+			for (const char *p = nic->name; *p && ok; p++)
+				ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+				     strchr("._:/@-", *p);
+		} else if (len == 8 && strncmp(tok, "spoofing", 8) == 0) {
+			nic->mac_spoofing = true;
+		} else {
+			ok = false;
+		}
+		if (!ok) {
+			snprintf(err, errlen, "--nic %s: unknown or bad setting \"%.*s\" (want [tap=NAME|switch=PATH][,mac=XX:XX:XX:XX:XX:XX][,vlan=0..4094][,name=LABEL][,spoofing]; NAME at most 15 characters)",
 				 arg, (int)len, tok);
 			return false;
 		}
@@ -101,13 +123,13 @@ static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, c
 		if (*tok == ',')
 			tok++;
 	}
-	if (!nic->tap[0]) {
-		snprintf(err, errlen, "--nic needs tap=NAME (at most 15 characters)");
+	if (nic->tap[0] && (have_vlan || nic->mac_spoofing)) {
+		snprintf(err, errlen, "--nic %s: vlan= and spoofing are settings of a switch port, not of a tap", arg);
 		return false;
 	}
-	if (!have_mac) { /* Hyper-V's OUI, the rest from the tap name */
+	if (!have_mac) { /* Hyper-V's OUI, the rest from the backend's name and the adapter's index */
 		uint32_t h = 2166136261u;
-		for (const char *p = nic->tap; *p; p++)
+		for (const char *p = nic->tap[0] ? nic->tap : nic->switch_path; *p; p++)
 			h = (h ^ (uint8_t)*p) * 16777619u;
 		h ^= index;
 		nic->mac[0] = 0x00, nic->mac[1] = 0x15, nic->mac[2] = 0x5D;

@@ -14,6 +14,9 @@
  *   {"op":"vss-freeze"} / {"op":"vss-thaw"} / {"op":"vss-status"}
  *   {"op":"nic-link","nic":N,"up":B}     network adapter N (default 0): link up/down as the
  *                                        guest sees it; "status" lists adapters in "nics"
+ *   {"op":"nic-connect","nic":N,"switch":PATH,"vlan":V}  plug adapter N into a virtual switch
+ *                                        (vlan optional); "connected"/"error" in "nics" tell
+ *   {"op":"nic-disconnect","nic":N}      pull its cable
  *   {"op":"console-input","data":B64}    keyboard bytes (base64, at most 4096) into COM1;
  *                                        "accepted" says how many fit in its FIFO
  * Replies carry "ok": true, or "ok": false with "error". */

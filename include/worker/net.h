@@ -1,7 +1,9 @@
-/* Network adapters (--nic tap=NAME[,mac=...]): one netvsp per --nic, its frames to and from a
- * host tap interface (/dev/net/tun, IFF_TAP | IFF_NO_PI; created if it does not exist). A thread
- * per adapter reads the tap and hands frames to the guest under the VMBus lock; guest frames are
- * written to the tap on the device thread (non-blocking: a full tap queue drops the frame). */
+/* Network adapters (--nic): one netvsp per --nic, its frames to and from a host tap interface
+ * (/dev/net/tun, IFF_TAP | IFF_NO_PI; created if it does not exist) or a virtual switch port
+ * (include/vswitch/port.h). A thread per adapter reads its backend and hands frames to the guest
+ * under the VMBus lock; guest frames are sent on the device thread (non-blocking: a full queue
+ * drops the frame). A switch adapter without a cable shows the guest its link down; while it
+ * should be on a switch that is not there, its thread tries again every second. */
 #ifndef VIRIDIAN_WORKER_NET_H
 #define VIRIDIAN_WORKER_NET_H
 
@@ -13,10 +15,14 @@
 #include "worker/vmbus_host.h"
 
 struct worker_nic_status {
-	char tap[32];
+	char tap[32];            /* "" unless a tap adapter */
+	char switch_path[108];   /* the switch it should be on, "" none */
+	uint16_t vlan;
+	bool connected;          /* a cable: the tap, or a live switch port */
+	char error[160];         /* why the last plug-in failed, "" */
 	char mac[18];            /* 00:15:5d:xx:xx:xx */
 	struct netvsp_stats stats;
-	unsigned long long tap_write_errors;
+	unsigned long long write_errors; /* guest frames the backend did not take */
 };
 
 /* Opens every tap and offers the adapters on h's VMBus before the guest starts. False with a
@@ -27,5 +33,9 @@ unsigned worker_nic_count(void);
 bool worker_nic_status(unsigned i, struct worker_nic_status *out);
 /* Link up/down as the guest sees it (takes h->lock). False if there is no such adapter. */
 bool worker_nic_set_link(unsigned i, bool up);
+/* Re-plugs a switch adapter: into the switch at switch_path (NULL: none, unplugged), with access
+ * VLAN vlan (-1: unchanged). Returns at once; the adapter's thread connects (status "connected",
+ * "error"). False for a tap adapter or no such adapter. */
+bool worker_nic_connect(unsigned i, const char *switch_path, int vlan, char *err, size_t errlen);
 
 #endif

@@ -14,10 +14,15 @@
 #define WORKER_MAX_DISKS      64
 #define WORKER_MAX_NICS       8
 
-/* --nic tap=NAME[,mac=00:15:5D:xx:xx:xx]: a synthetic network adapter (netvsp) on a host tap */
+/* --nic [tap=NAME|switch=PATH][,mac=..][,vlan=N][,name=LABEL][,spoofing]: a synthetic network
+ * adapter (netvsp) on a host tap, on a virtual switch's port (vmswitch), or not connected. */
 struct worker_nic {
-	char tap[16];            /* interface name (IFNAMSIZ) */
-	uint8_t mac[6];          /* given, or 00:15:5D + 3 bytes from the tap name and adapter index */
+	char tap[16];            /* interface name (IFNAMSIZ); "" unless a tap */
+	char switch_path[108];   /* the switch's port socket; "" unless on a switch */
+	uint8_t mac[6];          /* given, or 00:15:5D + 3 bytes from the backend and adapter index */
+	uint16_t vlan;           /* switch port: access VLAN, 0 = untagged */
+	bool mac_spoofing;       /* switch port: other source MACs allowed */
+	char name[64];           /* switch port: label in the switch's status */
 };
 
 struct worker_disk {
