@@ -33,7 +33,19 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS events_vm ON events(vm_id, id);"
 	"CREATE TABLE IF NOT EXISTS vm_ic ("
 	" vm_id TEXT PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, disabled INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);";
+	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	/* Virtual switches and network adapters (new tables: an older vmms.db gains them here). */
+	"CREATE TABLE IF NOT EXISTS switches ("
+	" id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, type TEXT NOT NULL,"
+	" net_adapter TEXT NOT NULL DEFAULT '', host_adapter TEXT NOT NULL DEFAULT '',"
+	" notes TEXT NOT NULL DEFAULT '', pid INTEGER NOT NULL DEFAULT 0, pid_start INTEGER NOT NULL DEFAULT 0,"
+	" created INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS nics ("
+	" vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, slot INTEGER NOT NULL, name TEXT NOT NULL,"
+	" mac TEXT NOT NULL, static_mac INTEGER NOT NULL DEFAULT 0,"
+	" switch_id TEXT REFERENCES switches(id) ON DELETE SET NULL, vlan INTEGER NOT NULL DEFAULT 0,"
+	" mac_spoofing INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (vm_id, slot));"
+	"CREATE INDEX IF NOT EXISTS nics_switch ON nics(switch_id);";
 
 static int fail(struct inventory *inv, const char *what)
 {
@@ -449,4 +461,215 @@ int inv_meta_set(struct inventory *inv, const char *key, const char *value)
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "meta");
 	sqlite3_finalize(s);
 	return rc;
+}
+
+/* ---- virtual switches and network adapters ---- */
+
+static void col_copy(sqlite3_stmt *s, int i, char *out, size_t len)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	snprintf(out, len, "%s", t ? (const char *)t : "");
+}
+
+int inv_switch_create(struct inventory *inv, const struct inv_switch *sw)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db,
+			       "INSERT INTO switches(id, name, type, net_adapter, host_adapter, notes, created)"
+			       " VALUES (?,?,?,?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "switch"), rollback(inv);
+	bind_text(s, 1, sw->id);
+	bind_text(s, 2, sw->name);
+	bind_text(s, 3, sw->type);
+	bind_text(s, 4, sw->net_adapter);
+	bind_text(s, 5, sw->host_adapter);
+	bind_text(s, 6, sw->notes);
+	sqlite3_bind_int64(s, 7, sw->created ? sw->created : (int64_t)time(NULL));
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "switch");
+	sqlite3_finalize(s);
+	if (rc < 0 && inv->dup)
+		snprintf(inv->err, sizeof(inv->err), "a virtual switch named '%s' already exists", sw->name);
+	return rc < 0 ? rollback(inv) : commit(inv);
+}
+
+#define SWITCH_COLUMNS "id, name, type, net_adapter, host_adapter, notes, pid, pid_start, created"
+
+static void read_switch(sqlite3_stmt *s, struct inv_switch *sw)
+{
+	memset(sw, 0, sizeof(*sw));
+	col_copy(s, 0, sw->id, sizeof(sw->id));
+	col_copy(s, 1, sw->name, sizeof(sw->name));
+	col_copy(s, 2, sw->type, sizeof(sw->type));
+	col_copy(s, 3, sw->net_adapter, sizeof(sw->net_adapter));
+	col_copy(s, 4, sw->host_adapter, sizeof(sw->host_adapter));
+	col_copy(s, 5, sw->notes, sizeof(sw->notes));
+	sw->pid = (pid_t)sqlite3_column_int64(s, 6);
+	sw->pid_start = (uint64_t)sqlite3_column_int64(s, 7);
+	sw->created = sqlite3_column_int64(s, 8);
+}
+
+int inv_switch_find(struct inventory *inv, const char *name_or_id, struct inv_switch *out)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "SELECT " SWITCH_COLUMNS " FROM switches WHERE id=lower(?1) OR name=?1 COLLATE NOCASE",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "switch");
+	bind_text(s, 1, name_or_id);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		read_switch(s, out);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(inv, "switch");
+	return rc == SQLITE_ROW;
+}
+
+int inv_switch_list(struct inventory *inv, struct inv_switch **out, int *count)
+{
+	sqlite3_stmt *s;
+	*out = NULL;
+	*count = 0;
+	if (sqlite3_prepare_v2(inv->db, "SELECT " SWITCH_COLUMNS " FROM switches ORDER BY name COLLATE NOCASE", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "switches");
+	int n = 0, cap = 0, rc = 0;
+	struct inv_switch *v = NULL;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct inv_switch *nv = realloc(v, (size_t)cap * sizeof(*v));
+			if (!nv) {
+				rc = -1;
+				snprintf(inv->err, sizeof(inv->err), "switches: out of memory");
+				break;
+			}
+			v = nv;
+		}
+		read_switch(s, &v[n++]);
+	}
+	sqlite3_finalize(s);
+	*out = v;
+	*count = n;
+	return rc;
+}
+
+int inv_switch_set_runtime(struct inventory *inv, const char *id, pid_t pid, uint64_t start)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "UPDATE switches SET pid=?2, pid_start=?3 WHERE id=?1", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "switch");
+	bind_text(s, 1, id);
+	sqlite3_bind_int64(s, 2, pid);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)start);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "switch");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int step_once(struct inventory *inv, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, what);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int inv_switch_remove(struct inventory *inv, const char *id, const char *event)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (event) {
+		if (sqlite3_prepare_v2(inv->db,
+				       "INSERT INTO events(vm_id, time_ms, level, message)"
+				       " SELECT DISTINCT vm_id, ?2, 'Information', ?3 FROM nics WHERE switch_id=?1",
+				       -1, &s, NULL) != SQLITE_OK)
+			return fail(inv, "switch"), rollback(inv);
+		bind_text(s, 1, id);
+		sqlite3_bind_int64(s, 2, now_ms());
+		bind_text(s, 3, event);
+		if (step_once(inv, s, "switch") < 0)
+			return rollback(inv);
+	}
+	/* The adapters' switch_id becomes NULL (ON DELETE SET NULL). */
+	if (sqlite3_prepare_v2(inv->db, "DELETE FROM switches WHERE id=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "switch"), rollback(inv);
+	bind_text(s, 1, id);
+	return step_once(inv, s, "switch") < 0 ? rollback(inv) : commit(inv);
+}
+
+int inv_nic_list(struct inventory *inv, const char *vm_id, struct inv_nic **out, int *count)
+{
+	sqlite3_stmt *s;
+	*out = NULL;
+	*count = 0;
+	if (sqlite3_prepare_v2(inv->db,
+			       "SELECT vm_id, slot, name, mac, static_mac, switch_id, vlan, mac_spoofing FROM nics"
+			       " WHERE ?1 IS NULL OR vm_id=?1 ORDER BY vm_id, slot", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "network adapters");
+	bind_text(s, 1, vm_id);
+	int n = 0, cap = 0, rc = 0;
+	struct inv_nic *v = NULL;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct inv_nic *nv = realloc(v, (size_t)cap * sizeof(*v));
+			if (!nv) {
+				rc = -1;
+				snprintf(inv->err, sizeof(inv->err), "network adapters: out of memory");
+				break;
+			}
+			v = nv;
+		}
+		struct inv_nic *nic = &v[n++];
+		memset(nic, 0, sizeof(*nic));
+		col_copy(s, 0, nic->vm_id, sizeof(nic->vm_id));
+		nic->slot = sqlite3_column_int(s, 1);
+		col_copy(s, 2, nic->name, sizeof(nic->name));
+		col_copy(s, 3, nic->mac, sizeof(nic->mac));
+		nic->static_mac = sqlite3_column_int(s, 4) != 0;
+		col_copy(s, 5, nic->switch_id, sizeof(nic->switch_id));
+		nic->vlan = sqlite3_column_int(s, 6);
+		nic->mac_spoofing = sqlite3_column_int(s, 7) != 0;
+	}
+	sqlite3_finalize(s);
+	*out = v;
+	*count = n;
+	return rc;
+}
+
+int inv_nics_put(struct inventory *inv, const char *vm_id, const struct inv_nic *nics, int n, const char *event)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "DELETE FROM nics WHERE vm_id=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "network adapters"), rollback(inv);
+	bind_text(s, 1, vm_id);
+	if (step_once(inv, s, "network adapters") < 0)
+		return rollback(inv);
+	if (inv_test_hook)
+		inv_test_hook("nics-deleted");
+	if (sqlite3_prepare_v2(inv->db,
+			       "INSERT INTO nics(vm_id, slot, name, mac, static_mac, switch_id, vlan, mac_spoofing)"
+			       " VALUES (?,?,?,?,?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "network adapters"), rollback(inv);
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		sqlite3_reset(s);
+		bind_text(s, 1, vm_id);
+		sqlite3_bind_int(s, 2, nics[i].slot);
+		bind_text(s, 3, nics[i].name);
+		bind_text(s, 4, nics[i].mac);
+		sqlite3_bind_int(s, 5, nics[i].static_mac);
+		bind_text(s, 6, nics[i].switch_id[0] ? nics[i].switch_id : NULL);
+		sqlite3_bind_int(s, 7, nics[i].vlan);
+		sqlite3_bind_int(s, 8, nics[i].mac_spoofing);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = fail(inv, "network adapter");
+	}
+	sqlite3_finalize(s);
+	if (rc < 0 || (event && add_event(inv, vm_id, "Information", event) < 0))
+		return rollback(inv);
+	return commit(inv);
 }

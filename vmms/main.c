@@ -228,7 +228,7 @@ int main(int argc, char **argv)
 
 	bool quit = false;
 	while (!quit) {
-		struct pollfd fds[2 + MAX_CLIENTS + VMMS_MAX_WORKERS];
+		struct pollfd fds[2 + MAX_CLIENTS + VMMS_MAX_WORKERS + VMMS_MAX_SWITCHES];
 		int nf = 0, cidx[MAX_CLIENTS];
 		fds[nf++] = (struct pollfd){ lfd, POLLIN, 0 };
 		fds[nf++] = (struct pollfd){ sfd, POLLIN, 0 };
@@ -242,6 +242,9 @@ int main(int argc, char **argv)
 		for (int i = 0; i < service.nworkers; i++)
 			if (service.workers[i].pidfd >= 0)
 				fds[nf++] = (struct pollfd){ service.workers[i].pidfd, POLLIN, 0 };
+		for (int i = 0; i < service.nswitches; i++) /* virtual switch processes */
+			if (service.switches[i].pidfd >= 0)
+				fds[nf++] = (struct pollfd){ service.switches[i].pidfd, POLLIN, 0 };
 		int r = poll(fds, (nfds_t)nf, vmms_starting(&service) ? 20 : 500);
 		if (r < 0 && errno != EINTR)
 			break;

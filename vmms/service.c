@@ -18,18 +18,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "vhd/vdisk.h"
 #include "vmms/service.h"
 
-static int64_t mono_ms(void)
+int64_t mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static json_t *err_reply(int id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static json_t *err_reply(int id, const char *fmt, ...)
+json_t *err_reply(int id, const char *fmt, ...)
 {
 	char msg[768];
 	va_list ap;
@@ -42,7 +42,7 @@ static json_t *err_reply(int id, const char *fmt, ...)
 	return r;
 }
 
-static json_t *conflict(const struct inv_vm *vm, const char *what)
+json_t *conflict(const struct inv_vm *vm, const char *what)
 {
 	const char *ops = vm_opstate_name(vm->status.op);
 	return err_reply(VMMS_ERR_CONFLICT, "'%s' cannot %s: the virtual machine is %s%s%s (error 32788: configuration conflict)",
@@ -116,7 +116,7 @@ int vmms_ic_index(const char *name)
 	return -1;
 }
 
-static void new_guid(char out[37])
+void new_guid(char out[37])
 {
 	unsigned char b[16];
 	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -133,7 +133,7 @@ static void new_guid(char out[37])
 		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
-static int mkdir_p(const char *path)
+int mkdir_p(const char *path)
 {
 	char tmp[PATH_MAX];
 	snprintf(tmp, sizeof(tmp), "%s", path);
@@ -171,12 +171,12 @@ static uint64_t proc_field(pid_t pid, int field) /* 1-based field of /proc/PID/s
 	return p ? strtoull(p, NULL, 10) : 0;
 }
 
-static uint64_t proc_start(pid_t pid)
+uint64_t proc_start(pid_t pid)
 {
 	return proc_field(pid, 22);
 }
 
-static bool proc_is_zombie(pid_t pid)
+bool proc_is_zombie(pid_t pid)
 {
 	char path[64], buf[512];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -190,7 +190,7 @@ static bool proc_is_zombie(pid_t pid)
 	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
 }
 
-static int pidfd_open_(pid_t pid)
+int pidfd_open_(pid_t pid)
 {
 #ifdef SYS_pidfd_open
 	return (int)syscall(SYS_pidfd_open, pid, 0);
@@ -201,7 +201,7 @@ static int pidfd_open_(pid_t pid)
 #endif
 }
 
-static struct vmms_worker *worker_of(struct vmms *s, const char *id)
+struct vmms_worker *worker_of(struct vmms *s, const char *id)
 {
 	for (int i = 0; i < s->nworkers; i++)
 		if (!strcmp(s->workers[i].id, id))
@@ -238,7 +238,7 @@ static void sock_path(const struct inv_vm *vm, char *out, size_t len)
 }
 
 /* One request to a worker's control socket; NULL when it does not answer. */
-static json_t *worker_call(const char *path, const char *line, int timeout_ms)
+json_t *worker_call(const char *path, const char *line, int timeout_ms)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -277,7 +277,7 @@ out:
 	return r;
 }
 
-static json_t *worker_vm_call(const struct inv_vm *vm, const char *line, int timeout_ms)
+json_t *worker_vm_call(const struct inv_vm *vm, const char *line, int timeout_ms)
 {
 	char p[PATH_MAX];
 	sock_path(vm, p, sizeof(p));
@@ -376,6 +376,7 @@ void vmms_reap(struct vmms *s)
 		}
 		i++;
 	}
+	vmms_switches_reap(s);
 }
 
 static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, uint64_t request_ns, char *err, size_t errlen)
@@ -391,7 +392,11 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, uint64_t requ
 	snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)(vm->memory >> 20));
 	snprintf(cpus, sizeof(cpus), "%d", vm->cpus);
 	snprintf(log, sizeof(log), "%s/worker.log", vm->path);
-	const char *argv[32 + 2 * INV_MAX_DISKS + 2 * INV_IC_COUNT];
+	char nics[INV_MAX_NICS][VMMS_NIC_ARG_MAX];
+	int nnics = vmms_nic_args(s, vm, nics, err, errlen);
+	if (nnics < 0)
+		return -1;
+	const char *argv[32 + 2 * INV_MAX_DISKS + 2 * INV_IC_COUNT + 2 * INV_MAX_NICS];
 	int n = 0;
 	argv[n++] = s->vmwp;
 	argv[n++] = "--kernel";
@@ -421,6 +426,10 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, uint64_t requ
 			argv[n++] = "--disable-ic";
 			argv[n++] = ic_names[i].worker;
 		}
+	for (int i = 0; i < nnics; i++) {
+		argv[n++] = "--nic";
+		argv[n++] = nics[i];
+	}
 	argv[n] = NULL;
 	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (logfd < 0) {
@@ -523,7 +532,7 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 }
 
 /* The VM a request names ("vm": GUID or name). */
-static json_t *find_vm(struct vmms *s, json_t *req, struct inv_vm *vm)
+json_t *find_vm(struct vmms *s, json_t *req, struct inv_vm *vm)
 {
 	const char *name = json_string_value(json_object_get(req, "vm"));
 	if (!name || !*name)
@@ -542,12 +551,12 @@ static bool file_readable(const char *p)
 	return p && stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, R_OK) == 0;
 }
 
-static const char *jstr(json_t *req, const char *key)
+const char *jstr(json_t *req, const char *key)
 {
 	return json_string_value(json_object_get(req, key));
 }
 
-static bool jint(json_t *req, const char *key, json_int_t *out)
+bool jint(json_t *req, const char *key, json_int_t *out)
 {
 	json_t *v = json_object_get(req, key);
 	if (!v)
@@ -1222,6 +1231,9 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		return op_set_host(s, req);
 	if (!strcmp(op, "ping"))
 		return json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
+	json_t *net = vmms_net_request(s, op, req);
+	if (net)
+		return net;
 	return err_reply(0, "unknown op '%s'", op);
 }
 
@@ -1230,6 +1242,7 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 void vmms_tick(struct vmms *s)
 {
 	vmms_reap(s);
+	vmms_switches_tick(s);
 	int64_t now = mono_ms();
 	for (int i = 0; i < s->nworkers; i++) {
 		struct vmms_worker *w = &s->workers[i];
@@ -1288,6 +1301,7 @@ static void reattach(struct vmms *s)
 	bool host_restarted = known == 1 && *now_boot && strcmp(now_boot, last_boot);
 	if (*now_boot)
 		inv_meta_set(s->inv, "boot_id", now_boot);
+	vmms_switches_attach(s, host_restarted); /* before the VMs: their adapters plug into them */
 	if (inv_list(s->inv, &vms, &n) < 0)
 		return;
 	for (int i = 0; i < n; i++) {
@@ -1345,6 +1359,11 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 		return -1;
 	}
 	snprintf(s->vmwp, sizeof(s->vmwp), "%s", vmwp);
+	/* vmswitch lives beside vmwp. */
+	const char *slash = strrchr(s->vmwp, '/');
+	snprintf(s->vmswitch, sizeof(s->vmswitch), "%.*s%svmswitch", slash ? (int)(slash - s->vmwp) : 0, s->vmwp, slash ? "/" : "");
+	if (getenv("VIRIDIAN_VMSWITCH"))
+		snprintf(s->vmswitch, sizeof(s->vmswitch), "%s", getenv("VIRIDIAN_VMSWITCH"));
 	const char *dirs[] = { "Virtual Machines", "Virtual Hard Disks", "Snapshots" };
 	char p[PATH_MAX + 32];
 	for (size_t i = 0; i < 3; i++) {
@@ -1388,6 +1407,7 @@ void vmms_fini(struct vmms *s)
 		if (s->workers[i].pidfd >= 0)
 			close(s->workers[i].pidfd);
 	s->nworkers = 0;
+	vmms_switches_fini(s);
 	inv_close(s->inv);
 	s->inv = NULL;
 	if (s->lock_fd >= 0)

@@ -80,6 +80,49 @@ void inv_vm_free(struct inv_vm *vm);   /* frees the strings, not the struct */
 int inv_meta_get(struct inventory *inv, const char *key, char *out, size_t len);
 int inv_meta_set(struct inventory *inv, const char *key, const char *value);
 
+/* Virtual switches (New-VMSwitch): one vmswitch process each, run by vmms. */
+#define INV_SWITCH_TYPE_MAX 16
+struct inv_switch {
+	char id[37];            /* GUID, lower case */
+	char name[INV_NAME_MAX];
+	char type[INV_SWITCH_TYPE_MAX]; /* Private, Internal, External */
+	char net_adapter[16];   /* External: the host interface it is bound to ("" otherwise) */
+	char host_adapter[16];  /* Internal: the host's adapter, a tap ("" otherwise) */
+	char notes[1024];
+	pid_t pid;              /* runtime: the vmswitch process (0: none) */
+	uint64_t pid_start;     /* its start time (/proc/PID/stat field 22) */
+	int64_t created;        /* unix time */
+};
+
+/* A VM's network adapters (Add-VMNetworkAdapter), in slot order: the worker's --nic order. */
+#define INV_MAX_NICS 8
+struct inv_nic {
+	char vm_id[37];
+	int slot;               /* 0..INV_MAX_NICS-1, unique per VM */
+	char name[INV_NAME_MAX];
+	char mac[13];           /* 12 upper-case hex digits, Hyper-V's form: 00155D0A0B0C */
+	bool static_mac;        /* -StaticMacAddress (else generated at creation: dynamic) */
+	char switch_id[37];     /* "" when not connected */
+	int vlan;               /* access VLAN id, 0 = untagged */
+	bool mac_spoofing;
+};
+
+/* Inserts a switch (id set). -1 on failure (duplicate name: inv_last_dup()). */
+int inv_switch_create(struct inventory *inv, const struct inv_switch *sw);
+/* By GUID or name (case-insensitive). 1 found, 0 not, -1 error. */
+int inv_switch_find(struct inventory *inv, const char *name_or_id, struct inv_switch *out);
+/* All switches by name; *out is malloc'd (free it). */
+int inv_switch_list(struct inventory *inv, struct inv_switch **out, int *count);
+int inv_switch_set_runtime(struct inventory *inv, const char *id, pid_t pid, uint64_t start);
+/* Deletes the switch; the adapters on it are left unconnected, each of their VMs gets the
+ * event (NULL: none). One transaction. */
+int inv_switch_remove(struct inventory *inv, const char *id, const char *event);
+/* Adapters of one VM (vm_id) or of every VM (NULL), by VM then slot; *out is malloc'd. */
+int inv_nic_list(struct inventory *inv, const char *vm_id, struct inv_nic **out, int *count);
+/* Replaces all of a VM's adapters with nics[0..n) and adds the event (NULL: none), in one
+ * transaction. A switch_id that names no switch fails (nothing changes). */
+int inv_nics_put(struct inventory *inv, const char *vm_id, const struct inv_nic *nics, int n, const char *event);
+
 /* Test hook: called inside inv_update between its statements (a test crashes there). */
 extern void (*inv_test_hook)(const char *where);
 

@@ -30,6 +30,21 @@ struct vmms_worker {
 	double cpu_pct;
 };
 
+/* A virtual switch's process (vmswitch), one per switch in the inventory. */
+#define VMMS_MAX_SWITCHES 64
+struct vmms_switch {
+	char id[37];
+	pid_t pid;            /* 0: not running */
+	int pidfd;            /* -1: watched by polling */
+	bool child;           /* ours (waitpid gives its status) or adopted after a restart */
+	bool ready;           /* its control socket has answered */
+	uint64_t start;       /* /proc start time */
+	int64_t started_ms;
+	unsigned failures;    /* exits without a minute of running in between */
+	int64_t restart_at_ms; /* a restart is due then (0: none) */
+	char last_error[256]; /* why it last exited */
+};
+
 struct vmms {
 	char root[PATH_MAX];
 	char vmwp[PATH_MAX];
@@ -37,6 +52,9 @@ struct vmms {
 	int lock_fd;          /* flock on <root>/vmms.lock: one vmms per root */
 	struct vmms_worker workers[VMMS_MAX_WORKERS];
 	int nworkers;
+	char vmswitch[PATH_MAX]; /* beside vmwp, or $VIRIDIAN_VMSWITCH */
+	struct vmms_switch switches[VMMS_MAX_SWITCHES];
+	int nswitches;
 };
 
 /* Opens <root>/vmms.db, creates the Hyper-V-like folders and re-attaches running workers. */
@@ -60,5 +78,12 @@ bool vmms_is_guid(const char *s);
 /* An integration service's index (INV_IC_*) from its Hyper-V display name, status key or the
  * worker's name, case-insensitive; -1 when unknown. */
 int vmms_ic_index(const char *name);
+/* A MAC address as Hyper-V writes it ("00155D0A0B0C", also with ':' or '-' between the bytes)
+ * -> 12 upper-case hex digits; false for junk, a multicast or an all-zero address. */
+bool vmms_parse_mac(const char *in, char out[13]);
+/* The Linux interface name of an Internal switch's host adapter: "vs-" and the switch's name,
+ * characters an interface name cannot hold replaced, at most 15 characters; n > 1 makes the
+ * n-th alternative ("vs-Name-2"). */
+void vmms_host_adapter_name(const char *switch_name, int n, char out[16]);
 
 #endif

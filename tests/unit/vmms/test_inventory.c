@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "vmms/inventory.h"
 #include "vmms/service.h"
@@ -406,6 +407,253 @@ static void service_drives_ics_host(void **state)
 	free(s);
 }
 
+/* Switches and network adapters in the inventory: one transaction per change. */
+static void switches_and_nics(void **state)
+{
+	(void)state;
+	struct inventory *inv = open_db();
+	struct inv_vm vm;
+	sample(&vm, ID1, "web");
+	assert_int_equal(inv_create(inv, &vm), 0);
+	struct inv_switch sw = { .id = "cccccccc-2222-4333-8444-555555555555", .name = "LAN", .type = "Internal",
+				 .host_adapter = "vs-LAN", .notes = "n" }, got;
+	assert_int_equal(inv_switch_create(inv, &sw), 0);
+	struct inv_switch dup = sw;
+	snprintf(dup.id, sizeof(dup.id), "dddddddd-2222-4333-8444-555555555555");
+	snprintf(dup.name, sizeof(dup.name), "lan");
+	assert_int_equal(inv_switch_create(inv, &dup), -1); /* names are unique, case-insensitively */
+	assert_true(inv_last_dup(inv));
+	assert_non_null(strstr(inv_error(inv), "already exists"));
+	snprintf(dup.name, sizeof(dup.name), "priv");
+	snprintf(dup.type, sizeof(dup.type), "Private");
+	dup.host_adapter[0] = '\0';
+	assert_int_equal(inv_switch_create(inv, &dup), 0);
+	assert_int_equal(inv_switch_find(inv, "lan", &got), 1);
+	assert_string_equal(got.id, sw.id);
+	assert_string_equal(got.host_adapter, "vs-LAN");
+	assert_string_equal(got.notes, "n");
+	assert_int_equal(inv_switch_find(inv, sw.id, &got), 1);
+	assert_int_equal(inv_switch_find(inv, "nope", &got), 0);
+	assert_int_equal(inv_switch_set_runtime(inv, sw.id, 4321, 77), 0);
+	assert_int_equal(inv_switch_find(inv, "LAN", &got), 1);
+	assert_int_equal(got.pid, 4321);
+	assert_int_equal((int)got.pid_start, 77);
+	struct inv_switch *all;
+	int n;
+	assert_int_equal(inv_switch_list(inv, &all, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(all[0].name, "LAN");
+	assert_string_equal(all[1].name, "priv");
+	free(all);
+
+	/* adapters: put replaces the VM's set; an unknown switch id fails with nothing changed */
+	struct inv_nic nics[3] = {
+		{ .slot = 0, .name = "Network Adapter", .mac = "00155D000001", .vlan = 5 },
+		{ .slot = 2, .name = "b", .mac = "00155D000002", .static_mac = true, .mac_spoofing = true },
+	};
+	snprintf(nics[0].switch_id, sizeof(nics[0].switch_id), "%s", sw.id);
+	assert_int_equal(inv_nics_put(inv, ID1, nics, 2, "two adapters"), 0);
+	nics[2] = (struct inv_nic){ .slot = 3, .name = "c", .mac = "00155D000003", .switch_id = "eeeeeeee-2222-4333-8444-555555555555" };
+	assert_int_equal(inv_nics_put(inv, ID1, nics, 3, "three"), -1);
+	struct inv_nic *list;
+	assert_int_equal(inv_nic_list(inv, ID1, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].switch_id, sw.id);
+	assert_int_equal(list[0].vlan, 5);
+	assert_string_equal(list[1].name, "b");
+	assert_int_equal(list[1].slot, 2);
+	assert_true(list[1].static_mac);
+	assert_true(list[1].mac_spoofing);
+	assert_string_equal(list[1].switch_id, "");
+	assert_string_equal(list[1].vm_id, ID1);
+	free(list);
+	sample(&vm, ID2, "db");
+	assert_int_equal(inv_create(inv, &vm), 0);
+	assert_int_equal(inv_nics_put(inv, ID2, &nics[1], 1, NULL), 0);
+	assert_int_equal(inv_nic_list(inv, NULL, &list, &n), 0); /* every VM's */
+	assert_int_equal(n, 3);
+	free(list);
+	/* removing the switch leaves its adapters unconnected, with an event, in one go */
+	assert_int_equal(inv_switch_remove(inv, sw.id, "switch gone"), 0);
+	assert_int_equal(inv_switch_find(inv, sw.id, &got), 0);
+	assert_int_equal(inv_nic_list(inv, ID1, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].switch_id, "");
+	assert_int_equal(list[0].vlan, 5);
+	free(list);
+	struct inv_event ev[8];
+	n = inv_events(inv, ID1, ev, 8);
+	assert_string_equal(ev[n - 1].message, "switch gone");
+	n = inv_events(inv, ID2, ev, 8);
+	assert_string_equal(ev[n - 1].message, "virtual machine created"); /* db had nothing on it */
+	/* removing a VM removes its adapters */
+	assert_int_equal(inv_remove(inv, ID1), 0);
+	assert_int_equal(inv_nic_list(inv, ID1, &list, &n), 0);
+	assert_int_equal(n, 0);
+	free(list);
+	inv_close(inv);
+}
+
+static void crash_mid_nics_put(void **state)
+{
+	(void)state;
+	struct inventory *inv = open_db();
+	struct inv_vm vm;
+	sample(&vm, ID1, "web");
+	assert_int_equal(inv_create(inv, &vm), 0);
+	struct inv_nic nic = { .slot = 0, .name = "old", .mac = "00155D000001" };
+	assert_int_equal(inv_nics_put(inv, ID1, &nic, 1, NULL), 0);
+	inv_close(inv);
+	setenv("CRASH_AT", "nics-deleted", 1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct inventory *c = open_db();
+		inv_test_hook = crash_now;
+		struct inv_nic two[2] = { { .slot = 0, .name = "new", .mac = "00155D000002" },
+					  { .slot = 1, .name = "new2", .mac = "00155D000003" } };
+		inv_nics_put(c, ID1, two, 2, "changed");
+		_exit(0);
+	}
+	int ws;
+	assert_int_equal(waitpid(pid, &ws, 0), pid);
+	assert_true(WIFEXITED(ws));
+	assert_int_equal(WEXITSTATUS(ws), 42);
+	inv = open_db();
+	struct inv_nic *list;
+	int n;
+	assert_int_equal(inv_nic_list(inv, ID1, &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].name, "old");
+	free(list);
+	inv_close(inv);
+}
+
+/* A vmms.db from before switches and adapters gains their tables and keeps its VMs. */
+static void upgrade_old_database(void **state)
+{
+	(void)state;
+	sqlite3 *db3;
+	assert_int_equal(sqlite3_open(db, &db3), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db3,
+		"CREATE TABLE vms (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, generation INTEGER NOT NULL,"
+		" cpus INTEGER NOT NULL, memory INTEGER NOT NULL, kernel TEXT, initrd TEXT, cmdline TEXT,"
+		" notes TEXT NOT NULL DEFAULT '', auto_start TEXT NOT NULL, auto_stop TEXT NOT NULL,"
+		" path TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, opstate INTEGER NOT NULL DEFAULT 0,"
+		" worker_pid INTEGER NOT NULL DEFAULT 0, worker_start INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+		"INSERT INTO vms(id, name, generation, cpus, memory, auto_start, auto_stop, path, created)"
+		" VALUES ('" ID1 "', 'old', 1, 1, 536870912, 'Start', 'Save', '/x', 1);",
+		NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db3);
+	struct inventory *inv = open_db();
+	struct inv_vm got;
+	assert_int_equal(inv_find(inv, "old", &got), 1);
+	inv_vm_free(&got);
+	struct inv_nic nic = { .slot = 0, .name = "Network Adapter", .mac = "00155D000001" };
+	assert_int_equal(inv_nics_put(inv, ID1, &nic, 1, "added"), 0);
+	struct inv_switch sw = { .id = "cccccccc-2222-4333-8444-555555555555", .name = "s", .type = "Private" };
+	assert_int_equal(inv_switch_create(inv, &sw), 0);
+	inv_close(inv);
+}
+
+/* The adapter requests without a running switch or worker; New-VMSwitch with no vmswitch to run. */
+static void service_nics(void **state)
+{
+	(void)state;
+	struct vmms *s = calloc(1, sizeof(*s));
+	char err[256], root[128];
+	snprintf(root, sizeof(root), "%s/root", dir);
+	assert_int_equal(vmms_init(s, root, "/nonexistent/vmwp", err, sizeof(err)), 0);
+	assert_string_equal(s->vmswitch, "/nonexistent/vmswitch"); /* beside vmwp */
+	assert_true(ok(req(s, "{\"op\":\"new\",\"name\":\"a\"}")));
+	/* New-VMSwitch: refused before anything is made; a switch that cannot start leaves nothing */
+	const char *bad[] = {
+		"{\"op\":\"new-switch\",\"name\":\"s\"}",
+		"{\"op\":\"new-switch\",\"name\":\"s\",\"type\":\"Bridge\"}",
+		"{\"op\":\"new-switch\",\"name\":\"s\",\"type\":\"External\"}",
+		"{\"op\":\"new-switch\",\"name\":\"s\",\"type\":\"Private\",\"net_adapter\":\"lo\"}",
+		"{\"op\":\"new-switch\",\"name\":\"s\",\"net_adapter\":\"nosuch0\"}",
+		"{\"op\":\"new-switch\",\"name\":\"s\",\"net_adapter\":\"lo\"}",
+		"{\"op\":\"new-switch\",\"name\":\"a/b\",\"type\":\"Private\"}",
+		"{\"op\":\"new-switch\",\"name\":\"s\",\"type\":\"Private\"}", /* /nonexistent/vmswitch */
+		"{\"op\":\"remove-switch\",\"switch\":\"s\"}",
+		"{\"op\":\"list-switches\",\"name\":\"s\"}",
+		"{\"op\":\"add-nic\",\"vm\":\"a\",\"static_mac\":\"00155D\"}",
+		"{\"op\":\"add-nic\",\"vm\":\"a\",\"static_mac\":\"FF155D000001\"}",
+		"{\"op\":\"add-nic\",\"vm\":\"a\",\"switch\":\"nowhere\"}",
+		"{\"op\":\"add-nic\",\"vm\":\"a\",\"name\":\"x*\"}",
+		"{\"op\":\"add-nic\",\"vm\":\"nobody\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (ok(req(s, bad[i])))
+			fail_msg("accepted: %s", bad[i]);
+	json_t *r = req(s, "{\"op\":\"list-switches\"}");
+	assert_int_equal(json_array_size(json_object_get(r, "switches")), 0);
+	json_decref(r);
+	char sd[200];
+	snprintf(sd, sizeof(sd), "%s/Virtual Switches", root);
+	assert_true(count_entries(sd) <= 0);
+	/* a switch in the inventory (not running: it cannot be spawned here) */
+	struct inv_switch sw = { .id = "cccccccc-2222-4333-8444-555555555555", .name = "LAN", .type = "Private" };
+	assert_int_equal(inv_switch_create(s->inv, &sw), 0);
+	r = req(s, "{\"op\":\"add-nic\",\"vm\":\"a\",\"switch\":\"lan\"}");
+	json_t *ad = json_object_get(r, "adapter");
+	assert_string_equal(json_string_value(json_object_get(ad, "name")), "Network Adapter");
+	assert_string_equal(json_string_value(json_object_get(ad, "switch")), "LAN");
+	assert_true(json_is_true(json_object_get(ad, "dynamic_mac")));
+	assert_memory_equal(json_string_value(json_object_get(ad, "mac")), "00155D", 6);
+	json_decref(r);
+	r = req(s, "{\"op\":\"add-nic\",\"vm\":\"a\",\"name\":\"two\",\"static_mac\":\"00:15:5d:0a:0b:0c\"}");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(r, "adapter"), "mac")), "00155D0A0B0C");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "adapter"), "index")), 1);
+	json_decref(r);
+	assert_false(ok(req(s, "{\"op\":\"add-nic\",\"vm\":\"a\",\"static_mac\":\"00155d0a0b0c\"}"))); /* in use */
+	for (int i = 2; i < INV_MAX_NICS; i++)
+		assert_true(ok(req(s, "{\"op\":\"add-nic\",\"vm\":\"a\",\"name\":\"more\"}")));
+	assert_false(ok(req(s, "{\"op\":\"add-nic\",\"vm\":\"a\"}"))); /* a ninth */
+	assert_false(ok(req(s, "{\"op\":\"remove-nic\",\"vm\":\"a\"}"))); /* several: name one */
+	assert_false(ok(req(s, "{\"op\":\"remove-nic\",\"vm\":\"a\",\"name\":\"none\"}")));
+	r = req(s, "{\"op\":\"remove-nic\",\"vm\":\"a\",\"name\":\"MORE\"}"); /* all of that name */
+	assert_int_equal(json_array_size(json_object_get(r, "adapters")), INV_MAX_NICS - 2);
+	json_decref(r);
+	/* connect, VLAN, spoofing, disconnect: the inventory (the VM is Off) */
+	assert_true(ok(req(s, "{\"op\":\"connect-nic\",\"vm\":\"a\",\"name\":\"two\",\"switch\":\"LAN\"}")));
+	assert_false(ok(req(s, "{\"op\":\"connect-nic\",\"vm\":\"a\",\"switch\":\"nowhere\"}")));
+	assert_false(ok(req(s, "{\"op\":\"set-nic-vlan\",\"vm\":\"a\",\"vlan\":4095}")));
+	assert_false(ok(req(s, "{\"op\":\"set-nic-vlan\",\"vm\":\"a\"}")));
+	assert_true(ok(req(s, "{\"op\":\"set-nic-vlan\",\"vm\":\"a\",\"name\":\"two\",\"vlan\":42}")));
+	assert_true(ok(req(s, "{\"op\":\"set-nic\",\"vm\":\"a\",\"name\":\"t*\",\"mac_spoofing\":true}")));
+	assert_false(ok(req(s, "{\"op\":\"set-nic\",\"vm\":\"a\",\"mac_spoofing\":\"yes\"}")));
+	struct inv_vm vm;
+	assert_int_equal(inv_find(s->inv, "a", &vm), 1);
+	struct inv_nic *nics;
+	int n;
+	assert_int_equal(inv_nic_list(s->inv, vm.id, &nics, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(nics[1].name, "two");
+	assert_string_equal(nics[1].switch_id, sw.id);
+	assert_int_equal(nics[1].vlan, 42);
+	assert_true(nics[1].mac_spoofing);
+	assert_false(nics[0].mac_spoofing);
+	free(nics);
+	assert_true(ok(req(s, "{\"op\":\"disconnect-nic\",\"vm\":\"a\"}"))); /* all of them */
+	r = req(s, "{\"op\":\"list-nics\",\"vm\":\"a\"}");
+	json_t *arr = json_object_get(r, "adapters");
+	assert_int_equal(json_array_size(arr), 2);
+	assert_true(json_is_null(json_object_get(json_array_get(arr, 0), "switch")));
+	assert_true(json_is_null(json_object_get(json_array_get(arr, 1), "switch")));
+	json_decref(r);
+	r = req(s, "{\"op\":\"list-switches\"}");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(r, "switches"), 0), "adapters")), 0);
+	json_decref(r);
+	/* a running VM (faked): adding or removing adapters is refused with 32788 */
+	assert_int_equal(inv_set_status(s->inv, vm.id, (struct vm_status){ VM_RUNNING, VM_OPS_NONE }, 0, 0, NULL, NULL), 0);
+	inv_vm_free(&vm);
+	assert_int_equal(reply_id(req(s, "{\"op\":\"add-nic\",\"vm\":\"a\"}")), 32788);
+	assert_int_equal(reply_id(req(s, "{\"op\":\"remove-nic\",\"vm\":\"a\",\"name\":\"two\"}")), 32788);
+	vmms_fini(s);
+	free(s);
+}
+
 static void validation(void **state)
 {
 	(void)state;
@@ -420,6 +668,29 @@ static void validation(void **state)
 	assert_false(vmms_is_guid("web"));
 	assert_true(vmms_valid_auto_stop("shutdown"));
 	assert_false(vmms_valid_auto_stop("Pause"));
+	char mac[13];
+	assert_true(vmms_parse_mac("00155d0A0b0C", mac));
+	assert_string_equal(mac, "00155D0A0B0C");
+	assert_true(vmms_parse_mac("00:15:5D:01:02:03", mac));
+	assert_string_equal(mac, "00155D010203");
+	assert_true(vmms_parse_mac("02-00-00-00-00-01", mac));
+	assert_false(vmms_parse_mac("00:15-5D:01:02:03", mac)); /* one separator */
+	assert_false(vmms_parse_mac("00155D01020", mac));
+	assert_false(vmms_parse_mac("00155D0102030", mac));
+	assert_false(vmms_parse_mac("00155D01020G", mac));
+	assert_false(vmms_parse_mac("01155D010203", mac)); /* multicast */
+	assert_false(vmms_parse_mac("FFFFFFFFFFFF", mac));
+	assert_false(vmms_parse_mac("000000000000", mac));
+	assert_false(vmms_parse_mac(NULL, mac));
+	char ifn[16];
+	vmms_host_adapter_name("LAN", 1, ifn);
+	assert_string_equal(ifn, "vs-LAN");
+	vmms_host_adapter_name("Internal Switch", 1, ifn); /* 15 characters, no spaces */
+	assert_string_equal(ifn, "vs-Internal-Swi");
+	vmms_host_adapter_name("Internal Switch", 2, ifn);
+	assert_string_equal(ifn, "vs-Internal-S-2");
+	vmms_host_adapter_name("a/b:c", 12, ifn);
+	assert_string_equal(ifn, "vs-a-b-c-12");
 }
 
 int main(void)
@@ -429,6 +700,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(crash_mid_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_drives_ics_host, setup, teardown),
+		cmocka_unit_test_setup_teardown(switches_and_nics, setup, teardown),
+		cmocka_unit_test_setup_teardown(crash_mid_nics_put, setup, teardown),
+		cmocka_unit_test_setup_teardown(upgrade_old_database, setup, teardown),
+		cmocka_unit_test_setup_teardown(service_nics, setup, teardown),
 		cmocka_unit_test(validation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

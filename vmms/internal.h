@@ -1,0 +1,45 @@
+/* What the files of vmms share among themselves (service.c: VMs and workers, network.c:
+ * virtual switches and network adapters). Not a public interface. */
+#ifndef VIRIDIAN_VMMS_INTERNAL_H
+#define VIRIDIAN_VMMS_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vmms/service.h"
+
+int64_t mono_ms(void);
+/* {"ok":false,"error":...} with Hyper-V's error id when id is not 0. */
+json_t *err_reply(int id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The VM's state refuses the operation: error 32788. */
+json_t *conflict(const struct inv_vm *vm, const char *what);
+void new_guid(char out[37]);
+int mkdir_p(const char *path);
+uint64_t proc_start(pid_t pid);        /* /proc/PID/stat field 22; 0 when gone */
+bool proc_is_zombie(pid_t pid);
+int pidfd_open_(pid_t pid);
+struct vmms_worker *worker_of(struct vmms *s, const char *id);
+/* One JSON line to a control socket (a worker's or a switch's); NULL when it does not answer. */
+json_t *worker_call(const char *path, const char *line, int timeout_ms);
+json_t *worker_vm_call(const struct inv_vm *vm, const char *line, int timeout_ms);
+/* The VM a request names ("vm"); NULL and *vm filled, or an error reply. */
+json_t *find_vm(struct vmms *s, json_t *req, struct inv_vm *vm);
+const char *jstr(json_t *req, const char *key);
+bool jint(json_t *req, const char *key, json_int_t *out);
+
+/* network.c */
+#define VMMS_NIC_ARG_MAX 300
+/* A request about switches or network adapters; NULL when op is not one of them. */
+json_t *vmms_net_request(struct vmms *s, const char *op, json_t *req);
+/* vmwp's --nic values for the VM's adapters, in slot order; the count, or -1 with err. */
+int vmms_nic_args(struct vmms *s, const struct inv_vm *vm, char out[][VMMS_NIC_ARG_MAX], char *err, size_t errlen);
+/* At start: re-attaches to the switch processes that outlived the last vmms and starts the
+ * others (all of them after a host restart). */
+void vmms_switches_attach(struct vmms *s, bool host_restarted);
+void vmms_switches_reap(struct vmms *s);   /* switch processes that exited: restart later */
+void vmms_switches_tick(struct vmms *s);   /* restarts due, readiness */
+void vmms_switches_fini(struct vmms *s);   /* forgets them; the processes keep running */
+
+#endif
