@@ -5,6 +5,7 @@
 #define VIRIDIAN_CLI_CMDLET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum param_kind {
@@ -58,6 +59,12 @@ struct progress {
 void progress_init(struct progress *p, const char *label);
 void progress_update(uint64_t done, uint64_t total, void *ctx); /* ctx: struct progress * */
 void progress_done(struct progress *p);
+
+/* vmms (cli/vm.c): one request over $VIRIDIAN_SOCKET; NULL with a message in err when vmms
+ * cannot be reached. call_ok also prints vmms's refusal and returns NULL for it. */
+typedef struct json_t json_t;
+json_t *vmms_call(json_t *req, char *err, size_t errlen);
+json_t *call_ok(const struct args *a, json_t *req);
 
 /* The table, for Get-Help. */
 extern const struct cmdlet *const cli_cmdlets[];

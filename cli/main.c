@@ -10,6 +10,11 @@ extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_s
 	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive,
 	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
 	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm;
+/* Virtual switches and network adapters (cli/net.c). */
+extern const struct cmdlet cmdlet_new_vmswitch, cmdlet_get_vmswitch, cmdlet_remove_vmswitch, cmdlet_add_vmnetworkadapter,
+	cmdlet_remove_vmnetworkadapter, cmdlet_get_vmnetworkadapter, cmdlet_connect_vmnetworkadapter,
+	cmdlet_disconnect_vmnetworkadapter, cmdlet_set_vmnetworkadapter, cmdlet_get_vmnetworkadaptervlan,
+	cmdlet_set_vmnetworkadaptervlan;
 
 const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_get_help,
@@ -41,6 +46,17 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_connect_vm,
 	&cmdlet_get_vmhost,
 	&cmdlet_set_vmhost,
+	&cmdlet_new_vmswitch,
+	&cmdlet_get_vmswitch,
+	&cmdlet_remove_vmswitch,
+	&cmdlet_add_vmnetworkadapter,
+	&cmdlet_get_vmnetworkadapter,
+	&cmdlet_remove_vmnetworkadapter,
+	&cmdlet_connect_vmnetworkadapter,
+	&cmdlet_disconnect_vmnetworkadapter,
+	&cmdlet_set_vmnetworkadapter,
+	&cmdlet_get_vmnetworkadaptervlan,
+	&cmdlet_set_vmnetworkadaptervlan,
 	NULL,
 };
 

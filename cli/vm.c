@@ -31,7 +31,7 @@ static const char *socket_path(void)
 #define VMMS_REPLY_TIMEOUT_S 60
 
 /* One request to vmms; NULL with a message in err when vmms cannot be reached. */
-static json_t *vmms_call(json_t *req, char *err, size_t errlen)
+json_t *vmms_call(json_t *req, char *err, size_t errlen)
 {
 	const char *path = socket_path();
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -102,7 +102,7 @@ out:
 }
 
 /* Sends the request; on failure prints the error and returns NULL. */
-static json_t *call_ok(const struct args *a, json_t *req)
+json_t *call_ok(const struct args *a, json_t *req)
 {
 	char err[512];
 	json_t *r = vmms_call(req, err, sizeof(err));
