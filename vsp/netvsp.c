@@ -235,7 +235,12 @@ static uint32_t on_rndis_pkt(struct netvsp *n, const struct vmbus_packet *pkt, c
 					       n->scratch, size) < 0)
 			goto bad;
 		total = size;
-	} else if (pkt->type == VM_PKT_DATA_USING_GPA_DIRECT) {
+	} else if (pkt->type != VM_PKT_DATA_USING_GPA_DIRECT) {
+		goto bad;
+	}
+	/* Page buffers follow the section's bytes: with a section, Linux's "partial copy" puts the
+	 * last batched message's RNDIS header in the section and leaves its frame in guest pages. */
+	if (pkt->type == VM_PKT_DATA_USING_GPA_DIRECT) {
 		for (uint32_t i = 0; i < pkt->range_count; i++) {
 			struct vmbus_gpa_range r;
 			if (vmbus_packet_gpa_range(pkt, i, &r) < 0 || r.byte_count > TX_SCRATCH - total ||
@@ -243,8 +248,6 @@ static uint32_t on_rndis_pkt(struct netvsp *n, const struct vmbus_packet *pkt, c
 				goto bad;
 			total += r.byte_count;
 		}
-	} else {
-		goto bad;
 	}
 	return rndis_messages(n, n->scratch, total) ? NVSP_STAT_SUCCESS : NVSP_STAT_FAIL;
 bad:

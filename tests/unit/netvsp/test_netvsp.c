@@ -516,14 +516,16 @@ static void test_hostile(void **state)
 
 /* SEND_RNDIS_PKT without a section: the RNDIS message lies in GPA-direct ranges (Linux
  * vmbus_sendpacket_pagebuffer: one range per page buffer, a frame may span pages). */
-static void send_gpa_direct(struct t *t, const uint8_t *ranges, uint32_t rlen, uint32_t nranges, uint64_t tid)
+static void send_gpa_direct_section(struct t *t, const uint8_t *ranges, uint32_t rlen, uint32_t nranges, uint64_t tid,
+				    uint32_t section, uint32_t section_size)
 {
 	uint8_t body[512] = {0};
 	wr32(body + 4, nranges);                     /* reserved, range_cnt */
 	memcpy(body + 8, ranges, rlen);
 	uint8_t *m = body + 8 + rlen;
 	wr32(m, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
-	wr32(m + 8, NETVSP_NO_SECTION);
+	wr32(m + 8, section);
+	wr32(m + 12, section_size);
 	uint32_t w = t->c.send.hdr->write_index;
 	bool sig;
 	assert_int_equal(fg_ring_send(&t->c.send, VM_PKT_DATA_USING_GPA_DIRECT,
@@ -532,6 +534,53 @@ static void send_gpa_direct(struct t *t, const uint8_t *ranges, uint32_t rlen, u
 	t->c.send.data[(w + 2) % t->c.send.size] = (uint8_t)((16 + 8 + rlen) / 8);
 	t->c.send.data[(w + 3) % t->c.send.size] = 0;
 	fg_signal(&t->g, &t->c);
+}
+
+static void send_gpa_direct(struct t *t, const uint8_t *ranges, uint32_t rlen, uint32_t nranges, uint64_t tid)
+{
+	send_gpa_direct_section(t, ranges, rlen, nranges, tid, NETVSP_NO_SECTION, 0);
+}
+
+/* Linux's "partial copy" (netvsc_send, cp_partial): a batch whose last message's RNDIS header is
+ * in the send section while that message's frame stays in guest pages, sent as GPA-direct
+ * ranges in the same packet. Both frames arrive whole. */
+static void test_partial_copy_send(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	uint8_t f1[100], f2[1514], m[8192];
+	for (size_t i = 0; i < sizeof(f1); i++)
+		f1[i] = (uint8_t)(i + 3);
+	for (size_t i = 0; i < sizeof(f2); i++)
+		f2[i] = (uint8_t)(i * 11);
+	uint32_t n1 = packet_msg(m, f1, sizeof(f1), 4);
+	rndis_build_packet_header(m + n1, sizeof(f2));
+	uint32_t hlen = RNDIS_PACKET_HDR_LEN; /* only the header is in the section */
+	memcpy((uint8_t *)fg_page(&t->g, SBUF_PFN) + 3 * NETVSP_SEND_SECTION_SIZE, m, n1 + hlen);
+	memcpy((uint8_t *)fg_page(&t->g, 101) + 3000, f2, 1096);
+	memcpy(fg_page(&t->g, 102), f2 + 1096, sizeof(f2) - 1096);
+	uint8_t r[64];
+	uint64_t pfn = 101;
+	wr32(r, sizeof(f2));
+	wr32(r + 4, 3000);
+	memcpy(r + 8, &pfn, 8);
+	pfn = 102;
+	memcpy(r + 16, &pfn, 8);
+	send_gpa_direct_section(t, r, 24, 1, 90, 3, n1 + hlen);
+	uint8_t buf[8192];
+	const uint8_t *c = expect_comp(t, buf, 90, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE);
+	assert_int_equal(rd32(c + 4), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 2);
+	assert_int_equal(t->out.len[0], sizeof(f1));
+	assert_memory_equal(t->out.data[0], f1, sizeof(f1));
+	assert_int_equal(t->out.len[1], sizeof(f2));
+	assert_memory_equal(t->out.data[1], f2, sizeof(f2));
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_int_equal(st.bad_packets, 0);
+	teardown(t);
 }
 
 static void test_gpa_direct_send(void **state)
@@ -635,6 +684,7 @@ int main(void)
 		cmocka_unit_test(test_link_indications),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_gpa_direct_send),
+		cmocka_unit_test(test_partial_copy_send),
 		cmocka_unit_test(test_gpadl_accessor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

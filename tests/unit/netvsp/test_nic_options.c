@@ -1,4 +1,4 @@
-/* vmwp --nic tap=NAME[,mac=XX:XX:XX:XX:XX:XX] parsing. */
+/* vmwp --nic [tap=NAME|switch=PATH][,mac=..][,vlan=N][,name=LABEL][,spoofing] parsing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -55,15 +55,44 @@ static void test_nic_ok(void **state)
 	assert_int_equal(o2.nnics, 0);
 }
 
+static void test_nic_switch(void **state)
+{
+	(void)state;
+	struct worker_options o;
+	char err[256] = "";
+	assert_true(parse(&o, err, "switch=/run/viridian/sw/lab.sock,vlan=42,name=vm1/nic0,spoofing,mac=00:15:5d:aa:bb:cc",
+			  "mac=00:15:5d:00:00:07"));
+	assert_int_equal(o.nnics, 2);
+	assert_string_equal(o.nics[0].switch_path, "/run/viridian/sw/lab.sock");
+	assert_string_equal(o.nics[0].tap, "");
+	assert_int_equal(o.nics[0].vlan, 42);
+	assert_string_equal(o.nics[0].name, "vm1/nic0");
+	assert_true(o.nics[0].mac_spoofing);
+	assert_int_equal(o.nics[0].mac[5], 0xcc);
+	/* no backend: an adapter without a cable */
+	assert_string_equal(o.nics[1].switch_path, "");
+	assert_string_equal(o.nics[1].tap, "");
+	assert_false(o.nics[1].mac_spoofing);
+	assert_int_equal(o.nics[1].vlan, 0);
+	assert_true(parse(&o, err, "", NULL));
+	assert_int_equal(o.nics[0].mac[0], 0x00);
+	assert_int_equal(o.nics[0].mac[2], 0x5d);
+	assert_true(parse(&o, err, "switch=/s,vlan=4094", NULL));
+	assert_int_equal(o.nics[0].vlan, 4094);
+}
+
 static void test_nic_bad(void **state)
 {
 	(void)state;
 	struct worker_options o;
 	char err[256];
 	static const char *const bad[] = {
-		"", "mac=00:15:5d:00:00:01", "tap=", "tap=a-name-longer-than-15", "tap=t,mac=00:15:5d:00:00",
+		"tap=", "tap=a-name-longer-than-15", "tap=t,mac=00:15:5d:00:00",
 		"tap=t,mac=01:15:5d:00:00:01" /* multicast */, "tap=t,mac=00:15:5d:00:00:01:02", "tap=t,speed=10",
-		"tap=t,mac=zz:15:5d:00:00:01",
+		"tap=t,mac=zz:15:5d:00:00:01", "switch=", "tap=t,switch=/s", "switch=/s,tap=t",
+		"switch=/s,vlan=4095", "switch=/s,vlan=-1", "switch=/s,vlan=", "switch=/s,vlan=12345", "switch=/s,vlan=1x",
+		"tap=t,vlan=5" /* VLANs are switch-port settings */, "tap=t,spoofing", "switch=/s,name=a b",
+		"switch=/s,name=", "switch=/s,spoofing=yes",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = '\0';
@@ -77,6 +106,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_nic_ok),
 		cmocka_unit_test(test_nic_bad),
+		cmocka_unit_test(test_nic_switch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
