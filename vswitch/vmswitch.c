@@ -58,6 +58,8 @@ static struct {
 	struct conn *ports[VSWITCH_MAX_PORTS]; /* by switch port id */
 	unsigned pending;
 	struct conn *closed;     /* freed after the epoll batch that may still name them */
+	struct conn *listeners[3];
+	int host_fd;             /* internal: the host adapter's tap, -1 */
 	bool stop;
 } S;
 
@@ -115,6 +117,15 @@ static void unwatch(struct conn *c)
 	c->closed = true;
 	c->next_closed = S.closed;
 	S.closed = c;
+}
+
+static void free_closed(void)
+{
+	while (S.closed) {
+		struct conn *c = S.closed;
+		S.closed = c->next_closed;
+		free(c);
+	}
 }
 
 static int listen_on(const char *path, int type)
@@ -187,6 +198,11 @@ static bool open_host_nic(void)
 		close(fd);
 		return false;
 	}
+	/* Persistent while the switch exists: a restarted switch finds the host's adapter with its
+	 * addresses; a clean stop (Remove-VMSwitch) takes it away. */
+	if (ioctl(fd, TUNSETPERSIST, 1) < 0)
+		vlog("host adapter %s: TUNSETPERSIST: %s", S.host_nic, strerror(errno));
+	S.host_fd = fd;
 	if (!if_up(S.host_nic))
 		vlog("host adapter %s: cannot bring it up: %s", S.host_nic, strerror(errno));
 	int port = add_uplink_port(S.host_nic);
@@ -255,6 +271,17 @@ static void forward(int port, const uint8_t *frame, size_t len)
 		deliver(&delivery);
 }
 
+/* An uplink's errors pass (ENETDOWN while its interface is down, reported once): the switch
+ * keeps the port and frames flow again when the interface comes back. */
+static bool uplink_error(const struct conn *c)
+{
+	static int last_errno;
+	if (errno != last_errno)
+		vlog("uplink port %d: %s", c->port, strerror(errno));
+	last_errno = errno;
+	return true;
+}
+
 /* Reads a burst of frames from a port; false when the connection is gone. */
 static bool port_readable(struct conn *c)
 {
@@ -273,7 +300,7 @@ static bool port_readable(struct conn *c)
 					     .msg_control = &ctl, .msg_controllen = sizeof(ctl) };
 			n = recvmsg(c->fd, &mh, MSG_TRUNC);
 			if (n < 0)
-				return errno == EAGAIN || errno == EINTR;
+				return errno == EAGAIN || errno == EINTR || uplink_error(c);
 			if (from.sll_pkttype == PACKET_OUTGOING)
 				continue; /* the host's own transmissions on the uplink */
 			uint8_t *f = buf + 4;
@@ -300,7 +327,7 @@ static bool port_readable(struct conn *c)
 		if (n == 0)
 			return c->kind == CONN_TAP;
 		if (n < 0)
-			return errno == EAGAIN || errno == EINTR;
+			return errno == EAGAIN || errno == EINTR || uplink_error(c);
 		forward(c->port, buf, (size_t)n > sizeof(buf) ? sizeof(buf) : (size_t)n);
 	}
 	return true;
@@ -565,6 +592,7 @@ int main(int argc, char **argv)
 	S.epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (!S.sw || S.epfd < 0)
 		return 1;
+	S.host_fd = -1;
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
@@ -573,8 +601,9 @@ int main(int argc, char **argv)
 	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	int lfd = listen_on(S.socket_path, SOCK_SEQPACKET);
 	int cfd = S.control_path ? listen_on(S.control_path, SOCK_STREAM) : -2;
-	if (sfd < 0 || lfd < 0 || cfd == -1 || !watch(CONN_SIGNAL, sfd, -1) || !watch(CONN_LISTEN, lfd, -1) ||
-	    (cfd >= 0 && !watch(CONN_CONTROL_LISTEN, cfd, -1)))
+	if (sfd < 0 || lfd < 0 || cfd == -1 || !(S.listeners[0] = watch(CONN_SIGNAL, sfd, -1)) ||
+	    !(S.listeners[1] = watch(CONN_LISTEN, lfd, -1)) ||
+	    (cfd >= 0 && !(S.listeners[2] = watch(CONN_CONTROL_LISTEN, cfd, -1))))
 		return 1;
 	if ((S.type == SWITCH_INTERNAL && !open_host_nic()) || (S.type == SWITCH_EXTERNAL && !open_uplink()))
 		return 1;
@@ -626,11 +655,7 @@ int main(int argc, char **argv)
 				break;
 			}
 		}
-		while (S.closed) {
-			struct conn *c = S.closed;
-			S.closed = c->next_closed;
-			free(c);
-		}
+		free_closed();
 		uint64_t now = now_ms();
 		if (now - last_age >= 1000) {
 			vswitch_age(S.sw, now);
@@ -641,5 +666,15 @@ int main(int argc, char **argv)
 	unlink(S.socket_path);
 	if (S.control_path)
 		unlink(S.control_path);
+	if (S.host_fd >= 0 && ioctl(S.host_fd, TUNSETPERSIST, 0) < 0)
+		vlog("host adapter %s: %s", S.host_nic, strerror(errno));
+	for (unsigned p = 0; p < VSWITCH_MAX_PORTS; p++)
+		if (S.ports[p])
+			unwatch(S.ports[p]);
+	for (int i = 0; i < 3; i++)
+		if (S.listeners[i])
+			unwatch(S.listeners[i]);
+	free_closed();
+	vswitch_free(S.sw);
 	return 0;
 }

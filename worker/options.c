@@ -92,20 +92,20 @@ static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, c
 		}
 		bool ok = true;
 		if (len > 4 && strncmp(tok, "tap=", 4) == 0 && vlen < sizeof(nic->tap) && !nic->switch_path[0]) {
-			snprintf(nic->tap, sizeof(nic->tap), "%s", val);
+			memcpy(nic->tap, val, vlen + 1);
 		} else if (len > 7 && strncmp(tok, "switch=", 7) == 0 && vlen < sizeof(nic->switch_path) && !nic->tap[0]) {
-			snprintf(nic->switch_path, sizeof(nic->switch_path), "%s", val);
+			memcpy(nic->switch_path, val, vlen + 1);
 		} else if (strncmp(tok, "mac=", 4) == 0 && len == 4 + 17) {
 			ok = vswitch_parse_mac(val, nic->mac) && !(nic->mac[0] & 1);
 			have_mac = true;
 		} else if (strncmp(tok, "vlan=", 5) == 0 && vlen > 0 && vlen <= 4) {
 			char *end;
 			unsigned long v = strtoul(val, &end, 10);
-			ok = !*end && v <= VSWITCH_VLAN_MAX;
+			ok = val[0] >= '0' && val[0] <= '9' && !*end && v <= VSWITCH_VLAN_MAX;
 			nic->vlan = (uint16_t)v;
 			have_vlan = true;
 		} else if (strncmp(tok, "name=", 5) == 0 && vlen > 0 && vlen < sizeof(nic->name)) {
-			snprintf(nic->name, sizeof(nic->name), "%s", val);
+			memcpy(nic->name, val, vlen + 1);
 			for (const char *p = nic->name; *p && ok; p++)
 				ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
 				     strchr("._:/@-", *p);

@@ -90,7 +90,7 @@ static void test_nic_bad(void **state)
 		"tap=", "tap=a-name-longer-than-15", "tap=t,mac=00:15:5d:00:00",
 		"tap=t,mac=01:15:5d:00:00:01" /* multicast */, "tap=t,mac=00:15:5d:00:00:01:02", "tap=t,speed=10",
 		"tap=t,mac=zz:15:5d:00:00:01", "switch=", "tap=t,switch=/s", "switch=/s,tap=t",
-		"switch=/s,vlan=4095", "switch=/s,vlan=-1", "switch=/s,vlan=", "switch=/s,vlan=12345", "switch=/s,vlan=1x",
+		"switch=/s,vlan=4095", "switch=/s,vlan=-1", "switch=/s,vlan=", "switch=/s,vlan=12345", "switch=/s,vlan=1x", "switch=/s,vlan=+5", "switch=/s,vlan= 5",
 		"tap=t,vlan=5" /* VLANs are switch-port settings */, "tap=t,spoofing", "switch=/s,name=a b",
 		"switch=/s,name=", "switch=/s,spoofing=yes",
 	};
