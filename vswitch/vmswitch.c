@@ -11,6 +11,7 @@
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
+#include <linux/virtio_net.h>
 #include <arpa/inet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -231,9 +232,12 @@ static bool open_uplink(void)
 	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex };
 	struct packet_mreq mr = { .mr_ifindex = (int)ifindex, .mr_type = PACKET_MR_PROMISC };
 	int one = 1;
+	/* PACKET_VNET_HDR: frames the host itself made (a veth peer, a bridge) may come with their
+	 * TCP/UDP checksum left for the NIC to fill; the header says where, and we fill it. */
 	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0 ||
 	    setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0 ||
-	    setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof(one)) < 0) {
+	    setsockopt(fd, SOL_PACKET, PACKET_AUXDATA, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0) {
 		vlog("uplink %s: %s", S.uplink, strerror(errno));
 		close(fd);
 		return false;
@@ -257,7 +261,15 @@ static void deliver(const struct vswitch_delivery *d)
 			continue;
 		const uint8_t *f = d->to[i].tagged ? d->tagged : d->untagged;
 		size_t len = d->to[i].tagged ? d->tagged_len : d->untagged_len;
-		ssize_t r = c->kind == CONN_TAP ? write(c->fd, f, len) : send(c->fd, f, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		ssize_t r;
+		if (c->kind == CONN_PACKET) {
+			struct virtio_net_hdr vh = { .gso_type = VIRTIO_NET_HDR_GSO_NONE };
+			struct iovec iov[2] = { { &vh, sizeof(vh) }, { (void *)f, len } };
+			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+			r = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) - (ssize_t)sizeof(vh);
+		} else {
+			r = c->kind == CONN_TAP ? write(c->fd, f, len) : send(c->fd, f, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		}
 		if (r != (ssize_t)len)
 			vswitch_out_drop(S.sw, d->to[i].port);
 	}
@@ -282,6 +294,35 @@ static bool uplink_error(const struct conn *c)
 	return true;
 }
 
+/* A frame from the packet socket as it would be on the wire: a pending checksum filled in.
+ * False for a segmentation-offload super-frame, which no port could take. */
+static bool uplink_frame_fixup(const struct virtio_net_hdr *vh, uint8_t *f, size_t len)
+{
+	if (vh->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+		static bool said;
+		if (!said)
+			vlog("uplink: dropping offload super-frames (turn TSO/GSO off where they come from, GRO on the uplink)");
+		said = true;
+		return false;
+	}
+	if (!(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
+		return true;
+	size_t start = vh->csum_start, at = start + vh->csum_offset;
+	if (at + 2 > len)
+		return false;
+	/* The field holds the pseudo-header sum; the one's-complement sum from start covers it. */
+	uint32_t sum = 0;
+	for (size_t i = start; i + 1 < len; i += 2)
+		sum += (uint32_t)(f[i] << 8 | f[i + 1]);
+	if ((len - start) & 1)
+		sum += (uint32_t)(f[len - 1] << 8);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	uint16_t csum = (uint16_t)~sum;
+	f[at] = (uint8_t)(csum >> 8), f[at + 1] = (uint8_t)csum;
+	return true;
+}
+
 /* Reads a burst of frames from a port; false when the connection is gone. */
 static bool port_readable(struct conn *c)
 {
@@ -294,18 +335,22 @@ static bool port_readable(struct conn *c)
 				char space[CMSG_SPACE(sizeof(struct tpacket_auxdata))];
 			} ctl;
 			struct sockaddr_ll from;
+			struct virtio_net_hdr vh;
 			/* Leave 4 bytes in front to put back a stripped tag. */
-			struct iovec iov = { .iov_base = buf + 4, .iov_len = sizeof(buf) - 4 };
-			struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &iov, .msg_iovlen = 1,
+			struct iovec iov[2] = { { &vh, sizeof(vh) }, { buf + 4, sizeof(buf) - 4 } };
+			struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = iov, .msg_iovlen = 2,
 					     .msg_control = &ctl, .msg_controllen = sizeof(ctl) };
 			n = recvmsg(c->fd, &mh, MSG_TRUNC);
 			if (n < 0)
 				return errno == EAGAIN || errno == EINTR || uplink_error(c);
-			if (from.sll_pkttype == PACKET_OUTGOING)
+			if (from.sll_pkttype == PACKET_OUTGOING || n < (ssize_t)sizeof(vh))
 				continue; /* the host's own transmissions on the uplink */
+			n -= (ssize_t)sizeof(vh);
 			uint8_t *f = buf + 4;
 			if ((size_t)n > sizeof(buf) - 4)
 				n = (ssize_t)sizeof(buf) - 4; /* truncated: still too long, counted as malformed */
+			else if (!uplink_frame_fixup(&vh, f, (size_t)n))
+				continue;
 			for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
 				if (cm->cmsg_level != SOL_PACKET || cm->cmsg_type != PACKET_AUXDATA)
 					continue;
