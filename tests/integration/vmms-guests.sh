@@ -3,7 +3,9 @@
 # New-VM -> Set-VMFirmware -> Start-VM -> Get-VM Running with uptime and heartbeat OK ->
 # Get-VMIntegrationService; SIGKILL of one worker marks only that VM Off (the other stays
 # Running); a vmms restart keeps the running VM and re-attaches; Stop-VM then shuts the guest
-# down gracefully (the guest's init sees the host's power-off) -> Off.
+# down gracefully (the guest's init sees the host's power-off) -> Off. Networking the Hyper-V
+# way: New-VMSwitch (Private), Add-VMNetworkAdapter with static MACs; the two guests ping each
+# other through it and Get-VMNetworkAdapter shows the adapters connected with traffic.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib/guest.bash
@@ -34,10 +36,17 @@ cleanup() {
 trap cleanup EXIT
 start_vmms
 
-cmd="console=ttyS0 quiet $(viridian_cmdline_arg 'sleep 600')"
-for vm in g1 g2; do
+check "New-VMSwitch lab (Private)" bash -c "'$B/hv' New-VMSwitch -Name lab -SwitchType Private >/dev/null"
+for i in 1 2; do
+  vm=g$i mac=00:15:5d:33:00:0$i
+  guest="for t in \$(seq 150); do for d in /sys/class/net/*; do [ \"\$(cat \$d/address)\" = $mac ] && n=\${d##*/}; done; [ -n \"\$n\" ] && break; sleep 0.1; done
+ip addr add 10.33.0.$i/24 dev \$n; ip link set \$n up
+for t in \$(seq 120); do ping -c 1 -W 1 10.33.0.$((3 - i)) >/dev/null && { echo VMMS-NET-PING-OK; break; }; done
+sleep 600"
   hv New-VM -Name $vm -MemoryStartupBytes 256MB -ProcessorCount 1 >/dev/null
-  hv Set-VMFirmware -VMName $vm -KernelPath "$G/vmlinuz" -InitrdPath "$G/initramfs.cpio.gz" -KernelCommandLine "$cmd"
+  hv Set-VMFirmware -VMName $vm -KernelPath "$G/vmlinuz" -InitrdPath "$G/initramfs.cpio.gz" \
+    -KernelCommandLine "console=ttyS0 quiet $(viridian_cmdline_arg "$guest")"
+  check "Add-VMNetworkAdapter $vm on lab" bash -c "'$B/hv' Add-VMNetworkAdapter -VMName $vm -SwitchName lab -StaticMacAddress $mac >/dev/null"
 done
 check "Start-VM g1 returns Running" hv Start-VM g1
 check "Start-VM g2 returns Running" hv Start-VM g2
@@ -48,6 +57,8 @@ check "heartbeat OK on g2" wait_field 120 g2 heartbeat OK
 check "uptime counts" bash -c "[ \"\$('$B/hv' Get-VM g1 -Json | sed -n 's/.*\"uptime_ms\": \([0-9]*\).*/\1/p')\" -gt 1000 ]"
 check "Get-VM table shows Running with an uptime" bash -c "'$B/hv' Get-VM | grep -E '^g1 +Running +[0-9]+ +256 +00:0[0-9]:[0-9]{2}'"
 check "Get-VMIntegrationService: Heartbeat OK" bash -c "'$B/hv' Get-VMIntegrationService g1 | grep -E 'Heartbeat +True +OK'"
+check "g1 and g2 ping each other through switch lab" bash -c "for i in \$(seq 120); do [ \$(cat '$t'/root/Virtual\ Machines/*/console.log | grep -c VMMS-NET-PING-OK) -ge 2 ] && exit 0; sleep 1; done; exit 1"
+check "Get-VMNetworkAdapter: g1's adapter connected to lab with traffic" bash -c "'$B/hv' Get-VMNetworkAdapter -VMName g1 | tee -a $out/adapters.txt | grep -E 'lab +00155D330001 .*True +[1-9]'"
 check "Set-VM refused while running (32788)" bash -c "'$B/hv' Set-VM g1 -ProcessorCount 2 2>&1 | grep -q 32788"
 check "Remove-VM refused while running (32788)" bash -c "'$B/hv' Remove-VM g1 2>&1 | grep -q 32788"
 
