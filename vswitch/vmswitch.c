@@ -45,9 +45,12 @@ struct conn {
 	int port;                /* switch port, CONN_PORT / CONN_TAP / CONN_PACKET */
 	bool closed;
 	struct conn *next_closed;
+	struct conn *next_pending; /* CONN_PENDING: in S.pending_list */
+	uint64_t since_ms;         /* CONN_PENDING: accepted at */
 };
 
 #define MAX_PENDING 32
+#define HELLO_TIMEOUT_MS 5000
 #define BURST 64
 
 static struct {
@@ -58,6 +61,7 @@ static struct {
 	int epfd;
 	struct conn *ports[VSWITCH_MAX_PORTS]; /* by switch port id */
 	unsigned pending;
+	struct conn *pending_list;
 	struct conn *closed;     /* freed after the epoll batch that may still name them */
 	struct conn *listeners[3];
 	int host_fd;             /* internal: the host adapter's tap, -1 */
@@ -100,6 +104,16 @@ static struct conn *watch(enum conn_kind kind, int fd, int port)
 	return c;
 }
 
+static void pending_drop(struct conn *c)
+{
+	for (struct conn **p = &S.pending_list; *p; p = &(*p)->next_pending)
+		if (*p == c) {
+			*p = c->next_pending;
+			S.pending--;
+			return;
+		}
+}
+
 static void unwatch(struct conn *c)
 {
 	if (c->closed)
@@ -107,7 +121,7 @@ static void unwatch(struct conn *c)
 	epoll_ctl(S.epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	if (c->kind == CONN_PENDING)
-		S.pending--;
+		pending_drop(c);
 	if (c->port >= 0) {
 		struct vswitch_port_config cfg;
 		if (vswitch_port_config(S.sw, (unsigned)c->port, &cfg))
@@ -419,7 +433,7 @@ static bool pending_readable(struct conn *c)
 		return false;
 	}
 	send_json(c->fd, json_pack("{s:b, s:i}", "ok", 1, "port", port));
-	S.pending--;
+	pending_drop(c);
 	c->kind = CONN_PORT;
 	c->port = port;
 	S.ports[port] = c;
@@ -679,10 +693,15 @@ int main(int argc, char **argv)
 				int sz = VSWITCH_PORT_SOCKBUF;
 				setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 				setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
-				if (watch(CONN_PENDING, fd, -1))
+				struct conn *p = watch(CONN_PENDING, fd, -1);
+				if (p) {
+					p->since_ms = now_ms();
+					p->next_pending = S.pending_list;
+					S.pending_list = p;
 					S.pending++;
-				else
+				} else {
 					close(fd);
+				}
 				break;
 			}
 			case CONN_CONTROL_LISTEN:
@@ -703,6 +722,12 @@ int main(int argc, char **argv)
 		free_closed();
 		uint64_t now = now_ms();
 		if (now - last_age >= 1000) {
+			/* A connection that never says hello does not keep a slot. */
+			for (struct conn *p = S.pending_list, *next; p; p = next) {
+				next = p->next_pending;
+				if (now - p->since_ms >= HELLO_TIMEOUT_MS)
+					unwatch(p);
+			}
 			vswitch_age(S.sw, now);
 			last_age = now;
 		}
