@@ -55,26 +55,6 @@ static void copy_str(char *dst, size_t len, const char *src)
 	dst[n] = '\0';
 }
 
-static void tail_line(const char *path, char *out, size_t len)
-{
-	char buf[2048];
-	*out = '\0';
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	off_t end = lseek(fd, 0, SEEK_END);
-	off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
-	close(fd);
-	if (n <= 0)
-		return;
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		n--;
-	buf[n] = '\0';
-	char *l = strrchr(buf, '\n');
-	copy_str(out, len, l ? l + 1 : buf);
-}
-
 /* ---- validation (pure) ---- */
 
 bool vmms_parse_mac(const char *in, char out[13])
@@ -273,7 +253,7 @@ static void sw_exited(struct vmms *s, struct vmms_switch *e, const char *how, bo
 {
 	char log[PATH_MAX], line[160] = "";
 	if (failed && switch_file(s, e->id, "vmswitch.log", log, sizeof(log)))
-		tail_line(log, line, sizeof(line));
+		vmms_log_tail_line(log, line, sizeof(line));
 	snprintf(e->last_error, sizeof(e->last_error), "vmswitch (pid %d) %s%s%s", (int)e->pid, how, *line ? ": " : "", line);
 	int64_t now = mono_ms();
 	if (now - e->started_ms >= STABLE_MS)

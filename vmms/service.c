@@ -302,13 +302,12 @@ static void set_status(struct vmms *s, const struct inv_vm *vm, struct vm_status
 		fprintf(stderr, "vmms: %s: %s\n", vm->name, msg);
 }
 
-/* The last non-empty line of the worker's log (its one-line reason on failure). */
-static void last_log_line(const struct inv_vm *vm, char *out, size_t len)
+/* The last non-empty line of a log file (a worker's or a switch's one-line reason on failure). */
+void vmms_log_tail_line(const char *path, char *out, size_t len)
 {
-	char p[PATH_MAX], buf[4096];
-	snprintf(p, sizeof(p), "%s/worker.log", vm->path);
+	char buf[4096];
 	*out = '\0';
-	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	off_t end = lseek(fd, 0, SEEK_END);
@@ -327,6 +326,13 @@ static void last_log_line(const struct inv_vm *vm, char *out, size_t len)
 		k = len - 1;
 	memcpy(out, src, k);
 	out[k] = '\0';
+}
+
+static void last_log_line(const struct inv_vm *vm, char *out, size_t len)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/worker.log", vm->path);
+	vmms_log_tail_line(p, out, len);
 }
 
 static void worker_gone(struct vmms *s, struct vmms_worker *w, int wstatus, bool have_status)
