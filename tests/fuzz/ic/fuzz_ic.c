@@ -10,27 +10,7 @@
 #include "fake_guest.h"
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t take(struct in *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint32_t take32(struct in *in)
-{
-	uint32_t v = 0;
-	for (int i = 0; i < 4; i++)
-		v = v << 8 | take(in);
-	return v;
-}
+#include "../fuzz_input.h"
 
 static uint8_t pkt[16384];
 

@@ -12,41 +12,12 @@
 #include "fake_guest.h"
 #include "vsp/netvsp.h"
 #include "vsp/rndis.h"
+#include "../fuzz_input.h"
 
 #define RBUF_PFN   16
 #define RBUF_PAGES 16
 #define SBUF_PFN   40
 #define SBUF_PAGES 8
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t take(struct in *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
-
-static uint32_t take32(struct in *in)
-{
-	uint32_t v = 0;
-	for (int i = 0; i < 4; i++)
-		v = v << 8 | take(in);
-	return v;
-}
-
-static size_t take_bytes(struct in *in, uint8_t *dst, size_t want)
-{
-	size_t n = want < in->n ? want : in->n;
-	memcpy(dst, in->p, n);
-	in->p += n;
-	in->n -= n;
-	return n;
-}
 
 static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static uint32_t rd32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }

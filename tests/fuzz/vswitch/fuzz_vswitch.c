@@ -9,19 +9,7 @@
 
 #include "vswitch/port.h"
 #include "vswitch/switch.h"
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t take(struct in *in)
-{
-	if (!in->n)
-		return 0;
-	in->n--;
-	return *in->p++;
-}
+#include "../fuzz_input.h"
 
 static struct vswitch_delivery d;
 static struct vswitch_mac_entry table[VSWITCH_TABLE_SIZE];
