@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "cmdlet.h"
+#include "cli_build.h"
 
 extern const struct cmdlet cmdlet_new_vmswitch, cmdlet_get_vmswitch, cmdlet_remove_vmswitch, cmdlet_add_vmnetworkadapter,
 	cmdlet_remove_vmnetworkadapter, cmdlet_get_vmnetworkadapter, cmdlet_connect_vmnetworkadapter,
@@ -16,30 +16,7 @@ extern const struct cmdlet cmdlet_new_vmswitch, cmdlet_get_vmswitch, cmdlet_remo
 	cmdlet_set_vmnetworkadaptervlan;
 json_t *net_cmdlet_request(const struct args *a, char *err, size_t errlen);
 
-const struct cmdlet *const cli_cmdlets[] = { NULL };
-const struct cmdlet *cli_find(const char *name) { (void)name; return NULL; }
-
-/* Parses argv and builds the request; its compact JSON (static), "PARSE" or "ERR:<message>". */
-static const char *build(const struct cmdlet *c, int argc, char **argv)
-{
-	static char out[2048];
-	struct args a;
-	if (args_parse(c, argc, argv, &a))
-		return "PARSE";
-	char err[256];
-	json_t *r = net_cmdlet_request(&a, err, sizeof(err));
-	if (!r) {
-		snprintf(out, sizeof(out), "ERR:%s", err);
-		return out;
-	}
-	char *s = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
-	snprintf(out, sizeof(out), "%s", s);
-	free(s);
-	json_decref(r);
-	return out;
-}
-
-#define B(c, ...) build(&c, (int)(sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *)), (char *[]){ __VA_ARGS__ })
+#define B(c, ...) cli_build(net_cmdlet_request, &c, CLI_ARGC(__VA_ARGS__), (char *[]){ __VA_ARGS__ })
 
 static void switches(void **state)
 {

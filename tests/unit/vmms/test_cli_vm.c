@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "cmdlet.h"
+#include "cli_build.h"
 
 extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_set_vmfirmware, cmdlet_start_vm,
 	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
@@ -17,31 +17,7 @@ extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_s
 	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm;
 json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen);
 
-/* cli_find is in main.c; the tests do not need the table. */
-const struct cmdlet *const cli_cmdlets[] = { NULL };
-const struct cmdlet *cli_find(const char *name) { (void)name; return NULL; }
-
-/* Parses argv and builds the request; returns its compact JSON (static) or "ERR:<message>". */
-static const char *build(const struct cmdlet *c, int argc, char **argv)
-{
-	static char out[2048];
-	struct args a;
-	if (args_parse(c, argc, argv, &a))
-		return "PARSE";
-	char err[256];
-	json_t *r = vm_cmdlet_request(&a, err, sizeof(err));
-	if (!r) {
-		snprintf(out, sizeof(out), "ERR:%s", err);
-		return out;
-	}
-	char *s = json_dumps(r, JSON_COMPACT | JSON_SORT_KEYS);
-	snprintf(out, sizeof(out), "%s", s);
-	free(s);
-	json_decref(r);
-	return out;
-}
-
-#define B(c, ...) build(&c, (int)(sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *)), (char *[]){ __VA_ARGS__ })
+#define B(c, ...) cli_build(vm_cmdlet_request, &c, CLI_ARGC(__VA_ARGS__), (char *[]){ __VA_ARGS__ })
 
 static void new_vm(void **state)
 {
