@@ -2,6 +2,7 @@
  * Get-VMIntegrationService. They talk to vmms over its socket ($VIRIDIAN_SOCKET or
  * /run/viridian/vmms.sock); each cmdlet's request is built by vm_cmdlet_request (pure, tested). */
 #include "cmdlet.h"
+#include "vmms/control_client.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -11,9 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,75 +28,35 @@ static const char *socket_path(void)
 
 #define VMMS_REPLY_TIMEOUT_S 60
 
-/* One request to vmms; NULL with a message in err when vmms cannot be reached. */
+/* One request to vmms; NULL with a message in err when vmms cannot be reached. vmms answers
+ * every request promptly (it never waits on a worker for more than a few seconds); a silent one
+ * is stuck, and a cmdlet must not hang with it. */
 json_t *vmms_call(json_t *req, char *err, size_t errlen)
 {
 	const char *path = socket_path();
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "socket path %s is too long", path);
-		return NULL;
-	}
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	/* vmms answers every request promptly (it never waits on a worker for more than a few
-	 * seconds); a silent one is stuck, and a cmdlet must not hang with it. */
-	struct timeval tv = { .tv_sec = VMMS_REPLY_TIMEOUT_S };
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	}
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		snprintf(err, errlen, "cannot reach vmms at %s: %s (is it running? VIRIDIAN_SOCKET names another socket)", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
 	char *line = json_dumps(req, JSON_COMPACT);
-	size_t n = strlen(line);
-	line = realloc(line, n + 2);
-	line[n] = '\n';
-	line[n + 1] = '\0';
-	json_t *r = NULL;
-	size_t off = 0, cap = 65536, len = 0;
-	char *buf = NULL;
-	while (off < n + 1) {
-		ssize_t k = send(fd, line + off, n + 1 - off, MSG_NOSIGNAL);
-		if (k <= 0)
-			break; /* vmms may have answered and closed (access denied): read that */
-		off += (size_t)k;
-	}
-	buf = malloc(cap);
-	for (;;) {
-		if (len + 1 == cap) {
-			cap *= 2;
-			buf = realloc(buf, cap);
-		}
-		ssize_t k = recv(fd, buf + len, cap - 1 - len, 0);
-		if (k <= 0)
-			goto io_err;
-		len += (size_t)k;
-		if (memchr(buf, '\n', len))
-			break;
-	}
-	buf[len] = '\0';
-	r = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
-	if (!json_is_object(r)) {
-		json_decref(r);
-		r = NULL;
-		snprintf(err, errlen, "vmms sent a malformed reply");
-	}
-	goto out;
-io_err:
-	if (errno == EAGAIN || errno == EWOULDBLOCK)
-		snprintf(err, errlen, "vmms at %s did not answer within %d s", path, VMMS_REPLY_TIMEOUT_S);
-	else
-		snprintf(err, errlen, "lost the connection to vmms at %s", path);
-out:
-	free(buf);
+	enum control_call_error why;
+	json_t *r = line ? control_call(path, line, VMMS_REPLY_TIMEOUT_S * 1000, &why) : NULL;
+	int e = errno;
 	free(line);
-	close(fd);
-	return r;
+	if (r)
+		return r;
+	switch (why) {
+	case CONTROL_CALL_UNREACHABLE:
+		snprintf(err, errlen, "cannot reach vmms at %s: %s (is it running? VIRIDIAN_SOCKET names another socket)",
+			 path, strerror(e));
+		break;
+	case CONTROL_CALL_TIMEOUT:
+		snprintf(err, errlen, "vmms at %s did not answer within %d s", path, VMMS_REPLY_TIMEOUT_S);
+		break;
+	case CONTROL_CALL_MALFORMED:
+		snprintf(err, errlen, "vmms sent a malformed reply");
+		break;
+	default:
+		snprintf(err, errlen, "lost the connection to vmms at %s", path);
+		break;
+	}
+	return NULL;
 }
 
 /* Sends the request; on failure prints the error and returns NULL. */

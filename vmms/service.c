@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "vmms/control_client.h"
 #include "vhd/vdisk.h"
 #include "vmms/service.h"
 
@@ -240,41 +241,8 @@ static void sock_path(const struct inv_vm *vm, char *out, size_t len)
 /* One request to a worker's control socket; NULL when it does not answer. */
 json_t *worker_call(const char *path, const char *line, int timeout_ms)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return NULL;
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return NULL;
-	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	json_t *r = NULL;
-	char buf[16384];
-	size_t len = 0;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		goto out;
-	size_t n = strlen(line);
-	if (send(fd, line, n, MSG_NOSIGNAL) != (ssize_t)n || send(fd, "\n", 1, MSG_NOSIGNAL) != 1)
-		goto out;
-	while (len < sizeof(buf) - 1) {
-		ssize_t k = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
-		if (k <= 0)
-			goto out;
-		len += (size_t)k;
-		if (memchr(buf, '\n', len))
-			break;
-	}
-	buf[len] = '\0';
-	r = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
-	if (!json_is_object(r)) {
-		json_decref(r);
-		r = NULL;
-	}
-out:
-	close(fd);
-	return r;
+	enum control_call_error why;
+	return control_call(path, line, timeout_ms, &why);
 }
 
 json_t *worker_vm_call(const struct inv_vm *vm, const char *line, int timeout_ms)
