@@ -27,8 +27,17 @@ in_vmhost() {
   guest/build-image -q || exit 1
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
-  tools/vmhost -t "$limit" -o "$out" -- bash "$script" --inner "$out"
-  exit $?
+  local rc=0
+  tools/vmhost -t "$limit" -o "$out" -- bash "$script" --inner "$out" || rc=$?
+  # 124/125: the test host timed out or wedged, so the test never printed its own
+  # diagnostics; show the end of what its guests wrote before $out goes.
+  if [ "$rc" = 124 ] || [ "$rc" = 125 ]; then
+    local f
+    for f in "$out"/*.log; do
+      [ -f "$f" ] && { echo "--- ${f##*/} (last 40 lines)"; tail -n 40 "$f"; }
+    done
+  fi
+  exit "$rc"
 }
 
 check() {
