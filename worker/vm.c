@@ -559,6 +559,14 @@ static void describe_triple_fault(struct vcpu *v, char *out, size_t len)
 		snprintf(out, len, "triple fault on vCPU %u", v->id);
 		return;
 	}
+	/* KVM on AMD (SVM) INITs the vCPU before it reports the shutdown: the registers are then
+	 * the reset state (rip 0xfff0, real mode), not where the guest faulted. Say so rather
+	 * than send the reader looking for a vCPU that ran from the reset vector. */
+	if (regs.rip == 0xFFF0 && sregs.cs.base == 0xFFFF0000ull && !(sregs.cr0 & 1)) {
+		snprintf(out, len, "triple fault on vCPU %u (where is unknown: KVM re-initialised the vCPU, as it does on AMD)",
+			 v->id);
+		return;
+	}
 	snprintf(out, len, "triple fault on vCPU %u at rip %#llx rsp %#llx cr0 %#llx cr3 %#llx cr4 %#llx efer %#llx",
 		 v->id, (unsigned long long)regs.rip, (unsigned long long)regs.rsp, (unsigned long long)sregs.cr0,
 		 (unsigned long long)sregs.cr3, (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer);
