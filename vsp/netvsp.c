@@ -48,6 +48,7 @@ struct netvsp {
 	struct pending_comp comp[PENDING_COMPLETES];
 	uint32_t comp_head, comp_count;
 	bool in_send;                    /* inside SEND_RNDIS_PKT: answers go out after its completion */
+	bool rx_waiting;                 /* netvsp_rx said NETVSP_RX_BUSY: call be.rx_ready on room */
 	struct netvsp_stats st;
 };
 
@@ -448,6 +449,13 @@ static void nv_packets(struct vmbus_chan *chan, void *ctx)
 		on_packet(n, &pkt);
 	}
 	flush_control(n);
+	/* The guest freed pieces or ring space (its signal brought us here): a waiting backend may
+	 * go on. It retries by itself too, so a guest that frees nothing only stalls its own rx. */
+	if (n->rx_waiting && n->nfree && !n->ctl_count) {
+		n->rx_waiting = false;
+		if (n->be.rx_ready)
+			n->be.rx_ready(n->be.ctx);
+	}
 }
 
 /* ---- public ---- */
@@ -497,19 +505,22 @@ void netvsp_free(struct netvsp *n)
 int netvsp_rx(struct netvsp *n, const uint8_t *frame, uint32_t len)
 {
 	if (!n->rst.initialized || !n->link_up || !n->rst.packet_filter || len < 14 ||
-	    len > NETVSP_RECV_SECTION_SIZE - RNDIS_PACKET_HDR_LEN) {
+	    len > NETVSP_RECV_SECTION_SIZE - RNDIS_PACKET_HDR_LEN || !n->chan || !vmbus_chan_is_open(n->chan) ||
+	    !n->have_rbuf) {
 		n->st.rx_drops++;
-		return -1;
+		return NETVSP_RX_DROPPED;
 	}
 	uint8_t hdr[RNDIS_PACKET_HDR_LEN];
 	rndis_build_packet_header(hdr, len);
-	if (deliver(n, hdr, sizeof(hdr), frame, len, false) < 0) {
-		n->st.rx_drops++;
-		return -1;
+	/* Control answers first; a frame never overtakes them or takes their room. */
+	if (n->ctl_count || deliver(n, hdr, sizeof(hdr), frame, len, false) < 0) {
+		n->st.rx_busy++;
+		n->rx_waiting = true;
+		return NETVSP_RX_BUSY;
 	}
 	n->st.rx_packets++;
 	n->st.rx_bytes += len;
-	return 0;
+	return NETVSP_RX_OK;
 }
 
 void netvsp_set_link(struct netvsp *n, bool up)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 
 #define FRAME_MAX 65536
 #define RECONNECT_MS 1000
+#define RX_RETRY_MS 100  /* a frame the guest had no room for is offered again at least this often */
 
 struct nic {
 	struct vmbus_host *h;
@@ -29,6 +31,7 @@ struct nic {
 	pthread_t thread;
 	bool running;
 	int wake[2];             /* to the thread: 'x' stop, 'r' the wanted switch changed */
+	int ready;               /* eventfd: the guest made room after NETVSP_RX_BUSY */
 	char tap[IFNAMSIZ];      /* "" for a switch adapter */
 	uint8_t mac[6];
 	/* Under h->lock (the device thread sends the guest's frames on fd); only the adapter's
@@ -61,6 +64,21 @@ static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
 				: send(nic->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n != (ssize_t)len)
 		nic->write_errors++;
+}
+
+static void backend_rx_ready(void *ctx)
+{
+	struct nic *nic = ctx;
+	eventfd_write(nic->ready, 1);
+}
+
+/* Offers a frame to the guest; false when it has no room yet (the frame is kept). */
+static bool offer(struct nic *nic, const uint8_t *frame, size_t len)
+{
+	pthread_mutex_lock(&nic->h->lock);
+	int r = netvsp_rx(nic->dev, frame, (uint32_t)len);
+	pthread_mutex_unlock(&nic->h->lock);
+	return r != NETVSP_RX_BUSY;
 }
 
 static void unplug(struct nic *nic, const char *why)
@@ -116,6 +134,7 @@ static void *nic_thread(void *arg)
 {
 	struct nic *nic = arg;
 	uint8_t *buf = malloc(FRAME_MAX);
+	size_t held = 0; /* a frame in buf the guest had no room for: no more reading until it goes */
 	if (!buf)
 		return NULL;
 	for (;;) {
@@ -126,8 +145,10 @@ static void *nic_thread(void *arg)
 			want = nic->want_switch[0] != '\0';
 			pthread_mutex_unlock(&nic->cfg_lock);
 		}
-		struct pollfd fds[2] = { { .fd = nic->wake[0], .events = POLLIN }, { .fd = nic->fd, .events = POLLIN } };
-		if (poll(fds, nic->fd >= 0 ? 2 : 1, nic->fd < 0 && want ? RECONNECT_MS : -1) < 0) {
+		struct pollfd fds[3] = { { .fd = nic->wake[0], .events = POLLIN }, { .fd = nic->ready, .events = POLLIN },
+					 { .fd = nic->fd, .events = POLLIN } };
+		int timeout = held ? RX_RETRY_MS : nic->fd < 0 && want ? RECONNECT_MS : -1;
+		if (poll(fds, !held && nic->fd >= 0 ? 3 : 2, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -141,14 +162,24 @@ static void *nic_thread(void *arg)
 				unplug(nic, ": unplugged");
 			continue;
 		}
-		if (nic->fd < 0 || !fds[1].revents)
+		if (fds[1].revents) {
+			eventfd_t v;
+			eventfd_read(nic->ready, &v);
+		}
+		if (held) {
+			if (!offer(nic, buf, held))
+				continue;
+			held = 0;
+		}
+		if (nic->fd < 0 || !(fds[2].revents || fds[1].revents))
 			continue;
 		for (int burst = 0; burst < 64; burst++) {
 			ssize_t n = read(nic->fd, buf, FRAME_MAX);
 			if (n > 0) {
-				pthread_mutex_lock(&nic->h->lock);
-				netvsp_rx(nic->dev, buf, (uint32_t)n);
-				pthread_mutex_unlock(&nic->h->lock);
+				if (!offer(nic, buf, (size_t)n)) {
+					held = (size_t)n;
+					break;
+				}
 				continue;
 			}
 			if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -193,11 +224,12 @@ static void detach_all(void)
 		if (nic->dev) {
 			struct netvsp_stats st;
 			netvsp_get_stats(nic->dev, &st);
-			vlog("netvsp %u: tx %llu packets %llu bytes, rx %llu packets %llu bytes, drops tx %llu rx %llu, %llu bad packets",
+			vlog("netvsp %u: tx %llu packets %llu bytes, rx %llu packets %llu bytes, drops tx %llu rx %llu, "
+			     "%llu waits for guest room, %llu bad packets",
 			     i, (unsigned long long)st.tx_packets, (unsigned long long)st.tx_bytes,
 			     (unsigned long long)st.rx_packets, (unsigned long long)st.rx_bytes,
 			     (unsigned long long)st.tx_drops, (unsigned long long)st.rx_drops,
-			     (unsigned long long)st.bad_packets);
+			     (unsigned long long)st.rx_busy, (unsigned long long)st.bad_packets);
 		}
 		/* The adapter stays registered with the VMBus server, which outlives us: leave it. */
 		if (nic->fd >= 0)
@@ -232,13 +264,14 @@ bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, ch
 		if (nic->tap[0] && (nic->fd = tap_open(nic->tap, err, errlen)) < 0)
 			return false;
 		nnics++;
-		if (pipe2(nic->wake, O_CLOEXEC) < 0) {
+		nic->ready = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (nic->ready < 0 || pipe2(nic->wake, O_CLOEXEC) < 0) {
 			snprintf(err, errlen, "--nic %u: pipe: %s", i, strerror(errno));
 			return false;
 		}
 		struct netvsp_config cfg = { .instance = (uint8_t)i };
 		memcpy(cfg.mac, nic->mac, 6);
-		struct netvsp_backend be = { .tx = backend_tx, .ctx = nic };
+		struct netvsp_backend be = { .tx = backend_tx, .rx_ready = backend_rx_ready, .ctx = nic };
 		pthread_mutex_lock(&h->lock);
 		nic->dev = netvsp_new(h->server, &cfg, &be);
 		if (nic->dev)

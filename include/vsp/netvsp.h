@@ -17,7 +17,7 @@
  *
  * Hostile guests: malformed NVSP messages, RNDIS messages and frames are dropped and counted
  * (stats.bad_packets); nothing the guest sends can make the host read or write outside its
- * buffers. A guest that stops completing receive pieces only loses received frames (stats.rx_drops). */
+ * buffers. A guest that stops completing receive pieces only stalls its own receive path. */
 #ifndef VIRIDIAN_VSP_NETVSP_H
 #define VIRIDIAN_VSP_NETVSP_H
 
@@ -66,6 +66,9 @@
 struct netvsp_backend {
 	/* A frame from the guest (Ethernet header first, no FCS). Called on the device thread. */
 	void (*tx)(void *ctx, const uint8_t *frame, uint32_t len);
+	/* After netvsp_rx said NETVSP_RX_BUSY: the guest made room (device thread, lock held). May
+	 * be NULL; the backend should retry now and then anyway. */
+	void (*rx_ready)(void *ctx);
 	void *ctx;
 };
 
@@ -80,7 +83,8 @@ struct netvsp_stats {
 	uint64_t tx_packets, tx_bytes;   /* guest -> backend */
 	uint64_t rx_packets, rx_bytes;   /* backend -> guest */
 	uint64_t tx_drops;               /* guest frames not sent (malformed, too big, not set up) */
-	uint64_t rx_drops;               /* frames for the guest dropped (no buffer, ring full, down) */
+	uint64_t rx_drops;               /* frames for the guest dropped (receive path not set up, down) */
+	uint64_t rx_busy;                /* frames the guest had no room for yet (NETVSP_RX_BUSY) */
 	uint64_t bad_packets;            /* malformed NVSP / RNDIS messages */
 	uint32_t nvsp_version;           /* 0 until INIT */
 	bool rndis_initialized;
@@ -93,8 +97,11 @@ struct netvsp;
 struct netvsp *netvsp_new(struct vmbus_server *srv, const struct netvsp_config *cfg,
 			  const struct netvsp_backend *backend);
 void netvsp_free(struct netvsp *n);
-/* A frame for the guest. Returns 0 (announced), or -1 (dropped and counted: the guest has not set
- * up its receive buffer, the link is down, every piece is in use, or the ring is full). */
+/* A frame for the guest: NETVSP_RX_OK (announced); NETVSP_RX_DROPPED (counted in rx_drops: the
+ * guest has not set up its receive path, the link is down, the length is wrong); NETVSP_RX_BUSY
+ * (every receive piece is in use or the ring is full: keep the frame and offer it again after
+ * rx_ready, instead of losing it -- TCP would have to retransmit). */
+enum { NETVSP_RX_OK = 0, NETVSP_RX_DROPPED = -1, NETVSP_RX_BUSY = -2 };
 int netvsp_rx(struct netvsp *n, const uint8_t *frame, uint32_t len);
 /* Link up/down as the guest sees it (media connect status; an indication when it changes). */
 void netvsp_set_link(struct netvsp *n, bool up);

@@ -26,6 +26,7 @@ struct frames {
 	unsigned n;
 	uint32_t len[16];
 	uint8_t data[16][2048];
+	unsigned rx_ready;       /* rx_ready callbacks seen */
 };
 
 struct t {
@@ -47,6 +48,11 @@ static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
 		memcpy(f->data[f->n], frame, len);
 		f->len[f->n++] = len;
 	}
+}
+
+static void backend_rx_ready(void *ctx)
+{
+	((struct frames *)ctx)->rx_ready++;
 }
 
 /* guest -> host: one in-band NVSP message */
@@ -99,7 +105,7 @@ static struct t *setup_open(void)
 	fg_init(&t->g);
 	struct netvsp_config cfg = {0};
 	memcpy(cfg.mac, MAC, 6);
-	struct netvsp_backend be = {backend_tx, &t->out};
+	struct netvsp_backend be = {backend_tx, backend_rx_ready, &t->out};
 	t->nv = netvsp_new(t->g.srv, &cfg, &be);
 	assert_non_null(t->nv);
 	assert_int_equal(fg_connect(&t->g, VERSION_WIN10_V5_2), 1);
@@ -395,11 +401,16 @@ static void test_data_path(void **state)
 	assert_int_equal(rd32(got), RNDIS_MSG_PACKET);
 	assert_int_equal(rd32(got + 12), sizeof(f2));
 	assert_memory_equal(got + 8 + rd32(got + 8), f2, sizeof(f2));
-	/* The guest holds every piece: frames are dropped; completing one frees it again. */
+	/* The guest holds every piece: the backend is told to wait (nothing is lost); completing one
+	 * frees it and says so through rx_ready. */
 	uint32_t pieces = RBUF_PAGES * 4096 / NETVSP_RECV_SECTION_SIZE, sent = 0;
-	while (netvsp_rx(t->nv, f1, sizeof(f1)) == 0)
+	int r;
+	while ((r = netvsp_rx(t->nv, f1, sizeof(f1))) == NETVSP_RX_OK)
 		sent++;
+	assert_int_equal(r, NETVSP_RX_BUSY);
+	assert_int_equal(netvsp_rx(t->nv, f1, sizeof(f1)), NETVSP_RX_BUSY);
 	assert_true(sent >= 1);
+	assert_int_equal(t->out.rx_ready, 0);
 	uint64_t first_tid = 0;
 	uint32_t seen = 0;
 	while (recv_rndis(t, got, false, seen ? NULL : &first_tid))
@@ -411,16 +422,18 @@ static void test_data_path(void **state)
 	bool sig;
 	assert_int_equal(fg_ring_send(&t->c.send, VM_PKT_COMP, 0, first_tid, c, 40, &sig), 0);
 	fg_signal(&t->g, &t->c);
-	assert_int_equal(netvsp_rx(t->nv, f1, sizeof(f1)), 0);
+	assert_int_equal(t->out.rx_ready, 1);
+	assert_int_equal(netvsp_rx(t->nv, f1, sizeof(f1)), NETVSP_RX_OK);
 	/* A frame too big for a piece is dropped. */
 	uint8_t big[1800] = {0};
-	assert_int_equal(netvsp_rx(t->nv, big, sizeof(big)), -1);
+	assert_int_equal(netvsp_rx(t->nv, big, sizeof(big)), NETVSP_RX_DROPPED);
 	struct netvsp_stats st;
 	netvsp_get_stats(t->nv, &st);
 	assert_int_equal(st.tx_packets, 3);
 	assert_int_equal(st.tx_bytes, 2 * sizeof(f1) + sizeof(f2));
 	assert_int_equal(st.rx_packets, 1 + sent + 1);
-	assert_true(st.rx_drops >= 2);
+	assert_int_equal(st.rx_drops, 1);
+	assert_int_equal(st.rx_busy, 2);
 	teardown(t);
 }
 
