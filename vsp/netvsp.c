@@ -3,11 +3,12 @@
 #include <string.h>
 
 #include "vmbus/channel.h"
+#include "vsp/net_offload.h"
 #include "vsp/netvsp.h"
 #include "vsp/rndis.h"
 
 #define MAX_RECV_SECTIONS  65536u
-#define TX_SCRATCH         (64u * 1024)   /* one guest send: a section batch or a GPA-direct packet */
+#define TX_SCRATCH         (96u * 1024)   /* one guest send: a section batch and/or GPA-direct pages (a large send) */
 #define PENDING_CONTROL    32u            /* RNDIS answers waiting for a free receive piece */
 #define PENDING_COMPLETES  16u            /* completions waiting for ring space */
 #define NVSP_MAX_MDL_CHAIN 34u
@@ -43,6 +44,7 @@ struct netvsp {
 	uint32_t sbuf_gpadl;
 	uint32_t sbuf_sections;
 	uint8_t *scratch;
+	uint8_t *segment;                /* one frame of a large send being segmented */
 	struct pending_ctl ctl[PENDING_CONTROL];
 	uint32_t ctl_head, ctl_count;
 	struct pending_comp comp[PENDING_COMPLETES];
@@ -187,8 +189,25 @@ static void guest_frame(struct netvsp *n, const uint8_t *frame, uint32_t len)
 		n->be.tx(n->be.ctx, frame, len);
 }
 
+static void emit_segment(void *ctx, const uint8_t *frame, uint32_t len)
+{
+	guest_frame(ctx, frame, len);
+}
+
+/* A frame with the offloads its RNDIS message asked for done here, as a NIC would: the
+ * checksum filled in, a large send cut into MSS-sized frames. frame is ours (the scratch copy). */
+static bool guest_send(struct netvsp *n, uint8_t *frame, uint32_t len, const struct rndis_tx_offload *ofl)
+{
+	if (ofl->lso)
+		return net_segment_tcp(frame, len, ofl->l4_offset, ofl->mss, n->rcfg.mtu + 14, n->segment, emit_segment, n) > 0;
+	if ((ofl->csum_tcp || ofl->csum_udp) && !net_fill_l4_checksum(frame, len, ofl->l4_offset, ofl->csum_tcp))
+		return false;
+	guest_frame(n, frame, len);
+	return true;
+}
+
 /* Every RNDIS message in buf (a section or a GPA-direct packet may hold a batch). */
-static bool rndis_messages(struct netvsp *n, const uint8_t *buf, uint32_t len)
+static bool rndis_messages(struct netvsp *n, uint8_t *buf, uint32_t len)
 {
 	uint32_t pos = 0;
 	bool ok = true;
@@ -198,15 +217,16 @@ static bool rndis_messages(struct netvsp *n, const uint8_t *buf, uint32_t len)
 			n->st.bad_packets++;
 			return false;
 		}
-		const uint8_t *m = buf + pos;
+		uint8_t *m = buf + pos;
 		if (type == RNDIS_MSG_PACKET) {
 			uint32_t off, flen;
-			if (rndis_packet_frame(m, mlen, n->rcfg.mtu + 18, &off, &flen) < 0) {
+			struct rndis_tx_offload ofl;
+			if (rndis_packet_offload(m, mlen, &ofl) < 0 ||
+			    rndis_packet_frame(m, mlen, ofl.lso ? NET_LSO_MAX_SIZE : n->rcfg.mtu + 18, &off, &flen) < 0 ||
+			    !guest_send(n, m + off, flen, &ofl)) {
 				n->st.bad_packets++;
 				n->st.tx_drops++;
 				ok = false;
-			} else {
-				guest_frame(n, m + off, flen);
 			}
 		} else {
 			uint8_t resp[RNDIS_MAX_RESPONSE];
@@ -466,13 +486,17 @@ struct netvsp *netvsp_new(struct vmbus_server *srv, const struct netvsp_config *
 	struct netvsp *n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
+	memcpy(n->rcfg.mac, cfg->mac, 6);
+	n->rcfg.mtu = cfg->mtu ? cfg->mtu : 1500;
+	n->rcfg.tx_offloads = true;
 	n->scratch = malloc(TX_SCRATCH);
-	if (!n->scratch) {
+	n->segment = malloc(n->rcfg.mtu + 14);
+	if (!n->scratch || !n->segment) {
+		free(n->scratch);
+		free(n->segment);
 		free(n);
 		return NULL;
 	}
-	memcpy(n->rcfg.mac, cfg->mac, 6);
-	n->rcfg.mtu = cfg->mtu ? cfg->mtu : 1500;
 	n->rcfg.link_speed_bps = cfg->link_speed_bps ? cfg->link_speed_bps : 10000000000ull;
 	if (backend)
 		n->be = *backend;
@@ -499,6 +523,7 @@ void netvsp_free(struct netvsp *n)
 		return;
 	rbuf_forget(n);
 	free(n->scratch);
+	free(n->segment);
 	free(n);
 }
 

@@ -1,6 +1,7 @@
 /* RNDIS control and data messages: parsing what the guest sends, building the host's answers. */
 #include <string.h>
 
+#include "vsp/net_offload.h"
 #include "vsp/rndis.h"
 
 #define RNDIS_MAX_PKT_PER_MSG  8u      /* the guest may batch this many packets in one send */
@@ -52,6 +53,43 @@ int rndis_packet_frame(const uint8_t *msg, uint32_t msg_len, uint32_t max_frame,
 		return -1;
 	*off = (uint32_t)data_off;
 	*flen = (uint32_t)data_len;
+	return 0;
+}
+
+int rndis_packet_offload(const uint8_t *msg, uint32_t msg_len, struct rndis_tx_offload *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (msg_len < RNDIS_PACKET_HDR_LEN)
+		return -1;
+	const uint8_t *p = msg + RNDIS_HEADER_SIZE;
+	uint64_t off = (uint64_t)RNDIS_HEADER_SIZE + rd32(p + 20), len = rd32(p + 24);
+	if (!len)
+		return 0;
+	if (off < RNDIS_PACKET_HDR_LEN || off > msg_len || len > msg_len - off)
+		return -1;
+	/* Entries: size, type (bit 31: internal), offset of the value from the entry's start. */
+	for (uint64_t pos = 0; pos < len;) {
+		const uint8_t *e = msg + off + pos;
+		if (len - pos < 12)
+			return -1;
+		uint32_t size = rd32(e), type = rd32(e + 4), voff = rd32(e + 8);
+		if (size < 12 || size > len - pos || voff > size || size - voff < 4)
+			return -1;
+		uint32_t v = rd32(e + voff);
+		if (type == RNDIS_PPI_CSUM) {
+			/* is_ipv4:1 is_ipv6:1 tcp:1 udp:1 ip:1 reserved:11 tcp_header_offset:10 */
+			out->csum_tcp = v >> 2 & 1;
+			out->csum_udp = v >> 3 & 1;
+			if (!out->lso)
+				out->l4_offset = v >> 16 & 0x3ff;
+		} else if (type == RNDIS_PPI_LSO && (v >> 30 & 1)) {
+			/* LSOv2: mss:20 tcp_header_offset:10 type:1 ip_version:1 */
+			out->lso = true;
+			out->mss = v & 0xfffff;
+			out->l4_offset = v >> 20 & 0x3ff;
+		}
+		pos += size;
+	}
 	return 0;
 }
 
@@ -117,9 +155,9 @@ static int query_info(const struct rndis_config *cfg, const struct rndis_state *
 		memcpy(info, cfg->mac, 6);
 		return 6;
 	case RNDIS_OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES: {
-		/* No offloads: an NDIS_OFFLOAD with every capability zero. Linux's query carries the
-		 * object header (type, revision, size) of the structure it wants; answer in that shape
-		 * so it accepts the answer and runs with checksums and segmentation in software. */
+		/* An NDIS_OFFLOAD in the shape the guest asked for (its object header: type, revision,
+		 * size). Offered: TCP and UDP checksums and LSOv2 for IPv4 and IPv6 on transmit (the
+		 * host fills and segments, vsp/net_offload.c); receive checksums are not claimed. */
 		if (in_len < 4)
 			return -1;
 		uint32_t len = in_len > OFFLOAD_CAPS_MAX ? OFFLOAD_CAPS_MAX : in_len;
@@ -131,6 +169,19 @@ static int query_info(const struct rndis_config *cfg, const struct rndis_state *
 		info[0] = NDIS_OBJECT_TYPE_OFFLOAD;
 		info[1] = in[1] ? in[1] : 1; /* revision */
 		wr16(info + 2, size);
+		if (cfg->tx_offloads && len >= NDIS_OFFLOAD_SIZE_6_0) {
+			wr32(info + NDIS_OFFLOAD_IP4_TXENC, NDIS_OFFLOAD_ENCAP_8023);
+			wr32(info + NDIS_OFFLOAD_IP4_TXCSUM, NDIS_TXCSUM_IP4OPT | NDIS_TXCSUM_TCP4OPT | NDIS_TXCSUM_TCP4 | NDIS_TXCSUM_UDP4);
+			wr32(info + NDIS_OFFLOAD_IP6_TXENC, NDIS_OFFLOAD_ENCAP_8023);
+			wr32(info + NDIS_OFFLOAD_IP6_TXCSUM, NDIS_TXCSUM_IP6EXT | NDIS_TXCSUM_TCP6OPT | NDIS_TXCSUM_TCP6 | NDIS_TXCSUM_UDP6);
+			wr32(info + NDIS_OFFLOAD_LSOV2_IP4_ENCAP, NDIS_OFFLOAD_ENCAP_8023);
+			wr32(info + NDIS_OFFLOAD_LSOV2_IP4_MAXSZ, NET_LSO_MAX_SIZE);
+			wr32(info + NDIS_OFFLOAD_LSOV2_IP4_MINSG, NET_LSO_MIN_SEGS);
+			wr32(info + NDIS_OFFLOAD_LSOV2_IP6_ENCAP, NDIS_OFFLOAD_ENCAP_8023);
+			wr32(info + NDIS_OFFLOAD_LSOV2_IP6_MAXSZ, NET_LSO_MAX_SIZE);
+			wr32(info + NDIS_OFFLOAD_LSOV2_IP6_MINSG, NET_LSO_MIN_SEGS);
+			wr32(info + NDIS_OFFLOAD_LSOV2_IP6_OPTS, NDIS_LSOV2_IP6EXT | NDIS_LSOV2_TCP6OPT);
+		}
 		return (int)len;
 	}
 	default:
@@ -153,8 +204,9 @@ static uint32_t set_oid(struct rndis_state *st, uint32_t oid, const uint8_t *in,
 			return RNDIS_STATUS_INVALID_DATA;
 		st->lookahead = rd32(in);
 		return RNDIS_STATUS_SUCCESS;
-	/* Accepted and ignored: every offload stays off (none is advertised), the host side has
-	 * no multicast filter, the adapter's address is the configured one. */
+	/* Accepted and ignored: the guest asks per packet for the offloads it turned on (so the
+	 * parameters need no state), the host side has no multicast filter, the adapter's address
+	 * is the configured one. */
 	case RNDIS_OID_TCP_OFFLOAD_PARAMETERS:
 	case RNDIS_OID_OFFLOAD_ENCAPSULATION:
 	case RNDIS_OID_802_3_MULTICAST_LIST:

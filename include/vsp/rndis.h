@@ -92,7 +92,33 @@ struct rndis_config {
 	uint8_t mac[6];
 	uint32_t mtu;            /* 1500 */
 	uint64_t link_speed_bps; /* reported in units of 100 bps */
+	bool tx_offloads;        /* advertise TCP/UDP checksum and LSOv2 on transmit */
 };
+
+/* NDIS_OFFLOAD (Linux hyperv_net.h struct ndis_offload): byte offsets of what we fill in. */
+#define NDIS_OFFLOAD_IP4_TXENC        4u
+#define NDIS_OFFLOAD_IP4_TXCSUM       8u
+#define NDIS_OFFLOAD_IP6_TXENC        20u
+#define NDIS_OFFLOAD_IP6_TXCSUM       24u
+#define NDIS_OFFLOAD_LSOV2_IP4_ENCAP  80u
+#define NDIS_OFFLOAD_LSOV2_IP4_MAXSZ  84u
+#define NDIS_OFFLOAD_LSOV2_IP4_MINSG  88u
+#define NDIS_OFFLOAD_LSOV2_IP6_ENCAP  92u
+#define NDIS_OFFLOAD_LSOV2_IP6_MAXSZ  96u
+#define NDIS_OFFLOAD_LSOV2_IP6_MINSG  100u
+#define NDIS_OFFLOAD_LSOV2_IP6_OPTS   104u
+#define NDIS_OFFLOAD_SIZE_6_0         112u  /* up to and with "flags" */
+#define NDIS_OFFLOAD_ENCAP_8023       0x2u
+#define NDIS_TXCSUM_IP4OPT            0x001u
+#define NDIS_TXCSUM_TCP4OPT           0x004u
+#define NDIS_TXCSUM_TCP4              0x010u
+#define NDIS_TXCSUM_UDP4              0x040u
+#define NDIS_TXCSUM_IP6EXT            0x001u
+#define NDIS_TXCSUM_TCP6OPT           0x004u
+#define NDIS_TXCSUM_TCP6              0x010u
+#define NDIS_TXCSUM_UDP6              0x040u
+#define NDIS_LSOV2_IP6EXT             0x001u
+#define NDIS_LSOV2_TCP6OPT            0x004u
 
 /* Guest-visible adapter state the control requests change */
 struct rndis_state {
@@ -118,6 +144,21 @@ int rndis_packet_frame(const uint8_t *msg, uint32_t msg_len, uint32_t max_frame,
  * needs no answer (HALT, an unknown type); -1 when it is malformed (counted in st->bad_messages). */
 int rndis_control(const struct rndis_config *cfg, struct rndis_state *st, const uint8_t *msg, uint32_t msg_len,
 		  uint8_t *resp, size_t cap);
+
+/* The transmit offload a guest asks for in an RNDIS_MSG_PACKET's per-packet info
+ * (TCPIP_CHKSUM_PKTINFO, TCP_LARGESEND_PKTINFO LSOv2); other kinds of per-packet info are
+ * ignored. */
+#define RNDIS_PPI_CSUM 0u
+#define RNDIS_PPI_LSO  2u
+struct rndis_tx_offload {
+	bool csum_tcp, csum_udp; /* fill that checksum in */
+	bool lso;                /* segment, mss payload bytes a frame */
+	uint32_t mss;
+	uint32_t l4_offset;      /* where the transport header starts in the frame */
+};
+/* 0 with *out filled (all false: nothing asked), or -1 when the per-packet info area or one
+ * of its entries does not fit in the message. */
+int rndis_packet_offload(const uint8_t *msg, uint32_t msg_len, struct rndis_tx_offload *out);
 
 /* RNDIS_MSG_PACKET header for a frame of frame_len bytes (written to out, 44 bytes; the frame goes
  * right after it). Returns the total message length (44 + frame_len). */

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "fake_guest.h"
+#include "vsp/net_offload.h"
 #include "vsp/netvsp.h"
 #include "vsp/rndis.h"
 
@@ -317,7 +318,8 @@ static void test_rndis_answers(void **state)
 	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_PHYSICAL_MEDIUM, NULL, 0, resp);
 	assert_int_equal(rd32(resp + 8 + rd32(resp + 20)), RNDIS_PHYSICAL_MEDIUM_802_3);
 	/* Offload capabilities: Linux sends an NDIS_OFFLOAD header (type, revision 3, size) and
-	 * needs an answer of that type and size >= the 6.0 size; every capability is zero. */
+	 * needs an answer of that type and size >= the 6.0 size: TCP/UDP transmit checksums and
+	 * LSOv2 for IPv4 and IPv6 (as Linux's rndis_netdev_set_hwcaps tests them), nothing else. */
 	uint8_t caps[0xA8] = {NDIS_OBJECT_TYPE_OFFLOAD, 3, 0xA8, 0};
 	n = rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES, caps, sizeof(caps), resp);
 	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
@@ -325,8 +327,19 @@ static void test_rndis_answers(void **state)
 	const uint8_t *info = resp + 8 + rd32(resp + 20);
 	assert_int_equal(info[0], NDIS_OBJECT_TYPE_OFFLOAD);
 	assert_int_equal(info[2] | info[3] << 8, 0xA8);
-	for (size_t i = 4; i < sizeof(caps); i++)
-		assert_int_equal(info[i], 0);
+	assert_int_equal(rd32(info + NDIS_OFFLOAD_IP4_TXCSUM) & (NDIS_TXCSUM_TCP4 | NDIS_TXCSUM_TCP4OPT),
+			 NDIS_TXCSUM_TCP4 | NDIS_TXCSUM_TCP4OPT);
+	assert_true(rd32(info + NDIS_OFFLOAD_IP4_TXCSUM) & NDIS_TXCSUM_UDP4);
+	assert_int_equal(rd32(info + NDIS_OFFLOAD_IP6_TXCSUM) & (NDIS_TXCSUM_TCP6 | NDIS_TXCSUM_TCP6OPT | NDIS_TXCSUM_IP6EXT),
+			 NDIS_TXCSUM_TCP6 | NDIS_TXCSUM_TCP6OPT | NDIS_TXCSUM_IP6EXT);
+	assert_true(rd32(info + NDIS_OFFLOAD_LSOV2_IP4_ENCAP) & NDIS_OFFLOAD_ENCAP_8023);
+	assert_int_equal(rd32(info + NDIS_OFFLOAD_LSOV2_IP4_MAXSZ), NET_LSO_MAX_SIZE);
+	assert_int_equal(rd32(info + NDIS_OFFLOAD_LSOV2_IP6_OPTS), NDIS_LSOV2_IP6EXT | NDIS_LSOV2_TCP6OPT);
+	for (size_t i = 4; i < sizeof(caps); i++) /* receive checksums, LSOv1, IPsec, RSC: none */
+		if (i < NDIS_OFFLOAD_IP4_TXENC + 8 || (i >= 20 && i < 28) || (i >= 80 && i < 108))
+			continue;
+		else
+			assert_int_equal(info[i], 0);
 	/* RSS capabilities and friendly name: not supported (no vRSS) */
 	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_RECEIVE_SCALE_CAPABILITIES, NULL, 0, resp);
 	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_NOT_SUPPORTED);
@@ -596,6 +609,93 @@ static void test_partial_copy_send(void **state)
 	teardown(t);
 }
 
+/* RNDIS_MSG_PACKET with one per-packet info entry (type, 4-byte value) in front of the frame. */
+static uint32_t packet_msg_ppi(uint8_t *m, const uint8_t *frame, uint32_t flen, uint32_t ppi_type, uint32_t ppi_value)
+{
+	uint32_t n = RNDIS_PACKET_HDR_LEN + 16 + flen;
+	memset(m, 0, RNDIS_PACKET_HDR_LEN + 16);
+	wr32(m, RNDIS_MSG_PACKET);
+	wr32(m + 4, n);
+	wr32(m + 8, RNDIS_PACKET_SIZE + 16);  /* data_offset */
+	wr32(m + 12, flen);
+	wr32(m + 28, RNDIS_PACKET_SIZE);      /* per_pkt_info_offset */
+	wr32(m + 32, 16);                     /* per_pkt_info_len */
+	wr32(m + 44, 16);                     /* entry size */
+	wr32(m + 48, ppi_type);
+	wr32(m + 52, 12);                     /* value offset */
+	wr32(m + 56, ppi_value);
+	memcpy(m + RNDIS_PACKET_HDR_LEN + 16, frame, flen);
+	return n;
+}
+
+/* Ethernet + IPv4 + TCP (or UDP) with payload bytes i*3, checksums left as Linux leaves them. */
+static uint32_t ip_frame(uint8_t *f, bool tcp, uint32_t payload)
+{
+	uint32_t l4len = (tcp ? 20 : 8) + payload, n = 34 + l4len;
+	memset(f, 0, 54);
+	memcpy(f, "\xff\xff\xff\xff\xff\xff", 6);
+	memcpy(f + 6, MAC, 6);
+	f[12] = 0x08;
+	f[14] = 0x45, f[16] = (uint8_t)((n - 14) >> 8), f[17] = (uint8_t)(n - 14), f[22] = 64, f[23] = tcp ? 6 : 17;
+	f[26] = 10, f[29] = 1, f[30] = 10, f[33] = 2;
+	f[34] = 0x12, f[36] = 0x00, f[37] = 0x50;
+	if (tcp) {
+		f[46] = 0x50, f[47] = 0x18;
+	} else {
+		f[38] = (uint8_t)(l4len >> 8), f[39] = (uint8_t)l4len;
+	}
+	for (uint32_t i = 0; i < payload; i++)
+		f[34 + (tcp ? 20 : 8) + i] = (uint8_t)(i * 3);
+	return n;
+}
+
+/* Transmit offloads as Linux asks for them: an LSOv2 large send comes out as MSS-sized frames,
+ * a checksum request comes out with the checksum filled in; a bad request is refused. */
+static void test_tx_offloads(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	static uint8_t f[6000], m[6200];
+	uint32_t fl = ip_frame(f, true, 4000);
+	f[16] = f[17] = 0; /* Linux zeroes the IPv4 total length of a large send */
+	uint32_t lso = 1u << 30 | 34u << 20 | 1448; /* LSOv2, IPv4, TCP header at 34, MSS 1448 */
+	uint32_t n = packet_msg_ppi(m, f, fl, RNDIS_PPI_LSO, lso);
+	assert_int_equal(send_rndis(t, 1, m, n, 0), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 3);
+	assert_int_equal(t->out.len[0], 54 + 1448);
+	assert_int_equal(t->out.len[2], 54 + 4000 - 2 * 1448);
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(t->out.data[i][16] << 8 | t->out.data[i][17], t->out.len[i] - 14);
+		assert_memory_equal(t->out.data[i] + 54, f + 54 + i * 1448, t->out.len[i] - 54);
+	}
+	/* UDP checksum: is_ipv4 | udp_checksum, transport header at 34 */
+	fl = ip_frame(f, false, 100);
+	n = packet_msg_ppi(m, f, fl, RNDIS_PPI_CSUM, 1u | 1u << 3 | 34u << 16);
+	assert_int_equal(send_rndis(t, 2, m, n, 0), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 4);
+	assert_true(t->out.data[3][40] | t->out.data[3][41]);
+	/* hostile: an MSS of 1, a transport offset inside the IP header, a PPI entry past its area */
+	fl = ip_frame(f, true, 4000);
+	n = packet_msg_ppi(m, f, fl, RNDIS_PPI_LSO, 1u << 30 | 34u << 20 | 1);
+	assert_int_equal(send_rndis(t, 1, m, n, 0), NVSP_STAT_FAIL);
+	n = packet_msg_ppi(m, f, fl, RNDIS_PPI_LSO, 1u << 30 | 20u << 20 | 1448);
+	assert_int_equal(send_rndis(t, 1, m, n, 0), NVSP_STAT_FAIL);
+	n = packet_msg_ppi(m, f, fl, RNDIS_PPI_LSO, lso);
+	wr32(m + 44, 17); /* entry size larger than the info area */
+	assert_int_equal(send_rndis(t, 1, m, n, 0), NVSP_STAT_FAIL);
+	/* without offload info a frame over the MTU is still refused */
+	n = packet_msg(m, f, fl, 0);
+	assert_int_equal(send_rndis(t, 1, m, n, 0), NVSP_STAT_FAIL);
+	assert_int_equal(t->out.n, 4);
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_int_equal(st.tx_packets, 4);
+	assert_int_equal(st.bad_packets, 4);
+	teardown(t);
+}
+
 static void test_gpa_direct_send(void **state)
 {
 	(void)state;
@@ -698,6 +798,7 @@ int main(void)
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_gpa_direct_send),
 		cmocka_unit_test(test_partial_copy_send),
+		cmocka_unit_test(test_tx_offloads),
 		cmocka_unit_test(test_gpadl_accessor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
