@@ -458,6 +458,8 @@ static void nv_packets(struct vmbus_chan *chan, void *ctx)
 	for (;;) {
 		if (n->comp_count)
 			break; /* the ring is full: the guest signals when it has read */
+		if (n->be.tx_room && !n->be.tx_room(n->be.ctx))
+			break; /* the backend is full: the guest's sends wait in its ring (netvsp_tx_resume) */
 		struct vmbus_packet pkt;
 		int rc = vmbus_chan_recv(chan, &pkt);
 		if (rc == 0 || rc == VMBUS_CHAN_CLOSED)
@@ -479,6 +481,12 @@ static void nv_packets(struct vmbus_chan *chan, void *ctx)
 }
 
 /* ---- public ---- */
+
+void netvsp_tx_resume(struct netvsp *n)
+{
+	if (n->chan && vmbus_chan_is_open(n->chan))
+		nv_packets(n->chan, n);
+}
 
 struct netvsp *netvsp_new(struct vmbus_server *srv, const struct netvsp_config *cfg,
 			  const struct netvsp_backend *backend)

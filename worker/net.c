@@ -30,7 +30,7 @@ struct nic {
 	unsigned index;
 	pthread_t thread;
 	bool running;
-	int wake[2];             /* to the thread: 'x' stop, 'r' the wanted switch changed */
+	int wake[2];             /* to the thread (wake_thread) */
 	int ready;               /* eventfd: the guest made room after NETVSP_RX_BUSY */
 	char tap[IFNAMSIZ];      /* "" for a switch adapter */
 	uint8_t mac[6];
@@ -39,6 +39,8 @@ struct nic {
 	int fd;                  /* -1: no cable */
 	bool admin_up;           /* nic-link */
 	unsigned long long write_errors;
+	size_t sent_since_check; /* switch port: bytes sent since its queue was last seen half empty */
+	bool congested;          /* switch port: the guest's sends wait for room (tx_room said no) */
 	/* Under cfg_lock: where the adapter should be plugged in, and how that went. */
 	pthread_mutex_t cfg_lock;
 	char want_switch[108];   /* "" none */
@@ -56,6 +58,13 @@ static void update_link(struct nic *nic)
 	netvsp_set_link(nic->dev, nic->fd >= 0 && nic->admin_up);
 }
 
+/* To the adapter's thread: 'x' stop, 'r' re-plug, 't' the guest's sends wait for room. */
+static void wake_thread(struct nic *nic, char cmd)
+{
+	if (write(nic->wake[1], &cmd, 1) != 1)
+		vlog("netvsp %u: cannot wake its thread: %s", nic->index, strerror(errno));
+}
+
 static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
 {
 	struct nic *nic = ctx;
@@ -64,6 +73,28 @@ static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
 				: send(nic->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n != (ssize_t)len)
 		nic->write_errors++;
+	nic->sent_since_check += len;
+}
+
+/* A switch port's socket says writable while at least half its buffer is free, more than a
+ * whole large send needs; it is asked only after a quarter of that has gone out. A tap takes
+ * every write (the kernel queues or drops), so it has no tx_room. */
+#define TX_CHECK_BYTES (VSWITCH_PORT_SOCKBUF / 4)
+
+static bool backend_tx_room(void *ctx)
+{
+	struct nic *nic = ctx;
+	if (nic->fd < 0 || (nic->sent_since_check < TX_CHECK_BYTES && !nic->congested))
+		return true;
+	struct pollfd p = { .fd = nic->fd, .events = POLLOUT };
+	bool room = poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
+	if (room)
+		nic->sent_since_check = 0;
+	bool was = nic->congested;
+	__atomic_store_n(&nic->congested, !room, __ATOMIC_RELAXED);
+	if (!room && !was)
+		wake_thread(nic, 't'); /* it starts watching for room */
+	return room;
 }
 
 static void backend_rx_ready(void *ctx)
@@ -145,10 +176,13 @@ static void *nic_thread(void *arg)
 			want = nic->want_switch[0] != '\0';
 			pthread_mutex_unlock(&nic->cfg_lock);
 		}
+		bool congested = __atomic_load_n(&nic->congested, __ATOMIC_RELAXED);
 		struct pollfd fds[3] = { { .fd = nic->wake[0], .events = POLLIN }, { .fd = nic->ready, .events = POLLIN },
-					 { .fd = nic->fd, .events = POLLIN } };
+					 { .fd = nic->fd, .events = (short)((held ? 0 : POLLIN) | (congested ? POLLOUT : 0)) } };
+		if (!fds[2].events)
+			fds[2].fd = -1;
 		int timeout = held ? RX_RETRY_MS : nic->fd < 0 && want ? RECONNECT_MS : -1;
-		if (poll(fds, !held && nic->fd >= 0 ? 3 : 2, timeout) < 0) {
+		if (poll(fds, 3, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -158,9 +192,18 @@ static void *nic_thread(void *arg)
 			ssize_t n = read(nic->wake[0], cmd, sizeof(cmd));
 			if (n <= 0 || memchr(cmd, 'x', (size_t)n))
 				break;
-			if (nic->fd >= 0 && !nic->tap[0])
+			if (memchr(cmd, 'r', (size_t)n) && nic->fd >= 0 && !nic->tap[0])
 				unplug(nic, ": unplugged");
 			continue;
+		}
+		if (fds[2].revents & (POLLOUT | POLLERR | POLLHUP) && congested) {
+			/* Room again (or the port is gone, which the read below finds): the guest's
+			 * waiting sends go on. */
+			pthread_mutex_lock(&nic->h->lock);
+			nic->congested = false;
+			nic->sent_since_check = 0;
+			netvsp_tx_resume(nic->dev);
+			pthread_mutex_unlock(&nic->h->lock);
 		}
 		if (fds[1].revents) {
 			eventfd_t v;
@@ -171,7 +214,7 @@ static void *nic_thread(void *arg)
 				continue;
 			held = 0;
 		}
-		if (nic->fd < 0 || !(fds[2].revents || fds[1].revents))
+		if (nic->fd < 0 || !(fds[2].revents & (POLLIN | POLLERR | POLLHUP) || fds[1].revents))
 			continue;
 		for (int burst = 0; burst < 64; burst++) {
 			ssize_t n = read(nic->fd, buf, FRAME_MAX);
@@ -217,8 +260,8 @@ static void detach_all(void)
 	for (unsigned i = 0; i < nnics; i++) {
 		struct nic *nic = &nics[i];
 		if (nic->running) {
-			if (write(nic->wake[1], "x", 1) == 1)
-				pthread_join(nic->thread, NULL);
+			wake_thread(nic, 'x');
+			pthread_join(nic->thread, NULL);
 			nic->running = false;
 		}
 		if (nic->dev) {
@@ -271,7 +314,8 @@ bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, ch
 		}
 		struct netvsp_config cfg = { .instance = (uint8_t)i };
 		memcpy(cfg.mac, nic->mac, 6);
-		struct netvsp_backend be = { .tx = backend_tx, .rx_ready = backend_rx_ready, .ctx = nic };
+		struct netvsp_backend be = { .tx = backend_tx, .rx_ready = backend_rx_ready,
+					     .tx_room = nic->tap[0] ? NULL : backend_tx_room, .ctx = nic };
 		pthread_mutex_lock(&h->lock);
 		nic->dev = netvsp_new(h->server, &cfg, &be);
 		if (nic->dev)
@@ -353,9 +397,6 @@ bool worker_nic_connect(unsigned i, const char *switch_path, int vlan, char *err
 		nic->hello.vlan = (uint16_t)vlan;
 	nic->last_error[0] = '\0';
 	pthread_mutex_unlock(&nic->cfg_lock);
-	if (write(nic->wake[1], "r", 1) != 1) {
-		snprintf(err, errlen, "adapter %u: cannot wake its thread", i);
-		return false;
-	}
+	wake_thread(nic, 'r');
 	return true;
 }

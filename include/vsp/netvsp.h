@@ -69,6 +69,10 @@ struct netvsp_backend {
 	/* After netvsp_rx said NETVSP_RX_BUSY: the guest made room (device thread, lock held). May
 	 * be NULL; the backend should retry now and then anyway. */
 	void (*rx_ready)(void *ctx);
+	/* May the guest's next send go out? NULL: always. When it says no, the guest's packets
+	 * stay in its ring (the guest stops when that fills) until the backend calls
+	 * netvsp_tx_resume: backpressure instead of frames lost on a full queue. */
+	bool (*tx_room)(void *ctx);
 	void *ctx;
 };
 
@@ -105,6 +109,8 @@ enum { NETVSP_RX_OK = 0, NETVSP_RX_DROPPED = -1, NETVSP_RX_BUSY = -2 };
 int netvsp_rx(struct netvsp *n, const uint8_t *frame, uint32_t len);
 /* Link up/down as the guest sees it (media connect status; an indication when it changes). */
 void netvsp_set_link(struct netvsp *n, bool up);
+/* The backend has room again after tx_room said no: the guest's waiting sends are processed. */
+void netvsp_tx_resume(struct netvsp *n);
 void netvsp_get_stats(const struct netvsp *n, struct netvsp_stats *out);
 
 #endif

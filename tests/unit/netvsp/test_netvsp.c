@@ -28,6 +28,7 @@ struct frames {
 	uint32_t len[16];
 	uint8_t data[16][2048];
 	unsigned rx_ready;       /* rx_ready callbacks seen */
+	bool full;               /* tx_room says no */
 };
 
 struct t {
@@ -54,6 +55,11 @@ static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
 static void backend_rx_ready(void *ctx)
 {
 	((struct frames *)ctx)->rx_ready++;
+}
+
+static bool backend_tx_room(void *ctx)
+{
+	return !((struct frames *)ctx)->full;
 }
 
 /* guest -> host: one in-band NVSP message */
@@ -106,7 +112,7 @@ static struct t *setup_open(void)
 	fg_init(&t->g);
 	struct netvsp_config cfg = {0};
 	memcpy(cfg.mac, MAC, 6);
-	struct netvsp_backend be = {backend_tx, backend_rx_ready, &t->out};
+	struct netvsp_backend be = { .tx = backend_tx, .rx_ready = backend_rx_ready, .tx_room = backend_tx_room, .ctx = &t->out };
 	t->nv = netvsp_new(t->g.srv, &cfg, &be);
 	assert_non_null(t->nv);
 	assert_int_equal(fg_connect(&t->g, VERSION_WIN10_V5_2), 1);
@@ -696,6 +702,33 @@ static void test_tx_offloads(void **state)
 	teardown(t);
 }
 
+/* A full backend leaves the guest's sends in its ring; netvsp_tx_resume processes them. */
+static void test_tx_backpressure(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	uint8_t f[60] = {1}, m[200], c[40];
+	uint32_t n = packet_msg(m, f, sizeof(f), 0);
+	memcpy((uint8_t *)fg_page(&t->g, SBUF_PFN), m, n);
+	t->out.full = true;
+	memset(c, 0, sizeof(c));
+	wr32(c, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+	wr32(c + 8, 0);
+	wr32(c + 12, n);
+	g_send(t, c, 40, 500);
+	uint8_t buf[8192];
+	assert_int_equal(g_recv(t, buf), 0); /* no completion: not processed */
+	assert_int_equal(t->out.n, 0);
+	t->out.full = false;
+	netvsp_tx_resume(t->nv);
+	const uint8_t *r = expect_comp(t, buf, 500, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE);
+	assert_int_equal(rd32(r + 4), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 1);
+	teardown(t);
+}
+
 static void test_gpa_direct_send(void **state)
 {
 	(void)state;
@@ -799,6 +832,7 @@ int main(void)
 		cmocka_unit_test(test_gpa_direct_send),
 		cmocka_unit_test(test_partial_copy_send),
 		cmocka_unit_test(test_tx_offloads),
+		cmocka_unit_test(test_tx_backpressure),
 		cmocka_unit_test(test_gpadl_accessor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
