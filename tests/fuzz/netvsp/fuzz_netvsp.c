@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fake_guest.h"
+#include "vsp/net_offload.h"
 #include "vsp/netvsp.h"
 #include "vsp/rndis.h"
 #include "../fuzz_input.h"
@@ -108,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct in in = {data, size};
 	fg_init(&g);
 	struct netvsp_config cfg = {.mac = {0x00, 0x15, 0x5d, 1, 2, 3}};
-	struct netvsp_backend be = {sink, NULL};
+	struct netvsp_backend be = { .tx = sink };
 	struct netvsp *nv = netvsp_new(g.srv, &cfg, &be);
 	fg_connect(&g, VERSION_WIN10_V5_2);
 	fg_request_offers(&g);
@@ -155,6 +156,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint32_t type, mlen;
 			if (rndis_msg_header(buf, have, &type, &mlen) == 0 && mlen > have)
 				abort();
+			/* the offload request, then the host's half of it on the same bytes as a frame */
+			struct rndis_tx_offload ofl;
+			if (rndis_packet_offload(buf, have, &ofl) == 0 && ofl.l4_offset > 0x3ff)
+				abort();
+			static uint8_t seg[1514];
+			size_t l4 = take(&in) % 80;
+			net_segment_tcp(buf, have, l4, 64 + take(&in) * 8u, sizeof(seg), seg, sink, NULL);
+			net_fill_l4_checksum(buf, have, l4, take(&in) & 1);
 			break;
 		}
 		case 3: { /* a frame from the backend */
