@@ -36,6 +36,14 @@ uint16_t net_checksum(const uint8_t *p, size_t len, uint32_t sum)
 	return (uint16_t)~sum;
 }
 
+bool net_complete_csum(uint8_t *f, size_t len, size_t start, size_t offset)
+{
+	if (start > len || offset > len - start || len - start - offset < 2)
+		return false;
+	wr16be(f + start + offset, net_checksum(f + start, len - start, 0));
+	return true;
+}
+
 /* The network layer of a frame: version (4 or 6), header start, protocol, the bytes the IP
  * header says the packet has (from its start). False for anything else. */
 struct l3 {
@@ -111,15 +119,44 @@ bool net_fill_l4_checksum(uint8_t *f, size_t len, size_t l4_off, bool tcp)
 	return true;
 }
 
+/* The checks a large send must pass: TCP after IPv4/IPv6, within the sizes; its header length. */
+static bool lso_valid(const uint8_t *f, size_t len, size_t l4_off, uint32_t mss, size_t max_frame, struct l3 *l3,
+		      size_t *hdr)
+{
+	if (!parse_l3(f, len, l4_off, l3) || (l3->version == 4 && l3->proto != PROTO_TCP) || len > NET_LSO_MAX_SIZE ||
+	    mss < NET_LSO_MIN_MSS || l4_off + 20 > len)
+		return false;
+	*hdr = l4_off + (size_t)(f[l4_off + 12] >> 4) * 4;
+	return *hdr >= l4_off + 20 && *hdr < len && *hdr + mss <= max_frame;
+}
+
+bool net_lso_to_gso(uint8_t *f, size_t len, size_t l4_off, uint32_t mss, size_t max_frame, struct net_gso *out)
+{
+	struct l3 l3;
+	size_t hdr;
+	if (!lso_valid(f, len, l4_off, mss, max_frame, &l3, &hdr))
+		return false;
+	uint8_t *ip = f + ETH_HLEN, *tcp = f + l4_off;
+	if (l3.version == 4) {
+		wr16be(ip + 2, (uint16_t)(len - ETH_HLEN));
+		ip[10] = ip[11] = 0;
+		wr16be(ip + 10, net_checksum(ip, l4_off - ETH_HLEN, 0));
+	} else {
+		wr16be(ip + 4, (uint16_t)(len - ETH_HLEN - 40));
+	}
+	/* The partial sum a checksum-offloading device completes: not complemented. */
+	wr16be(tcp + 16, (uint16_t)~net_checksum(NULL, 0, pseudo_sum(f, &l3, PROTO_TCP, len - l4_off)));
+	*out = (struct net_gso){ .gso_type = l3.version == 4 ? NET_GSO_TCPV4 : NET_GSO_TCPV6, .hdr_len = (uint16_t)hdr,
+				 .gso_size = (uint16_t)mss, .csum_start = (uint16_t)l4_off, .csum_offset = 16 };
+	return true;
+}
+
 unsigned net_segment_tcp(const uint8_t *f, size_t len, size_t l4_off, uint32_t mss, size_t max_frame,
 			 uint8_t *seg, void (*emit)(void *ctx, const uint8_t *frame, uint32_t len), void *ctx)
 {
 	struct l3 l3;
-	if (!parse_l3(f, len, l4_off, &l3) || (l3.version == 4 && l3.proto != PROTO_TCP) || len > NET_LSO_MAX_SIZE ||
-	    mss < NET_LSO_MIN_MSS || l4_off + 20 > len)
-		return 0;
-	size_t hdr = l4_off + (size_t)(f[l4_off + 12] >> 4) * 4;
-	if (hdr < l4_off + 20 || hdr >= len || hdr + mss > max_frame)
+	size_t hdr;
+	if (!lso_valid(f, len, l4_off, mss, max_frame, &l3, &hdr))
 		return 0;
 	size_t payload = len - hdr;
 	unsigned nsegs = (unsigned)((payload + mss - 1) / mss);

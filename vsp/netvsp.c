@@ -8,6 +8,7 @@
 #include "vsp/rndis.h"
 
 #define MAX_RECV_SECTIONS  65536u
+#define NO_PIECE           UINT32_MAX
 #define TX_SCRATCH         (96u * 1024)   /* one guest send: a section batch and/or GPA-direct pages (a large send) */
 #define PENDING_CONTROL    32u            /* RNDIS answers waiting for a free receive piece */
 #define PENDING_COMPLETES  16u            /* completions waiting for ring space */
@@ -39,12 +40,15 @@ struct netvsp {
 	uint32_t *free_sections;         /* stack */
 	uint32_t nfree;
 	uint8_t *in_use;                 /* per section: announced, not yet completed */
+	uint32_t *next_piece;            /* per section: the next piece of the same VMBus packet */
+	uint16_t rsc_id;
 	/* send buffer */
 	bool have_sbuf;
 	uint32_t sbuf_gpadl;
 	uint32_t sbuf_sections;
 	uint8_t *scratch;
 	uint8_t *segment;                /* one frame of a large send being segmented */
+	uint8_t *rx_segment;             /* the same for a large receive the guest cannot take whole */
 	struct pending_ctl ctl[PENDING_CONTROL];
 	uint32_t ctl_head, ctl_count;
 	struct pending_comp comp[PENDING_COMPLETES];
@@ -72,8 +76,10 @@ static void rbuf_forget(struct netvsp *n)
 {
 	free(n->free_sections);
 	free(n->in_use);
+	free(n->next_piece);
 	n->free_sections = NULL;
 	n->in_use = NULL;
+	n->next_piece = NULL;
 	n->nsections = n->nfree = 0;
 	n->have_rbuf = false;
 }
@@ -120,7 +126,56 @@ static int deliver(struct netvsp *n, const uint8_t *hdr, uint32_t hlen, const ui
 		return -1;
 	n->nfree--;
 	n->in_use[sec] = 1;
+	n->next_piece[sec] = NO_PIECE;
 	return 0;
+}
+
+/* A large TCP segment as one coalesced receive: fragments of at most RSC_FRAG_DATA bytes, each
+ * in its own piece, all in one transfer-page packet. 0, NETVSP_RX_BUSY (no room: nothing sent). */
+#define RSC_FRAG_DATA (NETVSP_RECV_SECTION_SIZE - RNDIS_PACKET_HDR_LEN - RNDIS_RSC_PPI_LEN)
+#define RSC_MAX_FRAGS 64
+
+static int deliver_rsc(struct netvsp *n, const uint8_t *frame, uint32_t len, uint32_t csum_ok)
+{
+	uint32_t count = (len + RSC_FRAG_DATA - 1) / RSC_FRAG_DATA;
+	if (count > n->nfree || count > RSC_MAX_FRAGS)
+		return NETVSP_RX_BUSY;
+	uint8_t ext[8 + 8 * RSC_MAX_FRAGS];
+	uint16_t pageset = NETVSC_RECEIVE_BUFFER_ID;
+	memcpy(ext, &pageset, 2);
+	ext[2] = ext[3] = 0;
+	wr32(ext + 4, count);
+	uint16_t id = n->rsc_id++;
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t sec = n->free_sections[n->nfree - 1 - i];
+		uint32_t chunk = i + 1 < count ? RSC_FRAG_DATA : len - i * RSC_FRAG_DATA;
+		uint8_t hdr[RNDIS_PACKET_HDR_LEN + RNDIS_RSC_PPI_LEN];
+		uint8_t flags = RNDIS_PKTINFO_SUBALLOC | (i == 0 ? RNDIS_PKTINFO_1ST_FRAG : 0) |
+				(i + 1 == count ? RNDIS_PKTINFO_LAST_FRAG : 0);
+		uint32_t mlen = rndis_build_rsc_header(hdr, chunk, flags, id, csum_ok);
+		uint64_t off = (uint64_t)sec * NETVSP_RECV_SECTION_SIZE;
+		if (vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off, hdr, sizeof(hdr)) < 0 ||
+		    vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off + sizeof(hdr), frame + i * RSC_FRAG_DATA, chunk) < 0)
+			return NETVSP_RX_DROPPED;
+		wr32(ext + 8 + 8 * i, mlen);
+		wr32(ext + 12 + 8 * i, (uint32_t)off);
+	}
+	uint8_t msg[16];
+	wr32(msg, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+	wr32(msg + 4, 0);
+	wr32(msg + 8, NETVSP_NO_SECTION);
+	wr32(msg + 12, 0);
+	uint32_t first = n->free_sections[n->nfree - 1];
+	if (vmbus_chan_send_ext(n->chan, VM_PKT_DATA_USING_XFER_PAGES, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
+				first, ext, 8 + 8 * count, msg, sizeof(msg)) != 0)
+		return NETVSP_RX_BUSY;
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t sec = n->free_sections[n->nfree - 1 - i];
+		n->in_use[sec] = 1;
+		n->next_piece[sec] = i + 1 < count ? n->free_sections[n->nfree - 2 - i] : NO_PIECE;
+	}
+	n->nfree -= count;
+	return NETVSP_RX_OK;
 }
 
 static void flush_control(struct netvsp *n)
@@ -189,6 +244,17 @@ static void guest_frame(struct netvsp *n, const uint8_t *frame, uint32_t len)
 		n->be.tx(n->be.ctx, frame, len);
 }
 
+static void guest_frame_gso(struct netvsp *n, const uint8_t *frame, uint32_t len, const struct net_gso *gso)
+{
+	if (!n->rst.initialized || !n->link_up) {
+		n->st.tx_drops++;
+		return;
+	}
+	n->st.tx_packets++;
+	n->st.tx_bytes += len;
+	n->be.tx_gso(n->be.ctx, frame, len, gso);
+}
+
 static void emit_segment(void *ctx, const uint8_t *frame, uint32_t len)
 {
 	guest_frame(ctx, frame, len);
@@ -198,6 +264,13 @@ static void emit_segment(void *ctx, const uint8_t *frame, uint32_t len)
  * checksum filled in, a large send cut into MSS-sized frames. frame is ours (the scratch copy). */
 static bool guest_send(struct netvsp *n, uint8_t *frame, uint32_t len, const struct rndis_tx_offload *ofl)
 {
+	if (ofl->lso && n->be.tx_gso) {
+		struct net_gso gso;
+		if (!net_lso_to_gso(frame, len, ofl->l4_offset, ofl->mss, n->rcfg.mtu + 14, &gso))
+			return false;
+		guest_frame_gso(n, frame, len, &gso);
+		return true;
+	}
 	if (ofl->lso)
 		return net_segment_tcp(frame, len, ofl->l4_offset, ofl->mss, n->rcfg.mtu + 14, n->segment, emit_segment, n) > 0;
 	if ((ofl->csum_tcp || ofl->csum_udp) && !net_fill_l4_checksum(frame, len, ofl->l4_offset, ofl->csum_tcp))
@@ -308,7 +381,8 @@ static void on_recv_buf(struct netvsp *n, const struct vmbus_packet *pkt, const 
 			count = MAX_RECV_SECTIONS;
 		n->free_sections = malloc(sizeof(uint32_t) * (count ? count : 1));
 		n->in_use = calloc(count ? count : 1, 1);
-		if (count && n->free_sections && n->in_use) {
+		n->next_piece = malloc(sizeof(uint32_t) * (count ? count : 1));
+		if (count && n->free_sections && n->in_use && n->next_piece) {
 			for (uint32_t i = 0; i < count; i++)
 				n->free_sections[i] = count - 1 - i; /* piece 0 first */
 			n->nsections = n->nfree = count;
@@ -356,8 +430,12 @@ static void on_guest_completion(struct netvsp *n, const struct vmbus_packet *pkt
 		n->st.bad_packets++; /* not a piece we announced */
 		return;
 	}
-	n->in_use[sec] = 0;
-	n->free_sections[n->nfree++] = (uint32_t)sec;
+	/* One completion frees every piece of its packet (a coalesced receive has several). */
+	for (uint32_t p = (uint32_t)sec, k = 0; p != NO_PIECE && k < n->nsections && n->in_use[p]; k++) {
+		n->in_use[p] = 0;
+		n->free_sections[n->nfree++] = p;
+		p = n->next_piece[p];
+	}
 }
 
 static void on_packet(struct netvsp *n, const struct vmbus_packet *pkt)
@@ -499,9 +577,11 @@ struct netvsp *netvsp_new(struct vmbus_server *srv, const struct netvsp_config *
 	n->rcfg.tx_offloads = true;
 	n->scratch = malloc(TX_SCRATCH);
 	n->segment = malloc(n->rcfg.mtu + 14);
-	if (!n->scratch || !n->segment) {
+	n->rx_segment = malloc(n->rcfg.mtu + 14);
+	if (!n->scratch || !n->segment || !n->rx_segment) {
 		free(n->scratch);
 		free(n->segment);
+		free(n->rx_segment);
 		free(n);
 		return NULL;
 	}
@@ -532,6 +612,7 @@ void netvsp_free(struct netvsp *n)
 	rbuf_forget(n);
 	free(n->scratch);
 	free(n->segment);
+	free(n->rx_segment);
 	free(n);
 }
 
@@ -554,6 +635,59 @@ int netvsp_rx(struct netvsp *n, const uint8_t *frame, uint32_t len)
 	n->st.rx_packets++;
 	n->st.rx_bytes += len;
 	return NETVSP_RX_OK;
+}
+
+static void emit_rx_segment(void *ctx, const uint8_t *frame, uint32_t len)
+{
+	struct netvsp *n = ctx;
+	if (netvsp_rx(n, frame, len) == NETVSP_RX_BUSY)
+		n->st.rx_drops++; /* room was checked for all of them: only a full ring gets here */
+}
+
+int netvsp_rx_meta(struct netvsp *n, uint8_t *frame, uint32_t len, const struct netvsp_rx_meta *meta)
+{
+	if (!meta || (!meta->needs_csum && !meta->gso_type))
+		return netvsp_rx(n, frame, len);
+	if (meta->needs_csum && !net_complete_csum(frame, len, meta->csum_start, meta->csum_offset)) {
+		n->st.rx_drops++;
+		return NETVSP_RX_DROPPED;
+	}
+	if (!meta->gso_type || len <= n->rcfg.mtu + 14)
+		return netvsp_rx(n, frame, len);
+	if (!n->rst.initialized || !n->link_up || !n->rst.packet_filter || !n->chan || !vmbus_chan_is_open(n->chan) ||
+	    !n->have_rbuf || len > NETVSP_RX_GSO_MAX) {
+		n->st.rx_drops++;
+		return NETVSP_RX_DROPPED;
+	}
+	if (n->ctl_count)
+		goto busy;
+	int r;
+	if (n->rst.rsc) {
+		r = deliver_rsc(n, frame, len, NDIS_RXCSUM_TCP_OK | NDIS_RXCSUM_IP_OK);
+		if (r == NETVSP_RX_OK) {
+			n->st.rx_packets++;
+			n->st.rx_bytes += len;
+			n->st.rx_coalesced++;
+			return r;
+		}
+		if (r == NETVSP_RX_BUSY)
+			goto busy;
+		n->st.rx_drops++;
+		return r;
+	}
+	/* The guest takes no coalesced segments: cut it into MTU-sized ones, if they all fit now. */
+	uint32_t segs = meta->gso_size ? (len + meta->gso_size - 1) / meta->gso_size : 0;
+	if (segs > n->nfree)
+		goto busy;
+	if (!net_segment_tcp(frame, len, meta->csum_start, meta->gso_size, n->rcfg.mtu + 14, n->rx_segment, emit_rx_segment, n)) {
+		n->st.rx_drops++;
+		return NETVSP_RX_DROPPED;
+	}
+	return NETVSP_RX_OK;
+busy:
+	n->st.rx_busy++;
+	n->rx_waiting = true;
+	return NETVSP_RX_BUSY;
 }
 
 void netvsp_set_link(struct netvsp *n, bool up)

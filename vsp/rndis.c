@@ -93,6 +93,30 @@ int rndis_packet_offload(const uint8_t *msg, uint32_t msg_len, struct rndis_tx_o
 	return 0;
 }
 
+uint32_t rndis_build_rsc_header(uint8_t *out, uint32_t data_len, uint8_t flags, uint16_t pkt_id, uint32_t csum_ok)
+{
+	uint32_t n = RNDIS_PACKET_HDR_LEN + RNDIS_RSC_PPI_LEN + data_len;
+	memset(out, 0, RNDIS_PACKET_HDR_LEN + RNDIS_RSC_PPI_LEN);
+	wr32(out, RNDIS_MSG_PACKET);
+	wr32(out + 4, n);
+	wr32(out + 8, RNDIS_PACKET_SIZE + RNDIS_RSC_PPI_LEN); /* data_offset */
+	wr32(out + 12, data_len);
+	wr32(out + 28, RNDIS_PACKET_SIZE);                    /* per_pkt_info_offset */
+	wr32(out + 32, RNDIS_RSC_PPI_LEN);
+	uint8_t *ppi = out + RNDIS_PACKET_HDR_LEN;
+	wr32(ppi, 16);
+	wr32(ppi + 4, RNDIS_PPI_PKTINFO_ID | RNDIS_PPI_INTERNAL);
+	wr32(ppi + 8, 12);
+	ppi[12] = 1; /* version */
+	ppi[13] = flags;
+	ppi[14] = (uint8_t)pkt_id, ppi[15] = (uint8_t)(pkt_id >> 8);
+	wr32(ppi + 16, 16);
+	wr32(ppi + 20, RNDIS_PPI_CSUM);
+	wr32(ppi + 24, 12);
+	wr32(ppi + 28, csum_ok);
+	return n;
+}
+
 uint32_t rndis_build_packet_header(uint8_t *out, uint32_t frame_len)
 {
 	memset(out, 0, RNDIS_PACKET_HDR_LEN);
@@ -181,6 +205,8 @@ static int query_info(const struct rndis_config *cfg, const struct rndis_state *
 			wr32(info + NDIS_OFFLOAD_LSOV2_IP6_MAXSZ, NET_LSO_MAX_SIZE);
 			wr32(info + NDIS_OFFLOAD_LSOV2_IP6_MINSG, NET_LSO_MIN_SEGS);
 			wr32(info + NDIS_OFFLOAD_LSOV2_IP6_OPTS, NDIS_LSOV2_IP6EXT | NDIS_LSOV2_TCP6OPT);
+			if (len > NDIS_OFFLOAD_RSC_IP6)
+				info[NDIS_OFFLOAD_RSC_IP4] = info[NDIS_OFFLOAD_RSC_IP6] = 1;
 		}
 		return (int)len;
 	}
@@ -208,6 +234,15 @@ static uint32_t set_oid(struct rndis_state *st, uint32_t oid, const uint8_t *in,
 	 * parameters need no state), the host side has no multicast filter, the adapter's address
 	 * is the configured one. */
 	case RNDIS_OID_TCP_OFFLOAD_PARAMETERS:
+		/* Only the RSC switches matter (to coalesce or not); "no change" keeps the state. */
+		if (in_len > NDIS_OFFLOAD_PARAMS_RSC_IP6) {
+			uint8_t v4 = in[NDIS_OFFLOAD_PARAMS_RSC_IP4], v6 = in[NDIS_OFFLOAD_PARAMS_RSC_IP6];
+			if (v4 == NDIS_OFFLOAD_PARAMS_RSC_ENABLED && v6 == NDIS_OFFLOAD_PARAMS_RSC_ENABLED)
+				st->rsc = true;
+			else if (v4 == NDIS_OFFLOAD_PARAMS_RSC_DISABLED || v6 == NDIS_OFFLOAD_PARAMS_RSC_DISABLED)
+				st->rsc = false;
+		}
+		return RNDIS_STATUS_SUCCESS;
 	case RNDIS_OID_OFFLOAD_ENCAPSULATION:
 	case RNDIS_OID_802_3_MULTICAST_LIST:
 	case RNDIS_OID_802_3_CURRENT_ADDRESS:

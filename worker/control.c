@@ -52,6 +52,7 @@ static json_t *nics_array(void)
 			"tx_drops", (json_int_t)(s.stats.tx_drops + s.write_errors),
 			"rx_drops", (json_int_t)s.stats.rx_drops, "bad_packets", (json_int_t)s.stats.bad_packets);
 		json_object_set_new(o, "rx_busy", json_integer((json_int_t)s.stats.rx_busy));
+		json_object_set_new(o, "rx_coalesced", json_integer((json_int_t)s.stats.rx_coalesced));
 		json_array_append_new(a, o);
 	}
 	return a;

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,13 +15,14 @@
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "vswitch/port.h"
 #include "worker/log.h"
 #include "worker/net.h"
 
-#define FRAME_MAX 65536
+#define FRAME_MAX NETVSP_RX_GSO_MAX
 #define RECONNECT_MS 1000
 #define RX_RETRY_MS 100  /* a frame the guest had no room for is offered again at least this often */
 
@@ -65,15 +67,36 @@ static void wake_thread(struct nic *nic, char cmd)
 		vlog("netvsp %u: cannot wake its thread: %s", nic->index, strerror(errno));
 }
 
+/* A tap is opened with IFF_VNET_HDR: every frame either way has a virtio_net_hdr in front, so
+ * a guest's large send goes to the host kernel whole (it segments only if it must). */
+static bool tap_write(struct nic *nic, const struct virtio_net_hdr *vh, const uint8_t *frame, uint32_t len)
+{
+	struct iovec iov[2] = { { (void *)vh, sizeof(*vh) }, { (void *)frame, len } };
+	return writev(nic->fd, iov, 2) == (ssize_t)(sizeof(*vh) + len);
+}
+
 static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
 {
 	struct nic *nic = ctx;
-	ssize_t n = nic->fd < 0 ? -1
-		  : nic->tap[0] ? write(nic->fd, frame, len)
-				: send(nic->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (n != (ssize_t)len)
+	static const struct virtio_net_hdr plain = { .gso_type = VIRTIO_NET_HDR_GSO_NONE };
+	bool ok = nic->fd >= 0 && (nic->tap[0] ? tap_write(nic, &plain, frame, len)
+					     : send(nic->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len);
+	if (!ok)
 		nic->write_errors++;
 	nic->sent_since_check += len;
+}
+
+static void backend_tx_gso(void *ctx, const uint8_t *frame, uint32_t len, const struct net_gso *gso)
+{
+	struct nic *nic = ctx;
+	struct virtio_net_hdr vh = {
+		.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
+		.gso_type = gso->gso_type == NET_GSO_TCPV4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6,
+		.hdr_len = gso->hdr_len, .gso_size = gso->gso_size,
+		.csum_start = gso->csum_start, .csum_offset = gso->csum_offset,
+	};
+	if (nic->fd < 0 || !tap_write(nic, &vh, frame, len))
+		nic->write_errors++;
 }
 
 /* A switch port's socket says writable while at least half its buffer is free, more than a
@@ -104,10 +127,10 @@ static void backend_rx_ready(void *ctx)
 }
 
 /* Offers a frame to the guest; false when it has no room yet (the frame is kept). */
-static bool offer(struct nic *nic, const uint8_t *frame, size_t len)
+static bool offer(struct nic *nic, uint8_t *frame, size_t len, const struct netvsp_rx_meta *meta)
 {
 	pthread_mutex_lock(&nic->h->lock);
-	int r = netvsp_rx(nic->dev, frame, (uint32_t)len);
+	int r = netvsp_rx_meta(nic->dev, frame, (uint32_t)len, meta);
 	pthread_mutex_unlock(&nic->h->lock);
 	return r != NETVSP_RX_BUSY;
 }
@@ -161,11 +184,38 @@ static bool plug(struct nic *nic)
 	return true;
 }
 
+/* One frame from the backend into buf: its length, 0 at EOF, -1 with errno. A tap's frames come
+ * after a virtio_net_hdr: the host kernel may hand over a TCP segment of up to 64 KiB with its
+ * checksum left to do (TUNSETOFFLOAD), which netvsp_rx_meta passes on whole or cuts up. */
+static ssize_t backend_read(struct nic *nic, uint8_t *buf, struct netvsp_rx_meta *meta)
+{
+	memset(meta, 0, sizeof(*meta));
+	if (!nic->tap[0])
+		return read(nic->fd, buf, FRAME_MAX);
+	struct virtio_net_hdr vh;
+	struct iovec iov[2] = { { &vh, sizeof(vh) }, { buf, FRAME_MAX } };
+	ssize_t n = readv(nic->fd, iov, 2);
+	if (n >= 0 && n <= (ssize_t)sizeof(vh)) {
+		errno = EAGAIN; /* no frame in it: not the end of the tap */
+		return -1;
+	}
+	if (n < 0)
+		return n;
+	meta->needs_csum = vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	meta->csum_start = vh.csum_start;
+	meta->csum_offset = vh.csum_offset;
+	uint8_t gso = vh.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+	meta->gso_type = gso == VIRTIO_NET_HDR_GSO_TCPV4 ? NET_GSO_TCPV4 : gso == VIRTIO_NET_HDR_GSO_TCPV6 ? NET_GSO_TCPV6 : 0;
+	meta->gso_size = vh.gso_size;
+	return n - (ssize_t)sizeof(vh);
+}
+
 static void *nic_thread(void *arg)
 {
 	struct nic *nic = arg;
 	uint8_t *buf = malloc(FRAME_MAX);
 	size_t held = 0; /* a frame in buf the guest had no room for: no more reading until it goes */
+	struct netvsp_rx_meta meta;
 	if (!buf)
 		return NULL;
 	for (;;) {
@@ -210,16 +260,16 @@ static void *nic_thread(void *arg)
 			eventfd_read(nic->ready, &v);
 		}
 		if (held) {
-			if (!offer(nic, buf, held))
+			if (!offer(nic, buf, held, &meta))
 				continue;
 			held = 0;
 		}
 		if (nic->fd < 0 || !(fds[2].revents & (POLLIN | POLLERR | POLLHUP) || fds[1].revents))
 			continue;
 		for (int burst = 0; burst < 64; burst++) {
-			ssize_t n = read(nic->fd, buf, FRAME_MAX);
+			ssize_t n = backend_read(nic, buf, &meta);
 			if (n > 0) {
-				if (!offer(nic, buf, (size_t)n)) {
+				if (!offer(nic, buf, (size_t)n, &meta)) {
 					held = (size_t)n;
 					break;
 				}
@@ -245,13 +295,17 @@ static int tap_open(const char *name, char *err, size_t errlen)
 	}
 	struct ifreq ifr;
 	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		snprintf(err, errlen, "--nic tap=%s: TUNSETIFF: %s", name, strerror(errno));
 		close(fd);
 		return -1;
 	}
+	/* Let the host kernel hand over TCP segments above the MTU with checksums left to do, as
+	 * QEMU's virtio-net does: fewer, larger frames; netvsp gives them to the guest coalesced. */
+	if (ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6) < 0)
+		vlog("--nic tap=%s: TUNSETOFFLOAD: %s (receive offloads off)", name, strerror(errno));
 	return fd;
 }
 
@@ -268,11 +322,12 @@ static void detach_all(void)
 			struct netvsp_stats st;
 			netvsp_get_stats(nic->dev, &st);
 			vlog("netvsp %u: tx %llu packets %llu bytes, rx %llu packets %llu bytes, drops tx %llu rx %llu, "
-			     "%llu waits for guest room, %llu bad packets",
+			     "%llu waits for guest room, %llu coalesced receives, %llu bad packets",
 			     i, (unsigned long long)st.tx_packets, (unsigned long long)st.tx_bytes,
 			     (unsigned long long)st.rx_packets, (unsigned long long)st.rx_bytes,
 			     (unsigned long long)st.tx_drops, (unsigned long long)st.rx_drops,
-			     (unsigned long long)st.rx_busy, (unsigned long long)st.bad_packets);
+			     (unsigned long long)st.rx_busy, (unsigned long long)st.rx_coalesced,
+			     (unsigned long long)st.bad_packets);
 		}
 		/* The adapter stays registered with the VMBus server, which outlives us: leave it. */
 		if (nic->fd >= 0)
@@ -315,7 +370,8 @@ bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, ch
 		struct netvsp_config cfg = { .instance = (uint8_t)i };
 		memcpy(cfg.mac, nic->mac, 6);
 		struct netvsp_backend be = { .tx = backend_tx, .rx_ready = backend_rx_ready,
-					     .tx_room = nic->tap[0] ? NULL : backend_tx_room, .ctx = nic };
+					     .tx_room = nic->tap[0] ? NULL : backend_tx_room,
+					     .tx_gso = nic->tap[0] ? backend_tx_gso : NULL, .ctx = nic };
 		pthread_mutex_lock(&h->lock);
 		nic->dev = netvsp_new(h->server, &cfg, &be);
 		if (nic->dev)

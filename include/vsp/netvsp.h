@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "vmbus/server.h"
+#include "vsp/net_offload.h"
 
 /* hv_netvsc's class GUID (Linux HV_NIC_GUID) */
 #define NETVSP_CLASS_GUID \
@@ -73,6 +74,9 @@ struct netvsp_backend {
 	 * stay in its ring (the guest stops when that fills) until the backend calls
 	 * netvsp_tx_resume: backpressure instead of frames lost on a full queue. */
 	bool (*tx_room)(void *ctx);
+	/* A guest's large send whole, with its segmentation metadata (include/vsp/net_offload.h).
+	 * NULL: netvsp segments it and calls tx for each frame. */
+	void (*tx_gso)(void *ctx, const uint8_t *frame, uint32_t len, const struct net_gso *gso);
 	void *ctx;
 };
 
@@ -89,6 +93,7 @@ struct netvsp_stats {
 	uint64_t tx_drops;               /* guest frames not sent (malformed, too big, not set up) */
 	uint64_t rx_drops;               /* frames for the guest dropped (receive path not set up, down) */
 	uint64_t rx_busy;                /* frames the guest had no room for yet (NETVSP_RX_BUSY) */
+	uint64_t rx_coalesced;           /* large segments delivered whole (RSC) */
 	uint64_t bad_packets;            /* malformed NVSP / RNDIS messages */
 	uint32_t nvsp_version;           /* 0 until INIT */
 	bool rndis_initialized;
@@ -107,6 +112,19 @@ void netvsp_free(struct netvsp *n);
  * rx_ready, instead of losing it -- TCP would have to retransmit). */
 enum { NETVSP_RX_OK = 0, NETVSP_RX_DROPPED = -1, NETVSP_RX_BUSY = -2 };
 int netvsp_rx(struct netvsp *n, const uint8_t *frame, uint32_t len);
+
+/* What a backend knows about a frame for the guest beyond its bytes (a tap's virtio_net_hdr). */
+#define NETVSP_RX_GSO_MAX 65550u   /* a 64 KiB IP packet and its Ethernet header */
+struct netvsp_rx_meta {
+	bool needs_csum;         /* the TCP/UDP checksum is partial: completed here */
+	uint16_t csum_start, csum_offset;
+	uint8_t gso_type;        /* 0, NET_GSO_TCPV4, NET_GSO_TCPV6: a TCP segment above the MTU */
+	uint16_t gso_size;       /* its MSS */
+};
+/* netvsp_rx for such a frame (frame is changed: its checksum completed). A large TCP segment
+ * goes to the guest whole as a coalesced receive (RSC) when the guest turned that on, else cut
+ * into MSS-sized frames; either only when there is room for all of it (else NETVSP_RX_BUSY). */
+int netvsp_rx_meta(struct netvsp *n, uint8_t *frame, uint32_t len, const struct netvsp_rx_meta *meta);
 /* Link up/down as the guest sees it (media connect status; an indication when it changes). */
 void netvsp_set_link(struct netvsp *n, bool up);
 /* The backend has room again after tx_room said no: the guest's waiting sends are processed. */

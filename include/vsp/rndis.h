@@ -108,6 +108,13 @@ struct rndis_config {
 #define NDIS_OFFLOAD_LSOV2_IP6_MINSG  100u
 #define NDIS_OFFLOAD_LSOV2_IP6_OPTS   104u
 #define NDIS_OFFLOAD_SIZE_6_0         112u  /* up to and with "flags" */
+#define NDIS_OFFLOAD_RSC_IP4          144u  /* NDIS 6.30: u8 each */
+#define NDIS_OFFLOAD_RSC_IP6          145u
+/* NDIS_OFFLOAD_PARAMETERS (struct ndis_offload_params): the RSC switches, 2 = enabled */
+#define NDIS_OFFLOAD_PARAMS_RSC_IP4   22u
+#define NDIS_OFFLOAD_PARAMS_RSC_IP6   23u
+#define NDIS_OFFLOAD_PARAMS_RSC_ENABLED 2u
+#define NDIS_OFFLOAD_PARAMS_RSC_DISABLED 1u
 #define NDIS_OFFLOAD_ENCAP_8023       0x2u
 #define NDIS_TXCSUM_IP4OPT            0x001u
 #define NDIS_TXCSUM_TCP4OPT           0x004u
@@ -126,6 +133,7 @@ struct rndis_state {
 	bool link_up;
 	uint32_t packet_filter;  /* last OID_GEN_CURRENT_PACKET_FILTER set */
 	uint32_t lookahead;
+	bool rsc;                /* the guest turned on receive segment coalescing (IPv4 and IPv6) */
 	uint64_t bad_messages;   /* control messages dropped as malformed */
 };
 
@@ -159,6 +167,23 @@ struct rndis_tx_offload {
 /* 0 with *out filled (all false: nothing asked), or -1 when the per-packet info area or one
  * of its entries does not fit in the message. */
 int rndis_packet_offload(const uint8_t *msg, uint32_t msg_len, struct rndis_tx_offload *out);
+
+/* Receive segment coalescing: one large TCP segment handed to the guest as several RNDIS
+ * packets ("fragments") in one VMBus packet, each with an RNDIS_PKTINFO_ID per-packet info
+ * saying first/last fragment, and a checksum info saying the checksums are good. */
+#define RNDIS_PPI_PKTINFO_ID     1u          /* with the "internal" bit */
+#define RNDIS_PPI_INTERNAL       0x80000000u
+#define RNDIS_PKTINFO_SUBALLOC   0x01u
+#define RNDIS_PKTINFO_1ST_FRAG   0x02u
+#define RNDIS_PKTINFO_LAST_FRAG  0x04u
+#define NDIS_RXCSUM_TCP_OK       (1u << 3)
+#define NDIS_RXCSUM_UDP_OK       (1u << 4)
+#define NDIS_RXCSUM_IP_OK        (1u << 5)
+#define RNDIS_RSC_PPI_LEN        32u         /* the two entries, 16 bytes each */
+/* Header + both per-packet infos for one fragment of data_len bytes (written to out,
+ * RNDIS_PACKET_HDR_LEN + RNDIS_RSC_PPI_LEN bytes); flags RNDIS_PKTINFO_*, pkt_id any. Returns the
+ * message length. */
+uint32_t rndis_build_rsc_header(uint8_t *out, uint32_t data_len, uint8_t flags, uint16_t pkt_id, uint32_t csum_ok);
 
 /* RNDIS_MSG_PACKET header for a frame of frame_len bytes (written to out, 44 bytes; the frame goes
  * right after it). Returns the total message length (44 + frame_len). */

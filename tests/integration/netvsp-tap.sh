@@ -2,7 +2,8 @@
 # netvsp with a tap backend, against the stock guest's hv_netvsc. Inside the test host (its own
 # network namespace; nothing leaves it): a tap vtap0 with 192.168.222.1/24 and a busybox httpd;
 # the guest sets eth0 192.168.222.2/24, checks its MAC is the configured one, pings the host,
-# downloads a file and prints its sha256. Then the host takes the link down and up through the
+# downloads a file and prints its sha256 (the host's large TCP segments reach it coalesced), and
+# uploads 4 MB to a CGI that answers with its sha256 (its large sends go to the tap whole). Then the host takes the link down and up through the
 # control socket ("nic-link") and the guest sees carrier go 0 and back to 1; the status reply's
 # "nics" counters moved. The guest powers off (exit 0).
 set -uo pipefail
@@ -33,6 +34,10 @@ ip link set vtap0 up
 www=$(mktemp -d)
 head -c 300000 /dev/urandom >"$www/blob"
 want=$(sha256sum "$www/blob" | cut -d' ' -f1)
+# Uploads: a CGI that answers with the sha256 of what was posted (the guest's large sends).
+mkdir -p "$www/cgi-bin"
+printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\nhead -c "$CONTENT_LENGTH" | sha256sum | cut -d" " -f1\n' >"$www/cgi-bin/sha"
+chmod +x "$www/cgi-bin/sha"
 /bin/busybox httpd -f -p 192.168.222.1:8080 -h "$www" &
 httpd=$!
 
@@ -42,6 +47,8 @@ ip addr add 192.168.222.2/24 dev $n; ip link set $n up
 for i in $(seq 50); do [ "$(cat /sys/class/net/$n/operstate)" = up ] && break; sleep 0.1; done
 ping -c 3 -W 3 192.168.222.1 && echo NET-PING-OK
 wget -q -O /tmp/blob http://192.168.222.1:8080/blob && echo "NET-SHA $(sha256sum /tmp/blob | cut -d" " -f1)"
+head -c 3000000 /dev/urandom | base64 >/tmp/up  # text: busybox wget posts a file as a C string
+[ "$(wget -q -O - --post-file=/tmp/up http://192.168.222.1:8080/cgi-bin/sha)" = "$(sha256sum /tmp/up | cut -d" " -f1)" ] && echo NET-UPLOAD-OK
 echo NET-READY
 for i in $(seq 300); do [ "$(cat /sys/class/net/$n/carrier 2>/dev/null)" = 0 ] && { echo NET-CARRIER-DOWN; break; }; sleep 0.2; done
 for i in $(seq 300); do [ "$(cat /sys/class/net/$n/carrier 2>/dev/null)" = 1 ] && { echo NET-CARRIER-UP; break; }; sleep 0.2; done
@@ -57,6 +64,7 @@ pid=$!
 check "guest has the configured MAC" wait_log 150 "NET-MAC $MAC"
 check "guest pings the host" wait_log 60 NET-PING-OK
 check "guest downloads the file intact (sha256)" wait_log 60 "NET-SHA $want"
+check "guest uploads 4 MB intact (large sends handed to the host kernel whole)" wait_log 120 NET-UPLOAD-OK
 wait_log 30 NET-READY
 # KVP: hv_kvp_daemon reports the guest's addresses; the worker refreshes them every 10 s.
 guest_ip_on_host() {

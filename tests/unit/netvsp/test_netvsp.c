@@ -341,8 +341,11 @@ static void test_rndis_answers(void **state)
 	assert_true(rd32(info + NDIS_OFFLOAD_LSOV2_IP4_ENCAP) & NDIS_OFFLOAD_ENCAP_8023);
 	assert_int_equal(rd32(info + NDIS_OFFLOAD_LSOV2_IP4_MAXSZ), NET_LSO_MAX_SIZE);
 	assert_int_equal(rd32(info + NDIS_OFFLOAD_LSOV2_IP6_OPTS), NDIS_LSOV2_IP6EXT | NDIS_LSOV2_TCP6OPT);
-	for (size_t i = 4; i < sizeof(caps); i++) /* receive checksums, LSOv1, IPsec, RSC: none */
-		if (i < NDIS_OFFLOAD_IP4_TXENC + 8 || (i >= 20 && i < 28) || (i >= 80 && i < 108))
+	assert_int_equal(info[NDIS_OFFLOAD_RSC_IP4], 1); /* coalesced receives */
+	assert_int_equal(info[NDIS_OFFLOAD_RSC_IP6], 1);
+	for (size_t i = 4; i < sizeof(caps); i++) /* receive checksums, LSOv1, IPsec: none */
+		if (i < NDIS_OFFLOAD_IP4_TXENC + 8 || (i >= 20 && i < 28) || (i >= 80 && i < 108) ||
+		    i == NDIS_OFFLOAD_RSC_IP4 || i == NDIS_OFFLOAD_RSC_IP6)
 			continue;
 		else
 			assert_int_equal(info[i], 0);
@@ -702,6 +705,130 @@ static void test_tx_offloads(void **state)
 	teardown(t);
 }
 
+static uint16_t ref_sum(const uint8_t *p, size_t n, uint32_t start)
+{
+	uint64_t sum = start;
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (n & 1)
+		sum += (uint32_t)(p[n - 1] << 8);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)sum;
+}
+
+/* The TCP pseudo-header sum of an IPv4 frame (not complemented), as a sender leaves it. */
+static uint16_t pseudo4(const uint8_t *f, uint32_t l4len)
+{
+	return ref_sum(f + 26, 8, 6 + l4len);
+}
+
+/* The next transfer-page packet with all its ranges: each range's RNDIS packet data appended to
+ * out (returns its length), the first fragment's flags in *flags0, the range count in *ranges. */
+static uint32_t recv_coalesced(struct t *t, uint8_t *out, uint32_t *ranges, uint64_t *tid)
+{
+	static uint8_t buf[8192];
+	uint32_t len = g_recv(t, buf);
+	if (!len)
+		return 0;
+	const struct vmpacket_descriptor *d = (const void *)buf;
+	assert_int_equal(d->type, VM_PKT_DATA_USING_XFER_PAGES);
+	const struct vmtransfer_page_packet_header *x = (const void *)buf;
+	*ranges = x->range_cnt;
+	*tid = d->trans_id;
+	uint32_t total = 0;
+	for (uint32_t i = 0; i < x->range_cnt; i++) {
+		const uint8_t *m = (uint8_t *)fg_page(&t->g, RBUF_PFN) + x->ranges[i].byte_offset;
+		assert_int_equal(rd32(m), RNDIS_MSG_PACKET);
+		assert_int_equal(rd32(m + 4), x->ranges[i].byte_count);
+		if (x->range_cnt > 1) {
+			/* per-packet info: the fragment id entry, then the checksum entry */
+			const uint8_t *ppi = m + 8 + rd32(m + 28);
+			assert_int_equal(rd32(m + 32), RNDIS_RSC_PPI_LEN);
+			assert_int_equal(rd32(ppi + 4), RNDIS_PPI_PKTINFO_ID | RNDIS_PPI_INTERNAL);
+			uint8_t fl = ppi[13];
+			assert_true(fl & RNDIS_PKTINFO_SUBALLOC);
+			assert_int_equal(!!(fl & RNDIS_PKTINFO_1ST_FRAG), i == 0);
+			assert_int_equal(!!(fl & RNDIS_PKTINFO_LAST_FRAG), i + 1 == x->range_cnt);
+			assert_int_equal(rd32(ppi + 20), RNDIS_PPI_CSUM);
+			assert_int_equal(rd32(ppi + 28), NDIS_RXCSUM_TCP_OK | NDIS_RXCSUM_IP_OK);
+		}
+		memcpy(out + total, m + 8 + rd32(m + 8), rd32(m + 12));
+		total += rd32(m + 12);
+	}
+	return total;
+}
+
+static void guest_completes(struct t *t, uint64_t tid)
+{
+	uint8_t m[40];
+	bool sig;
+	nvsp2(m, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE, NVSP_STAT_SUCCESS, 0);
+	assert_int_equal(fg_ring_send(&t->c.send, VM_PKT_COMP, 0, tid, m, 40, &sig), 0);
+	fg_signal(&t->g, &t->c);
+}
+
+/* A TCP segment above the MTU from the backend (a tap's GSO packet, checksum partial): cut into
+ * MSS-sized frames while the guest has not turned RSC on; whole, as one coalesced receive of
+ * several fragments, once it has -- with the checksum completed either way. */
+static void test_rx_coalescing(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	static uint8_t f[20100], got[70000];
+	const uint32_t payload = 20000;
+	uint32_t n = ip_frame(f, true, payload);
+	struct netvsp_rx_meta meta = { .needs_csum = true, .csum_start = 34, .csum_offset = 16,
+				       .gso_type = NET_GSO_TCPV4, .gso_size = 1448 };
+	f[50] = (uint8_t)(pseudo4(f, n - 34) >> 8), f[51] = (uint8_t)pseudo4(f, n - 34);
+	static uint8_t copy[20100];
+	memcpy(copy, f, n);
+	assert_int_equal(netvsp_rx_meta(t->nv, copy, n, &meta), NETVSP_RX_OK);
+	uint32_t ranges, segs = 0, at = 0;
+	uint64_t tid;
+	uint32_t len;
+	while ((len = recv_coalesced(t, got, &ranges, &tid)) != 0) {
+		assert_int_equal(ranges, 1);
+		assert_true(len <= 1514);
+		assert_memory_equal(got + 54, f + 54 + at, len - 54);
+		assert_int_equal(ref_sum(got + 34, len - 34, pseudo4(got, len - 34)), 0xffff);
+		at += len - 54;
+		segs++;
+		guest_completes(t, tid);
+	}
+	assert_int_equal(at, payload);
+	assert_int_equal(segs, (payload + 1447) / 1448);
+	/* the guest turns RSC on (NDIS_OFFLOAD_PARAMETERS, both RSC switches enabled) */
+	uint8_t params[28] = {0x80, 3, 28, 0};
+	params[NDIS_OFFLOAD_PARAMS_RSC_IP4] = params[NDIS_OFFLOAD_PARAMS_RSC_IP6] = NDIS_OFFLOAD_PARAMS_RSC_ENABLED;
+	uint8_t resp[1024];
+	rndis_request(t, RNDIS_MSG_SET, RNDIS_OID_TCP_OFFLOAD_PARAMETERS, params, sizeof(params), resp);
+	assert_int_equal(rd32(resp + 12), RNDIS_STATUS_SUCCESS);
+	memcpy(copy, f, n);
+	assert_int_equal(netvsp_rx_meta(t->nv, copy, n, &meta), NETVSP_RX_OK);
+	len = recv_coalesced(t, got, &ranges, &tid);
+	assert_int_equal(len, n);
+	assert_int_equal(ranges, (n + 1651) / 1652);
+	assert_memory_equal(got + 54, f + 54, payload);
+	assert_int_equal(ref_sum(got + 34, n - 34, pseudo4(got, n - 34)), 0xffff);
+	/* one completion frees every piece: the whole buffer is usable again */
+	guest_completes(t, tid);
+	uint32_t pieces = RBUF_PAGES * 4096 / NETVSP_RECV_SECTION_SIZE;
+	for (uint32_t i = 0; i < pieces; i++)
+		assert_int_equal(netvsp_rx(t->nv, f, 60), NETVSP_RX_OK);
+	assert_int_equal(netvsp_rx(t->nv, f, 60), NETVSP_RX_BUSY);
+	/* no room for the whole segment: nothing is sent, the backend keeps it */
+	memcpy(copy, f, n);
+	assert_int_equal(netvsp_rx_meta(t->nv, copy, n, &meta), NETVSP_RX_BUSY);
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_int_equal(st.rx_coalesced, 1);
+	assert_int_equal(st.bad_packets, 0);
+	teardown(t);
+}
+
 /* A full backend leaves the guest's sends in its ring; netvsp_tx_resume processes them. */
 static void test_tx_backpressure(void **state)
 {
@@ -833,6 +960,7 @@ int main(void)
 		cmocka_unit_test(test_partial_copy_send),
 		cmocka_unit_test(test_tx_offloads),
 		cmocka_unit_test(test_tx_backpressure),
+		cmocka_unit_test(test_rx_coalescing),
 		cmocka_unit_test(test_gpadl_accessor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
