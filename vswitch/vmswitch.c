@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vsp/net_offload.h"
 #include "vswitch/port.h"
 #include "vswitch/switch.h"
 
@@ -319,22 +320,7 @@ static bool uplink_frame_fixup(const struct virtio_net_hdr *vh, uint8_t *f, size
 		said = true;
 		return false;
 	}
-	if (!(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM))
-		return true;
-	size_t start = vh->csum_start, at = start + vh->csum_offset;
-	if (at + 2 > len)
-		return false;
-	/* The field holds the pseudo-header sum; the one's-complement sum from start covers it. */
-	uint32_t sum = 0;
-	for (size_t i = start; i + 1 < len; i += 2)
-		sum += (uint32_t)(f[i] << 8 | f[i + 1]);
-	if ((len - start) & 1)
-		sum += (uint32_t)(f[len - 1] << 8);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	uint16_t csum = (uint16_t)~sum;
-	f[at] = (uint8_t)(csum >> 8), f[at + 1] = (uint8_t)csum;
-	return true;
+	return !(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || net_complete_csum(f, len, vh->csum_start, vh->csum_offset);
 }
 
 /* Reads a burst of frames from a port; false when the connection is gone. */
