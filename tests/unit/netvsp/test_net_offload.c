@@ -9,20 +9,8 @@
 
 #include <cmocka.h>
 
+#include "ref_checksum.h"
 #include "vsp/net_offload.h"
-
-/* Reference one's-complement sum, written the plain way. */
-static uint16_t ref_csum(const uint8_t *p, size_t n, uint32_t start)
-{
-	uint64_t s = start;
-	for (size_t i = 0; i + 1 < n; i += 2)
-		s += (uint32_t)(p[i] << 8 | p[i + 1]);
-	if (n & 1)
-		s += (uint32_t)(p[n - 1] << 8);
-	while (s >> 16)
-		s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
 
 static uint32_t pseudo(const uint8_t *f, bool v6, uint8_t proto, size_t l4len)
 {

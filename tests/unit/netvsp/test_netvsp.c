@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "fake_guest.h"
+#include "ref_checksum.h"
 #include "vsp/net_offload.h"
 #include "vsp/netvsp.h"
 #include "vsp/rndis.h"
@@ -703,18 +704,6 @@ static void test_tx_offloads(void **state)
 	assert_int_equal(st.tx_packets, 4);
 	assert_int_equal(st.bad_packets, 4);
 	teardown(t);
-}
-
-static uint16_t ref_sum(const uint8_t *p, size_t n, uint32_t start)
-{
-	uint64_t sum = start;
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += (uint32_t)(p[i] << 8 | p[i + 1]);
-	if (n & 1)
-		sum += (uint32_t)(p[n - 1] << 8);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)sum;
 }
 
 /* The TCP pseudo-header sum of an IPv4 frame (not complemented), as a sender leaves it. */
