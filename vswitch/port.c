@@ -53,8 +53,9 @@ size_t vswitch_hello_encode(const struct vswitch_hello *h, char *buf, size_t len
 {
 	char mac[18];
 	vswitch_format_mac(h->mac, mac);
-	int n = snprintf(buf, len, "{\"op\":\"connect\",\"name\":\"%s\",\"mac\":\"%s\",\"vlan\":%u,\"mac_spoofing\":%s}",
-			 valid_name(h->name) ? h->name : "", mac, h->vlan, h->mac_spoofing ? "true" : "false");
+	int n = snprintf(buf, len, "{\"op\":\"connect\",\"name\":\"%s\",\"mac\":\"%s\",\"vlan\":%u,\"mac_spoofing\":%s,\"gso\":%s}",
+			 valid_name(h->name) ? h->name : "", mac, h->vlan, h->mac_spoofing ? "true" : "false",
+			 h->gso ? "true" : "false");
 	return n > 0 && (size_t)n < len ? (size_t)n : 0;
 }
 
@@ -70,7 +71,8 @@ bool vswitch_hello_parse(const void *msg, size_t len, struct vswitch_hello *h, c
 	}
 	bool ok = false;
 	json_t *op = json_object_get(j, "op"), *name = json_object_get(j, "name"), *mac = json_object_get(j, "mac"),
-	       *vlan = json_object_get(j, "vlan"), *spoof = json_object_get(j, "mac_spoofing");
+	       *vlan = json_object_get(j, "vlan"), *spoof = json_object_get(j, "mac_spoofing"),
+	       *gso = json_object_get(j, "gso");
 	if (!json_is_string(op) || strcmp(json_string_value(op), "connect") != 0)
 		snprintf(err, errlen, "hello wants \"op\":\"connect\"");
 	else if (name && (!json_is_string(name) || json_string_length(name) >= sizeof(h->name) ||
@@ -81,20 +83,21 @@ bool vswitch_hello_parse(const void *msg, size_t len, struct vswitch_hello *h, c
 	else if (vlan && (!json_is_integer(vlan) || json_integer_value(vlan) < 0 ||
 			  json_integer_value(vlan) > VSWITCH_VLAN_MAX))
 		snprintf(err, errlen, "\"vlan\" must be 0..%d", VSWITCH_VLAN_MAX);
-	else if (spoof && !json_is_boolean(spoof))
-		snprintf(err, errlen, "\"mac_spoofing\" must be true or false");
+	else if ((spoof && !json_is_boolean(spoof)) || (gso && !json_is_boolean(gso)))
+		snprintf(err, errlen, "\"mac_spoofing\" and \"gso\" must be true or false");
 	else {
 		if (name)
 			snprintf(h->name, sizeof(h->name), "%s", json_string_value(name));
 		h->vlan = vlan ? (uint16_t)json_integer_value(vlan) : 0;
 		h->mac_spoofing = spoof && json_is_true(spoof);
+		h->gso = gso && json_is_true(gso);
 		ok = true;
 	}
 	json_decref(j);
 	return ok;
 }
 
-int vswitch_port_connect(const char *path, const struct vswitch_hello *h, char *err, size_t errlen)
+int vswitch_port_connect(const char *path, struct vswitch_hello *h, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(sa.sun_path)) {
@@ -138,6 +141,7 @@ int vswitch_port_connect(const char *path, const struct vswitch_hello *h, char *
 		json_decref(reply);
 		goto fail;
 	}
+	h->gso = h->gso && json_is_true(json_object_get(reply, "gso"));
 	json_decref(reply);
 	/* From here frames: a full switch queue must drop a frame, never stall the guest. */
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {

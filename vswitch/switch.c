@@ -29,8 +29,8 @@ struct vswitch {
 	unsigned entries;
 	struct port ports[VSWITCH_MAX_PORTS];
 	struct mac_slot table[VSWITCH_TABLE_SIZE];
-	uint8_t tagged_buf[VSWITCH_FRAME_MAX + 4];
-	uint8_t untagged_buf[VSWITCH_FRAME_MAX];
+	uint8_t tagged_buf[VSWITCH_LARGE_MAX + 4];
+	uint8_t untagged_buf[VSWITCH_LARGE_MAX];
 };
 
 static bool is_multicast(const uint8_t *mac)
@@ -266,7 +266,7 @@ static void add_destination(struct vswitch *sw, struct vswitch_delivery *d, unsi
 	}
 }
 
-unsigned vswitch_forward(struct vswitch *sw, unsigned in_port, const uint8_t *frame, size_t len,
+unsigned vswitch_forward(struct vswitch *sw, unsigned in_port, const uint8_t *frame, size_t len, bool large,
 			 uint64_t now_ms, struct vswitch_delivery *d)
 {
 	d->nports = 0;
@@ -277,7 +277,7 @@ unsigned vswitch_forward(struct vswitch *sw, unsigned in_port, const uint8_t *fr
 	struct port *in = &sw->ports[in_port];
 	in->stats.in_packets++;
 	in->stats.in_bytes += len;
-	if (len < VSWITCH_FRAME_MIN || len > VSWITCH_FRAME_MAX) {
+	if (len < VSWITCH_FRAME_MIN || len > (large ? VSWITCH_LARGE_MAX : VSWITCH_FRAME_MAX)) {
 		in->stats.in_malformed++;
 		return 0;
 	}

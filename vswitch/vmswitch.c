@@ -44,6 +44,7 @@ struct conn {
 	enum conn_kind kind;
 	int fd;
 	int port;                /* switch port, CONN_PORT / CONN_TAP / CONN_PACKET */
+	bool gso;                  /* CONN_PORT: frames behind a virtio_net_hdr (include/vswitch/port.h) */
 	bool closed;
 	struct conn *next_closed;
 	struct conn *next_pending; /* CONN_PENDING: in S.pending_list */
@@ -268,34 +269,71 @@ static bool open_uplink(void)
 	return true;
 }
 
-static void deliver(const struct vswitch_delivery *d)
+/* One frame to a port as its transport wants it; false if it did not take it. */
+static bool send_to(struct conn *c, const struct virtio_net_hdr *vh, const uint8_t *f, size_t len)
 {
+	static const struct virtio_net_hdr plain = { .gso_type = VIRTIO_NET_HDR_GSO_NONE };
+	if (c->kind == CONN_TAP)
+		return write(c->fd, f, len) == (ssize_t)len;
+	if (c->kind == CONN_PORT && !c->gso)
+		return send(c->fd, f, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len;
+	struct iovec iov[2] = { { (void *)(vh ? vh : &plain), sizeof(*vh) }, { (void *)f, len } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	return sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)(sizeof(*vh) + len);
+}
+
+/* A large TCP segment for a port that cannot take it whole: cut to MSS-sized frames, tagged
+ * for an uplink when the delivery says so. */
+struct segment_target {
+	struct conn *c;
+	uint16_t vlan;           /* 0: untagged */
+	bool ok;
+};
+
+static void send_segment(void *ctx, const uint8_t *frame, uint32_t len)
+{
+	struct segment_target *t = ctx;
+	static uint8_t tagged[VSWITCH_FRAME_MAX + 4];
+	if (t->vlan) {
+		memcpy(tagged, frame, 12);
+		tagged[12] = 0x81, tagged[13] = 0x00, tagged[14] = (uint8_t)(t->vlan >> 8), tagged[15] = (uint8_t)t->vlan;
+		memcpy(tagged + 16, frame + 12, len - 12);
+		frame = tagged, len += 4;
+	}
+	if (!send_to(t->c, NULL, frame, len))
+		t->ok = false;
+}
+
+static void deliver(const struct vswitch_delivery *d, const struct virtio_net_hdr *vh)
+{
+	static uint8_t segment[VSWITCH_FRAME_MAX];
 	for (unsigned i = 0; i < d->nports; i++) {
 		struct conn *c = S.ports[d->to[i].port];
 		if (!c)
 			continue;
-		const uint8_t *f = d->to[i].tagged ? d->tagged : d->untagged;
-		size_t len = d->to[i].tagged ? d->tagged_len : d->untagged_len;
-		ssize_t r;
-		if (c->kind == CONN_PACKET) {
-			struct virtio_net_hdr vh = { .gso_type = VIRTIO_NET_HDR_GSO_NONE };
-			struct iovec iov[2] = { { &vh, sizeof(vh) }, { (void *)f, len } };
-			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-			r = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) - (ssize_t)sizeof(vh);
+		bool ok;
+		if (vh && !(c->kind == CONN_PORT && c->gso)) {
+			struct segment_target t = { .c = c, .vlan = d->to[i].tagged ? d->vlan : 0, .ok = true };
+			ok = net_segment_tcp(d->untagged, d->untagged_len, vh->csum_start, vh->gso_size, VSWITCH_FRAME_MAX,
+					     segment, send_segment, &t) > 0 && t.ok;
 		} else {
-			r = c->kind == CONN_TAP ? write(c->fd, f, len) : send(c->fd, f, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+			const uint8_t *f = d->to[i].tagged ? d->tagged : d->untagged;
+			size_t len = d->to[i].tagged ? d->tagged_len : d->untagged_len;
+			ok = send_to(c, vh, f, len);
 		}
-		if (r != (ssize_t)len)
+		if (!ok)
 			vswitch_out_drop(S.sw, d->to[i].port);
 	}
 }
 
 static struct vswitch_delivery delivery;
 
-static void forward(int port, const uint8_t *frame, size_t len)
+/* vh: the frame's segmentation metadata when it is a large TCP segment, else NULL (any partial
+ * checksum was completed on the way in). */
+static void forward(int port, const uint8_t *frame, size_t len, const struct virtio_net_hdr *vh)
 {
-	if (vswitch_forward(S.sw, (unsigned)port, frame, len, now_ms(), &delivery))
-		deliver(&delivery);
+	if (vswitch_forward(S.sw, (unsigned)port, frame, len, vh != NULL, now_ms(), &delivery))
+		deliver(&delivery, vh);
 }
 
 /* An uplink's errors pass (ENETDOWN while its interface is down, reported once): the switch
@@ -326,7 +364,7 @@ static bool uplink_frame_fixup(const struct virtio_net_hdr *vh, uint8_t *f, size
 /* Reads a burst of frames from a port; false when the connection is gone. */
 static bool port_readable(struct conn *c)
 {
-	static uint8_t buf[VSWITCH_FRAME_MAX + 4 + 1]; /* +1: an oversized frame shows as one */
+	static uint8_t buf[VSWITCH_LARGE_MAX + 4 + 1]; /* +1: an oversized frame shows as one */
 	for (int i = 0; i < BURST; i++) {
 		ssize_t n;
 		if (c->kind == CONN_PACKET) {
@@ -365,7 +403,33 @@ static bool port_readable(struct conn *c)
 					n += 4;
 				}
 			}
-			forward(c->port, f, (size_t)n);
+			forward(c->port, f, (size_t)n, NULL);
+			continue;
+		}
+		if (c->kind == CONN_PORT && c->gso) {
+			struct virtio_net_hdr vh;
+			struct iovec iov[2] = { { &vh, sizeof(vh) }, { buf, sizeof(buf) } };
+			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+			n = recvmsg(c->fd, &mh, MSG_TRUNC);
+			if (n <= 0)
+				return n < 0 && (errno == EAGAIN || errno == EINTR);
+			if (n < (ssize_t)sizeof(vh) || (size_t)n - sizeof(vh) > sizeof(buf)) {
+				forward(c->port, buf, sizeof(buf), NULL); /* counted as malformed */
+				continue;
+			}
+			size_t len = (size_t)n - sizeof(vh);
+			bool large = vh.gso_type != VIRTIO_NET_HDR_GSO_NONE;
+			if (large && ((vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV4 &&
+				      (vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV6)) {
+				forward(c->port, buf, sizeof(buf), NULL); /* UDP fragmentation offload etc.: malformed */
+				continue;
+			}
+			if (!large && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
+			    !net_complete_csum(buf, len, vh.csum_start, vh.csum_offset)) {
+				forward(c->port, buf, sizeof(buf), NULL);
+				continue;
+			}
+			forward(c->port, buf, len, large ? &vh : NULL);
 			continue;
 		}
 		n = c->kind == CONN_TAP ? read(c->fd, buf, sizeof(buf)) : recv(c->fd, buf, sizeof(buf), MSG_TRUNC);
@@ -373,7 +437,7 @@ static bool port_readable(struct conn *c)
 			return c->kind == CONN_TAP;
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR || uplink_error(c);
-		forward(c->port, buf, (size_t)n > sizeof(buf) ? sizeof(buf) : (size_t)n);
+		forward(c->port, buf, (size_t)n > sizeof(buf) ? sizeof(buf) : (size_t)n, NULL);
 	}
 	return true;
 }
@@ -418,9 +482,10 @@ static bool pending_readable(struct conn *c)
 		vlog("refused %s (%s, VLAN %u)", h.name, mac, h.vlan);
 		return false;
 	}
-	send_json(c->fd, json_pack("{s:b, s:i}", "ok", 1, "port", port));
+	send_json(c->fd, json_pack("{s:b, s:i, s:b}", "ok", 1, "port", port, "gso", h.gso));
 	pending_drop(c);
 	c->kind = CONN_PORT;
+	c->gso = h.gso;
 	c->port = port;
 	S.ports[port] = c;
 	vlog("port %d: %s %s VLAN %u", port, h.name, mac, h.vlan);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "vswitch/port.h"
+#include "vswitch/switch.h"
 #include "worker/log.h"
 #include "worker/net.h"
 
@@ -39,6 +40,7 @@ struct nic {
 	/* Under h->lock (the device thread sends the guest's frames on fd); only the adapter's
 	 * thread changes fd. */
 	int fd;                  /* -1: no cable */
+	bool vnet;               /* frames on fd go behind a virtio_net_hdr (a tap; a switch port that agreed) */
 	bool admin_up;           /* nic-link */
 	unsigned long long write_errors;
 	size_t sent_since_check; /* switch port: bytes sent since its queue was last seen half empty */
@@ -67,36 +69,52 @@ static void wake_thread(struct nic *nic, char cmd)
 		vlog("netvsp %u: cannot wake its thread: %s", nic->index, strerror(errno));
 }
 
-/* A tap is opened with IFF_VNET_HDR: every frame either way has a virtio_net_hdr in front, so
- * a guest's large send goes to the host kernel whole (it segments only if it must). */
-static bool tap_write(struct nic *nic, const struct virtio_net_hdr *vh, const uint8_t *frame, uint32_t len)
+/* A tap (IFF_VNET_HDR) and a switch port that agreed to it take every frame behind a
+ * virtio_net_hdr, so a guest's large send goes on whole: the host kernel segments only if it
+ * must, the switch only for ports that cannot take it. */
+static bool vnet_send(struct nic *nic, const struct virtio_net_hdr *vh, const uint8_t *frame, uint32_t len)
 {
 	struct iovec iov[2] = { { (void *)vh, sizeof(*vh) }, { (void *)frame, len } };
-	return writev(nic->fd, iov, 2) == (ssize_t)(sizeof(*vh) + len);
+	if (nic->tap[0])
+		return writev(nic->fd, iov, 2) == (ssize_t)(sizeof(*vh) + len);
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	return sendmsg(nic->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)(sizeof(*vh) + len);
 }
 
 static void backend_tx(void *ctx, const uint8_t *frame, uint32_t len)
 {
 	struct nic *nic = ctx;
 	static const struct virtio_net_hdr plain = { .gso_type = VIRTIO_NET_HDR_GSO_NONE };
-	bool ok = nic->fd >= 0 && (nic->tap[0] ? tap_write(nic, &plain, frame, len)
+	bool ok = nic->fd >= 0 && (nic->vnet ? vnet_send(nic, &plain, frame, len)
 					     : send(nic->fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len);
 	if (!ok)
 		nic->write_errors++;
 	nic->sent_since_check += len;
 }
 
+static void backend_tx_segment(void *ctx, const uint8_t *frame, uint32_t len)
+{
+	backend_tx(ctx, frame, len);
+}
+
 static void backend_tx_gso(void *ctx, const uint8_t *frame, uint32_t len, const struct net_gso *gso)
 {
 	struct nic *nic = ctx;
+	if (nic->fd >= 0 && !nic->vnet) { /* a switch that does not take large frames: cut it here */
+		static uint8_t segment[VSWITCH_FRAME_MAX];
+		/* net_lso_to_gso already checked the headers and the MSS */
+		net_segment_tcp(frame, len, gso->csum_start, gso->gso_size, sizeof(segment), segment, backend_tx_segment, nic);
+		return;
+	}
 	struct virtio_net_hdr vh = {
 		.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM,
 		.gso_type = gso->gso_type == NET_GSO_TCPV4 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6,
 		.hdr_len = gso->hdr_len, .gso_size = gso->gso_size,
 		.csum_start = gso->csum_start, .csum_offset = gso->csum_offset,
 	};
-	if (nic->fd < 0 || !tap_write(nic, &vh, frame, len))
+	if (nic->fd < 0 || !vnet_send(nic, &vh, frame, len))
 		nic->write_errors++;
+	nic->sent_since_check += len;
 }
 
 /* A switch port's socket says writable while at least half its buffer is free, more than a
@@ -140,6 +158,7 @@ static void unplug(struct nic *nic, const char *why)
 	pthread_mutex_lock(&nic->h->lock);
 	close(nic->fd);
 	nic->fd = -1;
+	nic->vnet = false;
 	update_link(nic);
 	pthread_mutex_unlock(&nic->h->lock);
 	pthread_mutex_lock(&nic->cfg_lock);
@@ -179,28 +198,30 @@ static bool plug(struct nic *nic)
 	}
 	pthread_mutex_lock(&nic->h->lock);
 	nic->fd = fd;
+	nic->vnet = hello.gso;
 	update_link(nic);
 	pthread_mutex_unlock(&nic->h->lock);
 	return true;
 }
 
-/* One frame from the backend into buf: its length, 0 at EOF, -1 with errno. A tap's frames come
- * after a virtio_net_hdr: the host kernel may hand over a TCP segment of up to 64 KiB with its
- * checksum left to do (TUNSETOFFLOAD), which netvsp_rx_meta passes on whole or cuts up. */
+/* One frame from the backend into buf: its length, 0 at EOF, -1 with errno. A tap's or a
+ * switch port's frames may come after a virtio_net_hdr: a TCP segment of up to 64 KiB with its
+ * checksum left to do (TUNSETOFFLOAD, another guest's large send), which netvsp_rx_meta passes
+ * on whole or cuts up. */
 static ssize_t backend_read(struct nic *nic, uint8_t *buf, struct netvsp_rx_meta *meta)
 {
 	memset(meta, 0, sizeof(*meta));
-	if (!nic->tap[0])
+	if (!nic->vnet)
 		return read(nic->fd, buf, FRAME_MAX);
 	struct virtio_net_hdr vh;
 	struct iovec iov[2] = { { &vh, sizeof(vh) }, { buf, FRAME_MAX } };
 	ssize_t n = readv(nic->fd, iov, 2);
-	if (n >= 0 && n <= (ssize_t)sizeof(vh)) {
-		errno = EAGAIN; /* no frame in it: not the end of the tap */
+	if (n <= 0)
+		return n; /* a switch port's EOF is 0: the switch went away */
+	if (n <= (ssize_t)sizeof(vh)) {
+		errno = EAGAIN; /* a header without a frame: skipped */
 		return -1;
 	}
-	if (n < 0)
-		return n;
 	meta->needs_csum = vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM;
 	meta->csum_start = vh.csum_start;
 	meta->csum_offset = vh.csum_offset;
@@ -361,6 +382,8 @@ bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, ch
 			snprintf(nic->hello.name, sizeof(nic->hello.name), "vmwp-%d/%u", (int)getpid(), i);
 		if (nic->tap[0] && (nic->fd = tap_open(nic->tap, err, errlen)) < 0)
 			return false;
+		nic->vnet = nic->tap[0] != '\0';
+		nic->hello.gso = true;
 		nnics++;
 		nic->ready = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (nic->ready < 0 || pipe2(nic->wake, O_CLOEXEC) < 0) {
@@ -371,7 +394,7 @@ bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, ch
 		memcpy(cfg.mac, nic->mac, 6);
 		struct netvsp_backend be = { .tx = backend_tx, .rx_ready = backend_rx_ready,
 					     .tx_room = nic->tap[0] ? NULL : backend_tx_room,
-					     .tx_gso = nic->tap[0] ? backend_tx_gso : NULL, .ctx = nic };
+					     .tx_gso = backend_tx_gso, .ctx = nic };
 		pthread_mutex_lock(&h->lock);
 		nic->dev = netvsp_new(h->server, &cfg, &be);
 		if (nic->dev)

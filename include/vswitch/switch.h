@@ -23,6 +23,7 @@
 #define VSWITCH_MAX_PORTS       256
 #define VSWITCH_FRAME_MIN       14      /* Ethernet header */
 #define VSWITCH_FRAME_MAX       9234    /* 9216-byte jumbo payload + header + one tag */
+#define VSWITCH_LARGE_MAX       65550   /* a TCP segment of up to 64 KiB with segmentation metadata */
 #define VSWITCH_TABLE_SIZE      4096    /* MAC table slots (power of two) */
 #define VSWITCH_TABLE_MAX       3072    /* entries kept at most (75 % load) */
 #define VSWITCH_PORT_LEARN_MAX  1024    /* learned MACs per port */
@@ -44,7 +45,7 @@ struct vswitch_port_config {
 struct vswitch_port_stats {
 	uint64_t in_packets, in_bytes;
 	uint64_t out_packets, out_bytes;
-	uint64_t in_malformed;   /* shorter than a header, longer than VSWITCH_FRAME_MAX, bad tag */
+	uint64_t in_malformed;   /* shorter than a header, longer than its limit, bad tag */
 	uint64_t in_spoofed;     /* source MAC not the adapter's (spoofing not allowed) */
 	uint64_t in_vlan_drops;  /* tagged frame from an adapter port, or VLAN id out of range */
 	uint64_t out_drops;      /* the port's transport had no room (vswitch_out_drop) */
@@ -80,8 +81,10 @@ bool vswitch_port_config(const struct vswitch *sw, unsigned port, struct vswitch
 bool vswitch_port_stats(const struct vswitch *sw, unsigned port, struct vswitch_port_stats *out);
 
 /* One frame from port in_port at time now_ms: learns its source, fills d with the destinations.
- * Returns the number of destinations (0: dropped or nobody to send to; the reason is counted). */
-unsigned vswitch_forward(struct vswitch *sw, unsigned in_port, const uint8_t *frame, size_t len,
+ * large: the frame is a TCP segment that comes with segmentation metadata (the port protocol's
+ * virtio_net_hdr), allowed up to VSWITCH_LARGE_MAX instead of VSWITCH_FRAME_MAX. Returns the
+ * number of destinations (0: dropped or nobody to send to; the reason is counted). */
+unsigned vswitch_forward(struct vswitch *sw, unsigned in_port, const uint8_t *frame, size_t len, bool large,
 			 uint64_t now_ms, struct vswitch_delivery *d);
 /* The caller could not hand a frame to port (its queue was full). */
 void vswitch_out_drop(struct vswitch *sw, unsigned port);

@@ -2,7 +2,8 @@
 # Virtual switch, internal and external, in the test host, one stock guest with three adapters:
 #  - eth on internal switch "int" (host adapter vs-int, 192.168.50.1, udhcpd + httpd there): the
 #    guest takes an address by DHCP, pings the host, downloads a file intact (sha256); the host
-#    pings the guest at its leased address;
+#    pings the guest at its leased address; the guest uploads 2.6 MB (its large sends are cut
+#    to MSS-sized frames by the switch for the host's tap);
 #  - eth on the same switch in access VLAN 7: reaches the host's 802.1Q interface vs-int.7
 #    (Linux's own VLAN code decodes our tags), and VLAN 0's DHCP/HTTP host is not on it;
 #  - eth on external switch "ext" bridged to veth ext0, whose peer sits in netns "lan"
@@ -31,6 +32,9 @@ ip addr add 192.168.50.1/24 dev vs-int
 ip link add link vs-int name vs-int.7 type vlan id 7 && ip addr add 192.168.57.1/24 dev vs-int.7 && ip link set vs-int.7 up
 head -c 2000000 /dev/urandom >"$run/www/blob"
 want=$(sha256sum "$run/www/blob" | cut -d' ' -f1)
+mkdir -p "$run/www/cgi-bin"  # answers with the sha256 of what was posted
+printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\nhead -c "$CONTENT_LENGTH" | sha256sum | cut -d" " -f1\n' >"$run/www/cgi-bin/sha"
+chmod +x "$run/www/cgi-bin/sha"
 busybox httpd -f -p 192.168.50.1:8080 -h "$run/www" & pids+=($!)
 printf 'interface vs-int\nstart 192.168.50.100\nend 192.168.50.110\noption subnet 255.255.255.0\nlease_file %s/leases\npidfile %s/udhcpd.pid\n' \
   "$run" "$run" >"$run/udhcpd.conf"
@@ -64,6 +68,8 @@ udhcpc -i $n1 -n -q -t 10 -T 2 -s /tmp/dhcp.sh >/tmp/udhcpc.log 2>&1
 echo "DHCP-ADDR $(ip -4 -o addr show dev $n1 | sed -n "s/.*inet \([0-9.]*\).*/\1/p")"
 ping -c 3 -W 5 192.168.50.1 >/dev/null && echo INT-PING-OK
 echo "INT-SHA $(wget -q -O - http://192.168.50.1:8080/blob | sha256sum | cut -d" " -f1)"
+head -c 2000000 /dev/urandom | base64 >/tmp/up  # text: busybox wget posts a file as a C string
+[ "$(wget -q -O - --post-file=/tmp/up http://192.168.50.1:8080/cgi-bin/sha)" = "$(sha256sum /tmp/up | cut -d" " -f1)" ] && echo INT-UPLOAD-OK
 ip addr add 192.168.57.2/24 dev $n2
 ping -c 3 -W 5 192.168.57.1 >/dev/null && echo VLAN-PING-OK
 udhcpc -i $n2 -n -q -t 3 -T 1 -s /tmp/dhcp.sh >/dev/null 2>&1 && echo VLAN-LEAK || echo VLAN-SEPARATE
@@ -92,6 +98,7 @@ addr=$(sed -n 's/.*DHCP-ADDR \([0-9.]*\).*/\1/p' "$log" | head -1)
 check "guest pings the host over the internal switch" wait_log 30 INT-PING-OK
 check "host pings the guest at its leased address ${addr:-?}" busybox ping -c 2 -W 5 "${addr:-192.0.2.1}"
 check "guest downloads 2 MB from the host intact (sha256)" wait_log 120 "INT-SHA $want"
+check "guest uploads 2.6 MB to the host intact (its large sends cut to MSS by the switch)" wait_log 120 INT-UPLOAD-OK
 check "VLAN 7 adapter reaches the host's 802.1Q interface" wait_log 30 VLAN-PING-OK
 check "VLAN 7 adapter does not reach VLAN 0 (no DHCP answer there)" wait_log 30 VLAN-SEPARATE
 check "guest pings the LAN through the external switch" wait_log 30 EXT-PING-OK

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!sw)
 		return 0;
 	uint64_t now = 0;
-	static uint8_t frame[VSWITCH_FRAME_MAX + 8];
+	static uint8_t frame[VSWITCH_LARGE_MAX + 8];
 	while (in.n) {
 		uint8_t op = take(&in) % 6;
 		switch (op) {
@@ -46,6 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 4: { /* a frame: port, length (2 bytes), then that many bytes (or what is left) */
 			unsigned port = take(&in) % 9;
+			bool large = take(&in) & 1;
 			size_t len = (size_t)take(&in) << 8 | take(&in);
 			if (len > in.n)
 				len = in.n;
@@ -53,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				len = sizeof(frame);
 			memcpy(frame, in.p, len);
 			in.p += len, in.n -= len;
-			unsigned n = vswitch_forward(sw, port, frame, len, now, &d);
+			unsigned n = vswitch_forward(sw, port, frame, len, large, now, &d);
 			if (n != d.nports)
 				abort();
 			for (unsigned i = 0; i < n; i++) {
@@ -64,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					abort();
 				if (c.kind == VSWITCH_PORT_ADAPTER && c.vlan != d.vlan)
 					abort();
-				if (d.untagged_len < VSWITCH_FRAME_MIN || d.untagged_len > VSWITCH_FRAME_MAX)
+				if (d.untagged_len < VSWITCH_FRAME_MIN || d.untagged_len > (large ? VSWITCH_LARGE_MAX : VSWITCH_FRAME_MAX))
 					abort();
 			}
 			break;

@@ -74,18 +74,18 @@ static void test_pinned_unicast_and_flooding(void **state)
 	mac_n(ma, 1), mac_n(mb, 2), mac_n(mx, 99);
 	/* known unicast: only the owner, even before it ever sent anything (pinned) */
 	size_t n = frame(f, mb, ma, 0x0800, 40);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 1);
 	assert_true(goes_to(&d, b, false));
 	assert_ptr_equal(d.untagged, f);
 	/* broadcast and unknown unicast: everyone else */
 	n = frame(f, BCAST, ma, 0x0806, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 2);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 2);
 	assert_true(goes_to(&d, b, false) && goes_to(&d, c, false));
 	n = frame(f, mx, ma, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 2);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 2);
 	/* to itself: filtered */
 	n = frame(f, ma, ma, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 0);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 0);
 	struct vswitch_port_stats st;
 	assert_true(vswitch_port_stats(sw, (unsigned)b, &st));
 	assert_int_equal(st.out_packets, 3);
@@ -105,10 +105,10 @@ static void test_spoofing(void **state)
 	uint8_t f[64], mb[6], mx[6];
 	mac_n(mb, 2), mac_n(mx, 50);
 	size_t n = frame(f, BCAST, mx, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 0);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 0);
 	/* claiming another adapter's MAC does not steal its traffic */
 	n = frame(f, BCAST, mb, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 0);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 0);
 	struct vswitch_port_stats st;
 	vswitch_port_stats(sw, (unsigned)a, &st);
 	assert_int_equal(st.in_spoofed, 2);
@@ -117,15 +117,15 @@ static void test_spoofing(void **state)
 	mac_n(c.mac, 3);
 	int s = vswitch_port_add(sw, &c);
 	n = frame(f, BCAST, mx, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)s, f, n, 0, &d), 2);
+	assert_int_equal(vswitch_forward(sw, (unsigned)s, f, n, false, 0, &d), 2);
 	n = frame(f, mx, mb, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)b, f, n, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)b, f, n, false, 0, &d), 1);
 	assert_true(goes_to(&d, s, false));
 	/* but never a pinned MAC */
 	n = frame(f, BCAST, mb, 0x0800, 28);
-	vswitch_forward(sw, (unsigned)s, f, n, 0, &d);
+	vswitch_forward(sw, (unsigned)s, f, n, false, 0, &d);
 	n = frame(f, mb, mx, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)s, f, n, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)s, f, n, false, 0, &d), 1);
 	assert_true(goes_to(&d, b, false));
 	vswitch_free(sw);
 }
@@ -139,14 +139,14 @@ static void test_learning_and_aging(void **state)
 	mac_n(ma, 1), mac_n(mh, 500);
 	/* the host's MAC is learned on the uplink */
 	size_t n = frame(f, BCAST, mh, 0x0806, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)up, f, n, 0, &d), 2);
+	assert_int_equal(vswitch_forward(sw, (unsigned)up, f, n, false, 0, &d), 2);
 	n = frame(f, mh, ma, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 500, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 500, &d), 1);
 	assert_true(goes_to(&d, up, false));
 	struct vswitch_mac_entry e[8];
 	assert_int_equal(vswitch_mac_table(sw, 500, e, 8), 3);
 	/* aged: flooded again, and vswitch_age forgets it (pinned ones stay) */
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 1000, &d), 2);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 1000, &d), 2);
 	vswitch_age(sw, 1000);
 	assert_int_equal(vswitch_mac_table(sw, 1000, e, 8), 2);
 	for (int i = 0; i < 2; i++)
@@ -156,11 +156,11 @@ static void test_learning_and_aging(void **state)
 	assert_int_equal(st.learned, 0);
 	/* removing a port forgets what it learned */
 	n = frame(f, BCAST, mh, 0x0806, 28);
-	vswitch_forward(sw, (unsigned)up, f, n, 2000, &d);
+	vswitch_forward(sw, (unsigned)up, f, n, false, 2000, &d);
 	vswitch_port_remove(sw, (unsigned)up);
 	assert_int_equal(vswitch_mac_table(sw, 2000, e, 8), 2);
 	n = frame(f, mh, ma, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 2000, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 2000, &d), 1);
 	assert_true(goes_to(&d, b, false));
 	vswitch_free(sw);
 }
@@ -174,11 +174,11 @@ static void test_vlans(void **state)
 	mac_n(ma, 1), mac_n(m2, 2), mac_n(m3, 3), mac_n(mh, 77);
 	/* VLAN 0 broadcast: the untagged adapter's peers in VLAN 0 and the uplink, untagged */
 	size_t n = frame(f, BCAST, ma, 0x0806, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 1);
 	assert_true(goes_to(&d, up, false));
 	/* VLAN 5: its other member untagged, the uplink tagged with VID 5 */
 	n = frame(f, BCAST, m2, 0x0806, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)v5, f, n, 0, &d), 2);
+	assert_int_equal(vswitch_forward(sw, (unsigned)v5, f, n, false, 0, &d), 2);
 	assert_true(goes_to(&d, w5, false) && goes_to(&d, up, true));
 	assert_int_equal(d.tagged_len, n + 4);
 	assert_memory_equal(d.tagged, f, 12);
@@ -188,26 +188,26 @@ static void test_vlans(void **state)
 	assert_memory_equal(d.tagged + 16, f + 12, n - 12);
 	/* unicast across VLANs does not happen even with the right MAC */
 	n = frame(f, m2, ma, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 1);
 	assert_true(goes_to(&d, up, false));
 	/* tagged from the uplink: only VLAN 5's adapters, untagged */
 	size_t tn = tagged_frame(g, BCAST, mh, 5, 40);
-	assert_int_equal(vswitch_forward(sw, (unsigned)up, g, tn, 0, &d), 2);
+	assert_int_equal(vswitch_forward(sw, (unsigned)up, g, tn, false, 0, &d), 2);
 	assert_true(goes_to(&d, v5, false) && goes_to(&d, w5, false));
 	assert_int_equal(d.untagged_len, tn - 4);
 	assert_int_equal(d.untagged[12], 0x08);
 	tn = tagged_frame(g, m3, mh, 5, 40);
-	assert_int_equal(vswitch_forward(sw, (unsigned)up, g, tn, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)up, g, tn, false, 0, &d), 1);
 	assert_true(goes_to(&d, w5, false));
 	/* priority tag (VID 0) is VLAN 0 */
 	tn = tagged_frame(g, ma, mh, 0, 40);
-	assert_int_equal(vswitch_forward(sw, (unsigned)up, g, tn, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)up, g, tn, false, 0, &d), 1);
 	assert_true(goes_to(&d, a, false));
 	/* an adapter may not send tagged frames; VID 4095 is reserved */
 	tn = tagged_frame(g, BCAST, ma, 5, 40);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, g, tn, 0, &d), 0);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, g, tn, false, 0, &d), 0);
 	tn = tagged_frame(g, BCAST, mh, 4095, 40);
-	assert_int_equal(vswitch_forward(sw, (unsigned)up, g, tn, 0, &d), 0);
+	assert_int_equal(vswitch_forward(sw, (unsigned)up, g, tn, false, 0, &d), 0);
 	struct vswitch_port_stats st;
 	vswitch_port_stats(sw, (unsigned)a, &st);
 	assert_int_equal(st.in_vlan_drops, 1);
@@ -216,7 +216,7 @@ static void test_vlans(void **state)
 	/* moving an adapter to another VLAN moves its pinned MAC */
 	assert_true(vswitch_port_set_vlan(sw, (unsigned)a, 5));
 	n = frame(f, ma, m2, 0x0800, 28);
-	assert_int_equal(vswitch_forward(sw, (unsigned)v5, f, n, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)v5, f, n, false, 0, &d), 1);
 	assert_true(goes_to(&d, a, false));
 	assert_false(vswitch_port_set_vlan(sw, (unsigned)a, 4095));
 	assert_false(vswitch_port_set_vlan(sw, (unsigned)up, 3));
@@ -228,7 +228,7 @@ static void test_vlans(void **state)
 	struct vswitch_port_config now;
 	vswitch_port_config(sw, (unsigned)a, &now);
 	assert_int_equal(now.vlan, 5);
-	assert_int_equal(vswitch_forward(sw, (unsigned)v5, f, n, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)v5, f, n, false, 0, &d), 1);
 	assert_true(goes_to(&d, a, false));
 	vswitch_free(sw);
 }
@@ -238,23 +238,27 @@ static void test_hostile_frames(void **state)
 	(void)state;
 	struct vswitch *sw = vswitch_new(0);
 	int a = adapter(sw, 1, 0), up = uplink(sw);
-	static uint8_t f[VSWITCH_FRAME_MAX + 10];
+	static uint8_t f[VSWITCH_LARGE_MAX + 10];
 	uint8_t ma[6], mh[6], zero[6] = { 0 };
 	mac_n(ma, 1), mac_n(mh, 9);
 	frame(f, BCAST, ma, 0x0800, 0);
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, 13, 0, &d), 0);           /* short */
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, VSWITCH_FRAME_MAX + 1, 0, &d), 0); /* long */
-	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, VSWITCH_FRAME_MAX, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, 13, false, 0, &d), 0);           /* short */
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, VSWITCH_FRAME_MAX + 1, false, 0, &d), 0); /* long */
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, VSWITCH_FRAME_MAX, false, 0, &d), 1);
+	/* a large TCP segment passes only when it comes with segmentation metadata */
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, VSWITCH_FRAME_MAX + 1, true, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, VSWITCH_LARGE_MAX, true, 0, &d), 1);
+	assert_int_equal(vswitch_forward(sw, (unsigned)a, f, VSWITCH_LARGE_MAX + 1, true, 0, &d), 0);
 	frame(f, BCAST, BCAST, 0x0800, 20);                                             /* group source */
-	assert_int_equal(vswitch_forward(sw, (unsigned)up, f, 34, 0, &d), 0);
+	assert_int_equal(vswitch_forward(sw, (unsigned)up, f, 34, false, 0, &d), 0);
 	frame(f, BCAST, zero, 0x0800, 20);
-	assert_int_equal(vswitch_forward(sw, (unsigned)up, f, 34, 0, &d), 0);
+	assert_int_equal(vswitch_forward(sw, (unsigned)up, f, 34, false, 0, &d), 0);
 	tagged_frame(f, BCAST, mh, 5, 0);                                              /* tag, no type */
-	assert_int_equal(vswitch_forward(sw, (unsigned)up, f, 16, 0, &d), 0);
-	assert_int_equal(vswitch_forward(sw, 300, f, 60, 0, &d), 0);                    /* no such port */
+	assert_int_equal(vswitch_forward(sw, (unsigned)up, f, 16, false, 0, &d), 0);
+	assert_int_equal(vswitch_forward(sw, 300, f, 60, false, 0, &d), 0);                    /* no such port */
 	struct vswitch_port_stats st;
 	vswitch_port_stats(sw, (unsigned)a, &st);
-	assert_int_equal(st.in_malformed, 2);
+	assert_int_equal(st.in_malformed, 3);
 	vswitch_port_stats(sw, (unsigned)up, &st);
 	assert_int_equal(st.in_malformed, 3);
 	/* bad port configurations */
@@ -285,7 +289,7 @@ static void test_table_limits(void **state)
 		for (unsigned i = 0; i < 1100; i++) {
 			mac_n(m, 100000 * (unsigned)(p + 1) + i);
 			size_t n = frame(f, BCAST, m, 0x0800, 28);
-			vswitch_forward(sw, (unsigned)up[p], f, n, 0, &d);
+			vswitch_forward(sw, (unsigned)up[p], f, n, false, 0, &d);
 		}
 	struct vswitch_port_stats st;
 	vswitch_port_stats(sw, (unsigned)up[0], &st);
@@ -300,7 +304,7 @@ static void test_table_limits(void **state)
 	for (unsigned i = 0; i < VSWITCH_PORT_LEARN_MAX; i++) {
 		mac_n(m, 100000 + i);
 		size_t n = frame(f, m, ma, 0x0800, 28);
-		assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, 0, &d), 1);
+		assert_int_equal(vswitch_forward(sw, (unsigned)a, f, n, false, 0, &d), 1);
 		assert_true(goes_to(&d, up[0], false));
 	}
 	/* all ports in use */
