@@ -27,6 +27,11 @@ json_t *worker_vm_call(const struct inv_vm *vm, const char *line, int timeout_ms
 /* The VM a request names ("vm"); NULL and *vm filled, or an error reply. */
 json_t *find_vm(struct vmms *s, json_t *req, struct inv_vm *vm);
 const char *jstr(json_t *req, const char *key);
+/* A cmdlet's -Name against an object: NULL matches everything; else the name (any case), a
+ * wildcard pattern (* ? [...], any case) or, when id is not NULL, the object's GUID. */
+bool vmms_name_matches(const char *pattern, const char *name, const char *id);
+/* A -Name that matched nothing is an error unless it was a wildcard pattern (as in Hyper-V). */
+bool vmms_name_is_pattern(const char *pattern);
 /* The last non-empty line of a log file, "" if none. */
 void vmms_log_tail_line(const char *path, char *out, size_t len);
 bool jint(json_t *req, const char *key, json_int_t *out);

@@ -6,7 +6,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
@@ -545,12 +544,11 @@ static json_t *op_list_switches(struct vmms *s, json_t *req)
 	}
 	json_t *arr = json_array();
 	for (int i = 0; i < n; i++)
-		if (!pattern || fnmatch(pattern, sws[i].name, FNM_CASEFOLD) == 0 || !strcasecmp(pattern, sws[i].name) ||
-		    !strcasecmp(pattern, sws[i].id))
+		if (vmms_name_matches(pattern, sws[i].name, sws[i].id))
 			json_array_append_new(arr, switch_json(s, &sws[i], nics, nn, true));
 	free(sws);
 	free(nics);
-	if (pattern && !json_array_size(arr) && !strpbrk(pattern, "*?[")) {
+	if (pattern && !json_array_size(arr) && !vmms_name_is_pattern(pattern)) {
 		json_decref(arr);
 		return err_reply(0, "Hyper-V was unable to find a virtual switch with name '%s'", pattern);
 	}
@@ -745,7 +743,7 @@ static json_t *load_nics(struct vmms *s, json_t *req, struct inv_vm *vm, struct 
 
 static bool nic_matches(const struct inv_nic *nic, const char *name)
 {
-	return !name || !strcasecmp(name, nic->name) || fnmatch(name, nic->name, FNM_CASEFOLD) == 0;
+	return vmms_name_matches(name, nic->name, NULL);
 }
 
 /* The adapters "name" picks (case-insensitive; * ? [] patterns); all when absent. *sel is
@@ -799,7 +797,7 @@ static json_t *op_list_nics(struct vmms *s, json_t *req)
 	}
 	if (vms != &one)
 		free(vms);
-	if (name && !json_array_size(arr) && !strpbrk(name, "*?[")) {
+	if (name && !json_array_size(arr) && !vmms_name_is_pattern(name)) {
 		json_decref(arr);
 		return vmname ? err_reply(0, "'%s' has no network adapter named '%s'", vmname, name)
 			      : err_reply(0, "no virtual machine has a network adapter named '%s'", name);

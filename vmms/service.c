@@ -593,6 +593,17 @@ static json_t *op_set_host(struct vmms *s, json_t *req)
 	return op_host(s);
 }
 
+bool vmms_name_matches(const char *pattern, const char *name, const char *id)
+{
+	return !pattern || !strcasecmp(pattern, name) || fnmatch(pattern, name, FNM_CASEFOLD) == 0 ||
+	       (id && !strcasecmp(pattern, id));
+}
+
+bool vmms_name_is_pattern(const char *pattern)
+{
+	return strpbrk(pattern, "*?[") != NULL;
+}
+
 static json_t *op_list(struct vmms *s, json_t *req)
 {
 	const char *pattern = jstr(req, "name");
@@ -603,14 +614,14 @@ static json_t *op_list(struct vmms *s, json_t *req)
 	json_t *arr = json_array();
 	int matched = 0;
 	for (int i = 0; i < n; i++) {
-		if (!pattern || fnmatch(pattern, vms[i].name, FNM_CASEFOLD) == 0 || !strcasecmp(pattern, vms[i].id)) {
+		if (vmms_name_matches(pattern, vms[i].name, vms[i].id)) {
 			json_array_append_new(arr, vm_json(s, &vms[i], true, NULL));
 			matched++;
 		}
 		inv_vm_free(&vms[i]);
 	}
 	free(vms);
-	if (pattern && !matched && !strpbrk(pattern, "*?[")) {
+	if (pattern && !matched && !vmms_name_is_pattern(pattern)) {
 		json_decref(arr);
 		return err_reply(0, "Hyper-V was unable to find a virtual machine with name '%s'", pattern);
 	}
