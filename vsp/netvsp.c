@@ -47,8 +47,7 @@ struct netvsp {
 	uint32_t sbuf_gpadl;
 	uint32_t sbuf_sections;
 	uint8_t *scratch;
-	uint8_t *segment;                /* one frame of a large send being segmented */
-	uint8_t *rx_segment;             /* the same for a large receive the guest cannot take whole */
+	uint8_t *segment;                /* one frame of a large send or receive being cut to MSS (under the lock) */
 	struct pending_ctl ctl[PENDING_CONTROL];
 	uint32_t ctl_head, ctl_count;
 	struct pending_comp comp[PENDING_COMPLETES];
@@ -96,86 +95,86 @@ static void reset_state(struct netvsp *n)
 	n->rst = (struct rndis_state){ .link_up = n->link_up };
 }
 
-/* Copy hdr + payload into a free piece and announce it. 0, or -1 (nothing sent). */
-static int deliver(struct netvsp *n, const uint8_t *hdr, uint32_t hlen, const uint8_t *payload, uint32_t plen,
-		   bool control)
+#define RSC_FRAG_DATA (NETVSP_RECV_SECTION_SIZE - RNDIS_PACKET_HDR_LEN - RNDIS_RSC_PPI_LEN)
+#define RSC_MAX_FRAGS 64
+
+/* The i-th free receive piece from the top of the stack (the next ones announce takes). */
+static uint32_t free_piece(const struct netvsp *n, uint32_t i)
 {
-	if (!n->chan || !vmbus_chan_is_open(n->chan) || !n->have_rbuf || !n->nfree ||
-	    hlen + plen > NETVSP_RECV_SECTION_SIZE)
-		return -1;
-	uint32_t sec = n->free_sections[n->nfree - 1];
-	uint64_t off = (uint64_t)sec * NETVSP_RECV_SECTION_SIZE;
-	if (vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off, hdr, hlen) < 0 ||
-	    (plen && vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off + hlen, payload, plen) < 0))
-		return -1;
-	uint8_t ext[16];
+	return n->free_sections[n->nfree - 1 - i];
+}
+
+/* Copies hdr + payload into free piece i. False when the GPADL is gone. */
+static bool fill_piece(struct netvsp *n, uint32_t i, const uint8_t *hdr, uint32_t hlen, const uint8_t *payload,
+		       uint32_t plen)
+{
+	uint64_t off = (uint64_t)free_piece(n, i) * NETVSP_RECV_SECTION_SIZE;
+	return vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off, hdr, hlen) == 0 &&
+	       (!plen || vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off + hlen, payload, plen) == 0);
+}
+
+/* Announces the top count free pieces (filled, lens[i] bytes each) in one transfer-page packet
+ * whose trans_id is the first piece; its completion frees them all. 0, or -1 (ring full:
+ * nothing taken). */
+static int announce(struct netvsp *n, uint32_t count, const uint32_t *lens, bool control)
+{
+	uint8_t ext[8 + 8 * RSC_MAX_FRAGS];
 	uint16_t pageset = NETVSC_RECEIVE_BUFFER_ID;
 	memcpy(ext, &pageset, 2);
 	ext[2] = 0; /* sender_owns_set */
 	ext[3] = 0;
-	wr32(ext + 4, 1);                     /* range_cnt */
-	wr32(ext + 8, hlen + plen);           /* byte_count */
-	wr32(ext + 12, (uint32_t)off);        /* byte_offset */
+	wr32(ext + 4, count);                 /* range_cnt */
+	for (uint32_t i = 0; i < count; i++) {
+		wr32(ext + 8 + 8 * i, lens[i]);   /* byte_count */
+		wr32(ext + 12 + 8 * i, free_piece(n, i) * NETVSP_RECV_SECTION_SIZE); /* byte_offset */
+	}
 	uint8_t msg[16];
 	wr32(msg, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
 	wr32(msg + 4, control ? 1 : 0);       /* channel_type */
 	wr32(msg + 8, NETVSP_NO_SECTION);
 	wr32(msg + 12, 0);
 	if (vmbus_chan_send_ext(n->chan, VM_PKT_DATA_USING_XFER_PAGES, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
-				sec, ext, sizeof(ext), msg, sizeof(msg)) != 0)
+				free_piece(n, 0), ext, 8 + 8 * count, msg, sizeof(msg)) != 0)
 		return -1;
-	n->nfree--;
-	n->in_use[sec] = 1;
-	n->next_piece[sec] = NO_PIECE;
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t sec = free_piece(n, i);
+		n->in_use[sec] = 1;
+		n->next_piece[sec] = i + 1 < count ? free_piece(n, i + 1) : NO_PIECE;
+	}
+	n->nfree -= count;
 	return 0;
 }
 
-/* A large TCP segment as one coalesced receive: fragments of at most RSC_FRAG_DATA bytes, each
- * in its own piece, all in one transfer-page packet. 0, NETVSP_RX_BUSY (no room: nothing sent). */
-#define RSC_FRAG_DATA (NETVSP_RECV_SECTION_SIZE - RNDIS_PACKET_HDR_LEN - RNDIS_RSC_PPI_LEN)
-#define RSC_MAX_FRAGS 64
+/* Copy hdr + payload into a free piece and announce it. 0, or -1 (nothing sent). */
+static int deliver(struct netvsp *n, const uint8_t *hdr, uint32_t hlen, const uint8_t *payload, uint32_t plen,
+		   bool control)
+{
+	if (!n->chan || !vmbus_chan_is_open(n->chan) || !n->have_rbuf || !n->nfree ||
+	    hlen + plen > NETVSP_RECV_SECTION_SIZE || !fill_piece(n, 0, hdr, hlen, payload, plen))
+		return -1;
+	uint32_t len = hlen + plen;
+	return announce(n, 1, &len, control);
+}
 
+/* A large TCP segment as one coalesced receive: fragments of at most RSC_FRAG_DATA bytes, each
+ * in its own piece, all in one transfer-page packet. NETVSP_RX_OK, _BUSY (no room: nothing
+ * sent) or _DROPPED. */
 static int deliver_rsc(struct netvsp *n, const uint8_t *frame, uint32_t len, uint32_t csum_ok)
 {
-	uint32_t count = (len + RSC_FRAG_DATA - 1) / RSC_FRAG_DATA;
+	uint32_t count = (len + RSC_FRAG_DATA - 1) / RSC_FRAG_DATA, lens[RSC_MAX_FRAGS];
 	if (count > n->nfree || count > RSC_MAX_FRAGS)
 		return NETVSP_RX_BUSY;
-	uint8_t ext[8 + 8 * RSC_MAX_FRAGS];
-	uint16_t pageset = NETVSC_RECEIVE_BUFFER_ID;
-	memcpy(ext, &pageset, 2);
-	ext[2] = ext[3] = 0;
-	wr32(ext + 4, count);
 	uint16_t id = n->rsc_id++;
 	for (uint32_t i = 0; i < count; i++) {
-		uint32_t sec = n->free_sections[n->nfree - 1 - i];
 		uint32_t chunk = i + 1 < count ? RSC_FRAG_DATA : len - i * RSC_FRAG_DATA;
 		uint8_t hdr[RNDIS_PACKET_HDR_LEN + RNDIS_RSC_PPI_LEN];
 		uint8_t flags = RNDIS_PKTINFO_SUBALLOC | (i == 0 ? RNDIS_PKTINFO_1ST_FRAG : 0) |
 				(i + 1 == count ? RNDIS_PKTINFO_LAST_FRAG : 0);
-		uint32_t mlen = rndis_build_rsc_header(hdr, chunk, flags, id, csum_ok);
-		uint64_t off = (uint64_t)sec * NETVSP_RECV_SECTION_SIZE;
-		if (vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off, hdr, sizeof(hdr)) < 0 ||
-		    vmbus_chan_gpadl_copy_to(n->chan, n->rbuf_gpadl, off + sizeof(hdr), frame + i * RSC_FRAG_DATA, chunk) < 0)
+		lens[i] = rndis_build_rsc_header(hdr, chunk, flags, id, csum_ok);
+		if (!fill_piece(n, i, hdr, sizeof(hdr), frame + i * RSC_FRAG_DATA, chunk))
 			return NETVSP_RX_DROPPED;
-		wr32(ext + 8 + 8 * i, mlen);
-		wr32(ext + 12 + 8 * i, (uint32_t)off);
 	}
-	uint8_t msg[16];
-	wr32(msg, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
-	wr32(msg + 4, 0);
-	wr32(msg + 8, NETVSP_NO_SECTION);
-	wr32(msg + 12, 0);
-	uint32_t first = n->free_sections[n->nfree - 1];
-	if (vmbus_chan_send_ext(n->chan, VM_PKT_DATA_USING_XFER_PAGES, VMBUS_DATA_PACKET_FLAG_COMPLETION_REQUESTED,
-				first, ext, 8 + 8 * count, msg, sizeof(msg)) != 0)
-		return NETVSP_RX_BUSY;
-	for (uint32_t i = 0; i < count; i++) {
-		uint32_t sec = n->free_sections[n->nfree - 1 - i];
-		n->in_use[sec] = 1;
-		n->next_piece[sec] = i + 1 < count ? n->free_sections[n->nfree - 2 - i] : NO_PIECE;
-	}
-	n->nfree -= count;
-	return NETVSP_RX_OK;
+	return announce(n, count, lens, false) == 0 ? NETVSP_RX_OK : NETVSP_RX_BUSY;
 }
 
 static void flush_control(struct netvsp *n)
@@ -577,11 +576,9 @@ struct netvsp *netvsp_new(struct vmbus_server *srv, const struct netvsp_config *
 	n->rcfg.tx_offloads = true;
 	n->scratch = malloc(TX_SCRATCH);
 	n->segment = malloc(n->rcfg.mtu + 14);
-	n->rx_segment = malloc(n->rcfg.mtu + 14);
-	if (!n->scratch || !n->segment || !n->rx_segment) {
+	if (!n->scratch || !n->segment) {
 		free(n->scratch);
 		free(n->segment);
-		free(n->rx_segment);
 		free(n);
 		return NULL;
 	}
@@ -612,26 +609,39 @@ void netvsp_free(struct netvsp *n)
 	rbuf_forget(n);
 	free(n->scratch);
 	free(n->segment);
-	free(n->rx_segment);
 	free(n);
+}
+
+/* The guest takes frames: RNDIS up, link up, a packet filter set, its receive buffer there. */
+static bool rx_path_ready(const struct netvsp *n)
+{
+	return n->rst.initialized && n->link_up && n->rst.packet_filter && n->chan && vmbus_chan_is_open(n->chan) &&
+	       n->have_rbuf;
+}
+
+/* No room now: the backend keeps the frame until rx_ready. */
+static int rx_busy(struct netvsp *n)
+{
+	n->st.rx_busy++;
+	n->rx_waiting = true;
+	return NETVSP_RX_BUSY;
+}
+
+static int rx_dropped(struct netvsp *n)
+{
+	n->st.rx_drops++;
+	return NETVSP_RX_DROPPED;
 }
 
 int netvsp_rx(struct netvsp *n, const uint8_t *frame, uint32_t len)
 {
-	if (!n->rst.initialized || !n->link_up || !n->rst.packet_filter || len < 14 ||
-	    len > NETVSP_RECV_SECTION_SIZE - RNDIS_PACKET_HDR_LEN || !n->chan || !vmbus_chan_is_open(n->chan) ||
-	    !n->have_rbuf) {
-		n->st.rx_drops++;
-		return NETVSP_RX_DROPPED;
-	}
+	if (!rx_path_ready(n) || len < 14 || len > NETVSP_RECV_SECTION_SIZE - RNDIS_PACKET_HDR_LEN)
+		return rx_dropped(n);
 	uint8_t hdr[RNDIS_PACKET_HDR_LEN];
 	rndis_build_packet_header(hdr, len);
 	/* Control answers first; a frame never overtakes them or takes their room. */
-	if (n->ctl_count || deliver(n, hdr, sizeof(hdr), frame, len, false) < 0) {
-		n->st.rx_busy++;
-		n->rx_waiting = true;
-		return NETVSP_RX_BUSY;
-	}
+	if (n->ctl_count || deliver(n, hdr, sizeof(hdr), frame, len, false) < 0)
+		return rx_busy(n);
 	n->st.rx_packets++;
 	n->st.rx_bytes += len;
 	return NETVSP_RX_OK;
@@ -648,46 +658,32 @@ int netvsp_rx_meta(struct netvsp *n, uint8_t *frame, uint32_t len, const struct 
 {
 	if (!meta || (!meta->needs_csum && !meta->gso_type))
 		return netvsp_rx(n, frame, len);
-	if (meta->needs_csum && !net_complete_csum(frame, len, meta->csum_start, meta->csum_offset)) {
-		n->st.rx_drops++;
-		return NETVSP_RX_DROPPED;
-	}
+	if (meta->needs_csum && !net_complete_csum(frame, len, meta->csum_start, meta->csum_offset))
+		return rx_dropped(n);
 	if (!meta->gso_type || len <= n->rcfg.mtu + 14)
 		return netvsp_rx(n, frame, len);
-	if (!n->rst.initialized || !n->link_up || !n->rst.packet_filter || !n->chan || !vmbus_chan_is_open(n->chan) ||
-	    !n->have_rbuf || len > NETVSP_RX_GSO_MAX) {
-		n->st.rx_drops++;
-		return NETVSP_RX_DROPPED;
-	}
+	if (!rx_path_ready(n) || len > NETVSP_RX_GSO_MAX)
+		return rx_dropped(n);
 	if (n->ctl_count)
-		goto busy;
-	int r;
+		return rx_busy(n);
 	if (n->rst.rsc) {
-		r = deliver_rsc(n, frame, len, NDIS_RXCSUM_TCP_OK | NDIS_RXCSUM_IP_OK);
-		if (r == NETVSP_RX_OK) {
-			n->st.rx_packets++;
-			n->st.rx_bytes += len;
-			n->st.rx_coalesced++;
-			return r;
-		}
+		int r = deliver_rsc(n, frame, len, NDIS_RXCSUM_TCP_OK | NDIS_RXCSUM_IP_OK);
 		if (r == NETVSP_RX_BUSY)
-			goto busy;
-		n->st.rx_drops++;
-		return r;
+			return rx_busy(n);
+		if (r == NETVSP_RX_DROPPED)
+			return rx_dropped(n);
+		n->st.rx_packets++;
+		n->st.rx_bytes += len;
+		n->st.rx_coalesced++;
+		return NETVSP_RX_OK;
 	}
 	/* The guest takes no coalesced segments: cut it into MTU-sized ones, if they all fit now. */
 	uint32_t segs = meta->gso_size ? (len + meta->gso_size - 1) / meta->gso_size : 0;
 	if (segs > n->nfree)
-		goto busy;
-	if (!net_segment_tcp(frame, len, meta->csum_start, meta->gso_size, n->rcfg.mtu + 14, n->rx_segment, emit_rx_segment, n)) {
-		n->st.rx_drops++;
-		return NETVSP_RX_DROPPED;
-	}
+		return rx_busy(n);
+	if (!net_segment_tcp(frame, len, meta->csum_start, meta->gso_size, n->rcfg.mtu + 14, n->segment, emit_rx_segment, n))
+		return rx_dropped(n);
 	return NETVSP_RX_OK;
-busy:
-	n->st.rx_busy++;
-	n->rx_waiting = true;
-	return NETVSP_RX_BUSY;
 }
 
 void netvsp_set_link(struct netvsp *n, bool up)
