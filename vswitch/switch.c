@@ -254,15 +254,8 @@ static void add_destination(struct vswitch *sw, struct vswitch_delivery *d, unsi
 	d->to[d->nports].tagged = tagged;
 	d->nports++;
 	if (tagged && !d->tagged) {
-		/* dst, src, 802.1Q tag, then the rest of the untagged frame */
-		memcpy(sw->tagged_buf, d->untagged, 12);
-		sw->tagged_buf[12] = ETH_P_8021Q >> 8;
-		sw->tagged_buf[13] = ETH_P_8021Q & 0xff;
-		sw->tagged_buf[14] = (uint8_t)(vlan >> 8);
-		sw->tagged_buf[15] = (uint8_t)vlan;
-		memcpy(sw->tagged_buf + 16, d->untagged + 12, d->untagged_len - 12);
+		d->tagged_len = vswitch_tag(sw->tagged_buf, d->untagged, d->untagged_len, vlan);
 		d->tagged = sw->tagged_buf;
-		d->tagged_len = d->untagged_len + 4;
 	}
 }
 
@@ -339,6 +332,27 @@ unsigned vswitch_forward(struct vswitch *sw, unsigned in_port, const uint8_t *fr
 		o->stats.out_bytes += d->to[i].tagged ? d->tagged_len : d->untagged_len;
 	}
 	return d->nports;
+}
+
+size_t vswitch_tag(uint8_t *out, const uint8_t *frame, size_t len, uint16_t vlan)
+{
+	/* dst, src, 802.1Q tag, then the rest of the untagged frame */
+	memcpy(out, frame, 12);
+	out[12] = ETH_P_8021Q >> 8;
+	out[13] = ETH_P_8021Q & 0xff;
+	out[14] = (uint8_t)(vlan >> 8);
+	out[15] = (uint8_t)vlan;
+	memcpy(out + 16, frame + 12, len - 12);
+	return len + 4;
+}
+
+void vswitch_in_malformed(struct vswitch *sw, unsigned port, size_t len)
+{
+	if (port >= VSWITCH_MAX_PORTS || !sw->ports[port].used)
+		return;
+	sw->ports[port].stats.in_packets++;
+	sw->ports[port].stats.in_bytes += len;
+	sw->ports[port].stats.in_malformed++;
 }
 
 void vswitch_out_drop(struct vswitch *sw, unsigned port)

@@ -295,10 +295,8 @@ static void send_segment(void *ctx, const uint8_t *frame, uint32_t len)
 	struct segment_target *t = ctx;
 	static uint8_t tagged[VSWITCH_FRAME_MAX + 4];
 	if (t->vlan) {
-		memcpy(tagged, frame, 12);
-		tagged[12] = 0x81, tagged[13] = 0x00, tagged[14] = (uint8_t)(t->vlan >> 8), tagged[15] = (uint8_t)t->vlan;
-		memcpy(tagged + 16, frame + 12, len - 12);
-		frame = tagged, len += 4;
+		len = (uint32_t)vswitch_tag(tagged, frame, len, t->vlan);
+		frame = tagged;
 	}
 	if (!send_to(t->c, NULL, frame, len))
 		t->ok = false;
@@ -347,18 +345,20 @@ static bool uplink_error(const struct conn *c)
 	return true;
 }
 
-/* A frame from the packet socket as it would be on the wire: a pending checksum filled in.
- * False for a segmentation-offload super-frame, which no port could take. */
-static bool uplink_frame_fixup(const struct virtio_net_hdr *vh, uint8_t *f, size_t len)
+/* What a frame behind a virtio_net_hdr is: a plain frame (a partial checksum now completed), a
+ * large TCP segment (only from a source allowed to send those), or unusable. */
+enum vnet_frame { VNET_PLAIN, VNET_LARGE, VNET_BAD };
+
+static enum vnet_frame vnet_frame(const struct virtio_net_hdr *vh, uint8_t *f, size_t len, bool large_ok)
 {
 	if (vh->gso_type != VIRTIO_NET_HDR_GSO_NONE) {
-		static bool said;
-		if (!said)
-			vlog("uplink: dropping offload super-frames (turn TSO/GSO off where they come from, GRO on the uplink)");
-		said = true;
-		return false;
+		uint8_t type = vh->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+		return large_ok && (type == VIRTIO_NET_HDR_GSO_TCPV4 || type == VIRTIO_NET_HDR_GSO_TCPV6) ? VNET_LARGE
+													 : VNET_BAD;
 	}
-	return !(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || net_complete_csum(f, len, vh->csum_start, vh->csum_offset);
+	if ((vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) && !net_complete_csum(f, len, vh->csum_start, vh->csum_offset))
+		return VNET_BAD;
+	return VNET_PLAIN;
 }
 
 /* Reads a burst of frames from a port; false when the connection is gone. */
@@ -387,8 +387,15 @@ static bool port_readable(struct conn *c)
 			uint8_t *f = buf + 4;
 			if ((size_t)n > sizeof(buf) - 4)
 				n = (ssize_t)sizeof(buf) - 4; /* truncated: still too long, counted as malformed */
-			else if (!uplink_frame_fixup(&vh, f, (size_t)n))
+			else if (vnet_frame(&vh, f, (size_t)n, false) == VNET_BAD) {
+				/* GRO or a peer's TSO made a super-frame no port could take */
+				static bool said;
+				if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE && !said) {
+					vlog("uplink: dropping offload super-frames (turn TSO/GSO off where they come from, GRO on the uplink)");
+					said = true;
+				}
 				continue;
+			}
 			for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
 				if (cm->cmsg_level != SOL_PACKET || cm->cmsg_type != PACKET_AUXDATA)
 					continue;
@@ -413,23 +420,14 @@ static bool port_readable(struct conn *c)
 			n = recvmsg(c->fd, &mh, MSG_TRUNC);
 			if (n <= 0)
 				return n < 0 && (errno == EAGAIN || errno == EINTR);
-			if (n < (ssize_t)sizeof(vh) || (size_t)n - sizeof(vh) > sizeof(buf)) {
-				forward(c->port, buf, sizeof(buf), NULL); /* counted as malformed */
-				continue;
-			}
+			enum vnet_frame kind = VNET_BAD;
 			size_t len = (size_t)n - sizeof(vh);
-			bool large = vh.gso_type != VIRTIO_NET_HDR_GSO_NONE;
-			if (large && ((vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV4 &&
-				      (vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV6)) {
-				forward(c->port, buf, sizeof(buf), NULL); /* UDP fragmentation offload etc.: malformed */
-				continue;
-			}
-			if (!large && (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
-			    !net_complete_csum(buf, len, vh.csum_start, vh.csum_offset)) {
-				forward(c->port, buf, sizeof(buf), NULL);
-				continue;
-			}
-			forward(c->port, buf, len, large ? &vh : NULL);
+			if (n >= (ssize_t)sizeof(vh) && len <= sizeof(buf))
+				kind = vnet_frame(&vh, buf, len, true);
+			if (kind == VNET_BAD)
+				vswitch_in_malformed(S.sw, (unsigned)c->port, (size_t)n);
+			else
+				forward(c->port, buf, len, kind == VNET_LARGE ? &vh : NULL);
 			continue;
 		}
 		n = c->kind == CONN_TAP ? read(c->fd, buf, sizeof(buf)) : recv(c->fd, buf, sizeof(buf), MSG_TRUNC);

@@ -86,6 +86,13 @@ bool vswitch_port_stats(const struct vswitch *sw, unsigned port, struct vswitch_
  * number of destinations (0: dropped or nobody to send to; the reason is counted). */
 unsigned vswitch_forward(struct vswitch *sw, unsigned in_port, const uint8_t *frame, size_t len, bool large,
 			 uint64_t now_ms, struct vswitch_delivery *d);
+/* A frame from port that the caller could not even hand to vswitch_forward (its transport
+ * said it was unusable): counted as received and malformed. */
+void vswitch_in_malformed(struct vswitch *sw, unsigned port, size_t len);
+/* frame with an 802.1Q tag for vlan inserted after the MAC addresses, into out (len + 4 bytes);
+ * returns len + 4. */
+size_t vswitch_tag(uint8_t *out, const uint8_t *frame, size_t len, uint16_t vlan);
+
 /* The caller could not hand a frame to port (its queue was full). */
 void vswitch_out_drop(struct vswitch *sw, unsigned port);
 
