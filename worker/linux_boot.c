@@ -113,17 +113,48 @@ static void write_gdt(const struct guest_layout *g)
 		put64(g->ram + BOOT_GDT_ADDR + i * 8, gdt[i]);
 }
 
-const char *linux_boot_load(const struct guest_layout *g, const struct bzimage *k,
-			    const uint8_t *initrd, size_t initrd_size, const char *cmdline,
-			    uint64_t rsdp, struct boot_info *out)
+/* Where the initrd goes in g (0 without one), or a message if something does not fit. */
+static const char *place(const struct guest_layout *g, const struct bzimage *k, size_t initrd_size,
+			 const char *cmdline, uint64_t *initrd_addr)
 {
 	uint64_t kernel_end = KERNEL_LOAD_ADDR + k->init_size;
 	if (kernel_end > g->low_size)
 		return "guest memory too small for the kernel";
-	size_t cmdline_len = strlen(cmdline);
 	uint64_t cmdline_max = k->cmdline_size < BOOT_CMDLINE_MAX - 1 ? k->cmdline_size : BOOT_CMDLINE_MAX - 1;
-	if (cmdline_len > cmdline_max)
+	if (strlen(cmdline) > cmdline_max)
 		return "kernel command line too long for this kernel";
+	*initrd_addr = 0;
+	if (initrd_size) {
+		/* Highest page-aligned spot below the kernel's limit and the MMIO hole. */
+		uint64_t limit = (uint64_t)k->initrd_addr_max + 1;
+		if (limit > g->low_size)
+			limit = g->low_size;
+		if (initrd_size > limit || ((limit - initrd_size) & ~0xFFFull) < kernel_end)
+			return "initrd does not fit in guest memory below the kernel's initrd limit";
+		*initrd_addr = (limit - initrd_size) & ~0xFFFull;
+	}
+	return NULL;
+}
+
+const char *linux_boot_check(uint64_t ram_size, const struct bzimage *k, size_t initrd_size, const char *cmdline)
+{
+	struct guest_layout g;
+	guest_layout_init(&g, NULL, ram_size);
+	uint64_t initrd_addr;
+	return place(&g, k, initrd_size, cmdline, &initrd_addr);
+}
+
+const char *linux_boot_load(const struct guest_layout *g, const struct bzimage *k,
+			    const uint8_t *initrd, size_t initrd_size, const char *cmdline,
+			    uint64_t rsdp, struct boot_info *out)
+{
+	if (!initrd)
+		initrd_size = 0;
+	uint64_t initrd_addr;
+	const char *why = place(g, k, initrd_size, cmdline, &initrd_addr);
+	if (why)
+		return why;
+	size_t cmdline_len = strlen(cmdline);
 
 	memcpy(g->ram + KERNEL_LOAD_ADDR, k->data + k->setup_size, k->size - k->setup_size);
 
@@ -140,14 +171,8 @@ const char *linux_boot_load(const struct guest_layout *g, const struct bzimage *
 	put32(bp + HDR_CMD_LINE_PTR, BOOT_CMDLINE_ADDR);
 
 	out->initrd_addr = out->initrd_size = 0;
-	if (initrd && initrd_size) {
-		/* Highest page-aligned spot below the kernel's limit and the MMIO hole. */
-		uint64_t limit = (uint64_t)k->initrd_addr_max + 1;
-		if (limit > g->low_size)
-			limit = g->low_size;
-		if (initrd_size > limit || ((limit - initrd_size) & ~0xFFFull) < kernel_end)
-			return "initrd does not fit in guest memory below the kernel's initrd limit";
-		uint64_t addr = (limit - initrd_size) & ~0xFFFull;
+	if (initrd_size) {
+		uint64_t addr = initrd_addr;
 		memcpy(g->ram + addr, initrd, initrd_size);
 		put32(bp + HDR_RAMDISK_IMAGE, (uint32_t)addr);
 		put32(bp + HDR_RAMDISK_SIZE, (uint32_t)initrd_size);

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,27 +25,6 @@
 #define EXIT_GUEST_RESET 3
 #define CTRL_A 0x01
 #define TICK_MS 500 /* integration services want a tick at least every second */
-
-void vlog(const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "vmwp: %s\n", line);
-}
-
-static int fail(const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "vmwp: error: %s\n", line);
-	return 1;
-}
 
 /* Whole file into memory; NULL with errno on failure. */
 static uint8_t *read_file(const char *path, size_t *size)
@@ -160,49 +138,55 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	/* Everything that needs no KVM first: on a host without it, bad input still gets its own
+	 * error, and a good one the single line saying what to do about KVM. */
 	int console_fd = STDOUT_FILENO;
 	if (opt.serial_path) {
 		console_fd = open(opt.serial_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		if (console_fd < 0)
-			return fail("cannot open serial log %s: %s", opt.serial_path, strerror(errno));
+			return vfail("cannot open serial log %s: %s", opt.serial_path, strerror(errno));
 	}
-
 	size_t kernel_size = 0, initrd_size = 0;
 	uint8_t *kernel = read_file(opt.kernel, &kernel_size);
 	if (!kernel)
-		return fail("cannot read kernel %s: %s", opt.kernel, strerror(errno));
+		return vfail("cannot read kernel %s: %s", opt.kernel, strerror(errno));
 	struct bzimage bz;
 	const char *why = bzimage_parse(&bz, kernel, kernel_size);
 	if (why)
-		return fail("kernel %s: %s", opt.kernel, why);
+		return vfail("kernel %s: %s", opt.kernel, why);
 	uint8_t *initrd = NULL;
 	if (opt.initrd && !(initrd = read_file(opt.initrd, &initrd_size)))
-		return fail("cannot read initrd %s: %s", opt.initrd, strerror(errno));
-
+		return vfail("cannot read initrd %s: %s", opt.initrd, strerror(errno));
 	struct vm_config cfg = { .memory = opt.memory, .cpus = opt.cpus, .console_fd = console_fd,
 				 .disabled_ics = opt.disabled_ics };
+	if (!vm_config_check(&cfg, err, sizeof(err)))
+		return vfail("%s", err);
+	if ((why = linux_boot_check(cfg.memory, &bz, initrd_size, opt.cmdline)))
+		return vfail("%s", why);
+	if (!worker_open_disks(&opt, err, sizeof(err)) || !worker_open_nics(&opt, err, sizeof(err)))
+		return vfail("%s", err);
+
 	struct vm *vm = vm_create(&cfg, err, sizeof(err));
 	if (!vm)
-		return fail("%s", err);
+		return vfail("%s", err);
 	struct boot_info boot;
 	why = linux_boot_load(&vm->mem, &bz, initrd, initrd_size, opt.cmdline, vm->rsdp, &boot);
 	free(kernel);
 	free(initrd);
 	if (why)
-		return fail("%s", why);
-	if (!vm_setup_linux_entry(vm, &boot, err, sizeof(err)) ||
-	    !worker_attach_disks(&vm->vmbus, &opt, err, sizeof(err)) ||
-	    !worker_attach_nics(&vm->vmbus, &opt, err, sizeof(err)))
-		return fail("%s", err);
+		return vfail("%s", why);
+	if (!vm_setup_linux_entry(vm, &boot, err, sizeof(err)) || !worker_attach_disks(&vm->vmbus, err, sizeof(err)) ||
+	    !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
+		return vfail("%s", err);
 
 	bool console_input = !opt.serial_path;
 	if (console_input)
 		console_raw();
 	struct control ctl;
 	if (!control_open(&ctl, vm, opt.control_path, err, sizeof(err)))
-		return fail("%s", err);
+		return vfail("%s", err);
 	if (!vm_start(vm, err, sizeof(err)))
-		return fail("%s", err);
+		return vfail("%s", err);
 	run_loop(vm, console_input, &ctl);
 	enum vm_exit exit = vm_stop(vm);
 	control_close(&ctl);
@@ -221,12 +205,12 @@ int main(int argc, char **argv)
 		vlog("guest reset (%s): restarting", vm->error[0] ? vm->error : "reset");
 		vm_destroy(vm);
 		execv("/proc/self/exe", argv);
-		return fail("cannot restart the worker: %s", strerror(errno));
+		return vfail("cannot restart the worker: %s", strerror(errno));
 	case VM_STOPPED:
 		vlog("stopped by the host");
 		return 0;
 	case VM_FAILED:
 	default:
-		return fail("%s", vm->error[0] ? vm->error : "the VM stopped unexpectedly");
+		return vfail("%s", vm->error[0] ? vm->error : "the VM stopped unexpectedly");
 	}
 }

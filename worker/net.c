@@ -357,18 +357,15 @@ static void detach_all(void)
 	}
 }
 
-bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, char *err, size_t errlen)
+bool worker_open_nics(const struct worker_options *o, char *err, size_t errlen)
 {
-	if (!o->nnics)
-		return true;
 	for (unsigned i = 0; i < o->nnics; i++) {
 		const struct worker_nic *opt = &o->nics[i];
 		struct nic *nic = &nics[nnics];
 		memset(nic, 0, sizeof(*nic));
-		nic->h = h;
 		nic->index = i;
 		nic->admin_up = true;
-		nic->fd = -1;
+		nic->fd = nic->ready = nic->wake[0] = nic->wake[1] = -1;
 		pthread_mutex_init(&nic->cfg_lock, NULL);
 		memcpy(nic->mac, opt->mac, 6);
 		snprintf(nic->tap, sizeof(nic->tap), "%s", opt->tap);
@@ -384,12 +381,22 @@ bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, ch
 			return false;
 		nic->vnet = nic->tap[0] != '\0';
 		nic->hello.gso = true;
-		nnics++;
+		if (nnics++ == 0)
+			atexit(detach_all);
 		nic->ready = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (nic->ready < 0 || pipe2(nic->wake, O_CLOEXEC) < 0) {
 			snprintf(err, errlen, "--nic %u: pipe: %s", i, strerror(errno));
 			return false;
 		}
+	}
+	return true;
+}
+
+bool worker_attach_nics(struct vmbus_host *h, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < nnics; i++) {
+		struct nic *nic = &nics[i];
+		nic->h = h;
 		struct netvsp_config cfg = { .instance = (uint8_t)i };
 		memcpy(cfg.mac, nic->mac, 6);
 		struct netvsp_backend be = { .tx = backend_tx, .rx_ready = backend_rx_ready,
@@ -414,7 +421,6 @@ bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, ch
 		vlog("netvsp: adapter %u, MAC %s, on %s%s", i, mac, nic->tap[0] ? "tap " : nic->want_switch[0] ? "switch " : "",
 		     nic->tap[0] ? nic->tap : nic->want_switch[0] ? nic->want_switch : "nothing (no cable)");
 	}
-	atexit(detach_all);
 	return true;
 }
 

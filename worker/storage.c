@@ -15,6 +15,7 @@
 
 static struct storvsp *controller;
 static struct storvsp_disk attached[WORKER_MAX_DISKS];
+static const char *paths[WORKER_MAX_DISKS];
 static unsigned nattached;
 
 static void *storage_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
@@ -43,10 +44,8 @@ static void detach_all(void)
 	nattached = 0;
 }
 
-bool worker_attach_disks(struct vmbus_host *h, const struct worker_options *o, char *err, size_t errlen)
+bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 {
-	if (!o->ndisks)
-		return true;
 	for (unsigned i = 0; i < o->ndisks; i++) {
 		struct vdisk *d = NULL;
 		int rc = vdisk_open(o->disks[i].path, o->disks[i].read_only ? 0 : VDISK_OPEN_RDWR, &d);
@@ -57,14 +56,26 @@ bool worker_attach_disks(struct vmbus_host *h, const struct worker_options *o, c
 		}
 		attached[nattached].disk = d;
 		attached[nattached].read_only = o->disks[i].read_only;
+		paths[nattached] = o->disks[i].path;
 		nattached++;
+	}
+	if (nattached)
+		atexit(detach_all);
+	return true;
+}
+
+bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < nattached; i++) {
 		struct vdisk_info info;
-		if (vdisk_info(d, &info) == 0)
-			vlog("storvsp: LUN %u: %s (%s %s, %llu bytes, sectors %u/%u%s)", i, o->disks[i].path,
+		if (vdisk_info(attached[i].disk, &info) == 0)
+			vlog("storvsp: LUN %u: %s (%s %s, %llu bytes, sectors %u/%u%s)", i, paths[i],
 			     vdisk_format_name(info.format), vdisk_type_name(info.type),
 			     (unsigned long long)info.size, info.logical_sector, info.physical_sector,
-			     o->disks[i].read_only ? ", read-only" : "");
+			     attached[i].read_only ? ", read-only" : "");
 	}
+	if (!nattached)
+		return true;
 	struct storvsp_host host = {
 		.gpa_to_hva = storage_gpa_to_hva, .opaque = h, .lock = &h->lock,
 		.nthreads = STORVSP_IO_THREADS,
@@ -72,10 +83,5 @@ bool worker_attach_disks(struct vmbus_host *h, const struct worker_options *o, c
 	pthread_mutex_lock(&h->lock);
 	controller = storvsp_new(h->server, &host, attached, nattached, 0, err, errlen);
 	pthread_mutex_unlock(&h->lock);
-	if (!controller) {
-		detach_all();
-		return false;
-	}
-	atexit(detach_all);
-	return true;
+	return controller != NULL;
 }

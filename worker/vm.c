@@ -126,14 +126,53 @@ static uint64_t host_memory_bytes(void)
 	return total;
 }
 
-static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen)
+bool vm_config_check(const struct vm_config *cfg, char *err, size_t errlen)
 {
-	uint64_t host = host_memory_bytes();
-	if (host && bytes > host) {
-		set_error(err, errlen, "--memory %lu MiB is more than this host has (%lu MiB)",
-			  bytes >> 20, host >> 20);
+	if (cfg->cpus < 1 || cfg->cpus > VM_MAX_VCPUS) {
+		set_error(err, errlen, "--cpus must be 1..%d", VM_MAX_VCPUS);
 		return false;
 	}
+	uint64_t host = host_memory_bytes();
+	if (host && cfg->memory > host) {
+		set_error(err, errlen, "--memory %lu MiB is more than this host has (%lu MiB)",
+			  cfg->memory >> 20, host >> 20);
+		return false;
+	}
+	return true;
+}
+
+const char *vm_kvm_device(void)
+{
+	const char *path = getenv("VIRIDIAN_KVM_DEVICE");
+	return path && *path ? path : "/dev/kvm";
+}
+
+/* Opens the KVM device or says, in one line, what to do about it. */
+static bool open_kvm(struct vm *vm, char *err, size_t errlen)
+{
+	const char *path = vm_kvm_device();
+	vm->kvm_fd = open(path, O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		int e = errno;
+		set_error(err, errlen, "cannot open %s: %s: %s", path, strerror(e),
+			  e == EACCES || e == EPERM ? "run vmwp as root or as a member of the device's group"
+						    : "load kvm_intel or kvm_amd, or run vmwp through tools/vmhost");
+		return false;
+	}
+	int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (version < 0) {
+		set_error(err, errlen, "%s is not a KVM device: load kvm_intel or kvm_amd, or run vmwp through tools/vmhost", path);
+		return false;
+	}
+	if (version != KVM_API_VERSION) {
+		set_error(err, errlen, "%s speaks KVM API version %d, vmwp needs %d", path, version, KVM_API_VERSION);
+		return false;
+	}
+	return true;
+}
+
+static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen)
+{
 	void *ram = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ram == MAP_FAILED) {
 		set_error(err, errlen, "cannot allocate %lu MiB of guest memory: %s", bytes >> 20, strerror(errno));
@@ -356,10 +395,8 @@ static bool setup_devices(struct vm *vm, int console_fd, char *err, size_t errle
 
 struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 {
-	if (cfg->cpus < 1 || cfg->cpus > VM_MAX_VCPUS) {
-		set_error(err, errlen, "--cpus must be 1..%d", VM_MAX_VCPUS);
+	if (!vm_config_check(cfg, err, errlen))
 		return NULL;
-	}
 	struct vm *vm = calloc(1, sizeof(*vm));
 	if (!vm) {
 		set_error(err, errlen, "out of memory");
@@ -371,16 +408,7 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0) {
-		set_error(err, errlen, "cannot open /dev/kvm: %s", strerror(errno));
-		goto fail;
-	}
-	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
-		set_error(err, errlen, "unsupported KVM API version");
-		goto fail;
-	}
-	if (!check_caps(vm, err, errlen))
+	if (!open_kvm(vm, err, errlen) || !check_caps(vm, err, errlen))
 		goto fail;
 	vm->run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -724,7 +752,8 @@ void vm_request_exit(struct vm *vm, enum vm_exit why, const char *error)
 			snprintf(vm->error, sizeof(vm->error), "%s", error);
 		__atomic_store_n(&vm->exit, why, __ATOMIC_RELEASE);
 		uint64_t one = 1;
-		if (write(vm->event_fd, &one, sizeof(one)) < 0)
+		/* No event fd yet: vm_create failed before it, and nobody waits for it. */
+		if (vm->event_fd >= 0 && write(vm->event_fd, &one, sizeof(one)) < 0)
 			vlog("cannot signal the VM's exit: %s", strerror(errno));
 	}
 	pthread_mutex_unlock(&vm->exit_lock);

@@ -99,6 +99,10 @@ const char *bzimage_parse(struct bzimage *k, const uint8_t *data, size_t size);
 /* Fill the e820 map for the layout; returns the entry count. */
 unsigned build_e820(const struct guest_layout *g, struct e820_entry *out, unsigned max);
 
+/* Whether kernel k, an initrd of initrd_size bytes (0: none) and cmdline fit a guest of
+ * ram_size bytes, without any guest memory: NULL, or the message linux_boot_load would give. */
+const char *linux_boot_check(uint64_t ram_size, const struct bzimage *k, size_t initrd_size, const char *cmdline);
+
 /* Load kernel, initrd (may be NULL) and cmdline into guest RAM, write boot_params,
  * page tables and GDT. rsdp is the ACPI RSDP's address (0 if none).
  * Returns NULL or a message naming the problem (e.g. the initrd does not fit). */

@@ -25,9 +25,11 @@ struct worker_nic_status {
 	unsigned long long write_errors; /* guest frames the backend did not take */
 };
 
-/* Opens every tap and offers the adapters on h's VMBus before the guest starts. False with a
- * message naming the adapter and the problem. */
-bool worker_attach_nics(struct vmbus_host *h, const struct worker_options *o, char *err, size_t errlen);
+/* Opens every adapter's tap (before the VM exists, so a bad one is refused without KVM).
+ * False with a message naming the adapter and the problem. */
+bool worker_open_nics(const struct worker_options *o, char *err, size_t errlen);
+/* Offers the opened adapters on h's VMBus before the guest starts. */
+bool worker_attach_nics(struct vmbus_host *h, char *err, size_t errlen);
 unsigned worker_nic_count(void);
 /* Counters of adapter i (takes h->lock). False if there is no such adapter. */
 bool worker_nic_status(unsigned i, struct worker_nic_status *out);

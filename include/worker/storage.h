@@ -8,8 +8,10 @@
 #include "worker/options.h"
 #include "worker/vmbus_host.h"
 
-/* Opens every disk in o and offers the controller on h's VMBus before the guest starts.
- * Returns false with a message naming the disk and the problem. */
-bool worker_attach_disks(struct vmbus_host *h, const struct worker_options *o, char *err, size_t errlen);
+/* Opens every disk in o (before the VM exists, so a bad disk is refused without KVM).
+ * Returns false with a message naming the disk and the problem. They are closed at exit. */
+bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen);
+/* Offers the controller with the opened disks on h's VMBus before the guest starts. */
+bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen);
 
 #endif

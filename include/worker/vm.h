@@ -73,8 +73,14 @@ struct vm {
 	char error[256];         /* VM_FAILED: what went wrong; VM_RESET: what reset the guest */
 };
 
+/* What can be checked without KVM: the vCPU count and the memory against this host's.
+ * False with a message in err. */
+bool vm_config_check(const struct vm_config *cfg, char *err, size_t errlen);
+/* The KVM device vmwp opens: $VIRIDIAN_KVM_DEVICE (for tests), else /dev/kvm. */
+const char *vm_kvm_device(void);
 /* Create the VM (KVM, RAM, irqchip, vCPUs, devices, ACPI). Returns NULL and a message
- * in err on failure. */
+ * in err on failure; vm_config_check's checks come first. A missing or unusable KVM device
+ * gives one line that says what to do. */
 struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen);
 /* Prepare the BSP for the 64-bit Linux entry described by boot. */
 bool vm_setup_linux_entry(struct vm *vm, const struct boot_info *boot, char *err, size_t errlen);

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # vmwp refuses bad input with one clear line and a nonzero status, before or without
-# running a guest (runs directly on this machine).
+# running a guest (runs directly on this machine). Every input check comes before KVM, so the
+# cases run with the KVM device pointed at nothing (VIRIDIAN_KVM_DEVICE): they must pass on a
+# host with or without /dev/kvm; then the KVM device's own failures, each in one line.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 kernel=$(guest/build-image -q --print-dir)/vmlinuz
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 head -c 200M /dev/zero > "$tmp/huge-initrd"
+export VIRIDIAN_KVM_DEVICE=$tmp/no-kvm
 fails=0
 expect() { # expect "message pattern" args...
   local want=$1; shift
@@ -29,9 +32,11 @@ expect "unknown option --bogus"           --kernel "$kernel" --bogus
 expect "unexpected argument stray"        --kernel "$kernel" stray
 expect "serial tty"                       --kernel "$kernel" --serial tty
 expect "cannot read initrd /nonexistent"  --kernel "$kernel" --initrd /nonexistent
-if [ -r /dev/kvm ]; then
-  expect "initrd does not fit"            --kernel "$kernel" --memory 160M --initrd "$tmp/huge-initrd"
-  expect "too small for the kernel"       --kernel "$kernel" --memory 16M
-fi
+expect "initrd does not fit"              --kernel "$kernel" --memory 160M --initrd "$tmp/huge-initrd"
+expect "too small for the kernel"         --kernel "$kernel" --memory 16M
+expect "disk $tmp/none.vhdx: "            --kernel "$kernel" --disk "$tmp/none.vhdx"
+expect "tap=bad/name: "                   --kernel "$kernel" --nic tap=bad/name
+expect "cannot open $tmp/no-kvm: No such file or directory: load kvm_intel or kvm_amd, or run vmwp through tools/vmhost" \
+  --kernel "$kernel" --memory 256M
 build/vmwp --help | grep -q -- "--kernel PATH" || { echo "FAIL: --help"; fails=$((fails + 1)); }
 exit $((fails > 0))

@@ -757,6 +757,37 @@ static void test_load_kernel_too_big(void **state)
 	boot_teardown(&b);
 }
 
+/* linux_boot_check (no guest memory) refuses exactly what linux_boot_load would, with the
+ * same message, over kernels, initrds and command lines that just fit and just do not. */
+static void test_check_agrees_with_load(void **state)
+{
+	(void)state;
+	static const uint32_t init_sizes[] = { 16 * MiB, 32 * MiB, 63 * MiB, 63 * MiB + 1 };
+	static const size_t initrds[] = { 0, 4096, 31 * MiB, 31 * MiB + 1, 47 * MiB, 64 * MiB };
+	char longcmd[4096];
+	memset(longcmd, 'x', sizeof(longcmd) - 1);
+	longcmd[sizeof(longcmd) - 1] = '\0';
+	const char *cmds[] = { "", "console=ttyS0", longcmd };
+	uint8_t *initrd = make_initrd(64 * MiB);
+	for (size_t i = 0; i < sizeof(init_sizes) / sizeof(init_sizes[0]); i++) {
+		struct boot b;
+		struct img_spec s = default_spec();
+		s.init_size = init_sizes[i];
+		boot_setup(&b, 64 * MiB, &s);
+		for (size_t j = 0; j < sizeof(initrds) / sizeof(initrds[0]); j++) {
+			for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+				const char *checked = linux_boot_check(64 * MiB, &b.k, initrds[j], cmds[c]);
+				const char *loaded = linux_boot_load(&b.r.g, &b.k, initrd, initrds[j], cmds[c], 0, &b.info);
+				if (checked != loaded)
+					fail_msg("init_size %#x initrd %zu cmdline %zu: check \"%s\", load \"%s\"", init_sizes[i],
+						 initrds[j], strlen(cmds[c]), checked ? checked : "ok", loaded ? loaded : "ok");
+			}
+		}
+		boot_teardown(&b);
+	}
+	free(initrd);
+}
+
 static void test_load_setup_sects_zero(void **state)
 {
 	(void)state;
@@ -844,6 +875,7 @@ int main(void)
 		cmocka_unit_test(test_load_initrd_below_initrd_addr_max),
 		cmocka_unit_test(test_load_initrd_exact_fit_and_overlap),
 		cmocka_unit_test(test_load_initrd_too_big),
+		cmocka_unit_test(test_check_agrees_with_load),
 		cmocka_unit_test(test_load_kernel_too_big),
 		cmocka_unit_test(test_load_setup_sects_zero),
 		cmocka_unit_test(test_load_large_guest),
