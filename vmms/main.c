@@ -171,17 +171,24 @@ int main(int argc, char **argv)
 		{ 0 },
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	opterr = 0; /* one line of our own instead of getopt's and the usage text */
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f': foreground = true; break;
 		case 'r': root = optarg; break;
 		case 's': sock = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 1;
+		default:
+			fprintf(stderr, "vmms: %s %s (see vmms --help)\n", c == ':' ? "a value is needed after" : "unknown option",
+				argv[optind - 1]);
+			return 1;
 		}
 	}
 	if (optind < argc || !root) {
-		fprintf(stderr, "vmms: %s\n", optind < argc ? "unexpected argument" : "--root is required");
+		if (optind < argc)
+			fprintf(stderr, "vmms: unexpected argument %s (see vmms --help)\n", argv[optind]);
+		else
+			fprintf(stderr, "vmms: --root is required (see vmms --help)\n");
 		return 1;
 	}
 	if (!foreground) {

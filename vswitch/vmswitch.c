@@ -154,8 +154,10 @@ static int listen_on(const char *path, int type)
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
+	if (fd < 0) {
+		vlog("%s: socket: %s", path, strerror(errno));
 		return -1;
+	}
 	unlink(path);
 	mode_t old = umask(0077); /* only the owner (root, vmms) may plug in or manage */
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
@@ -636,7 +638,8 @@ static bool parse_args(int argc, char **argv)
 	};
 	const char *type = NULL;
 	S.aging_ms = VSWITCH_DEFAULT_AGING_MS;
-	for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+	opterr = 0; /* our own one-line message instead of getopt's and the usage text */
+	for (int o; (o = getopt_long(argc, argv, ":", opts, NULL)) != -1;) {
 		switch (o) {
 		case 'n': S.name = optarg; break;
 		case 't': type = optarg; break;
@@ -655,11 +658,20 @@ static bool parse_args(int argc, char **argv)
 			break;
 		}
 		case 'H': usage(stdout); exit(0);
-		default: usage(stderr); return false;
+		case ':':
+			fprintf(stderr, "vmswitch: %s wants a value (see vmswitch --help)\n", argv[optind - 1]);
+			return false;
+		default:
+			fprintf(stderr, "vmswitch: unknown option %s (see vmswitch --help)\n", argv[optind - 1]);
+			return false;
 		}
 	}
-	if (!S.name || !*S.name || !type || !S.socket_path || optind != argc) {
-		usage(stderr);
+	const char *missing = !S.name || !*S.name ? "--name" : !type ? "--type" : !S.socket_path ? "--socket" : NULL;
+	if (missing || optind != argc) {
+		if (missing)
+			fprintf(stderr, "vmswitch: %s is required (see vmswitch --help)\n", missing);
+		else
+			fprintf(stderr, "vmswitch: unexpected argument %s (see vmswitch --help)\n", argv[optind]);
 		return false;
 	}
 	S.type = strcasecmp(type, "private") == 0 ? SWITCH_PRIVATE
@@ -698,8 +710,10 @@ int main(int argc, char **argv)
 		return 1;
 	S.sw = vswitch_new(S.aging_ms);
 	S.epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (!S.sw || S.epfd < 0)
+	if (!S.sw || S.epfd < 0) {
+		vlog("cannot start: %s", S.sw ? strerror(errno) : "out of memory");
 		return 1;
+	}
 	S.host_fd = -1;
 	sigset_t sigs;
 	sigemptyset(&sigs);
