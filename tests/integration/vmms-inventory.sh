@@ -5,6 +5,7 @@
 # and a vmms restart that keeps the inventory.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. tests/integration/lib/skip.bash
 B=${VIRIDIAN_BUILD:-build}
 [ -x "$B/vmms" ] && [ -x "$B/hv" ] || { echo "build $B/vmms and $B/hv first (make)"; exit 1; }
 t=$(mktemp -d /tmp/vmms-inv.XXXXXX)
@@ -86,7 +87,7 @@ hv New-VM -Name tiny2 -MemoryStartupBytes 64MB >/dev/null
 hv Set-VMFirmware tiny -KernelPath "$t/halt.bz"
 hv Set-VMFirmware tiny2 -KernelPath "$t/halt.bz"
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
-  echo "skip: worker lifecycle (no usable /dev/kvm here)"
+  skip_part "worker lifecycle (no usable /dev/kvm here)"
 else
 hv Disable-VMIntegrationService tiny -Name "Key-Value Pair Exchange"
 check "Start-VM (tiny kernel) -> Running" hv Start-VM tiny
@@ -116,7 +117,7 @@ if hv Suspend-VM tiny 2>"$t/err"; then
   check "graceful Stop-VM of a paused VM refused (32788)" bash -c "'$B/hv' Stop-VM tiny 2>&1 | grep -q 32788"
   check "Resume-VM -> Running" bash -c "'$B/hv' Resume-VM tiny && [ \"\$('$B/hv' Get-VM tiny -Json | sed -n 's/.*\"state\": \"\\([A-Za-z]*\\)\".*/\\1/p')\" = Running ]"
 elif grep -q "unknown op pause" "$t/err"; then
-  echo "skip: Suspend-VM/Resume-VM (this worker cannot pause)"
+  skip_part "Suspend-VM/Resume-VM (this worker cannot pause)"
   check "...and the VM stays Running" [ "$(state tiny)" = Running ]
 else
   check "Suspend-VM" false; cat "$t/err"

@@ -14,9 +14,10 @@
 #    switch that died while vmms was down started again.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. tests/integration/lib/skip.bash
 B=$(cd "${VIRIDIAN_BUILD:-build}" && pwd)
 [ -x "$B/vmms" ] && [ -x "$B/hv" ] && [ -x "$B/vmswitch" ] || { echo "build $B/vmms, $B/hv and $B/vmswitch first (make)"; exit 1; }
-[ "$(id -u)" = 0 ] || { echo "skip: needs root (taps and veth interfaces)"; exit 0; }
+[ "$(id -u)" = 0 ] || { echo "skip: needs root (taps and veth interfaces)"; exit 77; }
 t=$(mktemp -d /tmp/vmms-sw.XXXXXX)
 export VIRIDIAN_SOCKET=$t/vmms.sock VIRIDIAN_BOOT_ID=boot-1 VIRIDIAN_VMWP=$t/bin/vmwp
 n=$(( $$ % 100000 ))
@@ -317,7 +318,7 @@ if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
   check "...the VM runs on" bash -c "'$B/hv' Get-VM real | grep -q ' Running '"
   hv Stop-VM real -TurnOff >/dev/null
 else
-  echo "skip: the real vmwp (no usable /dev/kvm here)"
+  skip_part "the real vmwp (no usable /dev/kvm here)"
 fi
 no_switches() { ! pgrep -f -- "^[^ ]*vmswitch --name .* --control $t/" >/dev/null; }
 check "no switch processes left" no_switches
