@@ -600,6 +600,22 @@ static void describe_triple_fault(struct vcpu *v, char *out, size_t len)
 		 (unsigned long long)sregs.cr3, (unsigned long long)sregs.cr4, (unsigned long long)sregs.efer);
 }
 
+/* tools/crashtrace records this VM's KVM events in a ring; stop it at the triple fault so that
+ * the rebooted guest does not overwrite where the old one died. */
+static void stop_flight_recorder(void)
+{
+	const char *path = getenv("VIRIDIAN_FLIGHT_RECORDER");
+	if (!path || !*path)
+		return;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "0", 1) != 1)
+		vlog("cannot stop the flight recorder %s: %s", path, strerror(errno));
+	else
+		vlog("flight recorder %s stopped at the triple fault", path);
+	if (fd >= 0)
+		close(fd);
+}
+
 /* Parks the calling vCPU while a pause is requested. */
 static void vcpu_park(struct vcpu *v)
 {
@@ -694,6 +710,7 @@ static void *vcpu_thread(void *arg)
 		case KVM_EXIT_INTR:
 			break;
 		case KVM_EXIT_SHUTDOWN: /* triple fault: a PC resets */
+			stop_flight_recorder();
 			describe_triple_fault(v, msg, sizeof(msg));
 			vm_request_exit(vm, VM_RESET, msg);
 			break;

@@ -5,6 +5,7 @@
 # the guest kernel's own symbols (tools/crashtrace symbols) name native_machine_emergency_restart.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+export VIRIDIAN_CRASHTRACE=0 # it runs its own recorder
 . tests/integration/lib/guest.bash
 in_vmhost 400 "$0" "$@"
 
@@ -17,6 +18,7 @@ timeout 150 tools/crashtrace run crash -- "$B/vmwp" --kernel "$G/vmlinuz" --init
 rc=$?
 check "vmwp exits 3 (guest reset with --no-reboot)" [ "$rc" = 3 ]
 check "...and names the triple fault" grep -q "guest reset (triple fault on vCPU 0" "$log"
+check "...after stopping the recorder" grep -q "flight recorder .* stopped at the triple fault" "$log"
 tools/crashtrace dump crash /tmp/kallsyms >/tmp/trace.txt
 tools/crashtrace remove crash
 grep "reason shutdown" /tmp/trace.txt | tail -n 1 | tee "$out/shutdown.txt"

@@ -22,6 +22,7 @@ in_vmhost() {
   shift 2
   if [ "${1:-}" = --inner ]; then
     out=$2
+    trace_guests
     return 0
   fi
   guest/build-image -q || exit 1
@@ -38,6 +39,20 @@ in_vmhost() {
     done
   fi
   exit "$rc"
+}
+
+# In a test host, $B/vmwp runs under tools/crashtrace (lib/vmwp-traced): a guest that
+# triple-faults or hangs leaves its last KVM events in its log. VIRIDIAN_CRASHTRACE=0 turns it off.
+trace_guests() {
+  [ "${VIRIDIAN_CRASHTRACE:-1}" != 0 ] && [ "${VIRIDIAN_IN_TESTHOST:-}" = 1 ] || return 0
+  [ -d /sys/kernel/tracing/instances ] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || return 0
+  local shim f
+  shim=$(mktemp -d)
+  for f in "$B"/*; do ln -s "$f" "$shim/"; done
+  rm -f "$shim/vmwp"
+  ln -s "$PWD/tests/integration/lib/vmwp-traced" "$shim/vmwp"
+  export VIRIDIAN_REAL_VMWP=$B/vmwp CRASHTRACE_KB=${CRASHTRACE_KB:-2048}
+  B=$shim
 }
 
 check() {
