@@ -117,6 +117,12 @@ size_t hv_hypercall_page_code(uint8_t port, uint8_t *buf, size_t len)
 	return sizeof(code);
 }
 
+static void grant(struct hv_partition *p, void *page, bool on)
+{
+	if (p->platform.grant)
+		p->platform.grant(p->platform.opaque, page, 4096, on);
+}
+
 static void write_hypercall_page(struct hv_partition *p)
 {
 	if (!(p->hypercall_msr & HV_MSR_ENABLE) || !p->guest_os_id)
@@ -124,8 +130,10 @@ static void write_hypercall_page(struct hv_partition *p)
 	uint8_t *page = p->platform.gpa_to_hva(p->platform.opaque, p->hypercall_msr & ~0xFFFull, 4096);
 	if (!page)
 		return;
+	grant(p, page, true);
 	memset(page, 0xCC, 4096); /* int3 beyond the stub */
 	hv_hypercall_page_code(p->hypercall_port, page, 4096);
+	grant(p, page, false);
 }
 
 /* The page's sequence changes every time it is rewritten; 0 means "invalid, use the MSR". */
@@ -137,6 +145,7 @@ static void write_reference_tsc_page(struct hv_partition *p)
 		p->platform.gpa_to_hva(p->platform.opaque, p->reference_tsc_msr & ~0xFFFull, 4096);
 	if (!page)
 		return;
+	grant(p, page, true);
 	uint32_t seq = page->tsc_sequence + 1;
 	if (seq == 0 || seq == 0xFFFFFFFFu)
 		seq = 1;
@@ -144,6 +153,7 @@ static void write_reference_tsc_page(struct hv_partition *p)
 	page->tsc_scale = hv_tsc_scale(p->tsc_khz);
 	page->tsc_offset = 0; /* the guest TSC starts at 0 with the partition */
 	__atomic_store_n(&page->tsc_sequence, seq, __ATOMIC_SEQ_CST);
+	grant(p, page, false);
 }
 
 bool hv_msr_is_synthetic(uint32_t msr)

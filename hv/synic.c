@@ -20,8 +20,20 @@ void hv_synic_init(struct hv_synic *s, uint32_t vp, const struct hv_platform *pl
 		s->sint[i] = HV_SINT_MASKED;
 }
 
+/* With the platform's grant (a debug check): the SIMP and SIEF pages are written while enabled. */
+static void page_grant(struct hv_synic *s, uint64_t msr, bool on)
+{
+	if (!s->platform->grant || !(msr & HV_MSR_ENABLE))
+		return;
+	void *page = s->platform->gpa_to_hva(s->platform->opaque, PAGE_GPA(msr), 4096);
+	if (page)
+		s->platform->grant(s->platform->opaque, page, 4096, on);
+}
+
 void hv_synic_destroy(struct hv_synic *s)
 {
+	page_grant(s, s->simp, false);
+	page_grant(s, s->siefp, false);
 	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++)
 		free(s->queue[i].msgs);
 	pthread_mutex_destroy(&s->lock);
@@ -153,8 +165,16 @@ bool hv_synic_msr_write(struct hv_synic *s, uint32_t msr, uint64_t value)
 	bool ok = true;
 	switch (msr) {
 	case HV_X64_MSR_SCONTROL: s->scontrol = value & HV_MSR_ENABLE; break;
-	case HV_X64_MSR_SIEFP: s->siefp = value & PAGE_MSR_VALID_BITS; break;
-	case HV_X64_MSR_SIMP: s->simp = value & PAGE_MSR_VALID_BITS; break;
+	case HV_X64_MSR_SIEFP:
+		page_grant(s, s->siefp, false);
+		s->siefp = value & PAGE_MSR_VALID_BITS;
+		page_grant(s, s->siefp, true);
+		break;
+	case HV_X64_MSR_SIMP:
+		page_grant(s, s->simp, false);
+		s->simp = value & PAGE_MSR_VALID_BITS;
+		page_grant(s, s->simp, true);
+		break;
 	case HV_X64_MSR_EOM: break;
 	default:
 		if (msr >= HV_X64_MSR_SINT0 && msr <= HV_X64_MSR_SINT15 && !(value & ~SINT_VALID_BITS) &&

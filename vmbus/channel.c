@@ -159,6 +159,11 @@ int vmbus_chan_gpadl_map(struct vmbus_chan *chan, uint32_t gpadl_id, const uint6
 	return vmbus_srv_gpadl_pfns(chan->srv, chan->relid, gpadl_id, pfns, count);
 }
 
+int vmbus_chan_gpadl_writable(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t bytes)
+{
+	return vmbus_srv_gpadl_writable(chan->srv, chan->relid, gpadl_id, bytes);
+}
+
 static int gpadl_copy(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t off, uint8_t *host, size_t len,
 		      bool to_guest)
 {

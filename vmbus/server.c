@@ -34,6 +34,7 @@ struct gpadl {
 	bool page_aligned;      /* every range starts and ends on a page boundary (usable as a ring) */
 	uint64_t *pfns;         /* all ranges' PFNs, in order (complete GPADLs) */
 	uint32_t npfns;
+	uint64_t writable;      /* leading bytes granted for host writes (ops->grant) */
 };
 
 struct out_msg {
@@ -81,6 +82,13 @@ void *vmbus_srv_gpa(struct vmbus_server *srv, uint64_t gpa, uint64_t len)
 	if (len == 0 || gpa + len < gpa)
 		return NULL;
 	return srv->ops->gpa_to_hva(srv->opaque, gpa, len);
+}
+
+/* The grant check (ops->grant, a debug mode); nothing without it. */
+static void grant(struct vmbus_server *srv, void *hva, uint64_t len, bool on)
+{
+	if (srv->ops->grant)
+		srv->ops->grant(srv->opaque, hva, len, on);
 }
 
 uint32_t vmbus_srv_version(const struct vmbus_server *srv) { return srv->version; }
@@ -150,8 +158,43 @@ static uint32_t gpadl_weight(const struct gpadl *g)
 	return g->complete ? g->npfns : g->buflen / 8u + 1;
 }
 
+/* Pages [0, ceil(bytes / 4096)) of a complete GPADL, as runs of contiguous host memory. */
+static void gpadl_grant(struct vmbus_server *srv, const struct gpadl *g, uint64_t bytes, bool on)
+{
+	uint8_t *run = NULL;
+	uint64_t len = 0;
+	for (uint64_t i = 0; i < (bytes + VMBUS_PAGE_SIZE - 1) / VMBUS_PAGE_SIZE; i++) {
+		uint8_t *p = vmbus_srv_gpa(srv, g->pfns[i] << VMBUS_PAGE_SHIFT, VMBUS_PAGE_SIZE);
+		if (run && p == run + len) {
+			len += VMBUS_PAGE_SIZE;
+			continue;
+		}
+		if (run)
+			grant(srv, run, len, on);
+		run = p;
+		len = VMBUS_PAGE_SIZE;
+	}
+	if (run)
+		grant(srv, run, len, on);
+}
+
+int vmbus_srv_gpadl_writable(struct vmbus_server *srv, uint32_t relid, uint32_t id, uint64_t bytes)
+{
+	struct gpadl *g = gpadl_find(srv, id);
+	if (!g || !g->complete || g->relid != relid || bytes > (uint64_t)g->npfns * VMBUS_PAGE_SIZE)
+		return -1;
+	if (srv->ops->grant) {
+		gpadl_grant(srv, g, bytes, true);
+		gpadl_grant(srv, g, g->writable, false);
+		g->writable = bytes;
+	}
+	return 0;
+}
+
 static void gpadl_remove(struct vmbus_server *srv, struct gpadl *g)
 {
+	if (g->writable)
+		gpadl_grant(srv, g, g->writable, false);
 	for (struct gpadl **pp = &srv->gpadls; *pp; pp = &(*pp)->next) {
 		if (*pp == g) {
 			*pp = g->next;
@@ -377,6 +420,26 @@ static void on_gpadl_teardown(struct vmbus_server *srv, const uint8_t *msg)
 
 /* ---- channels ---- */
 
+/* What the host writes of an open channel's rings: the guest->host ring's control page
+ * (read_index, interrupt_mask) and all of the host->guest ring. */
+static void rings_grant(struct vmbus_chan *chan, bool on)
+{
+	struct vmbus_server *srv = chan->srv;
+	if (!srv->ops->grant)
+		return;
+	grant(srv, chan->in.hdr, VMBUS_PAGE_SIZE, on);
+	grant(srv, chan->out.hdr, VMBUS_PAGE_SIZE, on);
+	for (uint32_t i = 0; i < chan->out.size / VMBUS_PAGE_SIZE; i++)
+		grant(srv, chan->out.pages[i], VMBUS_PAGE_SIZE, on);
+}
+
+static void rings_unmap(struct vmbus_chan *chan)
+{
+	rings_grant(chan, false);
+	vmbus_ring_destroy(&chan->in);
+	vmbus_ring_destroy(&chan->out);
+}
+
 void vmbus_chan_teardown(struct vmbus_chan *chan)
 {
 	if (chan->state != CHAN_OPEN)
@@ -384,8 +447,7 @@ void vmbus_chan_teardown(struct vmbus_chan *chan)
 	chan->state = CHAN_OFFERED;
 	if (chan->ops->close)
 		chan->ops->close(chan, chan->device_ctx);
-	vmbus_ring_destroy(&chan->in);
-	vmbus_ring_destroy(&chan->out);
+	rings_unmap(chan);
 	/* rxbuf stays allocated until the next open or free: a VSP may still hold a packet. */
 }
 
@@ -503,12 +565,17 @@ static const char *chan_map_rings(struct vmbus_server *srv, struct vmbus_chan *c
 		}
 	}
 	const char *why = NULL;
+	/* Setting a ring up writes its control page (interrupt_mask, pending_send_sz). */
+	grant(srv, pages[0], VMBUS_PAGE_SIZE, true);
+	grant(srv, pages[split], VMBUS_PAGE_SIZE, true);
 	if (vmbus_ring_init(&chan->in, pages, split, false) != 0) {
 		why = "bad guest->host ring (read_index)";
 	} else if (vmbus_ring_init(&chan->out, pages + split, g->npfns - split, true) != 0) {
 		vmbus_ring_destroy(&chan->in);
 		why = "bad host->guest ring (write_index)";
 	}
+	grant(srv, pages[0], VMBUS_PAGE_SIZE, false);
+	grant(srv, pages[split], VMBUS_PAGE_SIZE, false);
 	free(pages);
 	if (why)
 		return why;
@@ -522,6 +589,7 @@ static const char *chan_map_rings(struct vmbus_server *srv, struct vmbus_chan *c
 		chan->rxbuf = buf;
 		chan->rxcap = chan->in.size;
 	}
+	rings_grant(chan, true);
 	return NULL;
 }
 
@@ -552,8 +620,7 @@ static void on_open_channel(struct vmbus_server *srv, const uint8_t *msg)
 		vmbus_srv_log(srv, "vmbus: relid %u (%s): device refused open", relid,
 			      chan->ops->name ? chan->ops->name : "?");
 		chan->state = CHAN_OFFERED;
-		vmbus_ring_destroy(&chan->in);
-		vmbus_ring_destroy(&chan->out);
+		rings_unmap(chan);
 		open_result(srv, relid, openid, VMBUS_STATUS_UNSUCCESSFUL);
 		return;
 	}

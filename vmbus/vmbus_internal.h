@@ -43,6 +43,8 @@ uint32_t vmbus_srv_version(const struct vmbus_server *srv);
 /* PFNs of a complete GPADL that channel relid's guest created; 0, or -1 if there is none. */
 int vmbus_srv_gpadl_pfns(struct vmbus_server *srv, uint32_t relid, uint32_t id, const uint64_t **pfns,
 			 uint32_t *count);
+/* vmbus_chan_gpadl_writable() of channel relid. */
+int vmbus_srv_gpadl_writable(struct vmbus_server *srv, uint32_t relid, uint32_t id, uint64_t bytes);
 /* Close for the device, rescind to the guest. */
 void vmbus_srv_fail_chan(struct vmbus_chan *chan, const char *why);
 /* Tear down an open channel's rings (device close callback first). */

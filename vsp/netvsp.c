@@ -73,6 +73,8 @@ static void wr32(uint8_t *p, uint32_t v)
 
 static void rbuf_forget(struct netvsp *n)
 {
+	if (n->have_rbuf)
+		vmbus_chan_gpadl_writable(n->chan, n->rbuf_gpadl, 0);
 	free(n->free_sections);
 	free(n->in_use);
 	free(n->next_piece);
@@ -387,6 +389,7 @@ static void on_recv_buf(struct netvsp *n, const struct vmbus_packet *pkt, const 
 			n->nsections = n->nfree = count;
 			n->rbuf_gpadl = gpadl;
 			n->have_rbuf = true;
+			vmbus_chan_gpadl_writable(n->chan, gpadl, (uint64_t)count * NETVSP_RECV_SECTION_SIZE);
 			status = NVSP_STAT_SUCCESS;
 		} else {
 			rbuf_forget(n);

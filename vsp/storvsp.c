@@ -40,6 +40,7 @@ struct req {
 	struct vmscsi_request srb;       /* as received; the completion is built from it */
 	struct scsi_result r;
 	uint32_t done_bytes;
+	bool granted;                    /* iov is granted for host writes (host.grant) */
 	uint32_t niov;
 	struct iovec iov[];
 };
@@ -66,6 +67,17 @@ struct storvsp {
 static void stat_add(uint64_t *p)
 {
 	__atomic_fetch_add(p, 1, __ATOMIC_RELAXED);
+}
+
+/* The grant check (host.grant, a debug mode): the guest lets us write a request's buffers
+ * until we complete it. */
+static void req_grant(struct storvsp *s, struct req *q, bool on)
+{
+	if (!s->host.grant || q->granted == on)
+		return;
+	q->granted = on;
+	for (uint32_t i = 0; i < q->niov; i++)
+		s->host.grant(s->host.opaque, q->iov[i].iov_base, q->iov[i].iov_len, on);
 }
 
 /* ---- completions ---- */
@@ -131,6 +143,7 @@ static void drop_pending(struct chan_state *cs)
 static void complete_locked(struct req *q)
 {
 	struct chan_state *cs = q->cs;
+	req_grant(cs->s, q, false); /* before the guest can see the completion and reuse the pages */
 	if (!cs->open || cs->gen != q->gen) {
 		free(q);
 		return;
@@ -349,6 +362,7 @@ static void *io_thread(void *arg)
 		do_io(s, q);
 
 		/* Guest memory is no longer touched: let a closing channel go on. */
+		req_grant(s, q, false);
 		pthread_mutex_lock(&s->qlock);
 		s->busy--;
 		if (!s->busy)
@@ -468,6 +482,8 @@ static void execute_srb(struct storvsp *s, struct chan_state *cs, const struct v
 	}
 	q->xfer = xfer;
 	q->lun = q->srb.lun;
+	if (q->srb.data_in != WRITE_TYPE)
+		req_grant(s, q, true);
 	/* One target (0) on one bus; other targets have no LUNs. */
 	static const struct scsi_target empty;
 	const struct scsi_target *t = q->srb.path_id == 0 && q->srb.target_id == 0 ? &s->target : &empty;

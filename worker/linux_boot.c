@@ -38,6 +38,12 @@ void *guest_layout_hva(const struct guest_layout *g, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
+uint64_t guest_layout_gpa(const struct guest_layout *g, const void *hva)
+{
+	uint64_t off = (uint64_t)((const uint8_t *)hva - g->ram);
+	return off < g->low_size ? off : off - g->low_size + HIGH_RAM_START;
+}
+
 const char *bzimage_parse(struct bzimage *k, const uint8_t *data, size_t size)
 {
 	memset(k, 0, sizeof(*k));

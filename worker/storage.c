@@ -24,6 +24,12 @@ static void *storage_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 	return h->hv->platform.gpa_to_hva(h->hv->platform.opaque, gpa, len);
 }
 
+static void storage_grant(void *opaque, void *hva, uint64_t len, bool on)
+{
+	struct vmbus_host *h = opaque;
+	h->hv->platform.grant(h->hv->platform.opaque, hva, len, on);
+}
+
 static void detach_all(void)
 {
 	if (controller) {
@@ -77,7 +83,8 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 	if (!nattached)
 		return true;
 	struct storvsp_host host = {
-		.gpa_to_hva = storage_gpa_to_hva, .opaque = h, .lock = &h->lock,
+		.gpa_to_hva = storage_gpa_to_hva, .grant = h->hv->platform.grant ? storage_grant : NULL,
+		.opaque = h, .lock = &h->lock,
 		.nthreads = STORVSP_IO_THREADS,
 	};
 	pthread_mutex_lock(&h->lock);

@@ -16,6 +16,7 @@
 
 #include "worker/clock.h"
 #include "devices/acpi.h"
+#include "worker/guest_guard.h"
 #include "worker/log.h"
 #include "worker/vm.h"
 
@@ -57,6 +58,19 @@ _Static_assert(offsetof(struct msr_list, entries) == offsetof(struct kvm_msrs, e
 static void *vm_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 {
 	return guest_layout_hva(&((struct vm *)opaque)->mem, gpa, len);
+}
+
+/* With the guest-write check on, the devices get these two instead. */
+static void *vm_guarded_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
+{
+	(void)opaque;
+	return guest_guard_hva(gpa, len);
+}
+
+static void vm_grant(void *opaque, void *hva, uint64_t len, bool on)
+{
+	(void)opaque;
+	guest_guard_grant(hva, len, on);
 }
 
 /* Called on the vCPU's own thread (MSR exits), where reading its TSC is cheap and safe. */
@@ -173,12 +187,19 @@ static bool open_kvm(struct vm *vm, char *err, size_t errlen)
 
 static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen)
 {
-	void *ram = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (ram == MAP_FAILED) {
-		set_error(err, errlen, "cannot allocate %lu MiB of guest memory: %s", bytes >> 20, strerror(errno));
-		return false;
+	/* The guest-write check (worker/guest_guard.h) gives the devices a view of their own. */
+	void *ram;
+	if (guest_guard_requested()) {
+		if (!(ram = guest_guard_map(bytes, err, errlen)))
+			return false;
+	} else {
+		ram = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (ram == MAP_FAILED) {
+			set_error(err, errlen, "cannot allocate %lu MiB of guest memory: %s", bytes >> 20, strerror(errno));
+			return false;
+		}
+		madvise(ram, bytes, MADV_HUGEPAGE);
 	}
-	madvise(ram, bytes, MADV_HUGEPAGE);
 	guest_layout_init(&vm->mem, ram, bytes);
 	struct kvm_userspace_memory_region low = {
 		.slot = 0, .guest_phys_addr = 0, .memory_size = vm->mem.low_size,
@@ -351,9 +372,10 @@ static bool create_vcpus(struct vm *vm, char *err, size_t errlen)
 				break;
 			}
 			vm->tsc_khz = (uint64_t)khz;
+			bool guarded = guest_guard_active();
 			struct hv_platform platform = {
-				.gpa_to_hva = vm_gpa_to_hva, .guest_tsc = vm_guest_tsc,
-				.inject = vm_inject, .opaque = vm,
+				.gpa_to_hva = guarded ? vm_guarded_gpa_to_hva : vm_gpa_to_hva, .guest_tsc = vm_guest_tsc,
+				.inject = vm_inject, .grant = guarded ? vm_grant : NULL, .opaque = vm,
 			};
 			hv_partition_init(&vm->hv, vm->ncpus, vm->tsc_khz, VM_HYPERCALL_PORT, &platform);
 			if (!vmbus_host_init(&vm->vmbus, &vm->hv, vm->disabled_ics)) {

@@ -23,6 +23,12 @@ static void *host_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 	return h->hv->platform.gpa_to_hva(h->hv->platform.opaque, gpa, len);
 }
 
+static void host_grant(void *opaque, void *hva, uint64_t len, bool on)
+{
+	struct vmbus_host *h = opaque;
+	h->hv->platform.grant(h->hv->platform.opaque, hva, len, on);
+}
+
 static int host_post_message(void *opaque, uint32_t vp, uint32_t sint, uint32_t message_type,
 			     const void *payload, uint32_t len)
 {
@@ -110,10 +116,11 @@ static uint16_t sink_signal_event(void *opaque, uint32_t vp, uint32_t connection
 
 bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv, unsigned disabled_ics)
 {
-	static const struct vmbus_host_ops ops = {
+	static struct vmbus_host_ops ops = {
 		.gpa_to_hva = host_gpa_to_hva, .post_message = host_post_message,
 		.signal_event = host_signal_event, .log = host_log,
 	};
+	ops.grant = hv->platform.grant ? host_grant : NULL; /* the guest-write check */
 	memset(h, 0, sizeof(*h));
 	pthread_mutex_init(&h->lock, NULL);
 	h->hv = hv;

@@ -22,6 +22,10 @@ struct hv_platform {
 	uint64_t (*guest_tsc)(void *opaque, uint32_t vp);
 	/* Deliver a fixed, edge-triggered interrupt with `vector` to vp's local APIC. */
 	void (*inject)(void *opaque, uint32_t vp, uint8_t vector);
+	/* Optional debug check (NULL normally): the partition starts (on) or stops writing the guest
+	 * RAM at [hva, hva + len) (from gpa_to_hva) that the guest handed it: SIMP and SIEF pages
+	 * while enabled, the hypercall and reference TSC pages while they are written. */
+	void (*grant)(void *opaque, void *hva, uint64_t len, bool on);
 	void *opaque;
 };
 

@@ -112,6 +112,10 @@ int vmbus_chan_gpadl_copy_to(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_
 			     size_t len);
 int vmbus_chan_gpadl_copy_from(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t off, void *dst,
 			       size_t len);
+/* The VSP writes bytes [0, bytes) of the GPADL's buffer from now on (bytes = 0: no longer), for
+ * the host's grant check (struct vmbus_host_ops.grant); the grant ends with the GPADL at the
+ * latest. Returns 0, or -1 if id names no complete GPADL of this channel. */
+int vmbus_chan_gpadl_writable(struct vmbus_chan *chan, uint32_t gpadl_id, uint64_t bytes);
 
 /* Shut the channel from the host side (e.g. the VSP saw a protocol violation): it is closed for
  * the VSP now and the offer is rescinded to the guest. */

@@ -22,6 +22,7 @@
 #ifndef VIRIDIAN_VMBUS_SERVER_H
 #define VIRIDIAN_VMBUS_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hv/hvdef.h"
@@ -37,6 +38,10 @@ struct vmbus_host_ops {
 			    const void *payload, uint32_t len);
 	/* Set event flag `flag` in vp's SIEF page for SINT sint and raise that SINT if it was clear. */
 	void (*signal_event)(void *opaque, uint32_t vp, uint32_t sint, uint32_t flag);
+	/* Optional debug check (NULL normally): the host starts (on) or stops writing the guest RAM
+	 * at [hva, hva + len) (from gpa_to_hva) that the guest granted it: an open channel's
+	 * host->guest ring and guest->host control page, GPADL bytes a VSP declared writable. */
+	void (*grant)(void *opaque, void *hva, uint64_t len, bool on);
 	/* Optional log line (no trailing newline). */
 	void (*log)(void *opaque, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 };

@@ -164,6 +164,10 @@ struct storvsp_host {
 	/* Guest-physical -> host pointer (NULL outside guest RAM); called on the device thread.
 	 * The mapping must stay valid for the controller's life. */
 	void *(*gpa_to_hva)(void *opaque, uint64_t gpa, uint64_t len);
+	/* Optional debug check (NULL normally): the controller starts (on) or stops writing the guest
+	 * RAM at [hva, hva + len) (from gpa_to_hva): a request's buffers while it is outstanding,
+	 * unless the guest marked them data-out (WRITE_TYPE). Called on any thread. */
+	void (*grant)(void *opaque, void *hva, uint64_t len, bool on);
 	void *opaque;
 	/* The lock serialising every vmbus_server_* entry (held when callbacks run); I/O threads
 	 * take it to post completions. NULL with nthreads = 0. */

@@ -92,6 +92,8 @@ struct boot_info {
 void guest_layout_init(struct guest_layout *g, uint8_t *ram, uint64_t ram_size);
 /* Host address of guest-physical [gpa, gpa+len), or NULL if that is not all RAM. */
 void *guest_layout_hva(const struct guest_layout *g, uint64_t gpa, uint64_t len);
+/* The inverse: guest-physical address of hva, which must lie in [g->ram, g->ram + ram_size). */
+uint64_t guest_layout_gpa(const struct guest_layout *g, const void *hva);
 
 /* Check a bzImage. Returns NULL on success or a message saying what is wrong. */
 const char *bzimage_parse(struct bzimage *k, const uint8_t *data, size_t size);

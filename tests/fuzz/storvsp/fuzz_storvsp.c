@@ -23,7 +23,7 @@ static void *gpa(void *opaque, uint64_t a, uint64_t len)
 {
 	struct fake_guest *g = opaque;
 	uint64_t ram = (uint64_t)FG_RAM_PAGES * 4096;
-	return a < ram && len <= ram - a ? g->ram + a : NULL;
+	return a < ram && len <= ram - a ? g->host + a : NULL;
 }
 
 static void open_disks(void)

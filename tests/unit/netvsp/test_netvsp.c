@@ -914,6 +914,10 @@ static void test_gpadl_accessor(void **state)
 	assert_int_equal(count, 2);
 	assert_int_equal(pfns[0], 100);
 	assert_int_equal(pfns[1], 102);
+	/* The host declares what it writes (the guest-write check); the GPADL's teardown ends it. */
+	assert_int_equal(vmbus_chan_gpadl_writable(other, RBUF_ID, 4096), -1);
+	assert_int_equal(vmbus_chan_gpadl_writable(other, 0x500, 8193), -1);
+	assert_int_equal(vmbus_chan_gpadl_writable(other, 0x500, 8192), 0);
 	/* A copy across the page boundary lands on both pages. */
 	uint8_t data[100];
 	for (int i = 0; i < 100; i++)

@@ -32,7 +32,7 @@ static void *gpa(void *opaque, uint64_t a, uint64_t len)
 {
 	struct fake_guest *g = opaque;
 	uint64_t ram = (uint64_t)FG_RAM_PAGES * 4096;
-	return a < ram && len <= ram - a ? g->ram + a : NULL;
+	return a < ram && len <= ram - a ? g->host + a : NULL;
 }
 
 static int setup_common(void **state, unsigned nthreads)
@@ -48,7 +48,8 @@ static int setup_common(void **state, unsigned nthreads)
 		assert_int_equal(vdisk_open(c->path[i], i ? 0 : VDISK_OPEN_RDWR, &c->d[i]), 0);
 		disks[i] = (struct storvsp_disk){ c->d[i], i == 1 };
 	}
-	struct storvsp_host host = { .gpa_to_hva = gpa, .opaque = &c->g, .lock = &c->lock, .nthreads = nthreads };
+	struct storvsp_host host = { .gpa_to_hva = gpa, .grant = c->g.ops.grant, .opaque = &c->g, .lock = &c->lock,
+				     .nthreads = nthreads };
 	char err[200];
 	c->threaded = nthreads > 0;
 	c->s = storvsp_new(c->g.srv, &host, disks, 2, 0, err, sizeof(err));
@@ -352,6 +353,7 @@ static void test_threaded(void **state)
 	uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
 	memcpy(s.cdb, r10, 10);
 	s.data_transfer_length = 4096;
+	s.data_in = READ_TYPE;
 	memcpy(&p.vm_srb, &s, sizeof(s));
 	for (int i = 0; i < 16; i++)
 		send_pkt(c, 100 + i, &p, sizeof(p), 0, 4096, DATA_PFN + 1 + i);

@@ -1,17 +1,73 @@
 #include "fake_guest.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "worker/guest_guard.h"
+#include "worker/log.h"
+
+#define FG_RAM_BYTES ((uint64_t)FG_RAM_PAGES * VMBUS_PAGE_SIZE)
 
 static void *fg_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 {
 	struct fake_guest *g = opaque;
-	uint64_t ram = (uint64_t)FG_RAM_PAGES * VMBUS_PAGE_SIZE;
-	if (gpa >= ram || len > ram - gpa)
+	if (gpa >= FG_RAM_BYTES || len > FG_RAM_BYTES - gpa)
 		return NULL;
-	return g->ram + gpa;
+	return g->host + gpa;
+}
+
+/* ---- FG_GUARD=1: the RAM under vmwp's guest-write check ---- */
+
+void vlog(const char *fmt, ...) /* the guard's messages; the worker's log lives in main.c */
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void fg_grant(void *opaque, void *hva, uint64_t len, bool on)
+{
+	(void)opaque;
+	guest_guard_grant(hva, len, on);
+}
+
+/* One guarded RAM per process, reused by every fake guest. */
+static uint8_t *guarded_ram(void)
+{
+	static uint8_t *ram;
+	static struct sigaction handler;
+	if (!ram) {
+		char err[160];
+		if (!(ram = guest_guard_map(FG_RAM_BYTES, err, sizeof(err)))) {
+			fprintf(stderr, "fake guest: %s\n", err);
+			abort();
+		}
+		sigaction(SIGSEGV, NULL, &handler);
+	}
+	sigaction(SIGSEGV, &handler, NULL); /* the guard's, over cmocka's per-test one */
+	memset(ram, 0, FG_RAM_BYTES);
+	return ram;
+}
+
+/* Every grant returned: no page of the view takes a write (the kernel says EFAULT). */
+static void check_no_grants(struct fake_guest *g)
+{
+	int fd = open("/dev/zero", O_RDONLY);
+	for (uint32_t p = 0; p < FG_RAM_PAGES; p++) {
+		if (read(fd, g->host + (size_t)p * VMBUS_PAGE_SIZE, 1) != -1 || errno != EFAULT) {
+			fprintf(stderr, "fake guest: page %u is still granted for host writes\n", p);
+			abort();
+		}
+	}
+	close(fd);
 }
 
 static int fg_post_message(void *opaque, uint32_t vp, uint32_t sint, uint32_t type, const void *payload,
@@ -57,7 +113,14 @@ static void fg_log(void *opaque, const char *fmt, ...)
 void fg_init(struct fake_guest *g)
 {
 	memset(g, 0, sizeof(*g));
-	g->ram = calloc(FG_RAM_PAGES, VMBUS_PAGE_SIZE);
+	const char *guard = getenv("FG_GUARD");
+	if (guard && strcmp(guard, "1") == 0) {
+		g->ram = guarded_ram();
+		g->host = guest_guard_hva(0, FG_RAM_BYTES);
+		g->ops.grant = fg_grant;
+	} else {
+		g->ram = g->host = calloc(FG_RAM_PAGES, VMBUS_PAGE_SIZE);
+	}
 	g->ops.gpa_to_hva = fg_gpa_to_hva;
 	g->ops.post_message = fg_post_message;
 	g->ops.signal_event = fg_signal_event;
@@ -68,7 +131,10 @@ void fg_init(struct fake_guest *g)
 void fg_free(struct fake_guest *g)
 {
 	vmbus_server_free(g->srv);
-	free(g->ram);
+	if (g->ops.grant)
+		check_no_grants(g);
+	else
+		free(g->ram);
 }
 
 void *fg_page(struct fake_guest *g, uint32_t pfn)

@@ -1,6 +1,10 @@
 /* An in-test fake guest for the VMBus server: guest RAM is a malloc'd array, SynIC messages and
  * events the host sends are recorded, and the guest side of channels (GPADLs, rings) is written
- * here independently of vmbus/ring.c, the way Linux drivers/hv does it. */
+ * here independently of vmbus/ring.c, the way Linux drivers/hv does it.
+ *
+ * With FG_GUARD=1 in the environment the RAM is vmwp's guest-write check instead
+ * (worker/guest_guard.h): the host side gets its read-only view and ops.grant, so a host write
+ * the guest did not grant aborts the test, and fg_free checks that every grant was returned. */
 #ifndef FAKE_GUEST_H
 #define FAKE_GUEST_H
 
@@ -24,7 +28,8 @@ struct fg_event {
 };
 
 struct fake_guest {
-	uint8_t *ram;                 /* FG_RAM_PAGES pages, gpa 0 .. */
+	uint8_t *ram;                 /* FG_RAM_PAGES pages, gpa 0 .. (the guest's side) */
+	uint8_t *host;                /* the same pages as the host reaches them (gpa_to_hva) */
 	struct fg_msg msgs[FG_MAX_MSGS];
 	unsigned nmsgs;
 	struct fg_event events[FG_MAX_EVENTS];

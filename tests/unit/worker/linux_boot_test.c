@@ -311,6 +311,11 @@ static void test_hva_above_4g(void **state)
 	assert_null(guest_layout_hva(&g, 4 * GiB + 8, UINT64_MAX - 4));
 	assert_null(guest_layout_hva(&g, UINT64_MAX - 16, 32));
 	assert_null(guest_layout_hva(&g, 8 * GiB, 1));
+	/* guest_layout_gpa undoes it on both sides of the hole */
+	assert_int_equal(guest_layout_gpa(&g, base), 0);
+	assert_int_equal(guest_layout_gpa(&g, base + 3 * GiB - 1), 3 * GiB - 1);
+	assert_int_equal(guest_layout_gpa(&g, base + 3 * GiB), 4 * GiB);
+	assert_int_equal(guest_layout_gpa(&g, base + size - 1), 4 * GiB + 512 * MiB - 1);
 }
 
 static void assert_e820(const struct e820_entry *e, uint64_t addr, uint64_t size, uint32_t type)
