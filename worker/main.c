@@ -203,7 +203,12 @@ int main(int argc, char **argv)
 			return EXIT_GUEST_RESET;
 		}
 		vlog("guest reset (%s): restarting", vm->error[0] ? vm->error : "reset");
+		/* exec runs no atexit handlers. The adapters' threads call into the VMBus on their
+		 * own: stop them before it goes. Closing storvsp's channels (in vm_destroy) waits for
+		 * its disk work, so its idle threads and the disks go after. */
+		worker_detach_nics();
 		vm_destroy(vm);
+		worker_detach_disks();
 		execv("/proc/self/exe", argv);
 		return vfail("cannot restart the worker: %s", strerror(errno));
 	case VM_STOPPED:

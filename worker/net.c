@@ -330,7 +330,7 @@ static int tap_open(const char *name, char *err, size_t errlen)
 	return fd;
 }
 
-static void detach_all(void)
+void worker_detach_nics(void)
 {
 	for (unsigned i = 0; i < nnics; i++) {
 		struct nic *nic = &nics[i];
@@ -382,7 +382,7 @@ bool worker_open_nics(const struct worker_options *o, char *err, size_t errlen)
 		nic->vnet = nic->tap[0] != '\0';
 		nic->hello.gso = true;
 		if (nnics++ == 0)
-			atexit(detach_all);
+			atexit(worker_detach_nics);
 		nic->ready = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (nic->ready < 0 || pipe2(nic->wake, O_CLOEXEC) < 0) {
 			snprintf(err, errlen, "--nic %u: pipe: %s", i, strerror(errno));

@@ -30,7 +30,7 @@ static void storage_grant(void *opaque, void *hva, uint64_t len, bool on)
 	h->hv->platform.grant(h->hv->platform.opaque, hva, len, on);
 }
 
-static void detach_all(void)
+void worker_detach_disks(void)
 {
 	if (controller) {
 		struct storvsp_stats st;
@@ -57,7 +57,7 @@ bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 		int rc = vdisk_open(o->disks[i].path, o->disks[i].read_only ? 0 : VDISK_OPEN_RDWR, &d);
 		if (rc < 0) {
 			snprintf(err, errlen, "--disk %s: %s", o->disks[i].path, vdisk_last_error());
-			detach_all();
+			worker_detach_disks();
 			return false;
 		}
 		attached[nattached].disk = d;
@@ -66,7 +66,7 @@ bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 		nattached++;
 	}
 	if (nattached)
-		atexit(detach_all);
+		atexit(worker_detach_disks);
 	return true;
 }
 

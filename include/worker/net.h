@@ -30,6 +30,9 @@ struct worker_nic_status {
 bool worker_open_nics(const struct worker_options *o, char *err, size_t errlen);
 /* Offers the opened adapters on h's VMBus before the guest starts. */
 bool worker_attach_nics(struct vmbus_host *h, char *err, size_t errlen);
+/* Stops every adapter's thread (which touches the VMBus and guest RAM) and closes its tap;
+ * before the VM is destroyed. Runs at exit too; a second call does nothing. */
+void worker_detach_nics(void);
 unsigned worker_nic_count(void);
 /* Counters of adapter i (takes h->lock). False if there is no such adapter. */
 bool worker_nic_status(unsigned i, struct worker_nic_status *out);

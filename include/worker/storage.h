@@ -13,5 +13,9 @@
 bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen);
 /* Offers the controller with the opened disks on h's VMBus before the guest starts. */
 bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen);
+/* Stops the controller's I/O threads and closes (flushes) the disks: at exit, or after the VM
+ * (whose channel close waits for the controller's disk work) is destroyed. A second call does
+ * nothing. */
+void worker_detach_disks(void);
 
 #endif

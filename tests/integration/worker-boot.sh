@@ -45,13 +45,19 @@ rc=$?
 check "guest reset with --no-reboot exits 3" [ "$rc" = 3 ]
 [ "$rc" = 3 ] || cat "$log"
 
-# Without --no-reboot a guest reset restarts the VM: the guest boots again.
+# Without --no-reboot a guest reset restarts the VM: the guest boots again, with its disk and
+# network adapter (on a switch that is not there: its thread retries; the worker stops the
+# adapter and disk threads before it tears the old VM down).
 log=$out/restart.log
-"$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 256M \
-  --cmdline "console=ttyS0 quiet viridian.nomods $(viridian_cmdline_arg 'reboot -f')" </dev/null >"$log" 2>&1 &
+truncate -s 16M /tmp/restart-disk.raw
+"$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 256M --disk /tmp/restart-disk.raw \
+  --nic switch=/tmp/no-switch.sock --cmdline "console=ttyS0 quiet $(viridian_cmdline_arg 'echo "devices $(ls /sys/block | grep -c sd) $(ls /sys/class/net | grep -vc lo)"; reboot -f')" \
+  </dev/null >"$log" 2>&1 &
 pid=$!
-for _ in $(seq 120); do [ "$(grep -c 'VIRIDIAN-MARK: init-start' "$log")" -ge 2 ] && break; sleep 1; done
+for _ in $(seq 180); do [ "$(grep -c 'devices 1 1' "$log")" -ge 2 ] && break; sleep 1; done
 kill $pid; wait $pid 2>/dev/null
 check "guest reset restarts the VM (second boot reached init)" [ "$(grep -c 'VIRIDIAN-MARK: init-start' "$log")" -ge 2 ]
+check "...with its disk and network adapter both times" [ "$(grep -c 'devices 1 1' "$log")" -ge 2 ]
 check "worker logged the restart" grep -q "vmwp: guest reset (.*): restarting" "$log"
+check "...and no worker error" bash -c "! grep -q 'vmwp: error' '$log'"
 finish
