@@ -297,6 +297,7 @@ static uint8_t *small_file(size_t *len, uint64_t *ram_size)
 	uint64_t seed = 7;
 	fill_random(&seed, ram + 5 * PAGE, PAGE);
 	memset(ram + 9 * PAGE, 0x5a, PAGE);
+	ram[CHUNK + 17] = 3; /* the last chunk dense, the first sparse */
 	ram[CHUNK + PAGE + 17] = 3;
 	int fd = memfd_create("state", 0);
 	write_file(fd, ram, *ram_size);
@@ -530,8 +531,26 @@ static void test_writer_misuse(void **state)
 	close(fd);
 }
 
-int main(void)
+/* `state_savedstate --seed FILE MODE` writes small_file() as a fuzz seed (tests/fuzz/state):
+ * the fuzz target's leading mode byte, then the file. */
+static int write_seed(const char *path, uint8_t mode)
 {
+	size_t len;
+	uint64_t ram_size;
+	uint8_t *file = small_file(&len, &ram_size);
+	FILE *f = fopen(path, "wb");
+	int ok = f && fwrite(&mode, 1, 1, f) == 1 && fwrite(file, 1, len, f) == len;
+	ok = f && !fclose(f) && ok;
+	free(file);
+	return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (setup(NULL))
+		return 1;
+	if (argc == 4 && !strcmp(argv[1], "--seed"))
+		return write_seed(argv[2], (uint8_t)atoi(argv[3]));
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crc32c),
