@@ -255,10 +255,11 @@ int state_reader_next(struct state_reader *r, struct state_section *sec)
 	}
 }
 
-static void zero(uint8_t *p, uint64_t len, unsigned flags)
+/* Zeros into ram[from, to) unless the caller's region is zero already. */
+static void zero(uint8_t *ram, uint64_t from, uint64_t to, unsigned flags)
 {
-	if (!(flags & STATE_RAM_ZEROED))
-		memset(p, 0, len);
+	if (from < to && !(flags & STATE_RAM_ZEROED))
+		memset(ram + from, 0, to - from);
 }
 
 static bool page_present(const struct state_ram_chunk *c, size_t i)
@@ -301,18 +302,18 @@ static int read_chunk(struct state_reader *r, const struct header *h, uint8_t *r
 		return fail(r, -EBADMSG, "corrupt: a RAM chunk's size does not match its pages",
 			    h->at);
 
-	zero(ram + *filled, offset - *filled, flags);
+	zero(ram, *filled, offset, flags);
 	uint8_t *dst = present == pages ? ram + offset : r->scratch;
 	size_t n = ZSTD_decompressDCtx(r->dctx, dst, expect, frame, frame_len);
 	if (ZSTD_isError(n) || n != expect)
 		return fail(r, -EBADMSG, "corrupt: a RAM chunk does not decompress", h->at);
 	if (dst == r->scratch)
 		for (size_t i = 0; i < pages; i++) {
-			uint8_t *page = ram + offset + i * STATE_PAGE_SIZE;
+			uint64_t page = offset + i * STATE_PAGE_SIZE;
 			if (!page_present(&c, i))
-				zero(page, STATE_PAGE_SIZE, flags);
+				zero(ram, page, page + STATE_PAGE_SIZE, flags);
 			else
-				memcpy(page, dst, STATE_PAGE_SIZE), dst += STATE_PAGE_SIZE;
+				memcpy(ram + page, dst, STATE_PAGE_SIZE), dst += STATE_PAGE_SIZE;
 		}
 	*filled = offset + pages * STATE_PAGE_SIZE;
 	return 0;
@@ -350,7 +351,7 @@ int state_reader_ram(struct state_reader *r, void *ram, uint64_t size, unsigned 
 			return err;
 	}
 	r->in_ram = false;
-	zero((uint8_t *)ram + filled, size - filled, flags);
+	zero(ram, filled, size, flags);
 	return 0;
 }
 

@@ -88,7 +88,7 @@ int state_section_begin(struct state_writer *w, uint32_t type, uint32_t instance
 
 void state_put_bytes(struct state_writer *w, const void *data, size_t len)
 {
-	if (w->error)
+	if (w->error || (w->in_section && !len))
 		return;
 	if (!w->in_section || len > STATE_SECTION_MAX - w->len) {
 		w->error = state_fail(-EINVAL, "saved state: %s section 0x%x",
