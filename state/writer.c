@@ -1,0 +1,244 @@
+/* The saved-state writer: appends only, so it works on a pipe or socket. A section is built in
+ * memory (its length and checksum precede it on disk), then written whole; guest RAM goes out
+ * one 2 MiB chunk at a time, so memory use stays at a few chunks whatever the VM's size. */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "internal.h"
+
+/* zstd's fastest regular level: saving must keep up with >= 1 GB/s of guest RAM. */
+#define RAM_ZSTD_LEVEL 1
+
+struct state_writer {
+	int fd;
+	int error;              /* sticky: the first failure, reported by every later call */
+	bool in_section;
+	uint32_t type, instance;
+	uint16_t version, flags;
+	uint8_t *buf;           /* the open section's payload */
+	size_t len, cap;
+	ZSTD_CCtx *cctx;        /* RAM compression, made on first use */
+	uint8_t *chunk;         /* one RAM_CHUNK payload */
+	uint8_t *gather;        /* a sparse chunk's present pages, contiguous */
+};
+
+static int write_all(struct state_writer *w, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len) {
+		ssize_t n = write(w->fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int err = n < 0 ? -errno : -EIO;
+			return w->error = state_fail(err, "saved state: write failed: %s",
+						     strerror(-err));
+		}
+		p += n, len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_section(struct state_writer *w, uint32_t type, uint32_t instance,
+			 uint16_t version, uint16_t flags, const void *payload, size_t len)
+{
+	struct state_section_header h;
+	state_encode_section_header(&h, type, instance, version, flags, payload, len);
+	int err = write_all(w, &h, sizeof(h));
+	return err ? err : write_all(w, payload, len);
+}
+
+int state_writer_open(struct state_writer **out, int fd, const uint8_t digest[STATE_DIGEST_SIZE])
+{
+	struct state_writer *w = calloc(1, sizeof(*w));
+	if (!w)
+		return state_fail(-ENOMEM, "saved state: out of memory");
+	w->fd = fd;
+	struct state_file_header h;
+	state_encode_file_header(&h, STATE_FORMAT_MAJOR, STATE_FORMAT_MINOR, digest);
+	int err = write_all(w, &h, sizeof(h));
+	if (err) {
+		free(w);
+		return err;
+	}
+	*out = w;
+	return 0;
+}
+
+int state_section_begin(struct state_writer *w, uint32_t type, uint32_t instance,
+			uint16_t version, uint16_t flags)
+{
+	if (w->error)
+		return w->error;
+	/* END and RAM belong to the library: finish() and state_writer_ram() write them. */
+	if (w->in_section || !state_section_name(type) || type == STATE_SECTION_END ||
+	    type == STATE_SECTION_RAM || type == STATE_SECTION_RAM_CHUNK)
+		return w->error = state_fail(-EINVAL, "saved state: cannot begin section 0x%x here",
+					     type);
+	w->in_section = true;
+	w->type = type, w->instance = instance, w->version = version, w->flags = flags;
+	w->len = 0;
+	return 0;
+}
+
+void state_put_bytes(struct state_writer *w, const void *data, size_t len)
+{
+	if (w->error || (w->in_section && !len))
+		return;
+	if (!w->in_section || len > STATE_SECTION_MAX - w->len) {
+		w->error = state_fail(-EINVAL, "saved state: %s section 0x%x",
+				      w->in_section ? "too large" : "no open", w->type);
+		return;
+	}
+	if (w->len + len > w->cap) {
+		size_t cap = w->cap ? w->cap : 4096;
+		while (cap < w->len + len)
+			cap *= 2;
+		uint8_t *buf = realloc(w->buf, cap);
+		if (!buf) {
+			w->error = state_fail(-ENOMEM, "saved state: out of memory");
+			return;
+		}
+		w->buf = buf, w->cap = cap;
+	}
+	memcpy(w->buf + w->len, data, len);
+	w->len += len;
+}
+
+void state_put_u8(struct state_writer *w, uint8_t v)
+{
+	state_put_bytes(w, &v, sizeof(v));
+}
+
+void state_put_u16(struct state_writer *w, uint16_t v)
+{
+	v = htole16(v);
+	state_put_bytes(w, &v, sizeof(v));
+}
+
+void state_put_u32(struct state_writer *w, uint32_t v)
+{
+	v = htole32(v);
+	state_put_bytes(w, &v, sizeof(v));
+}
+
+void state_put_u64(struct state_writer *w, uint64_t v)
+{
+	v = htole64(v);
+	state_put_bytes(w, &v, sizeof(v));
+}
+
+int state_section_end(struct state_writer *w)
+{
+	if (w->error)
+		return w->error;
+	if (!w->in_section)
+		return w->error = state_fail(-EINVAL, "saved state: no open section to end");
+	w->in_section = false;
+	return write_section(w, w->type, w->instance, w->version, w->flags, w->buf, w->len);
+}
+
+static bool page_is_zero(const uint8_t *page)
+{
+	uint64_t any = 0;
+	for (size_t i = 0; i < STATE_PAGE_SIZE; i += 8) {
+		uint64_t v;
+		memcpy(&v, page + i, 8);
+		any |= v;
+	}
+	return !any;
+}
+
+/* One chunk of pages: a RAM_CHUNK section when any page is non-zero. */
+static int write_chunk(struct state_writer *w, const uint8_t *ram, uint64_t offset,
+		       size_t pages)
+{
+	struct state_ram_chunk *h = (struct state_ram_chunk *)w->chunk;
+	memset(h, 0, sizeof(*h));
+	h->offset = htole64(offset);
+	size_t present = 0;
+	for (size_t i = 0; i < pages; i++)
+		if (!page_is_zero(ram + i * STATE_PAGE_SIZE)) {
+			h->present[i / 8] |= (uint8_t)(1u << (i % 8));
+			present++;
+		}
+	if (!present)
+		return 0;
+
+	/* One frame of the present pages, which records its content size; a dense chunk is
+	 * compressed in place, a sparse one gathered first. */
+	const uint8_t *src = ram;
+	if (present < pages) {
+		uint8_t *dst = w->gather;
+		for (size_t i = 0; i < pages; i++)
+			if (h->present[i / 8] & (1u << (i % 8))) {
+				memcpy(dst, ram + i * STATE_PAGE_SIZE, STATE_PAGE_SIZE);
+				dst += STATE_PAGE_SIZE;
+			}
+		src = w->gather;
+	}
+	size_t n = ZSTD_compress2(w->cctx, w->chunk + sizeof(*h),
+				  state_chunk_payload_max() - sizeof(*h), src, present * STATE_PAGE_SIZE);
+	if (ZSTD_isError(n))
+		return w->error = state_fail(-EIO, "saved state: zstd: %s", ZSTD_getErrorName(n));
+	return write_section(w, STATE_SECTION_RAM_CHUNK, 0, STATE_RAM_CHUNK_VERSION, 0, w->chunk,
+			     sizeof(*h) + n);
+}
+
+int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size)
+{
+	if (w->error)
+		return w->error;
+	if (w->in_section || size % STATE_PAGE_SIZE)
+		return w->error = state_fail(-EINVAL, "saved state: RAM of %llu bytes is not whole "
+					     "pages, or a section is open", (unsigned long long)size);
+	if (!w->cctx) {
+		w->cctx = ZSTD_createCCtx();
+		w->chunk = malloc(state_chunk_payload_max());
+		w->gather = malloc(STATE_CHUNK_SIZE);
+		if (!w->cctx || !w->chunk || !w->gather)
+			return w->error = state_fail(-ENOMEM, "saved state: out of memory");
+		ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, RAM_ZSTD_LEVEL);
+		/* The section's CRC-32C already covers the frame. */
+		ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 0);
+	}
+	struct state_ram_header h = {
+		.size = htole64(size),
+		.page_size = htole32(STATE_PAGE_SIZE),
+		.chunk_size = htole32(STATE_CHUNK_SIZE),
+		.compression = htole32(STATE_RAM_ZSTD),
+	};
+	int err = write_section(w, STATE_SECTION_RAM, 0, STATE_RAM_VERSION, 0, &h, sizeof(h));
+	for (uint64_t off = 0; !err && off < size; off += STATE_CHUNK_SIZE) {
+		uint64_t span = size - off < STATE_CHUNK_SIZE ? size - off : STATE_CHUNK_SIZE;
+		err = write_chunk(w, (const uint8_t *)ram + off, off, span / STATE_PAGE_SIZE);
+	}
+	return err;
+}
+
+void state_writer_discard(struct state_writer *w)
+{
+	if (!w)
+		return;
+	ZSTD_freeCCtx(w->cctx);
+	free(w->chunk);
+	free(w->gather);
+	free(w->buf);
+	free(w);
+}
+
+int state_writer_finish(struct state_writer *w)
+{
+	int err = w->error;
+	if (!err && w->in_section)
+		err = state_fail(-EINVAL, "saved state: section 0x%x was not ended", w->type);
+	if (!err)
+		err = write_section(w, STATE_SECTION_END, 0, 0, 0, NULL, 0);
+	state_writer_discard(w);
+	return err;
+}
