@@ -93,6 +93,27 @@ static void deliver_all_locked(struct hv_synic *s)
 		deliver_locked(s, i);
 }
 
+/* Event flags raise a SINT only on a 0 -> 1 edge, so flags set while it could not be raised
+ * (masked, SCONTROL or SIEFP off) would swallow every later signal of theirs: raise each
+ * deliverable SINT in [first, last] whose flags are not all clear. */
+static void raise_pending_events_locked(struct hv_synic *s, uint32_t first, uint32_t last)
+{
+	if (!(s->siefp & HV_MSR_ENABLE))
+		return;
+	const uint8_t *page = s->platform->gpa_to_hva(s->platform->opaque, PAGE_GPA(s->siefp), 4096);
+	if (!page)
+		return;
+	for (uint32_t sint = first; sint <= last; sint++) {
+		const uint64_t *words = (const uint64_t *)(page + sint * HV_EVENT_FLAGS_BYTES);
+		for (unsigned i = 0; i < HV_EVENT_FLAGS_BYTES / 8; i++) {
+			if (__atomic_load_n(&words[i], __ATOMIC_RELAXED)) {
+				raise_sint(s, sint);
+				break;
+			}
+		}
+	}
+}
+
 int hv_synic_post(struct hv_synic *s, uint32_t sint, uint32_t message_type,
 		  const void *payload, uint32_t len)
 {
@@ -183,8 +204,13 @@ bool hv_synic_msr_write(struct hv_synic *s, uint32_t msr, uint64_t value)
 		else
 			ok = false; /* read-only, reserved bits, or an unmasked vector below 16 */
 	}
-	if (ok)
+	if (ok) {
 		deliver_all_locked(s); /* EOM, or an enable/unmask that lets queued messages through */
+		if (msr >= HV_X64_MSR_SINT0 && msr <= HV_X64_MSR_SINT15)
+			raise_pending_events_locked(s, msr - HV_X64_MSR_SINT0, msr - HV_X64_MSR_SINT0);
+		else if (msr == HV_X64_MSR_SCONTROL || msr == HV_X64_MSR_SIEFP)
+			raise_pending_events_locked(s, 0, HV_SYNIC_SINT_COUNT - 1);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return ok;
 }

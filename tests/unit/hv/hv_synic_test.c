@@ -437,6 +437,31 @@ static void test_signal_event_sets_bit_and_interrupts_once(void **state)
 	}
 }
 
+/* A flag set while its SINT could not interrupt is raised once it can: otherwise its edge is
+ * gone and every later signal of that channel is swallowed. */
+static void test_signal_event_raised_once_deliverable(void **state)
+{
+	struct ctx *c = *state;
+	enable(c, 0, 0x40);
+	assert_true(hv_synic_signal_event(&c->s, 1, 5)); /* SINT 1 masked */
+	assert_int_equal(c->f.n_injects, 0);
+	wr(c, HV_X64_MSR_SINT0 + 1, 0x41);
+	assert_int_equal(c->f.n_injects, 1);
+	assert_int_equal(c->f.injects[0].vector, 0x41);
+	/* SCONTROL off then on, flag still set: raised again */
+	wr(c, HV_X64_MSR_SCONTROL, 0);
+	assert_true(hv_synic_signal_event(&c->s, 1, 6));
+	assert_int_equal(c->f.n_injects, 1);
+	wr(c, HV_X64_MSR_SCONTROL, 1);
+	assert_int_equal(c->f.n_injects, 2);
+	/* nothing set on a SINT: unmasking it raises nothing; an EOM raises nothing either */
+	wr(c, HV_X64_MSR_SINT0 + 2, 0x42);
+	wr(c, HV_X64_MSR_EOM, 0);
+	assert_int_equal(c->f.n_injects, 2);
+	for (unsigned i = 0; i < c->f.n_injects; i++)
+		assert_int_equal(c->f.injects[i].vector, 0x41);
+}
+
 static void test_signal_event_flag_range(void **state)
 {
 	struct ctx *c = *state;
@@ -561,6 +586,7 @@ int main(void)
 		T(test_simp_outside_ram_holds_messages),
 		T(test_stale_pending_flag_cleared_on_delivery),
 		T(test_signal_event_sets_bit_and_interrupts_once),
+		T(test_signal_event_raised_once_deliverable),
 		T(test_signal_event_flag_range),
 		T(test_signal_event_masked_or_polling),
 		T(test_signal_event_needs_siefp),
