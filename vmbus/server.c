@@ -292,7 +292,9 @@ int vmbus_srv_gpadl_pfns(struct vmbus_server *srv, uint32_t relid, uint32_t id, 
 			 uint32_t *count)
 {
 	struct gpadl *g = gpadl_find(srv, id);
-	if (!g || !g->complete || g->relid != relid)
+	/* Whole pages only: the PFN list drops each range's byte offset and count, so a partial
+	 * page would be written beyond what the guest granted. */
+	if (!g || !g->complete || g->relid != relid || !g->page_aligned)
 		return -1;
 	*pfns = g->pfns;
 	*count = g->npfns;
@@ -408,8 +410,15 @@ static void on_gpadl_teardown(struct vmbus_server *srv, const uint8_t *msg)
 		vmbus_srv_log(srv, "vmbus: GPADL_TEARDOWN for unknown GPADL %#x dropped", t->gpadl);
 		return;
 	}
-	/* Rings of an open channel keep their own page pointers into guest RAM, so dropping the
-	 * GPADL under them is memory-safe (a well-behaved guest closes first anyway). */
+	/* A guest that tears down the rings of an open channel takes those pages back: close the
+	 * channel first, or the host would go on writing into them (Linux closes first). */
+	for (uint32_t i = 0; i < VMBUS_MAX_RELIDS; i++) {
+		struct vmbus_chan *chan = srv->chans[i];
+		if (chan && chan->state == CHAN_OPEN && chan->ring_gpadl == t->gpadl) {
+			vmbus_srv_log(srv, "vmbus: GPADL_TEARDOWN of relid %u's open rings: channel closed", chan->relid);
+			vmbus_chan_teardown(chan);
+		}
+	}
 	gpadl_remove(srv, g);
 	struct vmbus_channel_gpadl_torndown m = {
 		.header.msgtype = CHANNELMSG_GPADL_TORNDOWN,
@@ -598,14 +607,16 @@ static void on_open_channel(struct vmbus_server *srv, const uint8_t *msg)
 	const struct vmbus_channel_open_channel *o = (const void *)msg;
 	uint32_t relid = o->child_relid, openid = o->openid;
 	struct vmbus_chan *chan = chan_by_relid(srv, relid);
+	struct gpadl *ring = NULL;
 	const char *why = NULL;
 	if (!chan || chan->state != CHAN_OFFERED)
 		why = chan && chan->state == CHAN_OPEN ? "already open" : "channel not offered";
 	else if (!vp_ok(srv, o->target_vp))
 		why = "bad target VP";
+	else if ((ring = gpadl_find(srv, o->ringbuffer_gpadlhandle)) && ring->relid != relid)
+		why = "ring GPADL belongs to another channel";
 	else
-		why = chan_map_rings(srv, chan, gpadl_find(srv, o->ringbuffer_gpadlhandle),
-				     o->downstream_ringbuffer_pageoffset);
+		why = chan_map_rings(srv, chan, ring, o->downstream_ringbuffer_pageoffset);
 	if (why) {
 		vmbus_srv_log(srv, "vmbus: OPENCHANNEL relid %u refused: %s", relid, why);
 		open_result(srv, relid, openid, VMBUS_STATUS_UNSUCCESSFUL);

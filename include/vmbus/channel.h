@@ -103,7 +103,8 @@ int vmbus_chan_copy_to_range(struct vmbus_chan *chan, const struct vmbus_gpa_ran
  * this channel and names by id in a protocol message). vmbus_chan_gpadl_map() gives the GPADL's
  * page numbers in order (every one checked to be guest RAM when the GPADL was created) and their
  * count; byte b of the buffer is at offset b % 4096 of page (*pfns)[b / 4096]. Returns 0, or -1
- * if id names no complete GPADL of this channel. The array stays valid only until control
+ * if id names no complete GPADL of this channel made of whole pages (a buffer with a partial
+ * page would have the host write bytes the guest did not grant). The array stays valid only until control
  * returns to the server (the guest may tear the GPADL down with its next message): look it up
  * again each time rather than keeping it. The copy helpers copy bytes [off, off + len) of the
  * GPADL's buffer; they return 0, or -1 (unknown GPADL, out of its bounds, or outside RAM). */

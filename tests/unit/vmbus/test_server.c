@@ -447,6 +447,35 @@ static void test_open_close(void **state)
 	assert_int_equal(c->e2.opened, 0);
 }
 
+/* A guest that tears down the ring GPADL of an open channel: the channel is closed (the device
+ * sees close) before GPADL_TORNDOWN, so nothing is written into the pages it took back; rings
+ * on another channel's GPADL are refused. */
+static void test_ring_gpadl_teardown_while_open(void **state)
+{
+	struct ctx *c = *state;
+	bring_up(c);
+	struct fg_chan ch;
+	assert_int_equal(fg_open(&c->g, &ch, 1, 100, 10, 2, 2), 0);
+	struct vmbus_channel_gpadl_teardown t = {.header.msgtype = CHANNELMSG_GPADL_TEARDOWN, .child_relid = 1,
+						 .gpadl = 100};
+	FG_POST(&c->g, t);
+	assert_int_equal(fg_msgtype(fg_last(&c->g)), CHANNELMSG_GPADL_TORNDOWN);
+	assert_int_equal(c->e1.closes, 1);
+	assert_false(vmbus_chan_is_open(c->c1));
+	/* channel 2 may not open on channel 1's GPADL */
+	uint32_t pfns[4] = {30, 31, 32, 33};
+	assert_int_equal(fg_gpadl(&c->g, 1, 7, pfns, 4), 0);
+	struct vmbus_channel_open_channel o = {.header.msgtype = CHANNELMSG_OPENCHANNEL, .child_relid = 2, .openid = 1,
+					       .ringbuffer_gpadlhandle = 7, .downstream_ringbuffer_pageoffset = 2};
+	FG_POST(&c->g, o);
+	assert_int_equal(((const struct vmbus_channel_open_result *)fg_last(&c->g)->data)->status,
+			 VMBUS_STATUS_UNSUCCESSFUL);
+	assert_false(vmbus_chan_is_open(c->c2));
+	o.child_relid = 1;
+	FG_POST(&c->g, o);
+	assert_int_equal(((const struct vmbus_channel_open_result *)fg_last(&c->g)->data)->status, 0);
+}
+
 static void test_open_hostile(void **state)
 {
 	struct ctx *c = *state;
@@ -1009,6 +1038,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gpadl_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gpadl_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ring_gpadl_teardown_while_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_packet_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_interrupt_mask, setup, teardown),
