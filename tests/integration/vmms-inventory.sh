@@ -86,7 +86,7 @@ hv New-VM -Name tiny -MemoryStartupBytes 64MB >/dev/null
 hv New-VM -Name tiny2 -MemoryStartupBytes 64MB >/dev/null
 hv Set-VMFirmware tiny -KernelPath "$t/halt.bz"
 hv Set-VMFirmware tiny2 -KernelPath "$t/halt.bz"
-if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
+if ! kvm_usable; then
   skip_part "worker lifecycle (no usable /dev/kvm here)"
 else
 hv Disable-VMIntegrationService tiny -Name "Key-Value Pair Exchange"

@@ -294,7 +294,7 @@ check "Remove-VMSwitch of an unknown switch refused" refused hv Remove-VMSwitch 
 hv Remove-VMSwitch "$i1" >/dev/null
 # The real vmwp (a tiny kernel that halts; needs /dev/kvm): its --nic parser takes what vmms
 # builds, its adapter plugs into the switch, and it follows nic-connect / nic-disconnect.
-if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+if kvm_usable; then
   stop_vmms
   VIRIDIAN_VMWP=$B/vmwp start_vmms
   python3 bench/boot/tiny-bzimage.py --halt "$t/halt.bz"

@@ -24,15 +24,6 @@ static void *fg_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 
 /* ---- FG_GUARD=1: the RAM under vmwp's guest-write check ---- */
 
-void vlog(const char *fmt, ...) /* the guard's messages; the worker's log lives in main.c */
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static void fg_grant(void *opaque, void *hva, uint64_t len, bool on)
 {
 	(void)opaque;

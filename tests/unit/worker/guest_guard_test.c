@@ -26,15 +26,6 @@
 static uint8_t *ram; /* the read-write mapping (KVM's and the loader's) */
 static struct sigaction guard_segv; /* the handler guest_guard_map installed */
 
-void vlog(const char *fmt, ...) /* the worker's log lives in main.c */
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static int map_once(void **state)
 {
 	(void)state;
