@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "worker/guest_guard.h"
-#include "worker/log.h"
 
 #define FG_RAM_BYTES ((uint64_t)FG_RAM_PAGES * VMBUS_PAGE_SIZE)
 

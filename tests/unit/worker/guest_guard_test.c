@@ -16,7 +16,6 @@
 
 #include "worker/guest_guard.h"
 #include "worker/linux_boot.h"
-#include "worker/log.h"
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
