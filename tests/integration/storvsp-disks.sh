@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib/guest.bash
-in_vmhost 170 "$0" "$@"
+in_vmhost 420 "$0" "$@"
 w=$(mktemp -d)
 
 "$B/hv" New-VHD -Path "$w/d0.vhdx" -SizeBytes 96MB -BlockSizeBytes 1MB >/dev/null || exit 1
@@ -40,7 +40,7 @@ for v in /sys/bus/vmbus/devices/*; do [ "$(cat $v/class_id)" = "{ba6163d9-04a1-4
 done
 dmesg | grep -iE "storvsc|sd [0-9]|scsi" | head -30'
 log=$out/disks.log
-timeout 150 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 \
+timeout 360 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 \
   --disk "$w/d0.vhdx" --disk "$w/d1.vhdx" --disk "$w/d2.raw,ro" \
   --cmdline "console=ttyS0 quiet $(viridian_cmdline_arg "$script")" </dev/null >"$log" 2>&1
 rc=$?

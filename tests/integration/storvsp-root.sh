@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib/guest.bash
-in_vmhost 175 "$0" "$@"
+in_vmhost 420 "$0" "$@"
 w=$(mktemp -d)
 
 guest/build-rootdisk -q --hv "$B/hv" --out "$w/root.vhdx" --size 400M || exit 1

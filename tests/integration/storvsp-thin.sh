@@ -6,7 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib/guest.bash
-in_vmhost 175 "$0" "$@"
+in_vmhost 420 "$0" "$@"
 w=$(mktemp -d)
 
 allocated() { du -k "$1" | cut -f1; }
