@@ -65,7 +65,7 @@ run_root_vm() {
   local log=$1 script=$2 disks=() d
   shift 2
   for d in "$@"; do disks+=(--disk "$d"); done
-  timeout 120 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 \
+  timeout 300 "$B/vmwp" --kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --memory 512M --cpus 2 \
     "${disks[@]}" --cmdline "console=ttyS0 quiet viridian.root=lun:0 $(viridian_cmdline_arg "$script")" \
     </dev/null >"$log" 2>&1
 }
