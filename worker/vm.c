@@ -185,6 +185,22 @@ static bool open_kvm(struct vm *vm, char *err, size_t errlen)
 	return true;
 }
 
+/* Guest RAM on a 2 MiB boundary, as guest-physical RAM is: only then can a huge page of the
+ * host back a huge page of the guest (KVM maps 2 MiB in the nested page tables only where host
+ * and guest addresses agree modulo 2 MiB). NULL with errno. */
+static void *map_aligned_ram(uint64_t bytes)
+{
+	const uint64_t huge = 2ull << 20;
+	uint8_t *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	uint8_t *ram = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+	if (ram > raw)
+		munmap(raw, (size_t)(ram - raw));
+	munmap(ram + bytes, (size_t)(raw + huge - ram));
+	return ram;
+}
+
 static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen)
 {
 	/* The guest-write check (worker/guest_guard.h) gives the devices a view of their own. */
@@ -193,8 +209,7 @@ static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen
 		if (!(ram = guest_guard_map(bytes, err, errlen)))
 			return false;
 	} else {
-		ram = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (ram == MAP_FAILED) {
+		if (!(ram = map_aligned_ram(bytes))) {
 			set_error(err, errlen, "cannot allocate %lu MiB of guest memory: %s", bytes >> 20, strerror(errno));
 			return false;
 		}
