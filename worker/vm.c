@@ -213,7 +213,8 @@ static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen
 			set_error(err, errlen, "cannot allocate %lu MiB of guest memory: %s", bytes >> 20, strerror(errno));
 			return false;
 		}
-		madvise(ram, bytes, MADV_HUGEPAGE);
+		/* VIRIDIAN_VMWP_NOHUGEPAGE=1: small pages only, so a soak can tell THP from other causes. */
+		madvise(ram, bytes, getenv("VIRIDIAN_VMWP_NOHUGEPAGE") ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 	}
 	guest_layout_init(&vm->mem, ram, bytes);
 	struct kvm_userspace_memory_region low = {
