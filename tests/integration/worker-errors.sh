@@ -38,5 +38,8 @@ expect "disk $tmp/none.vhdx: "            --kernel "$kernel" --disk "$tmp/none.v
 expect "tap=bad/name: "                   --kernel "$kernel" --nic tap=bad/name
 expect "cannot open $tmp/no-kvm: No such file or directory: load kvm_intel or kvm_amd, or run vmwp through tools/vmhost" \
   --kernel "$kernel" --memory 256M
+truncate -s 16M "$tmp/d.raw"
+expect "cannot open $tmp/no-kvm: No such file or directory: load kvm_intel" \
+  --kernel "$kernel" --memory 256M --disk "$tmp/d.raw" --nic "switch=$tmp/no.sock"
 build/vmwp --help | grep -q -- "--kernel PATH" || { echo "FAIL: --help"; fails=$((fails + 1)); }
 exit $((fails > 0))
