@@ -38,13 +38,20 @@ in_vmhost() {
       [ -f "$f" ] && { echo "--- ${f##*/} (last 40 lines)"; tail -n 40 "$f"; }
     done
   fi
-  # A failed test whose guest died (triple fault, panic, oops): say so with the evidence and
-  # exit 126, which tests/run retries once and lists (docs/testhost.md: guests of every kind
-  # die in the nested emulator at a measured rate; the retry is the last resort issue #19 allows).
+  # A failed test whose guest died (triple fault, panic, oops) or hung before /init (its
+  # worker's log has the recorder's dump but no init-start): say so with the evidence and exit
+  # 126, which tests/run retries once and lists (docs/testhost.md: guests die and hang in the
+  # nested emulator at a measured rate; the retry is the last resort issue #19 allows).
   if [ "$rc" != 0 ] && [ "$rc" != 125 ]; then
     for f in "$out"/*.log; do
-      [ -f "$f" ] && grep -qE "$guest_crash" "$f" || continue
-      echo "--- a guest died in the test host: ${f##*/}: $(grep -m1 -oE "$guest_crash.{0,100}" "$f")"
+      [ -f "$f" ] || continue
+      if grep -qE "$guest_crash" "$f"; then
+        echo "--- a guest died in the test host: ${f##*/}: $(grep -m1 -oE "$guest_crash.{0,100}" "$f")"
+      elif grep -q "^vmwp-traced: exit status" "$f" && ! grep -q "VIRIDIAN-MARK: init-start" "$f"; then
+        echo "--- a guest hung in early boot in the test host (it never reached /init): ${f##*/}"
+      else
+        continue
+      fi
       tail -n 80 "$f"
       rc=126
     done
