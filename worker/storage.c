@@ -18,18 +18,6 @@ static struct storvsp_disk attached[WORKER_MAX_DISKS];
 static const char *paths[WORKER_MAX_DISKS];
 static unsigned nattached;
 
-static void *storage_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
-{
-	struct vmbus_host *h = opaque;
-	return h->hv->platform.gpa_to_hva(h->hv->platform.opaque, gpa, len);
-}
-
-static void storage_grant(void *opaque, void *hva, uint64_t len, bool on)
-{
-	struct vmbus_host *h = opaque;
-	h->hv->platform.grant(h->hv->platform.opaque, hva, len, on);
-}
-
 void worker_detach_disks(void)
 {
 	if (controller) {
@@ -83,7 +71,7 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 	if (!nattached)
 		return true;
 	struct storvsp_host host = {
-		.gpa_to_hva = storage_gpa_to_hva, .grant = h->hv->platform.grant ? storage_grant : NULL,
+		.gpa_to_hva = vmbus_host_gpa_to_hva, .grant = h->hv->platform.grant ? vmbus_host_grant : NULL,
 		.opaque = h, .lock = &h->lock,
 		.nthreads = STORVSP_IO_THREADS,
 	};

@@ -17,13 +17,13 @@
 #define KVP_REFRESH_NS             10000000000ull /* the guest's IPs, names and versions */
 #define CHANNELMSG_INITIATE_CONTACT 14
 
-static void *host_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
+void *vmbus_host_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 {
 	struct vmbus_host *h = opaque;
 	return h->hv->platform.gpa_to_hva(h->hv->platform.opaque, gpa, len);
 }
 
-static void host_grant(void *opaque, void *hva, uint64_t len, bool on)
+void vmbus_host_grant(void *opaque, void *hva, uint64_t len, bool on)
 {
 	struct vmbus_host *h = opaque;
 	h->hv->platform.grant(h->hv->platform.opaque, hva, len, on);
@@ -117,10 +117,10 @@ static uint16_t sink_signal_event(void *opaque, uint32_t vp, uint32_t connection
 bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv, unsigned disabled_ics)
 {
 	static struct vmbus_host_ops ops = {
-		.gpa_to_hva = host_gpa_to_hva, .post_message = host_post_message,
+		.gpa_to_hva = vmbus_host_gpa_to_hva, .post_message = host_post_message,
 		.signal_event = host_signal_event, .log = host_log,
 	};
-	ops.grant = hv->platform.grant ? host_grant : NULL; /* the guest-write check */
+	ops.grant = hv->platform.grant ? vmbus_host_grant : NULL; /* the guest-write check */
 	memset(h, 0, sizeof(*h));
 	pthread_mutex_init(&h->lock, NULL);
 	h->hv = hv;

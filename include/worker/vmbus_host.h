@@ -31,6 +31,10 @@ struct vmbus_host {
  * offered to the guest and its pointer stays NULL. Returns false if memory runs out. */
 bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv, unsigned disabled_ics);
 void vmbus_host_destroy(struct vmbus_host *h);
+/* Guest RAM through the partition (opaque: the vmbus_host), for the VSPs' host ops. */
+void *vmbus_host_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len);
+/* The guest-write check's grant through the partition; only when platform.grant is set. */
+void vmbus_host_grant(void *opaque, void *hva, uint64_t len, bool on);
 
 /* The guest wrote EOM: queued server messages may fit now. */
 void vmbus_host_eom(struct vmbus_host *h);
