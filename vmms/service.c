@@ -1307,6 +1307,8 @@ static void reattach(struct vmms *s)
 				struct vm_status st = { ws && !strcmp(ws, "Paused") ? VM_PAUSED : VM_RUNNING, vm->status.op };
 				set_status(s, vm, st, pid, vm->worker_start, "Information", "re-attached to the running worker (pid %d)", (int)pid);
 			} else {
+				/* one that died while being asked (a SIGKILL still in progress) was gone, too */
+				alive = alive && kill(pid, 0) == 0 && !proc_is_zombie(pid);
 				if (alive) /* a worker that does not answer cannot be managed */
 					kill(pid, SIGKILL);
 				struct vm_status st = { VM_OFF, VM_OPS_NONE };

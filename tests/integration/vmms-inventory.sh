@@ -139,11 +139,12 @@ check "re-attached after the restart" bash -c "[ \"\$('$B/hv' Get-VM tiny -Json 
 check "Stop-VM -TurnOff after the restart" hv Stop-VM tiny -TurnOff
 check "...Off" [ "$(state tiny)" = Off ]
 # vmms must be gone before the worker dies, or it would see the death itself.
-worker_pid() { hv Get-VM "$1" -Json | sed -n 's/.*"worker_pid": \([0-9]*\).*/\1/p'; }
 check "a worker killed while vmms is down: started" hv Start-VM tiny
-p=$(worker_pid tiny)
+p=$(wpid tiny)
 kill $pid; wait $pid 2>/dev/null; pid=""
 check "...and killed while vmms is down" kill -9 "$p"
+# SIGKILL is asynchronous: wait until the worker has exited (or is a zombie nobody reaps)
+for _ in $(seq 100); do [ -e /proc/$p ] && ! grep -q '^State:.Z' /proc/$p/status 2>/dev/null || break; sleep 0.05; done
 start_vmms
 check "...is Off after the restart" [ "$(state tiny)" = Off ]
 check "...with the reason" bash -c "'$B/hv' Get-VMEvent tiny | tail -1 | grep -q 'gone when vmms started'"
