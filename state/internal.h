@@ -19,9 +19,6 @@ void state_encode_section_header(struct state_section_header *h, uint32_t type,
 				 uint32_t instance, uint16_t version, uint16_t flags,
 				 const void *payload, uint64_t length);
 
-/* Sets state_last_error() and returns err (negative errno). */
-int state_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Bytes of the largest RAM_CHUNK payload: header plus the zstd bound of a full chunk. */
 size_t state_chunk_payload_max(void);
 

@@ -93,4 +93,11 @@ bool acpi_pm_sci_level(const struct acpi_pm *pm);
 /* PM timer value at now_ns: 3.579545 MHz ticks, modulo 2^32. */
 uint32_t acpi_pm_timer(uint64_t now_ns);
 
+/* Saved state: an ACPI_PM section (PM1 status, enable, control). The ports come from the
+ * configuration and are checked to match. 0 or a negative errno after state_fail(). */
+struct state_writer;
+struct state_section;
+int acpi_pm_save(const struct acpi_pm *pm, struct state_writer *w);
+int acpi_pm_restore(struct acpi_pm *pm, const struct state_section *sec);
+
 #endif /* VIRIDIAN_DEVICES_ACPI_PM_H */

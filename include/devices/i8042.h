@@ -37,4 +37,11 @@ void i8042_destroy(struct i8042 *k);
 uint8_t i8042_read(struct i8042 *k, uint16_t port);
 void i8042_write(struct i8042 *k, uint16_t port, uint8_t value);
 
+/* Saved state: an I8042 section (command byte, pending commands, output port, queue); restore
+ * re-raises the interrupt lines as they were. 0 or a negative errno after state_fail(). */
+struct state_writer;
+struct state_section;
+int i8042_save(struct i8042 *k, struct state_writer *w);
+int i8042_restore(struct i8042 *k, const struct state_section *sec);
+
 #endif

@@ -26,4 +26,11 @@ void rtc_destroy(struct rtc *r);
 uint8_t rtc_read(struct rtc *r, uint16_t port);
 void rtc_write(struct rtc *r, uint16_t port, uint8_t value);
 
+/* Saved state: an RTC section (CMOS RAM, index, the guest's offset from host time). 0 or a
+ * negative errno after state_fail() (include/state/savedstate.h). */
+struct state_writer;
+struct state_section;
+int rtc_save(struct rtc *r, struct state_writer *w);
+int rtc_restore(struct rtc *r, const struct state_section *sec);
+
 #endif

@@ -34,4 +34,12 @@ void uart_write(struct uart *u, unsigned offset, uint8_t value);
 /* Feed received bytes; returns how many fit in the FIFO. */
 size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len);
 
+/* Saved state: a UART section (instance: port number, 0 = COM1) with the registers and the
+ * receive FIFO; restore re-raises the interrupt line as it was. 0 or a negative errno after
+ * state_fail() (include/state/savedstate.h). */
+struct state_writer;
+struct state_section;
+int uart_save(struct uart *u, struct state_writer *w, uint32_t instance);
+int uart_restore(struct uart *u, const struct state_section *sec);
+
 #endif

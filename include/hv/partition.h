@@ -65,6 +65,17 @@ bool hv_partition_init(struct hv_partition *p, uint32_t nr_vps, uint64_t tsc_khz
 void hv_partition_destroy(struct hv_partition *p);
 void hv_partition_set_sink(struct hv_partition *p, const struct hv_message_sink *sink);
 
+/* Saved state (include/state/savedstate.h): a PARTITION section (guest OS id, hypercall and
+ * reference TSC MSRs, crash MSRs) and one SYNIC section per VP (instance: VP index; SCONTROL,
+ * SIMP, SIEFP, SINTx, VP assist MSR, messages waiting for their slot). The guest pages they
+ * point at are in guest RAM, saved with it. Restore takes one section at a time onto a
+ * partition initialised with the same VP count; hostile input. 0 or a negative errno after
+ * state_fail(). */
+struct state_writer;
+struct state_section;
+int hv_partition_save(struct hv_partition *p, struct state_writer *w);
+int hv_partition_restore(struct hv_partition *p, const struct state_section *sec);
+
 /* CPUID leaves 0x40000000..HV_CPUID_MAX_LEAF; false for leaves outside that range. */
 bool hv_cpuid(const struct hv_partition *p, uint32_t leaf, struct hv_cpuid_regs *out);
 

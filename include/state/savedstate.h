@@ -123,6 +123,9 @@ _Static_assert(offsetof(struct state_ram_chunk, present) == 8, "present bitmap")
 
 /* A description of the last failure on this thread. */
 const char *state_last_error(void);
+/* Sets state_last_error() and returns err (a negative errno): how a component's save or
+ * restore reports what went wrong ("vmbus: channel 3: ring GPADL 7 missing"). */
+int state_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The configuration digest: SHA-256 of a canonical configuration string the caller builds
  * (whatever must match for the state to be restorable: memory size, vCPUs, devices). */

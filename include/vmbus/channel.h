@@ -22,6 +22,8 @@
 #include "vmbus/protocol.h"
 
 struct vmbus_chan;
+struct state_writer;
+struct state_cursor;
 
 struct vmbus_device_ops {
 	const char *name;               /* for log lines */
@@ -43,6 +45,22 @@ struct vmbus_device_ops {
 	/* The guest signalled the channel: new packets, or space freed that a full send waited
 	 * for. Drain with vmbus_chan_recv() until it returns 0. */
 	void (*on_packets)(struct vmbus_chan *chan, void *device_ctx);
+
+	/* Saved state (include/state/savedstate.h, vmbus_server_save/restore). state_section is the
+	 * section type of the device's per-channel state (STATE_SECTION_STORVSP ...; 0: the device
+	 * keeps none beyond what the server saves), state_version the payload version it writes.
+	 * State of the device as a whole goes with its primary channel. */
+	uint32_t state_section;
+	uint16_t state_version;
+	/* Writes this open channel's state as the payload of the section the server began (the
+	 * server ends it). Called with the VM quiesced: vCPUs paused, the device drained. Returns 0,
+	 * or a negative errno after state_fail() (e.g. -EBUSY: work in flight that cannot be saved). */
+	int (*save)(struct vmbus_chan *chan, void *device_ctx, struct state_writer *w);
+	/* Instead of open() when a saved VM is restored: the channel is open again with its rings
+	 * mapped and the guest's RAM restored; rebuild the device's state for it from the payload
+	 * saved (version: the section's). Sends nothing (the rings hold what they held). Hostile
+	 * input: check everything; 0, or a negative errno after state_fail(). */
+	int (*restore)(struct vmbus_chan *chan, void *device_ctx, uint16_t version, struct state_cursor *c);
 };
 
 /* A received packet, copied out of the ring (valid until the next vmbus_chan_recv on the channel). */

@@ -79,6 +79,25 @@ void vmbus_server_flush(struct vmbus_server *srv);
  * registered and are offered again after the next INITIATE_CONTACT + REQUESTOFFERS. */
 void vmbus_server_reset(struct vmbus_server *srv);
 
+/* ---- Saved state (include/state/savedstate.h) ----
+ * Save, with every vmbus_server_* entry excluded (the caller's lock), the vCPUs paused and each
+ * device drained: the VMBUS section (connection, version, message target and SINT, monitor
+ * pages, every channel's state, target VP and ring GPADL, every GPADL, host -> guest messages
+ * still queued), then for each open channel whose device has a state_section, a section of that
+ * type with instance = relid written by the device's save(). -EBUSY if such a device has no
+ * save. Restore onto a new server with the same devices added in the same order, before any
+ * vCPU runs: vmbus_server_restore() with the VMBUS section, vmbus_server_restore_device() with
+ * each device section, then vmbus_server_restore_finish(), which fails if an open channel's
+ * device section is missing and otherwise signals both sides of every open channel once (a
+ * wake-up in flight at the save is not lost). On failure the server is reset (the caller gives
+ * the restore up); errors are negative errnos with state_last_error() set. */
+struct state_writer;
+struct state_section;
+int vmbus_server_save(struct vmbus_server *srv, struct state_writer *w);
+int vmbus_server_restore(struct vmbus_server *srv, const struct state_section *sec);
+int vmbus_server_restore_device(struct vmbus_server *srv, const struct state_section *sec);
+int vmbus_server_restore_finish(struct vmbus_server *srv);
+
 /* Negotiated version (0 while not connected). */
 uint32_t vmbus_server_version(const struct vmbus_server *srv);
 /* The channels, for listing: devices at relids 1..VMBUS_MAX_DEVICES, sub-channels above (up to

@@ -191,6 +191,12 @@ struct storvsp *storvsp_new(struct vmbus_server *srv, const struct storvsp_host 
 /* Stops the I/O threads (in-flight requests finish first). Call without holding host->lock. */
 void storvsp_free(struct storvsp *s);
 
+/* Saved state: waits, without host->lock held and with the vCPUs paused, until every SRB taken
+ * from a ring has been completed to the guest (none with the I/O threads, none waiting for ring
+ * space), so that the controller's save has nothing in flight. 0, or -ETIMEDOUT after
+ * timeout_ms. New SRBs are taken as usual afterwards. */
+int storvsp_drain(struct storvsp *s, unsigned timeout_ms);
+
 struct storvsp_stats {
 	uint64_t srbs, reads, writes, flushes, unmaps, errors, bad_packets;
 	uint16_t protocol;
