@@ -16,7 +16,9 @@
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
 #include "worker/control.h"
+#include "worker/log.h"
 #include "worker/net.h"
+#include "worker/saved_state.h"
 
 static const char *ic_state_name(const struct ic_dev *ic)
 {
@@ -214,6 +216,24 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		if (rc < 0)
 			return error_reply("the guest's time synchronization service is not running", NULL);
 		return json_pack("{s:b}", "ok", 1);
+	}
+	if (!strcmp(op, "save")) {
+		const char *path = json_string_value(json_object_get(req, "path"));
+		if (!path || path[0] != '/')
+			return error_reply("save needs an absolute \"path\"", NULL);
+		bool was_paused = vm_is_paused(vm);
+		if (!vm_pause(vm))
+			return error_reply("the VM is stopping", NULL);
+		struct vm_save_stats st;
+		if (vm_save_file(vm, path, vm->config_digest, &st) < 0) {
+			if (!was_paused)
+				vm_resume(vm);
+			return error_reply("%s", state_last_error());
+		}
+		vlog("saved to %s: %llu bytes in %llu ms (guest RAM %llu ms); paused", path, (unsigned long long)st.bytes,
+		     (unsigned long long)st.total_ms, (unsigned long long)st.ram_ms);
+		return json_pack("{s:b, s:s, s:I, s:I, s:I}", "ok", 1, "state", "Paused", "bytes", (json_int_t)st.bytes,
+				 "save_ms", (json_int_t)st.total_ms, "ram_ms", (json_int_t)st.ram_ms);
 	}
 	if (!strcmp(op, "turn-off")) {
 		vm_request_exit(vm, VM_POWER_OFF, NULL);

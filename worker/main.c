@@ -13,12 +13,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vsp/ic.h"
 #include "worker/clock.h"
 #include "worker/control.h"
 #include "worker/linux_boot.h"
 #include "worker/log.h"
 #include "worker/net.h"
 #include "worker/options.h"
+#include "worker/saved_state.h"
 #include "worker/storage.h"
 #include "worker/vm.h"
 
@@ -55,6 +57,45 @@ static uint8_t *read_file(const char *path, size_t *size)
 	close(fd);
 	errno = saved;
 	return buf;
+}
+
+/* Opens a saved state and checks its header against this VM's configuration; NULL after saying
+ * why. */
+static void saved_state_warning(void *ctx, const char *message)
+{
+	vlog("saved state %s: %s", (const char *)ctx, message);
+}
+
+static struct state_reader *open_saved_state(const char *path, const uint8_t digest[STATE_DIGEST_SIZE], int *fd_out)
+{
+	int fd = *fd_out = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		vfail("cannot open saved state %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	struct state_reader_options ro = { .expected_digest = digest, .warn = saved_state_warning, .warn_ctx = (void *)path };
+	struct state_reader *r;
+	if (state_reader_open(&r, fd, &ro) < 0) {
+		vfail("saved state %s: %s", path, state_last_error());
+		return NULL;
+	}
+	return r;
+}
+
+/* Removes --restore PATH / --restore=PATH from argv (in place, keeping its NULL end). */
+static void drop_restore(char **argv)
+{
+	int out = 0;
+	for (int i = 0; argv[i]; i++) {
+		if (!strcmp(argv[i], "--restore") && argv[i + 1]) {
+			i++;
+			continue;
+		}
+		if (!strncmp(argv[i], "--restore=", 10))
+			continue;
+		argv[out++] = argv[i];
+	}
+	argv[out] = NULL;
 }
 
 static struct termios saved_tty;
@@ -147,37 +188,61 @@ int main(int argc, char **argv)
 			return vfail("cannot open serial log %s: %s", opt.serial_path, strerror(errno));
 	}
 	size_t kernel_size = 0, initrd_size = 0;
-	uint8_t *kernel = read_file(opt.kernel, &kernel_size);
-	if (!kernel)
-		return vfail("cannot read kernel %s: %s", opt.kernel, strerror(errno));
+	uint8_t *kernel = NULL, *initrd = NULL;
 	struct bzimage bz;
-	const char *why = bzimage_parse(&bz, kernel, kernel_size);
-	if (why)
-		return vfail("kernel %s: %s", opt.kernel, why);
-	uint8_t *initrd = NULL;
+	const char *why;
+	if (opt.kernel) { /* with --restore: checked now, booted when the guest resets */
+		if (!(kernel = read_file(opt.kernel, &kernel_size)))
+			return vfail("cannot read kernel %s: %s", opt.kernel, strerror(errno));
+		if ((why = bzimage_parse(&bz, kernel, kernel_size)))
+			return vfail("kernel %s: %s", opt.kernel, why);
+	}
 	if (opt.initrd && !(initrd = read_file(opt.initrd, &initrd_size)))
 		return vfail("cannot read initrd %s: %s", opt.initrd, strerror(errno));
 	struct vm_config cfg = { .memory = opt.memory, .cpus = opt.cpus, .console_fd = console_fd,
 				 .disabled_ics = opt.disabled_ics };
 	if (!vm_config_check(&cfg, err, sizeof(err)))
 		return vfail("%s", err);
-	if ((why = linux_boot_check(cfg.memory, &bz, initrd_size, opt.cmdline)))
+	if (kernel && (why = linux_boot_check(cfg.memory, &bz, initrd_size, opt.cmdline)))
 		return vfail("%s", why);
+	uint8_t digest[STATE_DIGEST_SIZE];
+	if (worker_state_digest(&opt, digest) < 0)
+		return vfail("%s", state_last_error());
+	struct state_reader *saved = NULL;
+	int saved_fd = -1;
+	if (opt.restore_path && !(saved = open_saved_state(opt.restore_path, digest, &saved_fd)))
+		return 1;
 	if (!worker_open_disks(&opt, err, sizeof(err)) || !worker_open_nics(&opt, err, sizeof(err)))
 		return vfail("%s", err);
 
 	struct vm *vm = vm_create(&cfg, err, sizeof(err));
 	if (!vm)
 		return vfail("%s", err);
-	struct boot_info boot;
-	why = linux_boot_load(&vm->mem, &bz, initrd, initrd_size, opt.cmdline, vm->rsdp, &boot);
+	memcpy(vm->config_digest, digest, sizeof(digest));
+	if (saved) {
+		/* The devices are registered in the saved VM's order before their sections are read. */
+		if (!worker_attach_disks(&vm->vmbus, err, sizeof(err)) || !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
+			return vfail("%s", err);
+		if (vm_restore(vm, saved) < 0)
+			return vfail("saved state %s: %s", opt.restore_path, state_last_error());
+		state_reader_close(saved);
+		close(saved_fd);
+		/* The guest's clock stood still since the save: step it to now, as Hyper-V does. */
+		pthread_mutex_lock(&vm->vmbus.lock);
+		if (vm->vmbus.timesync)
+			ic_timesync_send(vm->vmbus.timesync, ICTIMESYNCFLAG_SYNC);
+		pthread_mutex_unlock(&vm->vmbus.lock);
+		vlog("restored from %s", opt.restore_path);
+	} else {
+		struct boot_info boot;
+		if ((why = linux_boot_load(&vm->mem, &bz, initrd, initrd_size, opt.cmdline, vm->rsdp, &boot)))
+			return vfail("%s", why);
+		if (!vm_setup_linux_entry(vm, &boot, err, sizeof(err)) ||
+		    !worker_attach_disks(&vm->vmbus, err, sizeof(err)) || !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
+			return vfail("%s", err);
+	}
 	free(kernel);
 	free(initrd);
-	if (why)
-		return vfail("%s", why);
-	if (!vm_setup_linux_entry(vm, &boot, err, sizeof(err)) || !worker_attach_disks(&vm->vmbus, err, sizeof(err)) ||
-	    !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
-		return vfail("%s", err);
 
 	bool console_input = !opt.serial_path;
 	if (console_input)
@@ -202,6 +267,10 @@ int main(int argc, char **argv)
 			vlog("guest reset (%s; --no-reboot)", vm->error[0] ? vm->error : "reset");
 			return EXIT_GUEST_RESET;
 		}
+		if (!opt.kernel) {
+			vlog("guest reset (%s): no --kernel to boot it again", vm->error[0] ? vm->error : "reset");
+			return EXIT_GUEST_RESET;
+		}
 		vlog("guest reset (%s): restarting", vm->error[0] ? vm->error : "reset");
 		/* exec runs no atexit handlers. The adapters' threads call into the VMBus on their
 		 * own: stop them before it goes. Closing storvsp's channels (in vm_destroy) waits for
@@ -209,6 +278,7 @@ int main(int argc, char **argv)
 		worker_detach_nics();
 		vm_destroy(vm);
 		worker_detach_disks();
+		drop_restore(argv); /* the guest boots afresh */
 		execv("/proc/self/exe", argv);
 		return vfail("cannot restart the worker: %s", strerror(errno));
 	case VM_STOPPED:

@@ -46,13 +46,16 @@ const char *worker_ic_name(unsigned ic)
 
 const char *worker_options_usage(void)
 {
-	return "usage: vmwp --kernel PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
+	return "usage: vmwp --kernel PATH|--restore PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
 	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--control PATH.sock]\n"
 	       "            [--nic [tap=NAME|switch=PATH][,...]]... [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
 	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
 	       "  --initrd PATH     initial ramdisk\n"
 	       "  --cmdline STR     kernel command line (default: console=ttyS0)\n"
+	       "  --restore PATH    resume the VM saved to PATH (control request \"save\") instead of\n"
+	       "                    booting; the other options must describe the same VM. --kernel\n"
+	       "                    is then optional: it is what a guest reset boots\n"
 	       "  --memory SIZE     guest RAM: 512M, 2G ... (default 512M, multiple of 2 MiB)\n"
 	       "  --cpus N          virtual processors, 1..64 (default 1)\n"
 	       "  --disk PATH[,ro]  a VHD, VHDX or raw disk image on the synthetic SCSI controller\n"
@@ -140,7 +143,7 @@ static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, c
 
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC, OPT_RESTORE };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -154,6 +157,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "nic", required_argument, NULL, OPT_NIC },
 		{ "disable-ic", required_argument, NULL, OPT_DISABLE_IC },
+		{ "restore", required_argument, NULL, OPT_RESTORE },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct worker_options){ .cmdline = "console=ttyS0", .memory = WORKER_DEFAULT_MEMORY, .cpus = 1 };
@@ -167,6 +171,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		char *end;
 		switch (c) {
 		case OPT_KERNEL: o->kernel = optarg; break;
+		case OPT_RESTORE: o->restore_path = optarg; break;
 		case OPT_INITRD: o->initrd = optarg; break;
 		case OPT_CMDLINE: o->cmdline = optarg; break;
 		case OPT_MEMORY:
@@ -257,8 +262,8 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		snprintf(err, errlen, "unexpected argument %s", argv[optind]);
 		return false;
 	}
-	if (!o->kernel) {
-		snprintf(err, errlen, "--kernel is required");
+	if (!o->kernel && !o->restore_path) {
+		snprintf(err, errlen, "--kernel is required (or --restore)");
 		return false;
 	}
 	return true;

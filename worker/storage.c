@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "state/savedstate.h"
 #include "vhd/vdisk.h"
 #include "vsp/storvsp.h"
 #include "worker/log.h"
@@ -79,4 +80,15 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 	controller = storvsp_new(h->server, &host, attached, nattached, 0, err, errlen);
 	pthread_mutex_unlock(&h->lock);
 	return controller != NULL;
+}
+
+int worker_disks_quiesce(unsigned timeout_ms)
+{
+	if (controller && storvsp_drain(controller, timeout_ms) < 0)
+		return state_fail(-ETIMEDOUT, "storvsp: disk requests still in flight after %u ms", timeout_ms);
+	for (unsigned i = 0; i < nattached; i++) {
+		if (!attached[i].read_only && vdisk_flush(attached[i].disk) < 0)
+			return state_fail(-EIO, "cannot flush disk %s: %s", paths[i], vdisk_last_error());
+	}
+	return 0;
 }

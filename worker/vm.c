@@ -524,7 +524,7 @@ fail:
 
 /* ---- Exit handling ---- */
 
-static void update_sci(struct vm *vm)
+void vm_update_sci(struct vm *vm)
 {
 	int level = acpi_pm_sci_level(&vm->pm);
 	if (level != vm->sci_level) {
@@ -544,7 +544,7 @@ static uint32_t pio_in(struct vm *vm, uint16_t port, unsigned size)
 	if (acpi_pm_handles(&vm->pm, port)) {
 		pthread_mutex_lock(&vm->pm_lock);
 		uint32_t v = acpi_pm_read(&vm->pm, port, size, monotonic_ns());
-		update_sci(vm);
+		vm_update_sci(vm);
 		pthread_mutex_unlock(&vm->pm_lock);
 		return v;
 	}
@@ -562,7 +562,7 @@ static void pio_out(struct vm *vm, uint16_t port, unsigned size, uint32_t value)
 	} else if (acpi_pm_handles(&vm->pm, port)) {
 		pthread_mutex_lock(&vm->pm_lock);
 		enum acpi_pm_action action = acpi_pm_write(&vm->pm, port, value, size);
-		update_sci(vm);
+		vm_update_sci(vm);
 		pthread_mutex_unlock(&vm->pm_lock);
 		if (action == ACPI_PM_POWER_OFF)
 			vm_request_exit(vm, VM_POWER_OFF, NULL);
@@ -654,10 +654,17 @@ static void stop_flight_recorder(void)
 		close(fd);
 }
 
-/* Parks the calling vCPU while a pause is requested. */
+/* Parks the calling vCPU while a pause is requested; either way it leaves immediate_exit clear
+ * unless the VM is stopping. */
 static void vcpu_park(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
+	/* An exit handled in user space (port I/O, MSR, hypercall) completes inside KVM only at the
+	 * next KVM_RUN: enter once with immediate_exit set, so that a paused vCPU's registers are
+	 * consistent for a saved state. KVM returns EINTR at once. */
+	v->run->immediate_exit = 1;
+	if (ioctl(v->fd, KVM_RUN, 0) == 0 || (errno != EINTR && errno != EAGAIN))
+		vlog("vCPU %u: completing its last exit before the pause: %s", v->id, strerror(errno));
 	pthread_mutex_lock(&vm->pause_lock);
 	if (vm->pause_requested) {
 		vm->paused_vcpus++;
@@ -665,9 +672,11 @@ static void vcpu_park(struct vcpu *v)
 		while (vm->pause_requested && __atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING)
 			pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 		vm->paused_vcpus--;
-		if (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING)
-			v->run->immediate_exit = 0;
 	}
+	/* Also when the pause was over before this vCPU got here: left set, KVM_RUN would return
+	 * EINTR at once for ever. A stop keeps it set. */
+	if (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING)
+		v->run->immediate_exit = 0;
 	pthread_mutex_unlock(&vm->pause_lock);
 }
 
@@ -720,8 +729,10 @@ static void *vcpu_thread(void *arg)
 		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE))
 			vcpu_park(v);
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu_park(v); /* a kick: park, or clear immediate_exit if the pause is over */
 				continue;
+			}
 			snprintf(msg, sizeof(msg), "vCPU %u: KVM_RUN: %s", v->id, strerror(errno));
 			vm_request_exit(vm, VM_FAILED, msg);
 			break;

@@ -31,7 +31,8 @@ struct worker_disk {
 };
 
 struct worker_options {
-	const char *kernel;
+	const char *kernel;      /* NULL only with restore_path: a guest reset then ends the worker */
+	const char *restore_path; /* --restore: a saved state to resume instead of booting */
 	const char *initrd;      /* NULL: none */
 	const char *cmdline;
 	uint64_t memory;         /* bytes, a multiple of 2 MiB */

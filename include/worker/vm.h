@@ -64,6 +64,7 @@ struct vm {
 	uint64_t rsdp;
 	uint64_t trace_start_ns; /* nonzero: log the first guest exit relative to it */
 	int event_fd;            /* becomes readable when the VM leaves VM_RUNNING */
+	uint8_t config_digest[32]; /* worker_state_digest(): what a saved state of it must match */
 	pthread_mutex_t pause_lock;  /* guards the three below; pause_cond signals changes */
 	pthread_cond_t pause_cond;
 	bool pause_requested;
@@ -84,6 +85,8 @@ const char *vm_kvm_device(void);
 struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen);
 /* Prepare the BSP for the 64-bit Linux entry described by boot. */
 bool vm_setup_linux_entry(struct vm *vm, const struct boot_info *boot, char *err, size_t errlen);
+/* Raises or lowers the ACPI SCI to what the PM1 registers say; pm_lock held. */
+void vm_update_sci(struct vm *vm);
 /* Start the vCPU threads. */
 bool vm_start(struct vm *vm, char *err, size_t errlen);
 /* Pause: every vCPU leaves the guest and waits (true once all have); resume lets them go on.
