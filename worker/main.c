@@ -70,13 +70,13 @@ static struct state_reader *open_saved_state(const char *path, const uint8_t dig
 {
 	int fd = *fd_out = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		vfail("cannot open saved state %s: %s", path, strerror(errno));
+		vfail("cannot restore %s: %s", path, strerror(errno));
 		return NULL;
 	}
 	struct state_reader_options ro = { .expected_digest = digest, .warn = saved_state_warning, .warn_ctx = (void *)path };
 	struct state_reader *r;
 	if (state_reader_open(&r, fd, &ro) < 0) {
-		vfail("saved state %s: %s", path, state_last_error());
+		vfail("cannot restore %s: %s", path, state_last_error());
 		return NULL;
 	}
 	return r;
@@ -224,7 +224,7 @@ int main(int argc, char **argv)
 		if (!worker_attach_disks(&vm->vmbus, err, sizeof(err)) || !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
 			return vfail("%s", err);
 		if (vm_restore(vm, saved) < 0)
-			return vfail("saved state %s: %s", opt.restore_path, state_last_error());
+			return vfail("cannot restore %s: %s", opt.restore_path, state_last_error());
 		state_reader_close(saved);
 		close(saved_fd);
 		/* The guest's clock stood still since the save: step it to now, as Hyper-V does. */
