@@ -193,6 +193,24 @@ static void test_kernel_required(void **state)
 	assert_non_null(strstr(err, "--kernel"));
 }
 
+/* --restore resumes a saved VM: no kernel needed (one may be given for the next reboot). */
+static void test_restore(void **state)
+{
+	(void)state;
+	struct worker_options o;
+	char err[256];
+	assert_true(PARSE(&o, err, "--restore", "/vm/state.vmrs", "--memory", "1G"));
+	assert_string_equal(o.restore_path, "/vm/state.vmrs");
+	assert_null(o.kernel);
+	assert_true(PARSE(&o, err, "--restore=/s", "--kernel", "k"));
+	assert_string_equal(o.restore_path, "/s");
+	assert_string_equal(o.kernel, "k");
+	assert_true(PARSE(&o, err, "--kernel", "k"));
+	assert_null(o.restore_path);
+	assert_false(PARSE(&o, err, "--restore"));
+	assert_non_null(strstr(err, "--restore needs a value"));
+}
+
 static void test_help(void **state)
 {
 	(void)state;
@@ -413,6 +431,7 @@ int main(void)
 		cmocka_unit_test(test_all_options),
 		cmocka_unit_test(test_reparse_resets_state),
 		cmocka_unit_test(test_kernel_required),
+		cmocka_unit_test(test_restore),
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_cpus_range),
 		cmocka_unit_test(test_memory_range),
