@@ -27,6 +27,8 @@ json_t *worker_call(const char *path, const char *line, int timeout_ms);
 json_t *worker_vm_call(const struct inv_vm *vm, const char *line, int timeout_ms);
 void worker_sock_path(const struct inv_vm *vm, char *out, size_t len); /* <VM folder>/worker.sock */
 bool file_readable(const char *p);     /* a regular file we may read */
+/* A Saved VM's state: <VM folder>/<VM id>.vmrs (what vmwp --restore reads). */
+void vmms_saved_state_path(const struct inv_vm *vm, char *out, size_t len);
 /* The VM a request names ("vm"); NULL and *vm filled, or an error reply. */
 json_t *find_vm(struct vmms *s, json_t *req, struct inv_vm *vm);
 const char *jstr(json_t *req, const char *key);
@@ -44,7 +46,7 @@ const char *vmms_ic_worker_name(int i); /* vmwp's --disable-ic name of INV_IC_* 
 
 /* lifecycle.c */
 struct vmms_worker *worker_of(struct vmms *s, const char *id);
-/* Start/Stop/Suspend/Resume-VM; NULL when op is not one of them. */
+/* Start/Stop/Suspend/Resume/Save-VM, Remove-VMSavedState; NULL when op is not one of them. */
 json_t *vmms_lifecycle_request(struct vmms *s, const char *op, json_t *req);
 /* At start: re-attaches to the workers that outlived the last vmms; after a host restart,
  * applies the automatic start actions. */

@@ -119,7 +119,8 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 	if (w && vm_state_has_worker(vm->status.state)) {
 		json_object_set_new(o, "worker_pid", json_integer(w->pid));
 		assigned = (json_int_t)vm->memory;
-		if (ask_worker && (st = worker_vm_call(vm, "{\"op\":\"status\"}", 2000))) {
+		/* a saving worker is busy writing guest RAM: not asked */
+		if (ask_worker && vm->status.state != VM_SAVING && (st = worker_vm_call(vm, "{\"op\":\"status\"}", 2000))) {
 			uptime = json_integer_value(json_object_get(st, "uptime_ms"));
 			hb = json_string_value(json_object_get(st, "heartbeat")) ?: "";
 			json_int_t m = json_integer_value(json_object_get(st, "memory_bytes"));
@@ -438,13 +439,15 @@ static json_t *op_remove(struct vmms *s, json_t *req)
 	} else if (inv_remove(s->inv, vm.id) < 0) {
 		reply = err_reply(0, "inventory: %s", inv_error(s->inv));
 	} else {
-		/* The VM's own files go; its disks stay, as in Hyper-V. */
+		/* The VM's own files go (its saved state too); its disks stay, as in Hyper-V. */
 		const char *files[] = { "worker.sock", "console.log", "worker.log" };
 		char p[PATH_MAX];
 		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 			snprintf(p, sizeof(p), "%s/%s", vm.path, files[i]);
 			unlink(p);
 		}
+		vmms_saved_state_path(&vm, p, sizeof(p));
+		unlink(p);
 		rmdir(vm.path);
 		reply = json_pack("{s:b, s:s}", "ok", 1, "id", vm.id);
 	}
@@ -586,6 +589,9 @@ static json_t *op_set_ic(struct vmms *s, json_t *req)
 				  "Key-Value Pair Exchange, VSS)", vm.name, name ? name : "");
 	} else if (!json_is_boolean(en)) {
 		reply = err_reply(0, "the request needs \"enabled\": true or false");
+	} else if (vm.status.state == VM_SAVED || vm.status.state == VM_SAVING || vm.status.state == VM_RESTORING) {
+		/* the saved state holds the worker's VMBus channels: a restore must offer the same */
+		reply = conflict(&vm, "change its integration services while it has a saved state");
 	} else {
 		unsigned was = vm.ic_disabled;
 		if (json_is_true(en))
@@ -739,9 +745,12 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 
 void vmms_fini(struct vmms *s)
 {
-	for (int i = 0; i < s->nworkers; i++)
+	for (int i = 0; i < s->nworkers; i++) {
 		if (s->workers[i].pidfd >= 0)
 			close(s->workers[i].pidfd);
+		if (s->workers[i].save_fd >= 0) /* a save's answer is lost: the next vmms looks for the file */
+			close(s->workers[i].save_fd);
+	}
 	s->nworkers = 0;
 	vmms_switches_fini(s);
 	inv_close(s->inv);

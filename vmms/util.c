@@ -130,6 +130,12 @@ void worker_sock_path(const struct inv_vm *vm, char *out, size_t len)
 	snprintf(out, len, "%s/worker.sock", vm->path);
 }
 
+/* Hyper-V's name for a saved state, kept with the VM's files. */
+void vmms_saved_state_path(const struct inv_vm *vm, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s.vmrs", vm->path, vm->id);
+}
+
 /* One request to a worker's control socket; NULL when it does not answer. */
 json_t *worker_call(const char *path, const char *line, int timeout_ms)
 {

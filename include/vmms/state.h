@@ -57,7 +57,8 @@ enum vm_op {
 	VM_OP_IMPORT,           /* Import-VM: a new VM, Off -> Importing */
 	/* events */
 	VM_OP_WORKER_READY,     /* the worker answers: Starting/Restoring -> Running */
-	VM_OP_WORKER_EXITED,    /* the worker is gone: Starting/Running/Paused/Stopping/Saving -> Off */
+	VM_OP_WORKER_EXITED,    /* the worker is gone: Starting/Running/Paused/Stopping/Saving/Restoring -> Off
+				 * (Saving: before the state was written; Restoring: the guest ran and powered off) */
 	VM_OP_STOP_FAILED,      /* the guest ignored the shutdown: Stopping -> Running */
 	VM_OP_SAVE_DONE,        /* the saved state is complete and the worker gone: Saving -> Saved */
 	VM_OP_SAVE_FAILED,      /* the worker could not save and runs on: Saving -> Running */

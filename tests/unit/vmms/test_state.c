@@ -61,6 +61,7 @@ static const struct { int op, st, ops, to_st, to_ops; } allowed[] = {
 	{ VM_OP_WORKER_EXITED, PAU, ANY_OP, OFF, NONE },
 	{ VM_OP_WORKER_EXITED, STO, ANY_OP, OFF, NONE },
 	{ VM_OP_WORKER_EXITED, SVG, ANY_OP, OFF, NONE },
+	{ VM_OP_WORKER_EXITED, RES, ANY_OP, OFF, NONE },
 	{ VM_OP_STOP_FAILED, STO, NONE, RUN, NONE },
 	{ VM_OP_SAVE_DONE, SVG, NONE, SAV, NONE },
 	{ VM_OP_SAVE_FAILED, SVG, NONE, RUN, NONE },
