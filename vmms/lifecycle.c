@@ -480,7 +480,7 @@ static void save_failed(struct vmms *s, const struct inv_vm *vm, struct vmms_wor
 	vm_transition(vm->status, VM_OP_SAVE_FAILED, &next);
 	if (paused)
 		vm_transition(next, VM_OP_PAUSE, &next);
-	set_status(s, vm, next, w->pid, w->start, "Error", "'%s' was not saved: %s", vm->name, why);
+	set_status(s, vm, next, w->pid, w->start, "Error", "the state was not saved: %s", why);
 }
 
 /* Is the worker on its way out (its pidfd readable within a moment)? */
