@@ -9,7 +9,7 @@ extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_s
 	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
 	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive,
 	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
-	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm;
+	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm, cmdlet_save_vm, cmdlet_remove_vmsavedstate;
 /* Virtual switches and network adapters (cli/net.c). */
 extern const struct cmdlet cmdlet_new_vmswitch, cmdlet_get_vmswitch, cmdlet_remove_vmswitch, cmdlet_add_vmnetworkadapter,
 	cmdlet_remove_vmnetworkadapter, cmdlet_get_vmnetworkadapter, cmdlet_connect_vmnetworkadapter,
@@ -35,6 +35,8 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_restart_vm,
 	&cmdlet_suspend_vm,
 	&cmdlet_resume_vm,
+	&cmdlet_save_vm,
+	&cmdlet_remove_vmsavedstate,
 	&cmdlet_remove_vm,
 	&cmdlet_get_vmevent,
 	&cmdlet_get_vmintegrationservice,

@@ -1,5 +1,5 @@
-/* The VM cmdlets: New/Get/Set/Start/Stop/Restart/Remove-VM, Set-VMFirmware, Get-VMEvent,
- * Get-VMIntegrationService. They talk to vmms over its socket ($VIRIDIAN_SOCKET or
+/* The VM cmdlets: New/Get/Set/Start/Stop/Restart/Suspend/Resume/Save/Remove-VM,
+ * Remove-VMSavedState, Set-VMFirmware, Get-VMEvent, Get-VMIntegrationService, drives, the host. They talk to vmms over its socket ($VIRIDIAN_SOCKET or
  * /run/viridian/vmms.sock); each cmdlet's request is built by vm_cmdlet_request (pure, tested). */
 #include "cmdlet.h"
 #include "vmms/control_client.h"
@@ -220,6 +220,10 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		json_object_set_new(req, "op", json_string("pause"));
 	} else if (!strcasecmp(c, "Resume-VM")) {
 		json_object_set_new(req, "op", json_string("resume"));
+	} else if (!strcasecmp(c, "Save-VM")) {
+		json_object_set_new(req, "op", json_string("save"));
+	} else if (!strcasecmp(c, "Remove-VMSavedState")) {
+		json_object_set_new(req, "op", json_string("remove-saved-state"));
 	} else if (!strcasecmp(c, "Remove-VM")) {
 		json_object_set_new(req, "op", json_string("remove"));
 	} else if (!strcasecmp(c, "Get-VMEvent")) {
@@ -293,8 +297,9 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Polls the VM until it reaches `want` (or Off, which ends any wait); 0 when it did. */
-static int wait_state(const struct args *a, const char *vm, const char *want, int timeout_s)
+/* Polls the VM until it reaches `want`; Off or a state in `fail` (NULL-terminated) ends the wait,
+ * with the VM's last event as the reason. 0 when it did. */
+static int wait_state(const struct args *a, const char *vm, const char *want, const char *const *fail, int timeout_s)
 {
 	int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
 	char last[64] = "";
@@ -309,13 +314,16 @@ static int wait_state(const struct args *a, const char *vm, const char *want, in
 		json_decref(r);
 		if (!strcmp(last, want))
 			return 0;
-		if (!strcmp(last, "Off")) {
+		bool failed = !strcmp(last, "Off");
+		for (int i = 0; fail && fail[i]; i++)
+			failed |= !strcmp(last, fail[i]);
+		if (failed) {
 			json_t *ev = json_pack("{s:s, s:s}", "op", "events", "vm", vm);
 			json_t *er = call_ok(a, ev);
 			json_decref(ev);
 			json_t *arr = json_object_get(er, "events");
 			const char *why = json_string_value(json_object_get(json_array_get(arr, json_array_size(arr) - 1), "message"));
-			cli_fail(a, "'%s' is Off: %s", vm, why ? why : "the worker exited");
+			cli_fail(a, "'%s' is %s: %s", vm, last, why ? why : "the worker exited");
 			json_decref(er);
 			return 1;
 		}
@@ -530,18 +538,22 @@ static int run(const struct args *a)
 			json_decref(one);
 		}
 	} else if (!strcasecmp(c, "Start-VM")) {
-		rc = wait_state(a, vm, "Running", timeout_arg(a, 120));
+		static const char *const fail[] = { "Saved", NULL }; /* a restore that failed */
+		rc = wait_state(a, vm, "Running", fail, timeout_arg(a, 120));
+	} else if (!strcasecmp(c, "Save-VM")) {
+		static const char *const fail[] = { "Running", "Paused", NULL }; /* the save failed */
+		rc = wait_state(a, vm, "Saved", fail, timeout_arg(a, 600));
 	} else if (!strcasecmp(c, "Stop-VM")) {
-		rc = wait_state(a, vm, "Off", timeout_arg(a, arg_has(a, "TurnOff") ? 30 : 180));
+		rc = wait_state(a, vm, "Off", NULL, timeout_arg(a, arg_has(a, "TurnOff") ? 30 : 180));
 		if (rc == 0 && !json_is_true(json_object_get(r, "ok")))
 			rc = 1;
 	} else if (!strcasecmp(c, "Restart-VM")) {
-		rc = wait_state(a, vm, "Off", 30);
+		rc = wait_state(a, vm, "Off", NULL, 30);
 		if (rc == 0) {
 			json_t *st = json_pack("{s:s, s:s}", "op", "start", "vm", vm);
 			json_t *sr = call_ok(a, st);
 			json_decref(st);
-			rc = sr ? wait_state(a, vm, "Running", timeout_arg(a, 120)) : 1;
+			rc = sr ? wait_state(a, vm, "Running", NULL, timeout_arg(a, 120)) : 1;
 			json_decref(sr);
 		}
 	} else if (!strcasecmp(c, "Get-VMEvent")) {
@@ -688,9 +700,18 @@ static const struct param_spec start_params[] = {
 	{ "TimeoutSeconds", PARAM_STRING, false, false, "how long to wait for Running (120)" },
 	{ 0 },
 };
+static const struct param_spec save_params[] = {
+	{ "Name", PARAM_STRING, true, true, "the VM (name or GUID): Running or Paused" },
+	{ "TimeoutSeconds", PARAM_STRING, false, false, "how long to wait for Saved (600)" },
+	{ 0 },
+};
+static const struct param_spec remove_saved_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID): Saved" },
+	{ 0 },
+};
 static const struct param_spec stop_params[] = {
 	{ "Name", PARAM_STRING, true, true, "the VM (name or GUID)" },
-	{ "TurnOff", PARAM_SWITCH, false, false, "power off at once (the guest is not asked)" },
+	{ "TurnOff", PARAM_SWITCH, false, false, "power off at once (the guest is not asked; a saved state is discarded)" },
 	{ "Force", PARAM_SWITCH, false, false, "shut down even if applications in the guest object" },
 	{ "TimeoutSeconds", PARAM_STRING, false, false, "how long to wait for Off (180; 30 with -TurnOff)" },
 	{ 0 },
@@ -766,11 +787,13 @@ const struct cmdlet cmdlet_new_vm = { "New-VM", "create a virtual machine", new_
 const struct cmdlet cmdlet_get_vm = { "Get-VM", "list virtual machines: state, CPU, memory, uptime", get_params, run };
 const struct cmdlet cmdlet_set_vm = { "Set-VM", "change a VM's processors, memory, actions, notes (when Off)", set_params, run };
 const struct cmdlet cmdlet_set_vmfirmware = { "Set-VMFirmware", "set a VM's kernel, initrd and command line for direct boot", fw_params, run };
-const struct cmdlet cmdlet_start_vm = { "Start-VM", "start a virtual machine", start_params, run };
+const struct cmdlet cmdlet_start_vm = { "Start-VM", "start a virtual machine (a Saved one is restored)", start_params, run };
 const struct cmdlet cmdlet_stop_vm = { "Stop-VM", "shut a VM down (graceful; -TurnOff powers off)", stop_params, run };
 const struct cmdlet cmdlet_restart_vm = { "Restart-VM", "reset a running VM (turn off, start)", restart_params, run };
 const struct cmdlet cmdlet_suspend_vm = { "Suspend-VM", "pause a running VM (its vCPUs stop)", name_params, run };
 const struct cmdlet cmdlet_resume_vm = { "Resume-VM", "resume a paused VM", name_params, run };
+const struct cmdlet cmdlet_save_vm = { "Save-VM", "save a VM's state to disk and turn it off (Start-VM restores it)", save_params, run };
+const struct cmdlet cmdlet_remove_vmsavedstate = { "Remove-VMSavedState", "discard a Saved VM's state: it is Off", remove_saved_params, run };
 const struct cmdlet cmdlet_remove_vm = { "Remove-VM", "delete a VM's configuration (not its disks)", remove_params, run };
 const struct cmdlet cmdlet_get_vmevent = { "Get-VMEvent", "a VM's event log", vmname_params, run };
 const struct cmdlet cmdlet_get_vmintegrationservice = { "Get-VMIntegrationService", "a VM's integration services: enabled, status", vmname_params, run };

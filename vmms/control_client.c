@@ -24,30 +24,37 @@ static bool send_all(int fd, const char *p, size_t n)
 	return true;
 }
 
-json_t *control_call(const char *path, const char *line, int timeout_ms, enum control_call_error *why)
+int control_send(const char *path, const char *line, int timeout_ms, enum control_call_error *why)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	*why = CONTROL_CALL_UNREACHABLE;
 	if (strlen(path) >= sizeof(sa.sun_path)) {
 		errno = ENAMETOOLONG;
-		return NULL;
+		return -1;
 	}
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return NULL;
+		return -1;
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		close(fd);
 		errno = e;
-		return NULL;
+		return -1;
 	}
 	/* A failed send is not the end: the peer may have answered and closed (access denied). */
 	if (send_all(fd, line, strlen(line)))
 		send_all(fd, "\n", 1);
+	*why = CONTROL_CALL_OK;
+	return fd;
+}
+
+json_t *control_recv(int fd, int timeout_ms, enum control_call_error *why)
+{
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	json_t *r = NULL;
 	size_t len = 0, cap = 16384;
 	char *buf = malloc(cap);
@@ -83,6 +90,15 @@ json_t *control_call(const char *path, const char *line, int timeout_ms, enum co
 		}
 	}
 	free(buf);
+	return r;
+}
+
+json_t *control_call(const char *path, const char *line, int timeout_ms, enum control_call_error *why)
+{
+	int fd = control_send(path, line, timeout_ms, why);
+	if (fd < 0)
+		return NULL;
+	json_t *r = control_recv(fd, timeout_ms, why);
 	close(fd);
 	return r;
 }

@@ -1,4 +1,5 @@
-/* What the files of vmms share among themselves (service.c: VMs and workers, network.c:
+/* What the files of vmms share among themselves (util.c: shared helpers, service.c: VM
+ * configuration and the request dispatch, lifecycle.c: workers and power states, network.c:
  * virtual switches and network adapters). Not a public interface. */
 #ifndef VIRIDIAN_VMMS_INTERNAL_H
 #define VIRIDIAN_VMMS_INTERNAL_H
@@ -17,13 +18,17 @@ json_t *err_reply(int id, const char *fmt, ...) __attribute__((format(printf, 2,
 json_t *conflict(const struct inv_vm *vm, const char *what);
 void new_guid(char out[37]);
 int mkdir_p(const char *path);
+uint64_t proc_field(pid_t pid, int field); /* 1-based field of /proc/PID/stat; 0 when gone */
 uint64_t proc_start(pid_t pid);        /* /proc/PID/stat field 22; 0 when gone */
 bool proc_is_zombie(pid_t pid);
 int pidfd_open_(pid_t pid);
-struct vmms_worker *worker_of(struct vmms *s, const char *id);
 /* One JSON line to a control socket (a worker's or a switch's); NULL when it does not answer. */
 json_t *worker_call(const char *path, const char *line, int timeout_ms);
 json_t *worker_vm_call(const struct inv_vm *vm, const char *line, int timeout_ms);
+void worker_sock_path(const struct inv_vm *vm, char *out, size_t len); /* <VM folder>/worker.sock */
+bool file_readable(const char *p);     /* a regular file we may read */
+/* A Saved VM's state: <VM folder>/<VM id>.vmrs (what vmwp --restore reads). */
+void vmms_saved_state_path(const struct inv_vm *vm, char *out, size_t len);
 /* The VM a request names ("vm"); NULL and *vm filled, or an error reply. */
 json_t *find_vm(struct vmms *s, json_t *req, struct inv_vm *vm);
 const char *jstr(json_t *req, const char *key);
@@ -35,6 +40,17 @@ bool vmms_name_is_pattern(const char *pattern);
 /* The last non-empty line of a log file, "" if none. */
 void vmms_log_tail_line(const char *path, char *out, size_t len);
 bool jint(json_t *req, const char *key, json_int_t *out);
+
+/* service.c */
+const char *vmms_ic_worker_name(int i); /* vmwp's --disable-ic name of INV_IC_* i */
+
+/* lifecycle.c */
+struct vmms_worker *worker_of(struct vmms *s, const char *id);
+/* Start/Stop/Suspend/Resume/Save-VM, Remove-VMSavedState; NULL when op is not one of them. */
+json_t *vmms_lifecycle_request(struct vmms *s, const char *op, json_t *req);
+/* At start: re-attaches to the workers that outlived the last vmms; after a host restart,
+ * applies the automatic start actions. */
+void vmms_reattach(struct vmms *s);
 
 /* network.c */
 #define VMMS_NIC_ARG_MAX 300

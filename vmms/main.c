@@ -235,7 +235,7 @@ int main(int argc, char **argv)
 
 	bool quit = false;
 	while (!quit) {
-		struct pollfd fds[2 + MAX_CLIENTS + VMMS_MAX_WORKERS + VMMS_MAX_SWITCHES];
+		struct pollfd fds[2 + MAX_CLIENTS + 2 * VMMS_MAX_WORKERS + VMMS_MAX_SWITCHES];
 		int nf = 0, cidx[MAX_CLIENTS];
 		fds[nf++] = (struct pollfd){ lfd, POLLIN, 0 };
 		fds[nf++] = (struct pollfd){ sfd, POLLIN, 0 };
@@ -249,6 +249,9 @@ int main(int argc, char **argv)
 		for (int i = 0; i < service.nworkers; i++)
 			if (service.workers[i].pidfd >= 0)
 				fds[nf++] = (struct pollfd){ service.workers[i].pidfd, POLLIN, 0 };
+		for (int i = 0; i < service.nworkers; i++) /* Save-VM: the worker's answer */
+			if (service.workers[i].save_fd >= 0)
+				fds[nf++] = (struct pollfd){ service.workers[i].save_fd, POLLIN, 0 };
 		for (int i = 0; i < service.nswitches; i++) /* virtual switch processes */
 			if (service.switches[i].pidfd >= 0)
 				fds[nf++] = (struct pollfd){ service.switches[i].pidfd, POLLIN, 0 };

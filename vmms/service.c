@@ -1,54 +1,20 @@
-/* The management service: requests, worker processes, re-attaching after a restart. */
+/* The management service: the inventory's requests (VM objects, configuration, drives, integration
+ * services, the host), the request dispatch, start-up and shutdown. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
-#include "vmms/control_client.h"
 #include "vhd/vdisk.h"
 #include "vmms/service.h"
-
-int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-json_t *err_reply(int id, const char *fmt, ...)
-{
-	char msg[768];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	json_t *r = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
-	if (id)
-		json_object_set_new(r, "id", json_integer(id));
-	return r;
-}
-
-json_t *conflict(const struct inv_vm *vm, const char *what)
-{
-	const char *ops = vm_opstate_name(vm->status.op);
-	return err_reply(VMMS_ERR_CONFLICT, "'%s' cannot %s: the virtual machine is %s%s%s (error 32788: configuration conflict)",
-			 vm->name, what, vm_state_name(vm->status.state), *ops ? ", " : "", ops);
-}
 
 /* ---- validation ---- */
 
@@ -108,6 +74,11 @@ static const struct { const char *key, *display, *worker, *alias; } ic_names[INV
 	[INV_IC_VSS] = { "VSS", "VSS", "vss", "Guest Service Interface (VSS)" },
 };
 
+const char *vmms_ic_worker_name(int i)
+{
+	return ic_names[i].worker;
+}
+
 int vmms_ic_index(const char *name)
 {
 	for (int i = 0; name && i < INV_IC_COUNT; i++)
@@ -115,328 +86,6 @@ int vmms_ic_index(const char *name)
 		    !strcasecmp(name, ic_names[i].worker) || (ic_names[i].alias && !strcasecmp(name, ic_names[i].alias)))
 			return i;
 	return -1;
-}
-
-void new_guid(char out[37])
-{
-	unsigned char b[16];
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read(fd, b, sizeof(b)) != (ssize_t)sizeof(b)) {
-		srand((unsigned)time(NULL) ^ (unsigned)getpid());
-		for (int i = 0; i < 16; i++)
-			b[i] = (unsigned char)rand();
-	}
-	if (fd >= 0)
-		close(fd);
-	b[6] = (b[6] & 0x0f) | 0x40;
-	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-}
-
-int mkdir_p(const char *path)
-{
-	char tmp[PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++)
-		if (*p == '/') {
-			*p = '\0';
-			if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-				return -1;
-			*p = '/';
-		}
-	return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
-
-/* ---- worker processes ---- */
-
-static uint64_t proc_field(pid_t pid, int field) /* 1-based field of /proc/PID/stat */
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-	if (!p)
-		return 0;
-	p++;
-	for (int f = 3; f < field && p; f++) { /* p is at the space before field f */
-		p = strchr(p + 1, ' ');
-	}
-	return p ? strtoull(p, NULL, 10) : 0;
-}
-
-uint64_t proc_start(pid_t pid)
-{
-	return proc_field(pid, 22);
-}
-
-bool proc_is_zombie(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return true;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	return !p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X';
-}
-
-int pidfd_open_(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-	return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-	(void)pid;
-	errno = ENOSYS;
-	return -1;
-#endif
-}
-
-struct vmms_worker *worker_of(struct vmms *s, const char *id)
-{
-	for (int i = 0; i < s->nworkers; i++)
-		if (!strcmp(s->workers[i].id, id))
-			return &s->workers[i];
-	return NULL;
-}
-
-static struct vmms_worker *worker_add(struct vmms *s, const char *id, pid_t pid, bool child, uint64_t start)
-{
-	if (s->nworkers == VMMS_MAX_WORKERS)
-		return NULL;
-	struct vmms_worker *w = &s->workers[s->nworkers++];
-	memset(w, 0, sizeof(*w));
-	snprintf(w->id, sizeof(w->id), "%s", id);
-	w->pid = pid;
-	w->child = child;
-	w->start = start;
-	w->pidfd = pidfd_open_(pid);
-	if (w->pidfd >= 0)
-		fcntl(w->pidfd, F_SETFD, FD_CLOEXEC);
-	return w;
-}
-
-static void worker_drop(struct vmms *s, struct vmms_worker *w)
-{
-	if (w->pidfd >= 0)
-		close(w->pidfd);
-	*w = s->workers[--s->nworkers];
-}
-
-static void sock_path(const struct inv_vm *vm, char *out, size_t len)
-{
-	snprintf(out, len, "%s/worker.sock", vm->path);
-}
-
-/* One request to a worker's control socket; NULL when it does not answer. */
-json_t *worker_call(const char *path, const char *line, int timeout_ms)
-{
-	enum control_call_error why;
-	return control_call(path, line, timeout_ms, &why);
-}
-
-json_t *worker_vm_call(const struct inv_vm *vm, const char *line, int timeout_ms)
-{
-	char p[PATH_MAX];
-	sock_path(vm, p, sizeof(p));
-	return worker_call(p, line, timeout_ms);
-}
-
-static void set_status(struct vmms *s, const struct inv_vm *vm, struct vm_status st, pid_t pid, uint64_t start,
-		       const char *level, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-static void set_status(struct vmms *s, const struct inv_vm *vm, struct vm_status st, pid_t pid, uint64_t start,
-		       const char *level, const char *fmt, ...)
-{
-	char msg[512] = "";
-	if (fmt) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof(msg), fmt, ap);
-		va_end(ap);
-	}
-	if (inv_set_status(s->inv, vm->id, st, pid, start, level, fmt ? msg : NULL) < 0)
-		fprintf(stderr, "vmms: %s: %s\n", vm->name, inv_error(s->inv));
-	if (fmt)
-		fprintf(stderr, "vmms: %s: %s\n", vm->name, msg);
-}
-
-/* The last non-empty line of a log file (a worker's or a switch's one-line reason on failure). */
-void vmms_log_tail_line(const char *path, char *out, size_t len)
-{
-	char buf[4096];
-	*out = '\0';
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	off_t end = lseek(fd, 0, SEEK_END);
-	off_t from = end > (off_t)sizeof(buf) - 1 ? end - (off_t)sizeof(buf) + 1 : 0;
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
-	close(fd);
-	if (n <= 0)
-		return;
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		n--;
-	buf[n] = '\0';
-	char *l = strrchr(buf, '\n');
-	const char *src = l ? l + 1 : buf;
-	size_t k = strlen(src);
-	if (k >= len)
-		k = len - 1;
-	memcpy(out, src, k);
-	out[k] = '\0';
-}
-
-static void last_log_line(const struct inv_vm *vm, char *out, size_t len)
-{
-	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "%s/worker.log", vm->path);
-	vmms_log_tail_line(p, out, len);
-}
-
-static void worker_gone(struct vmms *s, struct vmms_worker *w, int wstatus, bool have_status)
-{
-	struct inv_vm vm;
-	if (inv_find(s->inv, w->id, &vm) == 1) {
-		struct vm_status next = { VM_OFF, VM_OPS_NONE };
-		bool stopping = vm.status.state == VM_STOPPING;
-		vm_transition(vm.status, VM_OP_WORKER_EXITED, &next);
-		char line[300];
-		if (!have_status) {
-			set_status(s, &vm, next, 0, 0, stopping ? "Information" : "Warning",
-				   "the worker (pid %d) exited; vmms was not its parent, so its exit status is unknown", (int)w->pid);
-		} else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
-			set_status(s, &vm, next, 0, 0, "Information", stopping ? "the virtual machine stopped" : "the guest powered off");
-		} else if (WIFEXITED(wstatus)) {
-			last_log_line(&vm, line, sizeof(line));
-			set_status(s, &vm, next, 0, 0, "Error", "the worker (pid %d) failed with status %d: %s", (int)w->pid,
-				   WEXITSTATUS(wstatus), *line ? line : "no message");
-		} else {
-			set_status(s, &vm, next, 0, 0, "Error", "the worker (pid %d) was killed by signal %d (%s)", (int)w->pid,
-				   WTERMSIG(wstatus), strsignal(WTERMSIG(wstatus)));
-		}
-		inv_vm_free(&vm);
-	}
-	worker_drop(s, w);
-}
-
-void vmms_reap(struct vmms *s)
-{
-	for (int i = 0; i < s->nworkers;) {
-		struct vmms_worker *w = &s->workers[i];
-		int st = 0;
-		if (w->child) {
-			pid_t r = waitpid(w->pid, &st, WNOHANG);
-			if (r == w->pid) {
-				worker_gone(s, w, st, true);
-				continue;
-			}
-			if (r < 0 && errno == ECHILD) {
-				worker_gone(s, w, 0, false);
-				continue;
-			}
-		} else if (kill(w->pid, 0) < 0 || proc_is_zombie(w->pid) || proc_start(w->pid) != w->start) {
-			worker_gone(s, w, 0, false);
-			continue;
-		}
-		i++;
-	}
-	vmms_switches_reap(s);
-}
-
-static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, uint64_t request_ns, char *err, size_t errlen)
-{
-	char sock[PATH_MAX], serial[PATH_MAX + 8], mem[32], cpus[16], log[PATH_MAX];
-	sock_path(vm, sock, sizeof(sock));
-	if (strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-		snprintf(err, errlen, "the worker's socket path %s is too long for a Unix socket (use a shorter -Path or --root)", sock);
-		return -1;
-	}
-	unlink(sock);
-	snprintf(serial, sizeof(serial), "file:%s/console.log", vm->path);
-	snprintf(mem, sizeof(mem), "%lluM", (unsigned long long)(vm->memory >> 20));
-	snprintf(cpus, sizeof(cpus), "%d", vm->cpus);
-	snprintf(log, sizeof(log), "%s/worker.log", vm->path);
-	char nics[INV_MAX_NICS][VMMS_NIC_ARG_MAX];
-	int nnics = vmms_nic_args(s, vm, nics, err, errlen);
-	if (nnics < 0)
-		return -1;
-	const char *argv[32 + 2 * INV_MAX_DISKS + 2 * INV_IC_COUNT + 2 * INV_MAX_NICS];
-	int n = 0;
-	argv[n++] = s->vmwp;
-	argv[n++] = "--kernel";
-	argv[n++] = vm->kernel;
-	if (vm->initrd && *vm->initrd) {
-		argv[n++] = "--initrd";
-		argv[n++] = vm->initrd;
-	}
-	if (vm->cmdline && *vm->cmdline) {
-		argv[n++] = "--cmdline";
-		argv[n++] = vm->cmdline;
-	}
-	argv[n++] = "--memory";
-	argv[n++] = mem;
-	argv[n++] = "--cpus";
-	argv[n++] = cpus;
-	argv[n++] = "--control";
-	argv[n++] = sock;
-	argv[n++] = "--serial";
-	argv[n++] = serial;
-	for (int i = 0; i < vm->ndisks; i++) {
-		argv[n++] = "--disk";
-		argv[n++] = vm->disks[i].path;
-	}
-	for (int i = 0; i < INV_IC_COUNT; i++)
-		if (vm->ic_disabled & (1u << i)) {
-			argv[n++] = "--disable-ic";
-			argv[n++] = ic_names[i].worker;
-		}
-	for (int i = 0; i < nnics; i++) {
-		argv[n++] = "--nic";
-		argv[n++] = nics[i];
-	}
-	argv[n] = NULL;
-	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (logfd < 0) {
-		snprintf(err, errlen, "%s: %s", log, strerror(errno));
-		return -1;
-	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(logfd);
-		return -1;
-	}
-	if (pid == 0) {
-		setsid(); /* its own session: survives vmms and its process group */
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		if (getenv("VIRIDIAN_VMMS_TRACE")) { /* bench/vmms: the worker logs its first guest exit from the request */
-			char ns[32];
-			snprintf(ns, sizeof(ns), "%llu", (unsigned long long)request_ns);
-			setenv("VIRIDIAN_TRACE_START_NS", ns, 1);
-		}
-		int nul = open("/dev/null", O_RDONLY);
-		dup2(nul, 0);
-		dup2(logfd, 1);
-		dup2(logfd, 2);
-		execv(argv[0], (char *const *)argv);
-		dprintf(2, "vmms: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(logfd);
-	return pid;
 }
 
 /* ---- VM objects ---- */
@@ -470,7 +119,8 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 	if (w && vm_state_has_worker(vm->status.state)) {
 		json_object_set_new(o, "worker_pid", json_integer(w->pid));
 		assigned = (json_int_t)vm->memory;
-		if (ask_worker && (st = worker_vm_call(vm, "{\"op\":\"status\"}", 2000))) {
+		/* a saving worker is busy writing guest RAM: not asked */
+		if (ask_worker && vm->status.state != VM_SAVING && (st = worker_vm_call(vm, "{\"op\":\"status\"}", 2000))) {
 			uptime = json_integer_value(json_object_get(st, "uptime_ms"));
 			hb = json_string_value(json_object_get(st, "heartbeat")) ?: "";
 			json_int_t m = json_integer_value(json_object_get(st, "memory_bytes"));
@@ -503,40 +153,6 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 	}
 	json_decref(st);
 	return o;
-}
-
-/* The VM a request names ("vm": GUID or name). */
-json_t *find_vm(struct vmms *s, json_t *req, struct inv_vm *vm)
-{
-	const char *name = json_string_value(json_object_get(req, "vm"));
-	if (!name || !*name)
-		return err_reply(0, "the request names no virtual machine (\"vm\")");
-	int r = inv_find(s->inv, name, vm);
-	if (r < 0)
-		return err_reply(0, "inventory: %s", inv_error(s->inv));
-	if (r == 0)
-		return err_reply(0, "Hyper-V was unable to find a virtual machine with name or id '%s'", name);
-	return NULL;
-}
-
-static bool file_readable(const char *p)
-{
-	struct stat st;
-	return p && stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, R_OK) == 0;
-}
-
-const char *jstr(json_t *req, const char *key)
-{
-	return json_string_value(json_object_get(req, key));
-}
-
-bool jint(json_t *req, const char *key, json_int_t *out)
-{
-	json_t *v = json_object_get(req, key);
-	if (!v)
-		return false;
-	*out = json_is_integer(v) ? json_integer_value(v) : -1;
-	return true;
 }
 
 /* ---- requests ---- */
@@ -591,17 +207,6 @@ static json_t *op_set_host(struct vmms *s, json_t *req)
 			return err_reply(0, "inventory: %s", inv_error(s->inv));
 	}
 	return op_host(s);
-}
-
-bool vmms_name_matches(const char *pattern, const char *name, const char *id)
-{
-	return !pattern || !strcasecmp(pattern, name) || fnmatch(pattern, name, FNM_CASEFOLD) == 0 ||
-	       (id && !strcasecmp(pattern, id));
-}
-
-bool vmms_name_is_pattern(const char *pattern)
-{
-	return strpbrk(pattern, "*?[") != NULL;
 }
 
 static json_t *op_list(struct vmms *s, json_t *req)
@@ -822,136 +427,6 @@ out:
 	return reply;
 }
 
-static json_t *op_start(struct vmms *s, json_t *req)
-{
-	struct inv_vm vm;
-	json_t *e = find_vm(s, req, &vm);
-	if (e)
-		return e;
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	uint64_t request_ns = (uint64_t)t0.tv_sec * 1000000000ull + (uint64_t)t0.tv_nsec;
-	struct vm_status next;
-	char err[PATH_MAX + 128];
-	json_t *reply = NULL;
-	if (vm_transition(vm.status, VM_OP_START, &next)) {
-		reply = vm.status.state == VM_RUNNING && vm.status.op == VM_OPS_NONE
-				? json_pack("{s:b, s:s}", "ok", 1, "state", "Running")  /* already running: as Hyper-V, no error */
-				: conflict(&vm, "start");
-		goto out;
-	}
-	if (!vm.kernel) {
-		reply = err_reply(0, "'%s' has nothing to boot: firmware boot is not supported yet; set a kernel with Set-VMFirmware -KernelPath", vm.name);
-		goto out;
-	}
-	if (!file_readable(vm.kernel) || (vm.initrd && !file_readable(vm.initrd))) {
-		reply = err_reply(0, "'%s' cannot start: the kernel or initrd is missing", vm.name);
-		goto out;
-	}
-	for (int i = 0; i < vm.ndisks; i++)
-		if (!file_readable(vm.disks[i].path)) {
-			reply = err_reply(0, "'%s' cannot start: the disk '%s' is missing", vm.name, vm.disks[i].path);
-			goto out;
-		}
-	if (mkdir_p(vm.path) < 0) {
-		reply = err_reply(0, "%s: %s", vm.path, strerror(errno));
-		goto out;
-	}
-	pid_t pid = spawn_worker(s, &vm, request_ns, err, sizeof(err));
-	if (pid < 0) {
-		reply = err_reply(0, "'%s' cannot start: %s", vm.name, err);
-		goto out;
-	}
-	uint64_t start = proc_start(pid);
-	struct vmms_worker *w = worker_add(s, vm.id, pid, true, start);
-	if (w)
-		w->starting = true;
-	set_status(s, &vm, next, pid, start, "Information", "starting: worker pid %d", (int)pid);
-	reply = json_pack("{s:b, s:s, s:i}", "ok", 1, "state", vm_state_name(next.state), "worker_pid", (int)pid);
-out:
-	inv_vm_free(&vm);
-	return reply;
-}
-
-static json_t *op_stop(struct vmms *s, json_t *req)
-{
-	struct inv_vm vm;
-	json_t *e = find_vm(s, req, &vm);
-	if (e)
-		return e;
-	bool turn_off = json_is_true(json_object_get(req, "turn_off"));
-	bool force = json_is_true(json_object_get(req, "force"));
-	struct vm_status next;
-	json_t *reply = NULL;
-	struct vmms_worker *w = worker_of(s, vm.id);
-	if (vm.status.state == VM_OFF && vm.status.op == VM_OPS_NONE) {
-		reply = json_pack("{s:b, s:s}", "ok", 1, "state", "Off");
-		goto out;
-	}
-	if (vm_transition(vm.status, turn_off ? VM_OP_TURN_OFF : VM_OP_STOP, &next)) {
-		reply = conflict(&vm, turn_off ? "be turned off" : "be shut down (Stop-VM -TurnOff powers it off)");
-		goto out;
-	}
-	if (vm.status.state == VM_SAVED) { /* discard the saved state */
-		set_status(s, &vm, next, 0, 0, "Information", "saved state discarded");
-		reply = json_pack("{s:b, s:s}", "ok", 1, "state", "Off");
-		goto out;
-	}
-	if (turn_off) {
-		json_t *r = worker_vm_call(&vm, "{\"op\":\"turn-off\"}", 2000);
-		if (!json_is_true(json_object_get(r, "ok")) && w)
-			kill(w->pid, SIGKILL);
-		json_decref(r);
-		if (w) {
-			w->stop_deadline_ms = mono_ms() + 10000;
-			w->turning_off = true;
-		}
-		set_status(s, &vm, next, vm.worker_pid, vm.worker_start, "Information", "turning off");
-	} else {
-		json_t *r = worker_vm_call(&vm, force ? "{\"op\":\"shutdown\",\"force\":true}" : "{\"op\":\"shutdown\",\"force\":false}", 3000);
-		if (!json_is_true(json_object_get(r, "ok"))) {
-			const char *why = r ? json_string_value(json_object_get(r, "error")) : "the worker does not answer";
-			reply = err_reply(0, "'%s' cannot shut down: %s (Stop-VM -TurnOff powers it off)", vm.name, why ? why : "refused");
-			json_decref(r);
-			goto out;
-		}
-		json_decref(r);
-		if (w)
-			w->stop_deadline_ms = mono_ms() + VMMS_STOP_TIMEOUT_MS;
-		set_status(s, &vm, next, vm.worker_pid, vm.worker_start, "Information", "shutting down the guest%s", force ? " (forced)" : "");
-	}
-	reply = json_pack("{s:b, s:s}", "ok", 1, "state", vm_state_name(next.state));
-out:
-	inv_vm_free(&vm);
-	return reply;
-}
-
-/* Suspend-VM / Resume-VM: the worker stops or restarts its vCPUs ({"op":"pause"/"resume"}). */
-static json_t *op_pause(struct vmms *s, json_t *req, bool pause)
-{
-	struct inv_vm vm;
-	json_t *e = find_vm(s, req, &vm);
-	if (e)
-		return e;
-	struct vm_status next;
-	json_t *reply;
-	if (vm_transition(vm.status, pause ? VM_OP_PAUSE : VM_OP_RESUME, &next)) {
-		reply = conflict(&vm, pause ? "be paused" : "be resumed");
-	} else {
-		json_t *r = worker_vm_call(&vm, pause ? "{\"op\":\"pause\"}" : "{\"op\":\"resume\"}", 5000);
-		if (!json_is_true(json_object_get(r, "ok"))) {
-			const char *why = r ? json_string_value(json_object_get(r, "error")) : "the worker does not answer";
-			reply = err_reply(0, "'%s' cannot %s: %s", vm.name, pause ? "pause" : "resume", why ? why : "refused");
-		} else {
-			set_status(s, &vm, next, vm.worker_pid, vm.worker_start, "Information", pause ? "paused" : "resumed");
-			reply = json_pack("{s:b, s:s}", "ok", 1, "state", vm_state_name(next.state));
-		}
-		json_decref(r);
-	}
-	inv_vm_free(&vm);
-	return reply;
-}
-
 static json_t *op_remove(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
@@ -964,13 +439,15 @@ static json_t *op_remove(struct vmms *s, json_t *req)
 	} else if (inv_remove(s->inv, vm.id) < 0) {
 		reply = err_reply(0, "inventory: %s", inv_error(s->inv));
 	} else {
-		/* The VM's own files go; its disks stay, as in Hyper-V. */
+		/* The VM's own files go (its saved state too); its disks stay, as in Hyper-V. */
 		const char *files[] = { "worker.sock", "console.log", "worker.log" };
 		char p[PATH_MAX];
 		for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 			snprintf(p, sizeof(p), "%s/%s", vm.path, files[i]);
 			unlink(p);
 		}
+		vmms_saved_state_path(&vm, p, sizeof(p));
+		unlink(p);
 		rmdir(vm.path);
 		reply = json_pack("{s:b, s:s}", "ok", 1, "id", vm.id);
 	}
@@ -1112,6 +589,9 @@ static json_t *op_set_ic(struct vmms *s, json_t *req)
 				  "Key-Value Pair Exchange, VSS)", vm.name, name ? name : "");
 	} else if (!json_is_boolean(en)) {
 		reply = err_reply(0, "the request needs \"enabled\": true or false");
+	} else if (vm.status.state == VM_SAVED || vm.status.state == VM_SAVING || vm.status.state == VM_RESTORING) {
+		/* the saved state holds the worker's VMBus channels: a restore must offer the same */
+		reply = conflict(&vm, "change its integration services while it has a saved state");
 	} else {
 		unsigned was = vm.ic_disabled;
 		if (json_is_true(en))
@@ -1192,14 +672,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		return op_set(s, req, false);
 	if (!strcmp(op, "set-firmware"))
 		return op_set(s, req, true);
-	if (!strcmp(op, "start"))
-		return op_start(s, req);
-	if (!strcmp(op, "stop"))
-		return op_stop(s, req);
 	if (!strcmp(op, "remove"))
 		return op_remove(s, req);
-	if (!strcmp(op, "pause") || !strcmp(op, "resume"))
-		return op_pause(s, req, !strcmp(op, "pause"));
 	if (!strcmp(op, "events"))
 		return op_events(s, req);
 	if (!strcmp(op, "add-disk"))
@@ -1216,126 +690,15 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		return op_set_host(s, req);
 	if (!strcmp(op, "ping"))
 		return json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
-	json_t *net = vmms_net_request(s, op, req);
-	if (net)
-		return net;
+	json_t *r = vmms_lifecycle_request(s, op, req);
+	if (!r)
+		r = vmms_net_request(s, op, req);
+	if (r)
+		return r;
 	return err_reply(0, "unknown op '%s'", op);
 }
 
 /* ---- periodic work and re-attaching ---- */
-
-void vmms_tick(struct vmms *s)
-{
-	vmms_reap(s);
-	vmms_switches_tick(s);
-	int64_t now = mono_ms();
-	for (int i = 0; i < s->nworkers; i++) {
-		struct vmms_worker *w = &s->workers[i];
-		struct inv_vm vm;
-		if (inv_find(s->inv, w->id, &vm) != 1)
-			continue;
-		struct vm_status next;
-		if (vm.status.state == VM_STARTING) {
-			json_t *r = worker_vm_call(&vm, "{\"op\":\"status\"}", 1000);
-			if (json_is_true(json_object_get(r, "ok")) && !vm_transition(vm.status, VM_OP_WORKER_READY, &next)) {
-				w->starting = false;
-				set_status(s, &vm, next, w->pid, w->start, "Information", "running (worker pid %d)", (int)w->pid);
-			}
-			json_decref(r);
-		} else {
-			w->starting = false;
-		}
-		if (vm.status.state == VM_STOPPING && w->stop_deadline_ms && now > w->stop_deadline_ms) {
-			w->stop_deadline_ms = 0;
-			if (w->turning_off) { /* a worker that does not power off when told is killed */
-				kill(w->pid, SIGKILL);
-				inv_add_event(s->inv, vm.id, "Warning", "the worker did not turn off within 10 s; killed");
-			} else if (!vm_transition(vm.status, VM_OP_STOP_FAILED, &next))
-				set_status(s, &vm, next, w->pid, w->start, "Warning", "the guest did not shut down in time; still running");
-		}
-		inv_vm_free(&vm);
-	}
-}
-
-/* The host's boot id ($VIRIDIAN_BOOT_ID for tests): a new one means the host restarted. */
-static void boot_id(char *out, size_t len)
-{
-	const char *env = getenv("VIRIDIAN_BOOT_ID");
-	*out = '\0';
-	if (env) {
-		snprintf(out, len, "%s", env);
-		return;
-	}
-	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
-	if (f) {
-		if (fgets(out, (int)len, f))
-			out[strcspn(out, "\n")] = '\0';
-		fclose(f);
-	}
-}
-
-/* Re-attaches to the workers that outlived the last vmms; after a host restart, applies each
- * VM's automatic start action (Start; StartIfRunning when it was running at the time). */
-static void reattach(struct vmms *s)
-{
-	struct inv_vm *vms;
-	int n;
-	char now_boot[64], last_boot[64] = "";
-	boot_id(now_boot, sizeof(now_boot));
-	int known = inv_meta_get(s->inv, "boot_id", last_boot, sizeof(last_boot));
-	bool host_restarted = known == 1 && *now_boot && strcmp(now_boot, last_boot);
-	if (*now_boot)
-		inv_meta_set(s->inv, "boot_id", now_boot);
-	vmms_switches_attach(s, host_restarted); /* before the VMs: their adapters plug into them */
-	if (inv_list(s->inv, &vms, &n) < 0)
-		return;
-	for (int i = 0; i < n; i++) {
-		struct inv_vm *vm = &vms[i];
-		bool was_running = vm_state_has_worker(vm->status.state);
-		if (vm_state_has_worker(vm->status.state)) {
-			pid_t pid = vm->worker_pid;
-			bool alive = !host_restarted && pid > 0 && kill(pid, 0) == 0 && !proc_is_zombie(pid) &&
-				     proc_start(pid) == vm->worker_start;
-			json_t *r = NULL;
-			for (int tries = 0; alive && tries < 3 && !json_is_true(json_object_get(r, "ok")); tries++) {
-				json_decref(r); /* a busy worker gets three chances */
-				r = worker_vm_call(vm, "{\"op\":\"status\"}", 2000);
-			}
-			if (alive && json_is_true(json_object_get(r, "ok"))) {
-				worker_add(s, vm->id, pid, false, vm->worker_start);
-				const char *ws = json_string_value(json_object_get(r, "state"));
-				struct vm_status st = { ws && !strcmp(ws, "Paused") ? VM_PAUSED : VM_RUNNING, vm->status.op };
-				set_status(s, vm, st, pid, vm->worker_start, "Information", "re-attached to the running worker (pid %d)", (int)pid);
-			} else {
-				/* one that died while being asked (a SIGKILL still in progress) was gone, too */
-				alive = alive && kill(pid, 0) == 0 && !proc_is_zombie(pid);
-				if (alive) /* a worker that does not answer cannot be managed */
-					kill(pid, SIGKILL);
-				struct vm_status st = { VM_OFF, VM_OPS_NONE };
-				set_status(s, vm, st, 0, 0, "Warning", alive ? "the worker (pid %d) did not answer when vmms started; turned off"
-								       : "the worker (pid %d) was gone when vmms started", (int)pid);
-			}
-			json_decref(r);
-		} else if (vm->status.op != VM_OPS_NONE) {
-			struct vm_status st = { vm->status.state, VM_OPS_NONE };
-			set_status(s, vm, st, 0, 0, "Warning", "%s was interrupted by a vmms restart", vm_opstate_name(vm->status.op));
-		}
-		const char *act = vm->auto_start ? vm->auto_start : "";
-		if (host_restarted && !worker_of(s, vm->id) &&
-		    (!strcasecmp(act, "Start") || (!strcasecmp(act, "StartIfRunning") && was_running))) {
-			inv_add_event(s->inv, vm->id, "Information", "automatic start after the host restarted");
-			json_t *req = json_pack("{s:s}", "vm", vm->id);
-			json_t *r = op_start(s, req);
-			const char *e = json_string_value(json_object_get(r, "error"));
-			if (e)
-				inv_add_event(s->inv, vm->id, "Error", e);
-			json_decref(r);
-			json_decref(req);
-		}
-		inv_vm_free(vm);
-	}
-	free(vms);
-}
 
 int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, size_t errlen)
 {
@@ -1376,23 +739,18 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 		s->lock_fd = -1;
 		return -1;
 	}
-	reattach(s);
+	vmms_reattach(s);
 	return 0;
-}
-
-bool vmms_starting(const struct vmms *s)
-{
-	for (int i = 0; i < s->nworkers; i++)
-		if (s->workers[i].starting)
-			return true;
-	return false;
 }
 
 void vmms_fini(struct vmms *s)
 {
-	for (int i = 0; i < s->nworkers; i++)
+	for (int i = 0; i < s->nworkers; i++) {
 		if (s->workers[i].pidfd >= 0)
 			close(s->workers[i].pidfd);
+		if (s->workers[i].save_fd >= 0) /* a save's answer is lost: the next vmms looks for the file */
+			close(s->workers[i].save_fd);
+	}
 	s->nworkers = 0;
 	vmms_switches_fini(s);
 	inv_close(s->inv);

@@ -1,4 +1,5 @@
 /* The VM state machine: one table row per operation. */
+#include <stddef.h>
 #include <strings.h>
 
 #include "vmms/state.h"
@@ -17,10 +18,12 @@ static const struct {
 } table[VM_OP_COUNT] = {
 	[VM_OP_START] = { S(VM_OFF) | S(VM_SAVED), NEED_IDLE, VM_STARTING, SAME },
 	[VM_OP_STOP] = { S(VM_RUNNING), NEED_IDLE, VM_STOPPING, SAME },
-	[VM_OP_TURN_OFF] = { S(VM_STARTING) | S(VM_RUNNING) | S(VM_PAUSED) | S(VM_STOPPING), NEED_IDLE, VM_STOPPING, SAME },
+	[VM_OP_TURN_OFF] = { S(VM_STARTING) | S(VM_RUNNING) | S(VM_PAUSED) | S(VM_STOPPING) | S(VM_RESTORING) | S(VM_SAVED),
+			     NEED_IDLE, VM_STOPPING, SAME },
 	[VM_OP_PAUSE] = { S(VM_RUNNING), NEED_IDLE, VM_PAUSED, SAME },
 	[VM_OP_RESUME] = { S(VM_PAUSED), NEED_IDLE, VM_RUNNING, SAME },
-	[VM_OP_SAVE] = { S(VM_RUNNING) | S(VM_PAUSED), NEED_IDLE, VM_SAVED, SAME },
+	[VM_OP_SAVE] = { S(VM_RUNNING) | S(VM_PAUSED), NEED_IDLE, VM_SAVING, SAME },
+	[VM_OP_DISCARD_SAVED] = { S(VM_SAVED), NEED_IDLE, VM_OFF, SAME },
 	[VM_OP_MODIFY] = { S(VM_OFF), NEED_IDLE, SAME, SAME },
 	[VM_OP_REMOVE] = { S(VM_OFF) | S(VM_SAVED), NEED_IDLE, VM_OFF, SAME },
 	[VM_OP_CHECKPOINT] = { STABLE, NEED_IDLE, SAME, VM_OPS_TAKING_CHECKPOINT },
@@ -29,26 +32,36 @@ static const struct {
 	[VM_OP_MERGE_DISK] = { STABLE, NEED_IDLE, SAME, VM_OPS_MERGING_DISK },
 	[VM_OP_EXPORT] = { STABLE, NEED_IDLE, SAME, VM_OPS_EXPORTING },
 	[VM_OP_IMPORT] = { S(VM_OFF), NEED_IDLE, SAME, VM_OPS_IMPORTING },
-	[VM_OP_WORKER_READY] = { S(VM_STARTING), NEED_IDLE, VM_RUNNING, SAME },
-	[VM_OP_WORKER_EXITED] = { S(VM_STARTING) | S(VM_RUNNING) | S(VM_PAUSED) | S(VM_STOPPING), NEED_ANY, VM_OFF, VM_OPS_NONE },
+	[VM_OP_WORKER_READY] = { S(VM_STARTING) | S(VM_RESTORING), NEED_IDLE, VM_RUNNING, SAME },
+	[VM_OP_WORKER_EXITED] = { S(VM_STARTING) | S(VM_RUNNING) | S(VM_PAUSED) | S(VM_STOPPING) | S(VM_SAVING) | S(VM_RESTORING),
+				  NEED_ANY, VM_OFF, VM_OPS_NONE },
 	[VM_OP_STOP_FAILED] = { S(VM_STOPPING), NEED_IDLE, VM_RUNNING, SAME },
-	[VM_OP_FINISH] = { S(VM_OFF) | S(VM_STARTING) | S(VM_RUNNING) | S(VM_PAUSED) | S(VM_SAVED) | S(VM_STOPPING), NEED_BUSY, SAME, VM_OPS_NONE },
+	[VM_OP_SAVE_DONE] = { S(VM_SAVING), NEED_IDLE, VM_SAVED, SAME },
+	[VM_OP_SAVE_FAILED] = { S(VM_SAVING), NEED_IDLE, VM_RUNNING, SAME },
+	[VM_OP_RESTORE_FAILED] = { S(VM_RESTORING), NEED_IDLE, VM_SAVED, SAME },
+	[VM_OP_FINISH] = { S(VM_OFF) | S(VM_STARTING) | S(VM_RUNNING) | S(VM_PAUSED) | S(VM_SAVED) | S(VM_STOPPING) |
+			   S(VM_SAVING) | S(VM_RESTORING), NEED_BUSY, SAME, VM_OPS_NONE },
 };
 
-/* Turn-off of a saved VM discards the saved state: Saved -> Off with no worker involved. */
+/* A Saved VM has no worker, so two operations lead elsewhere from there: Start-VM restores it,
+ * a turn-off discards the saved state at once. */
+static const struct { enum vm_op op; enum vm_state to; } from_saved[] = {
+	{ VM_OP_START, VM_RESTORING },
+	{ VM_OP_TURN_OFF, VM_OFF },
+};
+
 int vm_transition(struct vm_status cur, enum vm_op op, struct vm_status *next)
 {
 	if ((unsigned)op >= VM_OP_COUNT || (unsigned)cur.state >= VM_STATE_COUNT || (unsigned)cur.op >= VM_OPS_COUNT)
 		return VMMS_ERR_CONFLICT;
-	if (op == VM_OP_TURN_OFF && cur.state == VM_SAVED && cur.op == VM_OPS_NONE) {
-		*next = (struct vm_status){ VM_OFF, VM_OPS_NONE };
-		return 0;
-	}
 	if (!(table[op].from & S(cur.state)))
 		return VMMS_ERR_CONFLICT;
 	if ((table[op].need == NEED_IDLE && cur.op != VM_OPS_NONE) || (table[op].need == NEED_BUSY && cur.op == VM_OPS_NONE))
 		return VMMS_ERR_CONFLICT;
 	next->state = table[op].to_state == SAME ? cur.state : (enum vm_state)table[op].to_state;
+	for (size_t i = 0; cur.state == VM_SAVED && i < sizeof(from_saved) / sizeof(from_saved[0]); i++)
+		if (from_saved[i].op == op)
+			next->state = from_saved[i].to;
 	next->op = table[op].to_op == SAME ? cur.op : (enum vm_opstate)table[op].to_op;
 	return 0;
 }
@@ -59,14 +72,15 @@ bool vm_op_allowed(struct vm_status cur, enum vm_op op)
 	return vm_transition(cur, op, &n) == 0;
 }
 
-static const char *const state_names[VM_STATE_COUNT] = { "Off", "Starting", "Running", "Paused", "Saved", "Stopping" };
+static const char *const state_names[VM_STATE_COUNT] = { "Off", "Starting", "Running", "Paused", "Saved", "Stopping",
+							 "Saving", "Restoring" };
 static const char *const opstate_names[VM_OPS_COUNT] = {
 	"", "Taking Checkpoint", "Applying Checkpoint", "Deleting Checkpoint", "Merging Disk", "Exporting", "Importing",
 };
 static const char *const op_names[VM_OP_COUNT] = {
-	"start", "stop", "turn-off", "pause", "resume", "save", "modify", "remove", "checkpoint",
+	"start", "stop", "turn-off", "pause", "resume", "save", "discard-saved", "modify", "remove", "checkpoint",
 	"apply-checkpoint", "delete-checkpoint", "merge-disk", "export", "import", "worker-ready",
-	"worker-exited", "stop-failed", "finish",
+	"worker-exited", "stop-failed", "save-done", "save-failed", "restore-failed", "finish",
 };
 
 const char *vm_state_name(enum vm_state s)
@@ -102,5 +116,5 @@ int vm_opstate_parse(const char *name)
 
 bool vm_state_has_worker(enum vm_state s)
 {
-	return s == VM_STARTING || s == VM_RUNNING || s == VM_PAUSED || s == VM_STOPPING;
+	return s == VM_STARTING || s == VM_RUNNING || s == VM_PAUSED || s == VM_STOPPING || s == VM_SAVING || s == VM_RESTORING;
 }

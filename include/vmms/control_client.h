@@ -16,5 +16,9 @@ typedef struct json_t json_t;
 /* Sends line (no newline) and returns the reply object, or NULL with *why set (and errno for
  * UNREACHABLE). The timeout bounds each send and receive. */
 json_t *control_call(const char *path, const char *line, int timeout_ms, enum control_call_error *why);
+/* control_call in two halves, for a reply that takes long (a worker saving its state): the
+ * connected socket with the line sent (-1 with *why and errno), and later its one reply. */
+int control_send(const char *path, const char *line, int timeout_ms, enum control_call_error *why);
+json_t *control_recv(int fd, int timeout_ms, enum control_call_error *why);
 
 #endif

@@ -15,6 +15,7 @@
 #define VMMS_MAX_MEMORY (1ull << 40)
 #define VMMS_MAX_CPUS 64
 #define VMMS_STOP_TIMEOUT_MS 180000
+#define VMMS_SAVE_TIMEOUT_MS 600000 /* Save-VM: the worker writes all of guest RAM */
 
 struct vmms_worker {
 	char id[37];
@@ -24,7 +25,10 @@ struct vmms_worker {
 	bool child;           /* ours (waitpid gives its status) or adopted after a restart */
 	uint64_t start;       /* /proc start time */
 	int64_t stop_deadline_ms;
-	bool turning_off;     /* Stop-VM -TurnOff: SIGKILL at the deadline */
+	bool turning_off;     /* Stop-VM -TurnOff, or after a save: SIGKILL at the deadline */
+	int save_fd;          /* Save-VM: the save request's socket until the worker answers (-1: none) */
+	int64_t save_deadline_ms;
+	bool save_resume;     /* the VM was Running before the save: running again if the save fails */
 	uint64_t cpu_ticks;   /* last CPU sample */
 	int64_t cpu_at_ms;
 	double cpu_pct;
@@ -62,7 +66,7 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 void vmms_fini(struct vmms *s);
 /* One API request (a JSON object) -> a reply object (caller frees). */
 json_t *vmms_request(struct vmms *s, json_t *req);
-/* Periodic work: Starting -> Running, stop time-outs, workers that died. */
+/* Periodic work: Starting/Restoring -> Running, a save's answer, stop time-outs, workers that died. */
 void vmms_tick(struct vmms *s);
 /* A worker's pidfd became readable (or any child exited): reap and mark VMs Off. */
 void vmms_reap(struct vmms *s);

@@ -1,6 +1,7 @@
 /* The VM state machine of the management service: pure logic, no I/O.
  *
- * A VM has a power state (Off, Starting, Running, Paused, Saved, Stopping) and at most one
+ * A VM has a power state (Off, Starting, Running, Paused, Saved, Stopping, Saving, Restoring)
+ * and at most one
  * long operation in progress (Taking/Applying/Deleting Checkpoint, Merging Disk, Exporting,
  * Importing). Every request and every event from a worker is an operation; vm_transition
  * says whether it is allowed from the current status and what the status becomes. A refused
@@ -19,6 +20,9 @@ enum vm_state {
 	VM_PAUSED,
 	VM_SAVED,
 	VM_STOPPING,
+	/* appended: the inventory stores the number */
+	VM_SAVING,              /* Save-VM: the worker writes the saved state, then is turned off */
+	VM_RESTORING,           /* Start-VM of a Saved VM: the worker starts from the saved state */
 	VM_STATE_COUNT,
 };
 
@@ -35,12 +39,14 @@ enum vm_opstate {
 
 enum vm_op {
 	/* requests */
-	VM_OP_START,            /* Start-VM: Off/Saved -> Starting */
+	VM_OP_START,            /* Start-VM: Off -> Starting; Saved -> Restoring */
 	VM_OP_STOP,             /* Stop-VM (graceful): Running -> Stopping */
-	VM_OP_TURN_OFF,         /* Stop-VM -TurnOff: Starting/Running/Paused/Stopping -> Stopping; Saved -> Off */
+	VM_OP_TURN_OFF,         /* Stop-VM -TurnOff: Starting/Running/Paused/Stopping/Restoring -> Stopping;
+				 * Saved -> Off (the saved state is discarded) */
 	VM_OP_PAUSE,            /* Suspend-VM: Running -> Paused */
 	VM_OP_RESUME,           /* Resume-VM: Paused -> Running */
-	VM_OP_SAVE,             /* Save-VM: Running/Paused -> Saved */
+	VM_OP_SAVE,             /* Save-VM: Running/Paused -> Saving */
+	VM_OP_DISCARD_SAVED,    /* Remove-VMSavedState: Saved -> Off */
 	VM_OP_MODIFY,           /* Set-VM / Set-VMFirmware: Off only */
 	VM_OP_REMOVE,           /* Remove-VM: Off/Saved */
 	VM_OP_CHECKPOINT,       /* Checkpoint-VM: any stable state -> Taking Checkpoint */
@@ -50,9 +56,13 @@ enum vm_op {
 	VM_OP_EXPORT,           /* Export-VM: any stable state -> Exporting */
 	VM_OP_IMPORT,           /* Import-VM: a new VM, Off -> Importing */
 	/* events */
-	VM_OP_WORKER_READY,     /* the worker answers: Starting -> Running */
-	VM_OP_WORKER_EXITED,    /* the worker is gone: Starting/Running/Paused/Stopping -> Off */
+	VM_OP_WORKER_READY,     /* the worker answers: Starting/Restoring -> Running */
+	VM_OP_WORKER_EXITED,    /* the worker is gone: Starting/Running/Paused/Stopping/Saving/Restoring -> Off
+				 * (Saving: before the state was written; Restoring: the guest ran and powered off) */
 	VM_OP_STOP_FAILED,      /* the guest ignored the shutdown: Stopping -> Running */
+	VM_OP_SAVE_DONE,        /* the saved state is complete and the worker gone: Saving -> Saved */
+	VM_OP_SAVE_FAILED,      /* the worker could not save and runs on: Saving -> Running */
+	VM_OP_RESTORE_FAILED,   /* the worker refused the saved state: Restoring -> Saved */
 	VM_OP_FINISH,           /* the operation in progress ended: clears the operation state */
 	VM_OP_COUNT,
 };

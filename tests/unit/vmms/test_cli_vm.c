@@ -14,7 +14,7 @@ extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_s
 	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
 	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive,
 	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
-	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm;
+	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm, cmdlet_save_vm, cmdlet_remove_vmsavedstate;
 json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen);
 
 #define B(c, ...) cli_build(vm_cmdlet_request, &c, CLI_ARGC(__VA_ARGS__), (char *[]){ __VA_ARGS__ })
@@ -74,6 +74,11 @@ static void other_cmdlets(void **state)
 	assert_string_equal(B(cmdlet_suspend_vm, "-name", "web"), "{\"op\":\"pause\",\"vm\":\"web\"}");
 	assert_string_equal(B(cmdlet_resume_vm, "web"), "{\"op\":\"resume\",\"vm\":\"web\"}");
 	assert_string_equal(B(cmdlet_resume_vm, "web", "-Force"), "PARSE");
+	assert_string_equal(B(cmdlet_save_vm, "-NAME", "web", "-TimeoutSeconds", "30"), "{\"op\":\"save\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_save_vm), "PARSE");
+	assert_string_equal(B(cmdlet_remove_vmsavedstate, "-vmname", "web"), "{\"op\":\"remove-saved-state\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_remove_vmsavedstate, "web"), "{\"op\":\"remove-saved-state\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_remove_vmsavedstate, "web", "-Force"), "PARSE");
 }
 
 /* Issue 5's cmdlets: drives, integration services, the host, Connect-VM. */

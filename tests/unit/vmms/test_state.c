@@ -8,7 +8,8 @@
 
 #include "vmms/state.h"
 
-enum { OFF = VM_OFF, STA = VM_STARTING, RUN = VM_RUNNING, PAU = VM_PAUSED, SAV = VM_SAVED, STO = VM_STOPPING };
+enum { OFF = VM_OFF, STA = VM_STARTING, RUN = VM_RUNNING, PAU = VM_PAUSED, SAV = VM_SAVED, STO = VM_STOPPING,
+       SVG = VM_SAVING, RES = VM_RESTORING };
 enum { NONE = VM_OPS_NONE, TAK = VM_OPS_TAKING_CHECKPOINT, APP = VM_OPS_APPLYING_CHECKPOINT,
        DEL = VM_OPS_DELETING_CHECKPOINT, MER = VM_OPS_MERGING_DISK, EXP = VM_OPS_EXPORTING, IMP = VM_OPS_IMPORTING };
 #define ANY_OP (-1)
@@ -18,17 +19,19 @@ enum { NONE = VM_OPS_NONE, TAK = VM_OPS_TAKING_CHECKPOINT, APP = VM_OPS_APPLYING
 /* op, from state, from opstate (ANY_OP, BUSY or one), to state, to opstate (SAME: unchanged) */
 static const struct { int op, st, ops, to_st, to_ops; } allowed[] = {
 	{ VM_OP_START, OFF, NONE, STA, NONE },
-	{ VM_OP_START, SAV, NONE, STA, NONE },
+	{ VM_OP_START, SAV, NONE, RES, NONE },
 	{ VM_OP_STOP, RUN, NONE, STO, NONE },
 	{ VM_OP_TURN_OFF, STA, NONE, STO, NONE },
 	{ VM_OP_TURN_OFF, RUN, NONE, STO, NONE },
 	{ VM_OP_TURN_OFF, PAU, NONE, STO, NONE },
 	{ VM_OP_TURN_OFF, STO, NONE, STO, NONE },
+	{ VM_OP_TURN_OFF, RES, NONE, STO, NONE },
 	{ VM_OP_TURN_OFF, SAV, NONE, OFF, NONE },
 	{ VM_OP_PAUSE, RUN, NONE, PAU, NONE },
 	{ VM_OP_RESUME, PAU, NONE, RUN, NONE },
-	{ VM_OP_SAVE, RUN, NONE, SAV, NONE },
-	{ VM_OP_SAVE, PAU, NONE, SAV, NONE },
+	{ VM_OP_SAVE, RUN, NONE, SVG, NONE },
+	{ VM_OP_SAVE, PAU, NONE, SVG, NONE },
+	{ VM_OP_DISCARD_SAVED, SAV, NONE, OFF, NONE },
 	{ VM_OP_MODIFY, OFF, NONE, OFF, NONE },
 	{ VM_OP_REMOVE, OFF, NONE, OFF, NONE },
 	{ VM_OP_REMOVE, SAV, NONE, OFF, NONE },
@@ -52,17 +55,25 @@ static const struct { int op, st, ops, to_st, to_ops; } allowed[] = {
 	{ VM_OP_EXPORT, SAV, NONE, SAV, EXP },
 	{ VM_OP_IMPORT, OFF, NONE, OFF, IMP },
 	{ VM_OP_WORKER_READY, STA, NONE, RUN, NONE },
+	{ VM_OP_WORKER_READY, RES, NONE, RUN, NONE },
 	{ VM_OP_WORKER_EXITED, STA, ANY_OP, OFF, NONE },
 	{ VM_OP_WORKER_EXITED, RUN, ANY_OP, OFF, NONE },
 	{ VM_OP_WORKER_EXITED, PAU, ANY_OP, OFF, NONE },
 	{ VM_OP_WORKER_EXITED, STO, ANY_OP, OFF, NONE },
+	{ VM_OP_WORKER_EXITED, SVG, ANY_OP, OFF, NONE },
+	{ VM_OP_WORKER_EXITED, RES, ANY_OP, OFF, NONE },
 	{ VM_OP_STOP_FAILED, STO, NONE, RUN, NONE },
+	{ VM_OP_SAVE_DONE, SVG, NONE, SAV, NONE },
+	{ VM_OP_SAVE_FAILED, SVG, NONE, RUN, NONE },
+	{ VM_OP_RESTORE_FAILED, RES, NONE, SAV, NONE },
 	{ VM_OP_FINISH, OFF, BUSY, OFF, NONE },
 	{ VM_OP_FINISH, STA, BUSY, STA, NONE },
 	{ VM_OP_FINISH, RUN, BUSY, RUN, NONE },
 	{ VM_OP_FINISH, PAU, BUSY, PAU, NONE },
 	{ VM_OP_FINISH, SAV, BUSY, SAV, NONE },
 	{ VM_OP_FINISH, STO, BUSY, STO, NONE },
+	{ VM_OP_FINISH, SVG, BUSY, SVG, NONE },
+	{ VM_OP_FINISH, RES, BUSY, RES, NONE },
 };
 
 static int expected(int op, int st, int ops, struct vm_status *to)
@@ -116,6 +127,13 @@ static void conflict_is_32788(void **state)
 	assert_int_equal(vm_transition((struct vm_status){ VM_RUNNING, VM_OPS_TAKING_CHECKPOINT }, VM_OP_STOP, &n), 32788);
 	assert_int_equal(vm_transition((struct vm_status){ VM_RUNNING, VM_OPS_NONE }, VM_OP_REMOVE, &n), 32788);
 	assert_int_equal(vm_transition((struct vm_status){ VM_OFF, VM_OPS_MERGING_DISK }, VM_OP_START, &n), 32788);
+	/* a saved VM's configuration is what its saved state holds; a VM in transition takes nothing */
+	assert_int_equal(vm_transition((struct vm_status){ VM_SAVED, VM_OPS_NONE }, VM_OP_MODIFY, &n), 32788);
+	assert_int_equal(vm_transition((struct vm_status){ VM_OFF, VM_OPS_NONE }, VM_OP_SAVE, &n), 32788);
+	assert_int_equal(vm_transition((struct vm_status){ VM_OFF, VM_OPS_NONE }, VM_OP_DISCARD_SAVED, &n), 32788);
+	assert_int_equal(vm_transition((struct vm_status){ VM_SAVING, VM_OPS_NONE }, VM_OP_TURN_OFF, &n), 32788);
+	assert_int_equal(vm_transition((struct vm_status){ VM_SAVING, VM_OPS_NONE }, VM_OP_SAVE, &n), 32788);
+	assert_int_equal(vm_transition((struct vm_status){ VM_RESTORING, VM_OPS_NONE }, VM_OP_REMOVE, &n), 32788);
 	/* out-of-range values are refused, not read past the table */
 	assert_int_equal(vm_transition((struct vm_status){ VM_STATE_COUNT, VM_OPS_NONE }, VM_OP_START, &n), 32788);
 	assert_int_equal(vm_transition((struct vm_status){ VM_OFF, VM_OPS_COUNT }, VM_OP_START, &n), 32788);
@@ -134,6 +152,12 @@ static void names(void **state)
 	assert_int_equal(vm_state_parse(NULL), -1);
 	assert_string_equal(vm_state_name(VM_STATE_COUNT), "Unknown");
 	assert_true(vm_state_has_worker(VM_RUNNING) && vm_state_has_worker(VM_STOPPING));
+	assert_true(vm_state_has_worker(VM_SAVING) && vm_state_has_worker(VM_RESTORING));
+	assert_string_equal(vm_state_name(VM_SAVING), "Saving");  /* as Hyper-V shows them */
+	assert_string_equal(vm_state_name(VM_RESTORING), "Restoring");
+	/* the inventory stores the number: the older states keep theirs */
+	assert_int_equal(VM_STOPPING, 5);
+	assert_int_equal(VM_SAVING, 6);
 	assert_false(vm_state_has_worker(VM_OFF) || vm_state_has_worker(VM_SAVED));
 	for (int op = 0; op < VM_OP_COUNT; op++)
 		assert_string_not_equal(vm_op_name((enum vm_op)op), "unknown");
