@@ -152,7 +152,8 @@ void vmms_reap(struct vmms *s)
 	vmms_switches_reap(s);
 }
 
-/* vmwp for the VM: booting its kernel, or from the saved state at restore (same configuration). */
+/* vmwp for the VM: booting its kernel, or from the saved state at restore (same configuration;
+ * the kernel is still given: it is what a reset of the restored guest boots). */
 static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *restore, uint64_t request_ns, char *err,
 			  size_t errlen)
 {
@@ -177,15 +178,14 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 	if (restore) {
 		argv[n++] = "--restore";
 		argv[n++] = restore;
-	} else {
-		argv[n++] = "--kernel";
-		argv[n++] = vm->kernel;
 	}
-	if (!restore && vm->initrd && *vm->initrd) {
+	argv[n++] = "--kernel";
+	argv[n++] = vm->kernel;
+	if (vm->initrd && *vm->initrd) {
 		argv[n++] = "--initrd";
 		argv[n++] = vm->initrd;
 	}
-	if (!restore && vm->cmdline && *vm->cmdline) {
+	if (vm->cmdline && *vm->cmdline) {
 		argv[n++] = "--cmdline";
 		argv[n++] = vm->cmdline;
 	}

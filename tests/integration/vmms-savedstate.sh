@@ -164,10 +164,10 @@ check "Save-VM of a Saved VM refused (32788)" bash -c "'$B/hv' Save-VM web 2>&1 
 check "graceful Stop-VM of a Saved VM refused (32788)" bash -c "'$B/hv' Stop-VM web 2>&1 | grep -q 32788"
 check "Suspend-VM of a Saved VM refused (32788)" bash -c "'$B/hv' Suspend-VM web 2>&1 | grep -q 32788"
 
-# Start-VM restores: the worker gets --restore and no kernel; the file is consumed.
+# Start-VM restores: the worker gets --restore and the kernel (what a reset of the restored guest boots); the file is consumed.
 : >"$D/worker.log"
 check "Start-VM of a Saved VM -> Running" hv Start-VM web
-check "...the worker ran with --restore <file>, without --kernel" bash -c "grep '^ARGV' '$D/worker.log' | tail -1 | grep -q -- '\"--restore\", \"$F\"' && ! grep '^ARGV' '$D/worker.log' | tail -1 | grep -q -- --kernel"
+check "...the worker ran with --restore <file> and --kernel" bash -c "grep '^ARGV' '$D/worker.log' | tail -1 | grep -q -- '\"--restore\", \"$F\"' && grep '^ARGV' '$D/worker.log' | tail -1 | grep -q -- --kernel"
 check "...the saved state is deleted" test ! -e "$F"
 check "...the event says restored" bash -c "'$B/hv' Get-VMEvent web | grep -q 'restored from the saved state'"
 
