@@ -1,17 +1,11 @@
 /* ACPI PM1 event/control blocks, PM timer and reset register: see include/devices/acpi_pm.h. */
 #include "devices/acpi_pm.h"
-#include "section.h"
 
 #define NS_PER_SEC        1000000000ull
 
-/* PM1_CNT bits that are stored and read back; SCI_EN is forced on */
-#define PM1_CNT_STORED    (ACPI_PM1_CNT_BM_RLD | ACPI_PM1_CNT_SLP_TYP)
 /* PM1 events that can raise the SCI when enabled */
 #define PM1_SCI_EVENTS    (ACPI_PM1_TMR | ACPI_PM1_GBL | ACPI_PM1_PWRBTN | ACPI_PM1_SLPBTN | \
                            ACPI_PM1_RTC)
-
-/* PM1_STS bits the device sets */
-#define PM1_STS_SET       (ACPI_PM1_PWRBTN | ACPI_PM1_WAK_STS)
 
 /* The registers, as seen byte by byte */
 enum pm_reg {
@@ -94,7 +88,7 @@ uint32_t acpi_pm_read(struct acpi_pm *pm, uint16_t port, unsigned size, uint64_t
 			reg = pm->pm1_en;
 			break;
 		case REG_CNT:
-			reg = (pm->pm1_cnt & PM1_CNT_STORED) | ACPI_PM1_CNT_SCI_EN;
+			reg = (pm->pm1_cnt & ACPI_PM1_CNT_STORED) | ACPI_PM1_CNT_SCI_EN;
 			break;
 		case REG_TMR:
 			reg = acpi_pm_timer(now_ns);
@@ -138,7 +132,7 @@ enum acpi_pm_action acpi_pm_write(struct acpi_pm *pm, uint16_t port, uint32_t va
 
 	if (mask[REG_CNT]) {
 		uint32_t cnt = (pm->pm1_cnt & ~mask[REG_CNT]) | (val[REG_CNT] & mask[REG_CNT]);
-		pm->pm1_cnt = (uint16_t)((cnt & PM1_CNT_STORED) | ACPI_PM1_CNT_SCI_EN);
+		pm->pm1_cnt = (uint16_t)((cnt & ACPI_PM1_CNT_STORED) | ACPI_PM1_CNT_SCI_EN);
 		if (val[REG_CNT] & mask[REG_CNT] & ACPI_PM1_CNT_SLP_EN) {
 			unsigned typ = (cnt & ACPI_PM1_CNT_SLP_TYP) >> ACPI_PM1_CNT_SLP_TYP_SHIFT;
 			if (typ == ACPI_SLP_TYP_S5)
@@ -162,51 +156,4 @@ void acpi_pm_power_button(struct acpi_pm *pm)
 bool acpi_pm_sci_level(const struct acpi_pm *pm)
 {
 	return (pm->pm1_sts & pm->pm1_en & PM1_SCI_EVENTS) != 0;
-}
-
-/* ACPI_PM, version 1: evt_port, cnt_port, tmr_port, reset_port (u16), reset_value (u8), from
- * the configuration and checked to match; pm1_sts, pm1_en, pm1_cnt (u16). The PM timer has no
- * state: it is the caller's clock. */
-int acpi_pm_save(const struct acpi_pm *pm, struct state_writer *w)
-{
-	int rc = state_section_begin(w, STATE_SECTION_ACPI_PM, 0, DEVICE_STATE_VERSION, 0);
-	if (rc)
-		return rc;
-	state_put_u16(w, pm->evt_port);
-	state_put_u16(w, pm->cnt_port);
-	state_put_u16(w, pm->tmr_port);
-	state_put_u16(w, pm->reset_port);
-	state_put_u8(w, pm->reset_value);
-	state_put_u16(w, pm->pm1_sts);
-	state_put_u16(w, pm->pm1_en);
-	state_put_u16(w, pm->pm1_cnt);
-	return state_section_end(w);
-}
-
-int acpi_pm_restore(struct acpi_pm *pm, const struct state_section *sec)
-{
-	int rc = device_section_check(sec, STATE_SECTION_ACPI_PM, "acpi-pm");
-	if (rc)
-		return rc;
-	struct state_cursor c = sec->payload;
-	uint16_t evt = state_get_u16(&c), cnt = state_get_u16(&c), tmr = state_get_u16(&c);
-	uint16_t reset = state_get_u16(&c);
-	uint8_t reset_value = state_get_u8(&c);
-	uint16_t sts = state_get_u16(&c), en = state_get_u16(&c), ctl = state_get_u16(&c);
-	if ((rc = device_section_end(&c, "acpi-pm")))
-		return rc;
-	if (evt != pm->evt_port || cnt != pm->cnt_port || tmr != pm->tmr_port ||
-	    reset != pm->reset_port || reset_value != pm->reset_value)
-		return state_fail(-EBADMSG, "acpi-pm: saved with PM1 event 0x%x, control 0x%x, timer "
-				  "0x%x, reset 0x%x (value 0x%x); this VM has 0x%x, 0x%x, 0x%x, 0x%x "
-				  "(0x%x)", evt, cnt, tmr, reset, reset_value, pm->evt_port,
-				  pm->cnt_port, pm->tmr_port, pm->reset_port, pm->reset_value);
-	if ((sts & ~PM1_STS_SET) || (en & ~ACPI_PM1_EN_MASK) ||
-	    (ctl & ~PM1_CNT_STORED) != ACPI_PM1_CNT_SCI_EN)
-		return state_fail(-EBADMSG, "acpi-pm: PM1 status 0x%x, enable 0x%x or control 0x%x "
-				  "is not a value the device has", sts, en, ctl);
-	pm->pm1_sts = sts;
-	pm->pm1_en = en;
-	pm->pm1_cnt = ctl;
-	return 0;
 }
