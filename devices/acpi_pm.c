@@ -3,8 +3,6 @@
 
 #define NS_PER_SEC        1000000000ull
 
-/* PM1_CNT bits that are stored and read back; SCI_EN is forced on */
-#define PM1_CNT_STORED    (ACPI_PM1_CNT_BM_RLD | ACPI_PM1_CNT_SLP_TYP)
 /* PM1 events that can raise the SCI when enabled */
 #define PM1_SCI_EVENTS    (ACPI_PM1_TMR | ACPI_PM1_GBL | ACPI_PM1_PWRBTN | ACPI_PM1_SLPBTN | \
                            ACPI_PM1_RTC)
@@ -90,7 +88,7 @@ uint32_t acpi_pm_read(struct acpi_pm *pm, uint16_t port, unsigned size, uint64_t
 			reg = pm->pm1_en;
 			break;
 		case REG_CNT:
-			reg = (pm->pm1_cnt & PM1_CNT_STORED) | ACPI_PM1_CNT_SCI_EN;
+			reg = (pm->pm1_cnt & ACPI_PM1_CNT_STORED) | ACPI_PM1_CNT_SCI_EN;
 			break;
 		case REG_TMR:
 			reg = acpi_pm_timer(now_ns);
@@ -134,7 +132,7 @@ enum acpi_pm_action acpi_pm_write(struct acpi_pm *pm, uint16_t port, uint32_t va
 
 	if (mask[REG_CNT]) {
 		uint32_t cnt = (pm->pm1_cnt & ~mask[REG_CNT]) | (val[REG_CNT] & mask[REG_CNT]);
-		pm->pm1_cnt = (uint16_t)((cnt & PM1_CNT_STORED) | ACPI_PM1_CNT_SCI_EN);
+		pm->pm1_cnt = (uint16_t)((cnt & ACPI_PM1_CNT_STORED) | ACPI_PM1_CNT_SCI_EN);
 		if (val[REG_CNT] & mask[REG_CNT] & ACPI_PM1_CNT_SLP_EN) {
 			unsigned typ = (cnt & ACPI_PM1_CNT_SLP_TYP) >> ACPI_PM1_CNT_SLP_TYP_SHIFT;
 			if (typ == ACPI_SLP_TYP_S5)

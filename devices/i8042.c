@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "devices/i8042.h"
+#include "section.h"
 
 /* Status register bits */
 #define STATUS_OBF      0x01 /* output buffer full */
@@ -70,15 +71,21 @@ void i8042_destroy(struct i8042 *k)
 }
 
 /* The line of the byte at the head of the queue is high while interrupts for it are on. */
-static void update_irqs(struct i8042 *k)
+static void irqs_wanted(const struct i8042 *k, int *kbd, int *aux)
 {
-	int kbd = 0, aux = 0;
+	*kbd = *aux = 0;
 	if (k->count) {
 		if (k->queue[k->head].aux)
-			aux = !!(k->mode & MODE_AUX_INT);
+			*aux = !!(k->mode & MODE_AUX_INT);
 		else
-			kbd = !!(k->mode & MODE_KBD_INT);
+			*kbd = !!(k->mode & MODE_KBD_INT);
 	}
+}
+
+static void update_irqs(struct i8042 *k)
+{
+	int kbd, aux;
+	irqs_wanted(k, &kbd, &aux);
 	if (kbd != k->kbd_level)
 		irq_line_set(&k->kbd_irq, k->kbd_level = kbd);
 	if (aux != k->aux_level)
@@ -215,4 +222,89 @@ void i8042_write(struct i8042 *k, uint16_t port, uint8_t value)
 	}
 	update_irqs(k);
 	pthread_mutex_unlock(&k->lock);
+}
+
+/* I8042, version 1: mode, pending_command, pending_kbd_command, out_port, kbd_level, aux_level,
+ * count (u8 each), then count entries oldest first: byte, aux (u8 each). */
+int i8042_save(struct i8042 *k, struct state_writer *w)
+{
+	int rc = state_section_begin(w, STATE_SECTION_I8042, 0, DEVICE_STATE_VERSION, 0);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&k->lock);
+	const uint8_t regs[] = { k->mode, k->pending_command, k->pending_kbd_command, k->out_port,
+				 (uint8_t)k->kbd_level, (uint8_t)k->aux_level, (uint8_t)k->count };
+	state_put_bytes(w, regs, sizeof(regs));
+	for (unsigned i = 0; i < k->count; i++) {
+		unsigned slot = (k->head + i) % I8042_QUEUE;
+		state_put_u8(w, k->queue[slot].byte);
+		state_put_u8(w, k->queue[slot].aux);
+	}
+	pthread_mutex_unlock(&k->lock);
+	return state_section_end(w);
+}
+
+/* The commands that wait for a data byte (controller_command, keyboard_command). */
+static bool pending_command_valid(uint8_t cmd)
+{
+	return cmd == 0 || cmd == CMD_WRITE_MODE || cmd == CMD_WRITE_OUTPORT ||
+	       cmd == CMD_KBD_LOOP || cmd == CMD_AUX_LOOP || cmd == CMD_AUX_SEND;
+}
+
+static bool pending_kbd_command_valid(uint8_t cmd)
+{
+	return cmd == 0 || cmd == KBD_SET_LEDS || cmd == KBD_SET_RATE || cmd == KBD_SCANCODE;
+}
+
+int i8042_restore(struct i8042 *k, const struct state_section *sec)
+{
+	int rc = device_section_check(sec, STATE_SECTION_I8042, "i8042");
+	if (rc)
+		return rc;
+	struct state_cursor c = sec->payload;
+	struct i8042 t = { 0 }; /* the saved state, checked before k changes */
+	t.mode = state_get_u8(&c);
+	t.pending_command = state_get_u8(&c);
+	t.pending_kbd_command = state_get_u8(&c);
+	t.out_port = state_get_u8(&c);
+	t.kbd_level = state_get_u8(&c);
+	t.aux_level = state_get_u8(&c);
+	t.count = state_get_u8(&c);
+	if (t.count > I8042_QUEUE)
+		return state_fail(-EBADMSG, "i8042: %u bytes queued, at most %d", t.count,
+				  I8042_QUEUE);
+	uint8_t aux = 0;
+	for (unsigned i = 0; i < t.count; i++) {
+		t.queue[i].byte = state_get_u8(&c);
+		uint8_t a = state_get_u8(&c);
+		aux |= a;
+		t.queue[i].aux = a;
+	}
+	if ((rc = device_section_end(&c, "i8042")))
+		return rc;
+	if (aux > 1)
+		return state_fail(-EBADMSG, "i8042: a queued byte's port is not 0 or 1");
+	if (!pending_command_valid(t.pending_command) ||
+	    !pending_kbd_command_valid(t.pending_kbd_command))
+		return state_fail(-EBADMSG, "i8042: pending command 0x%02x or keyboard command "
+				  "0x%02x takes no data byte", t.pending_command,
+				  t.pending_kbd_command);
+	int kbd, aux_level;
+	irqs_wanted(&t, &kbd, &aux_level);
+	if (t.kbd_level != kbd || t.aux_level != aux_level)
+		return state_fail(-EBADMSG, "i8042: IRQ levels %d/%d (keyboard/aux), but its queue "
+				  "and mode say %d/%d", t.kbd_level, t.aux_level, kbd, aux_level);
+	pthread_mutex_lock(&k->lock);
+	k->mode = t.mode;
+	k->pending_command = t.pending_command;
+	k->pending_kbd_command = t.pending_kbd_command;
+	k->out_port = t.out_port; /* as saved, reset line included: restoring pulses nothing */
+	memcpy(k->queue, t.queue, sizeof(k->queue));
+	k->head = 0;
+	k->count = t.count;
+	/* Always driven, also when low: the lines' other end was restored on its own. */
+	irq_line_set(&k->kbd_irq, k->kbd_level = t.kbd_level);
+	irq_line_set(&k->aux_irq, k->aux_level = t.aux_level);
+	pthread_mutex_unlock(&k->lock);
+	return 0;
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "devices/rtc.h"
+#include "section.h"
 
 /* Registers */
 #define RTC_SECONDS      0x00
@@ -169,4 +170,84 @@ void rtc_write(struct rtc *r, uint16_t port, uint8_t value)
 		r->cmos[r->index] = value;
 	}
 	pthread_mutex_unlock(&r->lock);
+}
+
+/* Bounds a restore accepts: wide enough for every value the guest can write through the
+ * registers (a field of 0-99 BCD digits reads as up to 165, binary up to 255; a century
+ * up to 255), narrow enough that now() + offset_s and the field arithmetic cannot overflow. */
+#define OFFSET_MAX    (1ll << 40)  /* seconds, about 35000 years */
+#define TM_FIELD_MAX  255
+#define TM_YEAR_MAX   (1 << 20)
+
+/* RTC, version 1: index (u8), CMOS RAM (128 bytes), offset_s (u64, two's complement), the
+ * latched tm_sec, tm_min, tm_hour, tm_mday, tm_mon, tm_year, tm_wday (u32 each, two's
+ * complement; what register reads take while SET is held). */
+int rtc_save(struct rtc *r, struct state_writer *w)
+{
+	int rc = state_section_begin(w, STATE_SECTION_RTC, 0, DEVICE_STATE_VERSION, 0);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&r->lock);
+	state_put_u8(w, r->index);
+	state_put_bytes(w, r->cmos, sizeof(r->cmos));
+	state_put_u64(w, (uint64_t)r->offset_s);
+	const struct tm *l = &r->latched;
+	const int fields[] = { l->tm_sec, l->tm_min, l->tm_hour, l->tm_mday, l->tm_mon,
+			       l->tm_year, l->tm_wday };
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+		state_put_u32(w, (uint32_t)fields[i]);
+	pthread_mutex_unlock(&r->lock);
+	return state_section_end(w);
+}
+
+static bool in_range(int v, int lo, int hi)
+{
+	return v >= lo && v <= hi;
+}
+
+int rtc_restore(struct rtc *r, const struct state_section *sec)
+{
+	int rc = device_section_check(sec, STATE_SECTION_RTC, "rtc");
+	if (rc)
+		return rc;
+	struct state_cursor c = sec->payload;
+	uint8_t index = state_get_u8(&c), cmos[sizeof(r->cmos)];
+	state_get_bytes(&c, cmos, sizeof(cmos));
+	int64_t offset = (int64_t)state_get_u64(&c);
+	struct tm l = { 0 };
+	l.tm_sec = (int)state_get_u32(&c);
+	l.tm_min = (int)state_get_u32(&c);
+	l.tm_hour = (int)state_get_u32(&c);
+	l.tm_mday = (int)state_get_u32(&c);
+	l.tm_mon = (int)state_get_u32(&c);
+	l.tm_year = (int)state_get_u32(&c);
+	l.tm_wday = (int)state_get_u32(&c);
+	if ((rc = device_section_end(&c, "rtc")))
+		return rc;
+	if (index >= sizeof(cmos))
+		return state_fail(-EBADMSG, "rtc: index %u, there are %zu registers", index,
+				  sizeof(cmos));
+	if ((cmos[RTC_REG_A] & 0x80) || (cmos[RTC_REG_B] & 0x70) || cmos[RTC_REG_C] ||
+	    cmos[RTC_REG_D] != REG_D_VRT)
+		return state_fail(-EBADMSG, "rtc: registers A-D 0x%02x 0x%02x 0x%02x 0x%02x are not "
+				  "values the RTC has", cmos[RTC_REG_A], cmos[RTC_REG_B],
+				  cmos[RTC_REG_C], cmos[RTC_REG_D]);
+	if (offset < -OFFSET_MAX || offset > OFFSET_MAX)
+		return state_fail(-EBADMSG, "rtc: guest time is %lld s from host time, at most %lld",
+				  (long long)offset, OFFSET_MAX);
+	if (!in_range(l.tm_sec, 0, TM_FIELD_MAX) || !in_range(l.tm_min, 0, TM_FIELD_MAX) ||
+	    !in_range(l.tm_hour, 0, TM_FIELD_MAX) || !in_range(l.tm_mday, 0, TM_FIELD_MAX) ||
+	    !in_range(l.tm_mon, -1, TM_FIELD_MAX - 1) || !in_range(l.tm_wday, 0, 6) ||
+	    !in_range(l.tm_year, -TM_YEAR_MAX, TM_YEAR_MAX))
+		return state_fail(-EBADMSG, "rtc: latched time %d-%d-%d %d:%d:%d (day %d) is out of "
+				  "range", l.tm_year, l.tm_mon, l.tm_mday, l.tm_hour, l.tm_min,
+				  l.tm_sec, l.tm_wday);
+	pthread_mutex_lock(&r->lock);
+	r->index = index;
+	memcpy(r->cmos, cmos, sizeof(cmos));
+	r->offset_s = offset; /* guest time goes on from the new host's clock, as a CMOS clock
+			       * that kept running while the VM was saved */
+	r->latched = l;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
 }

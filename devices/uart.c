@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "devices/uart.h"
+#include "section.h"
 
 /* Registers (offset from base; DLAB = LCR bit 7 selects the divisor latch at 0/1) */
 #define UART_RBR 0 /* read: receive buffer */
@@ -87,9 +88,14 @@ static uint8_t iir(const struct uart *u)
 	return fifo | IIR_NO_INT;
 }
 
+static int irq_wanted(const struct uart *u)
+{
+	return !(iir(u) & IIR_NO_INT) && (u->mcr & MCR_OUT2);
+}
+
 static void update_irq(struct uart *u)
 {
-	int level = !(iir(u) & IIR_NO_INT) && (u->mcr & MCR_OUT2);
+	int level = irq_wanted(u);
 	if (level != u->irq_level) {
 		u->irq_level = level;
 		irq_line_set(&u->irq, level);
@@ -214,4 +220,72 @@ size_t uart_receive(struct uart *u, const uint8_t *buf, size_t len)
 	update_irq(u);
 	pthread_mutex_unlock(&u->lock);
 	return n;
+}
+
+/* UART, version 1: ier, lcr, mcr, lsr_err, msr, scr, dll, dlm, fcr, thre_pending, irq_level
+ * (u8 each), rx_count (u16), the receive FIFO's bytes oldest first. */
+int uart_save(struct uart *u, struct state_writer *w, uint32_t instance)
+{
+	int rc = state_section_begin(w, STATE_SECTION_UART, instance, DEVICE_STATE_VERSION, 0);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&u->lock);
+	const uint8_t regs[] = { u->ier, u->lcr, u->mcr, u->lsr_err, u->msr, u->scr, u->dll,
+				 u->dlm, u->fcr, (uint8_t)u->thre_pending, (uint8_t)u->irq_level };
+	state_put_bytes(w, regs, sizeof(regs));
+	state_put_u16(w, (uint16_t)u->rx_count);
+	for (unsigned i = 0; i < u->rx_count; i++)
+		state_put_u8(w, u->rx[(u->rx_head + i) % UART_FIFO_SIZE]);
+	pthread_mutex_unlock(&u->lock);
+	return state_section_end(w);
+}
+
+int uart_restore(struct uart *u, const struct state_section *sec)
+{
+	int rc = device_section_check(sec, STATE_SECTION_UART, "uart");
+	if (rc)
+		return rc;
+	struct state_cursor c = sec->payload;
+	struct uart t = { 0 }; /* the saved registers, checked before u changes */
+	t.ier = state_get_u8(&c);
+	t.lcr = state_get_u8(&c);
+	t.mcr = state_get_u8(&c);
+	t.lsr_err = state_get_u8(&c);
+	t.msr = state_get_u8(&c);
+	t.scr = state_get_u8(&c);
+	t.dll = state_get_u8(&c);
+	t.dlm = state_get_u8(&c);
+	t.fcr = state_get_u8(&c);
+	t.thre_pending = state_get_u8(&c);
+	t.irq_level = state_get_u8(&c);
+	t.rx_count = state_get_u16(&c);
+	if (t.rx_count > UART_FIFO_SIZE)
+		return state_fail(-EBADMSG, "uart %u: %u bytes in the receive FIFO, at most %d",
+				  sec->instance, t.rx_count, UART_FIFO_SIZE);
+	state_get_bytes(&c, t.rx, t.rx_count);
+	if ((rc = device_section_end(&c, "uart")))
+		return rc;
+	if ((t.ier & ~0x0F) || (t.mcr & ~0x1F) || (t.fcr & ~FCR_ENABLE) || (t.lsr_err & ~LSR_OE))
+		return state_fail(-EBADMSG, "uart %u: IER 0x%x, MCR 0x%x, FCR 0x%x or LSR errors 0x%x "
+				  "has bits the UART never sets", sec->instance, t.ier, t.mcr,
+				  t.fcr, t.lsr_err);
+	if (t.thre_pending > 1 || t.irq_level > 1)
+		return state_fail(-EBADMSG, "uart %u: THR-empty pending %d or IRQ level %d is not 0 "
+				  "or 1", sec->instance, t.thre_pending, t.irq_level);
+	if (t.irq_level != irq_wanted(&t))
+		return state_fail(-EBADMSG, "uart %u: IRQ level %d, but its registers say %d",
+				  sec->instance, t.irq_level, irq_wanted(&t));
+
+	pthread_mutex_lock(&u->lock);
+	u->ier = t.ier, u->lcr = t.lcr, u->mcr = t.mcr, u->lsr_err = t.lsr_err, u->msr = t.msr;
+	u->scr = t.scr, u->dll = t.dll, u->dlm = t.dlm, u->fcr = t.fcr;
+	u->thre_pending = t.thre_pending;
+	memcpy(u->rx, t.rx, t.rx_count);
+	u->rx_head = 0;
+	u->rx_count = t.rx_count;
+	/* Always driven, also when low: the line's other end was restored on its own. */
+	u->irq_level = t.irq_level;
+	irq_line_set(&u->irq, u->irq_level);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
 }

@@ -1,13 +1,20 @@
 /* The partition's Hyper-V interface: CPUID leaves, synthetic MSRs, hypercalls. */
+#include <errno.h>
 #include <string.h>
 
 #include "hv/partition.h"
+#include "state/savedstate.h"
 
 /* What we say we are: Windows Server 2019 (10.0.17763), the version the seed describes. */
 #define HV_BUILD_NUMBER   17763u
 #define HV_VERSION_MAJOR  10u
 #define HV_VERSION_MINOR  0u
 #define APIC_BUS_HZ       1000000000ull /* KVM's local APIC timer runs at 1 GHz */
+
+#define HYPERCALL_MSR_VALID_BITS (~0xFFCull)   /* GPA, lock (bit 1), enable */
+#define PAGE_MSR_VALID_BITS      (~0xFFEull)   /* GPA, enable */
+#define HV_STATE_VERSION 1                     /* of the PARTITION and SYNIC sections */
+#define PARTITION_STATE_SIZE (4 + 8 + 1 + 9 * 8) /* the PARTITION payload, below */
 
 struct hv_input_signal_event {
 	uint32_t connection_id;
@@ -198,16 +205,16 @@ bool hv_msr_write(struct hv_partition *p, uint32_t vp, uint32_t msr, uint64_t va
 	case HV_X64_MSR_HYPERCALL:
 		if (p->hypercall_msr & 2) /* locked until reset */
 			return true;
-		p->hypercall_msr = value & ~0xFFCull;
+		p->hypercall_msr = value & HYPERCALL_MSR_VALID_BITS;
 		write_hypercall_page(p);
 		return true;
 	case HV_X64_MSR_REFERENCE_TSC:
-		p->reference_tsc_msr = value & ~0xFFEull;
+		p->reference_tsc_msr = value & PAGE_MSR_VALID_BITS;
 		write_reference_tsc_page(p);
 		return true;
 	case HV_X64_MSR_VP_ASSIST_PAGE:
 		/* Linux writes it even when no assist features are offered; keep it. */
-		p->vps[vp].vp_assist_msr = value & ~0xFFEull;
+		p->vps[vp].vp_assist_msr = value & PAGE_MSR_VALID_BITS;
 		return true;
 	case HV_X64_MSR_CRASH_CTL:
 		p->crash_ctl = value;
@@ -288,4 +295,114 @@ uint64_t hv_hypercall(struct hv_partition *p, uint32_t vp, uint64_t rcx, uint64_
 	default:
 		return HV_STATUS_INVALID_HYPERCALL_CODE;
 	}
+}
+
+/* PARTITION, version 1: nr_vps u32, tsc_khz u64, hypercall_port u8 (configuration, checked to
+ * match), guest OS id, hypercall MSR, reference TSC MSR, crash P0-P4, crash control (u64).
+ * SYNIC, version 1, one per VP (instance: VP index): VP assist MSR u64, then hv_synic_save().
+ *
+ * The hypercall and reference TSC pages are guest RAM, saved with it, and are never rewritten
+ * on restore: the code in the first depends only on hypercall_port, the second's scale only on
+ * tsc_khz and its offset is 0, and both are checked equal. Reference time (TIME_REF_COUNT and
+ * the page) is a function of the guest TSC alone, which the worker restores through KVM, so
+ * the guest's reference time goes on from where it was saved and the page's sequence, scale
+ * and offset stay valid; a later REFERENCE_TSC write bumps the restored sequence as usual. */
+int hv_partition_save(struct hv_partition *p, struct state_writer *w)
+{
+	int rc = state_section_begin(w, STATE_SECTION_PARTITION, 0, HV_STATE_VERSION, 0);
+	if (rc)
+		return rc;
+	state_put_u32(w, p->nr_vps);
+	state_put_u64(w, p->tsc_khz);
+	state_put_u8(w, p->hypercall_port);
+	state_put_u64(w, p->guest_os_id);
+	state_put_u64(w, p->hypercall_msr);
+	state_put_u64(w, p->reference_tsc_msr);
+	for (int i = 0; i < 5; i++)
+		state_put_u64(w, p->crash_params[i]);
+	state_put_u64(w, p->crash_ctl);
+	if ((rc = state_section_end(w)))
+		return rc;
+	for (uint32_t i = 0; i < p->nr_vps; i++) {
+		if ((rc = state_section_begin(w, STATE_SECTION_SYNIC, i, HV_STATE_VERSION, 0)))
+			return rc;
+		state_put_u64(w, p->vps[i].vp_assist_msr);
+		hv_synic_save(&p->vps[i].synic, w);
+		if ((rc = state_section_end(w)))
+			return rc;
+	}
+	return 0;
+}
+
+static int restore_partition(struct hv_partition *p, struct state_cursor *c)
+{
+	uint32_t nr_vps = state_get_u32(c);
+	uint64_t tsc_khz = state_get_u64(c);
+	uint8_t port = state_get_u8(c);
+	uint64_t guest_os_id = state_get_u64(c), hypercall = state_get_u64(c);
+	uint64_t reference_tsc = state_get_u64(c), crash[5];
+	for (int i = 0; i < 5; i++)
+		crash[i] = state_get_u64(c);
+	uint64_t crash_ctl = state_get_u64(c);
+	if (!state_cursor_ok(c) || state_cursor_left(c))
+		return state_fail(-EBADMSG, "partition: payload of %zu bytes, expected %d",
+				  c->size, PARTITION_STATE_SIZE);
+	if (nr_vps != p->nr_vps)
+		return state_fail(-EBADMSG, "partition: saved with %u VPs, this one has %u",
+				  nr_vps, p->nr_vps);
+	if (tsc_khz != p->tsc_khz)
+		return state_fail(-EBADMSG, "partition: saved with the guest TSC at %llu kHz, this "
+				  "one runs at %llu kHz", (unsigned long long)tsc_khz,
+				  (unsigned long long)p->tsc_khz);
+	if (port != p->hypercall_port)
+		return state_fail(-EBADMSG, "partition: saved with hypercall port 0x%x, this one "
+				  "uses 0x%x", port, p->hypercall_port);
+	if (hypercall & ~HYPERCALL_MSR_VALID_BITS)
+		return state_fail(-EBADMSG, "partition: hypercall MSR 0x%llx has reserved bits set",
+				  (unsigned long long)hypercall);
+	if (reference_tsc & ~PAGE_MSR_VALID_BITS)
+		return state_fail(-EBADMSG, "partition: reference TSC MSR 0x%llx has reserved bits "
+				  "set", (unsigned long long)reference_tsc);
+	p->guest_os_id = guest_os_id;
+	p->hypercall_msr = hypercall;
+	p->reference_tsc_msr = reference_tsc;
+	memcpy(p->crash_params, crash, sizeof(crash));
+	p->crash_ctl = crash_ctl;
+	return 0;
+}
+
+static int restore_vp(struct hv_partition *p, uint32_t index, struct state_cursor *c)
+{
+	uint64_t vp_assist = state_get_u64(c);
+	if (!state_cursor_ok(c))
+		return state_fail(-EBADMSG, "synic vp %u: payload truncated", index);
+	if (vp_assist & ~PAGE_MSR_VALID_BITS)
+		return state_fail(-EBADMSG, "synic vp %u: VP assist MSR 0x%llx has reserved bits "
+				  "set", index, (unsigned long long)vp_assist);
+	int rc = hv_synic_restore(&p->vps[index].synic, c);
+	if (!rc)
+		p->vps[index].vp_assist_msr = vp_assist;
+	return rc;
+}
+
+int hv_partition_restore(struct hv_partition *p, const struct state_section *sec)
+{
+	struct state_cursor c = sec->payload;
+	if (sec->type != STATE_SECTION_PARTITION && sec->type != STATE_SECTION_SYNIC)
+		return state_fail(-EINVAL, "partition: section type 0x%x is not the partition's",
+				  sec->type);
+	const char *name = sec->type == STATE_SECTION_PARTITION ? "partition" : "synic";
+	if (sec->version != HV_STATE_VERSION)
+		return state_fail(-EPROTONOSUPPORT, "%s: section version %u is not supported (this "
+				  "build reads %d)", name, sec->version, HV_STATE_VERSION);
+	if (sec->type == STATE_SECTION_PARTITION) {
+		if (sec->instance)
+			return state_fail(-EBADMSG, "partition: instance %u, there is only 0",
+					  sec->instance);
+		return restore_partition(p, &c);
+	}
+	if (sec->instance >= p->nr_vps)
+		return state_fail(-EBADMSG, "synic: VP %u, the partition has %u", sec->instance,
+				  p->nr_vps);
+	return restore_vp(p, sec->instance, &c);
 }

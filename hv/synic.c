@@ -1,10 +1,12 @@
 /* SynIC of one virtual processor: message slots with queueing and redelivery on EOM,
  * event flags with interrupt injection. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hv/partition.h"
 #include "hv/synic.h"
+#include "state/savedstate.h"
 
 #define SINT_VALID_BITS (HV_SINT_VECTOR_MASK | HV_SINT_MASKED | HV_SINT_AUTO_EOI | HV_SINT_POLLING)
 #define PAGE_GPA(msr) ((msr) & ~0xFFFull)
@@ -180,6 +182,12 @@ bool hv_synic_msr_read(struct hv_synic *s, uint32_t msr, uint64_t *value)
 	return ok;
 }
 
+static bool sint_valid(uint64_t value)
+{
+	return !(value & ~SINT_VALID_BITS) &&
+	       ((value & HV_SINT_MASKED) || (value & HV_SINT_VECTOR_MASK) >= 16);
+}
+
 bool hv_synic_msr_write(struct hv_synic *s, uint32_t msr, uint64_t value)
 {
 	pthread_mutex_lock(&s->lock);
@@ -198,8 +206,7 @@ bool hv_synic_msr_write(struct hv_synic *s, uint32_t msr, uint64_t value)
 		break;
 	case HV_X64_MSR_EOM: break;
 	default:
-		if (msr >= HV_X64_MSR_SINT0 && msr <= HV_X64_MSR_SINT15 && !(value & ~SINT_VALID_BITS) &&
-		    ((value & HV_SINT_MASKED) || (value & HV_SINT_VECTOR_MASK) >= 16))
+		if (msr >= HV_X64_MSR_SINT0 && msr <= HV_X64_MSR_SINT15 && sint_valid(value))
 			s->sint[msr - HV_X64_MSR_SINT0] = value;
 		else
 			ok = false; /* read-only, reserved bits, or an unmasked vector below 16 */
@@ -213,4 +220,141 @@ bool hv_synic_msr_write(struct hv_synic *s, uint32_t msr, uint64_t value)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ok;
+}
+
+/* Per SINT: the queue's count (u32), then each message oldest first: type (u32), payload
+ * size (u8), payload. The sender is not saved: posted messages always have 0. */
+void hv_synic_save(struct hv_synic *s, struct state_writer *w)
+{
+	pthread_mutex_lock(&s->lock);
+	state_put_u64(w, s->scontrol);
+	state_put_u64(w, s->simp);
+	state_put_u64(w, s->siefp);
+	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++)
+		state_put_u64(w, s->sint[i]);
+	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++) {
+		const struct hv_synic_queue *q = &s->queue[i];
+		state_put_u32(w, q->count);
+		for (unsigned n = 0; n < q->count; n++) {
+			const struct hv_message *m = &q->msgs[(q->head + n) % HV_SYNIC_QUEUE_DEPTH];
+			state_put_u32(w, m->header.message_type);
+			state_put_u8(w, m->header.payload_size);
+			state_put_bytes(w, m->payload, m->header.payload_size);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* One SINT's saved queue into a fresh buffer (*out, NULL when empty). */
+static int restore_queue(struct hv_synic *s, struct state_cursor *c, uint32_t sint,
+			 struct hv_message **out, unsigned *count)
+{
+	uint32_t n = state_get_u32(c);
+	*out = NULL;
+	*count = 0;
+	if (!state_cursor_ok(c))
+		return state_fail(-EBADMSG, "synic vp %u: payload truncated", s->vp);
+	if (n > HV_SYNIC_QUEUE_DEPTH)
+		return state_fail(-EBADMSG, "synic vp %u: %u queued messages on SINT %u, at most %d",
+				  s->vp, n, sint, HV_SYNIC_QUEUE_DEPTH);
+	if (!n)
+		return 0;
+	struct hv_message *msgs = calloc(HV_SYNIC_QUEUE_DEPTH, sizeof(*msgs));
+	if (!msgs)
+		return state_fail(-ENOMEM, "synic vp %u: no memory for SINT %u's queue", s->vp, sint);
+	int rc = 0;
+	for (uint32_t i = 0; i < n && !rc; i++) {
+		struct hv_message *m = &msgs[i];
+		m->header.message_type = state_get_u32(c);
+		m->header.payload_size = state_get_u8(c);
+		if (m->header.payload_size <= HV_MESSAGE_PAYLOAD_MAX)
+			state_get_bytes(c, m->payload, m->header.payload_size);
+		if (!state_cursor_ok(c))
+			rc = state_fail(-EBADMSG, "synic vp %u: payload truncated", s->vp);
+		else if (m->header.payload_size > HV_MESSAGE_PAYLOAD_MAX)
+			rc = state_fail(-EBADMSG, "synic vp %u: queued message %u on SINT %u has %u "
+					"payload bytes, at most %d", s->vp, i, sint,
+					m->header.payload_size, HV_MESSAGE_PAYLOAD_MAX);
+		else if (m->header.message_type == HVMSG_NONE)
+			rc = state_fail(-EBADMSG, "synic vp %u: queued message %u on SINT %u has no "
+					"type", s->vp, i, sint);
+	}
+	if (rc) {
+		free(msgs);
+		return rc;
+	}
+	*out = msgs;
+	*count = n;
+	return 0;
+}
+
+static void free_queues(struct hv_message *msgs[HV_SYNIC_SINT_COUNT])
+{
+	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++)
+		free(msgs[i]);
+}
+
+int hv_synic_restore(struct hv_synic *s, struct state_cursor *c)
+{
+	uint64_t scontrol = state_get_u64(c), simp = state_get_u64(c), siefp = state_get_u64(c);
+	uint64_t sint[HV_SYNIC_SINT_COUNT];
+	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++)
+		sint[i] = state_get_u64(c);
+	if (!state_cursor_ok(c))
+		return state_fail(-EBADMSG, "synic vp %u: payload truncated", s->vp);
+	if (scontrol & ~HV_MSR_ENABLE)
+		return state_fail(-EBADMSG, "synic vp %u: SCONTROL 0x%llx has reserved bits set",
+				  s->vp, (unsigned long long)scontrol);
+	if (simp & ~PAGE_MSR_VALID_BITS)
+		return state_fail(-EBADMSG, "synic vp %u: SIMP 0x%llx has reserved bits set",
+				  s->vp, (unsigned long long)simp);
+	if (siefp & ~PAGE_MSR_VALID_BITS)
+		return state_fail(-EBADMSG, "synic vp %u: SIEFP 0x%llx has reserved bits set",
+				  s->vp, (unsigned long long)siefp);
+	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++)
+		if (!sint_valid(sint[i]))
+			return state_fail(-EBADMSG, "synic vp %u: SINT%d 0x%llx is not a value the "
+					  "guest can write", s->vp, i, (unsigned long long)sint[i]);
+
+	struct hv_message *msgs[HV_SYNIC_SINT_COUNT] = { 0 };
+	unsigned count[HV_SYNIC_SINT_COUNT];
+	for (uint32_t i = 0; i < HV_SYNIC_SINT_COUNT; i++) {
+		int rc = restore_queue(s, c, i, &msgs[i], &count[i]);
+		if (rc) {
+			free_queues(msgs);
+			return rc;
+		}
+	}
+	if (state_cursor_left(c)) {
+		free_queues(msgs);
+		return state_fail(-EBADMSG, "synic vp %u: %zu bytes after the queues", s->vp,
+				  state_cursor_left(c));
+	}
+
+	pthread_mutex_lock(&s->lock);
+	/* The grants follow the pages as an MSR write moves them (the old ones matter when a
+	 * file restores a VP twice). */
+	page_grant(s, s->simp, false);
+	page_grant(s, s->siefp, false);
+	s->scontrol = scontrol;
+	s->simp = simp;
+	s->siefp = siefp;
+	memcpy(s->sint, sint, sizeof(sint));
+	page_grant(s, s->siefp, true);
+	page_grant(s, s->simp, true);
+	for (int i = 0; i < HV_SYNIC_SINT_COUNT; i++) {
+		struct hv_synic_queue *q = &s->queue[i];
+		if (msgs[i]) {
+			free(q->msgs);
+			q->msgs = msgs[i];
+		}
+		q->head = 0;
+		q->count = count[i];
+	}
+	/* Nothing is delivered or raised here: a message waits in its queue only while its slot
+	 * is busy (the slot's MessagePending, in the restored RAM, brings the guest's EOM) or
+	 * while the SynIC, its page or its SINT is off (the MSR write that turns it on delivers);
+	 * interrupts already raised are in the local APIC state the worker restores. */
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }

@@ -51,6 +51,10 @@
 #define ACPI_PM1_CNT_SLP_TYP_SHIFT 10
 #define ACPI_PM1_CNT_SLP_TYP    (7u << ACPI_PM1_CNT_SLP_TYP_SHIFT)
 #define ACPI_PM1_CNT_SLP_EN     (1u << 13)  /* write-only */
+/* PM1_CNT bits that are stored and read back; SCI_EN is forced on */
+#define ACPI_PM1_CNT_STORED     (ACPI_PM1_CNT_BM_RLD | ACPI_PM1_CNT_SLP_TYP)
+/* PM1_STS bits the device ever sets */
+#define ACPI_PM1_STS_SET        (ACPI_PM1_PWRBTN | ACPI_PM1_WAK_STS)
 
 struct acpi_pm {
 	uint16_t pm1_sts;        /* PM1 status (write-1-to-clear) */

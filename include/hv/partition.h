@@ -68,9 +68,10 @@ void hv_partition_set_sink(struct hv_partition *p, const struct hv_message_sink 
 /* Saved state (include/state/savedstate.h): a PARTITION section (guest OS id, hypercall and
  * reference TSC MSRs, crash MSRs) and one SYNIC section per VP (instance: VP index; SCONTROL,
  * SIMP, SIEFP, SINTx, VP assist MSR, messages waiting for their slot). The guest pages they
- * point at are in guest RAM, saved with it. Restore takes one section at a time onto a
- * partition initialised with the same VP count; hostile input. 0 or a negative errno after
- * state_fail(). */
+ * point at are in guest RAM, saved with it, and restore never rewrites them. Restore takes one
+ * section at a time onto a partition initialised with the same VP count, TSC frequency and
+ * hypercall port (all three checked); hostile input. 0 or a negative errno after state_fail().
+ * Layouts: docs/worker.md, "Saved state". */
 struct state_writer;
 struct state_section;
 int hv_partition_save(struct hv_partition *p, struct state_writer *w);

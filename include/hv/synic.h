@@ -46,4 +46,13 @@ int hv_synic_post(struct hv_synic *s, uint32_t sint, uint32_t message_type,
  * Returns false if the SIEF page is disabled or the arguments are out of range. */
 bool hv_synic_signal_event(struct hv_synic *s, uint32_t sint, uint32_t flag);
 
+/* Saved state, the SynIC's part of a SYNIC section (hv_partition_save/restore frame it):
+ * SCONTROL, SIMP, SIEFP, SINT0-15 and each SINT's queued messages. Restore reads the rest of
+ * the cursor, which must end with it, checks everything before it changes s, and then
+ * grants the pages as the MSR writes do. 0 or a negative errno after state_fail(). */
+struct state_writer;
+struct state_cursor;
+void hv_synic_save(struct hv_synic *s, struct state_writer *w);
+int hv_synic_restore(struct hv_synic *s, struct state_cursor *c);
+
 #endif
