@@ -950,21 +950,21 @@ static int get_items(struct state_cursor *c, unsigned n, struct ic_kvp_pair **ou
 		int rc = get_blob(c, "item key", it->key, IC_KVP_KEY_MAX - 1, &klen);
 		if (!rc)
 			rc = get_blob(c, "item value", it->value, IC_KVP_VALUE_MAX - 1, &vlen);
+		if (!rc) {
+			it->key[klen] = it->value[vlen] = 0;
+			/* what parse_pair() makes of a guest's answer: a known type, UTF-8 converted from
+			 * UTF-16LE of at most the wire's sizes (+ a terminator the guest may leave out) */
+			bool type_ok = it->value_type == HV_KVP_REG_SZ || it->value_type == 2 ||
+				       it->value_type == HV_KVP_REG_U32 || it->value_type == HV_KVP_REG_U64;
+			if (!type_ok || strlen(it->key) != klen || strlen(it->value) != vlen ||
+			    ic_kvp_utf8_to_utf16le(it->key, wire, HV_KVP_MAX_KEY_SIZE + 2) < 0 ||
+			    ic_kvp_utf8_to_utf16le(it->value, wire, sizeof(wire)) < 0)
+				rc = state_fail(-EINVAL, "ic kvp: item %u (type %u) is none a guest's answer makes", i,
+						it->value_type);
+		}
 		if (rc) {
 			free(items);
 			return rc;
-		}
-		it->key[klen] = it->value[vlen] = 0;
-		/* what parse_pair() makes of a guest's answer: a known type, UTF-8 converted from
-		 * UTF-16LE of at most the wire's sizes (+ a terminator the guest may leave out) */
-		bool type_ok = it->value_type == HV_KVP_REG_SZ || it->value_type == 2 ||
-			       it->value_type == HV_KVP_REG_U32 || it->value_type == HV_KVP_REG_U64;
-		if (!type_ok || strlen(it->key) != klen || strlen(it->value) != vlen ||
-		    ic_kvp_utf8_to_utf16le(it->key, wire, HV_KVP_MAX_KEY_SIZE + 2) < 0 ||
-		    ic_kvp_utf8_to_utf16le(it->value, wire, sizeof(wire)) < 0) {
-			free(items);
-			return state_fail(-EINVAL, "ic kvp: item %u (type %u) is none a guest's answer makes", i,
-					  it->value_type);
 		}
 	}
 	*out = items;
