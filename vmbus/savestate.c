@@ -112,24 +112,19 @@ int vmbus_server_save(struct vmbus_server *srv, struct state_writer *w)
 
 /* ---- restore ---- */
 
-/* Any failure: channels whose device never got its state are unmapped without close() (the
- * device never saw them open); the rest goes as on a reset, which closes the others. */
+/* Any failure: the server is reset (vmbus_server_reset() knows a restore was under way). */
 static int restore_fail(struct vmbus_server *srv, int err)
 {
-	for (uint32_t i = 0; i < VMBUS_MAX_RELIDS; i++) {
-		struct vmbus_chan *c = srv->chans[i];
-		if (c && c->state == CHAN_OPEN && !c->restored) {
-			c->state = CHAN_OFFERED;
-			vmbus_srv_unmap_rings(c);
-		}
-	}
 	vmbus_server_reset(srv);
 	return err;
 }
 
-static int truncated(const char *where, uint32_t n)
+/* what, and its number n unless n < 0. */
+static int truncated(const char *what, int64_t n)
 {
-	return state_fail(-EBADMSG, "vmbus: the saved state ends inside %s %u", where, n);
+	if (n < 0)
+		return state_fail(-EBADMSG, "vmbus: the saved state ends inside %s", what);
+	return state_fail(-EBADMSG, "vmbus: the saved state ends inside %s %lld", what, (long long)n);
 }
 
 /* Ring page counts of the channels that were open, by relid - 1 (0: not open). */
@@ -154,7 +149,7 @@ static int restore_connection(struct vmbus_server *srv, struct state_cursor *c)
 	uint32_t version = state_get_u32(c), target = state_get_u32(c), sint = state_get_u32(c);
 	uint32_t ndev = state_get_u32(c);
 	if (!state_cursor_ok(c))
-		return truncated("the connection", 0);
+		return truncated("the connection", -1);
 	if (connected > 1 || offers_sent > 1 || (offers_sent && !connected))
 		return state_fail(-EBADMSG, "vmbus: bad connection state (%u, %u)", connected, offers_sent);
 	if (connected ? !vmbus_srv_version_supported(version) : version != 0)
@@ -189,7 +184,7 @@ static int restore_channels(struct vmbus_server *srv, struct state_cursor *c, st
 {
 	uint32_t n = state_get_u32(c);
 	if (!state_cursor_ok(c))
-		return truncated("the channel count", 0);
+		return truncated("the channel count", -1);
 	if (n < srv->nchans || n > srv->nchans + (VMBUS_MAX_RELIDS - VMBUS_MAX_DEVICES))
 		return state_fail(-EBADMSG, "vmbus: %u channels for %u devices", n, srv->nchans);
 	uint64_t sub_indices[VMBUS_MAX_DEVICES] = {0}; /* bit i - 1: the device has sub-channel i */
@@ -299,7 +294,7 @@ static int restore_gpadls(struct vmbus_server *srv, struct state_cursor *c)
 {
 	uint32_t n = state_get_u32(c);
 	if (!state_cursor_ok(c))
-		return truncated("the GPADL count", 0);
+		return truncated("the GPADL count", -1);
 	if (n > VMBUS_MAX_GPADLS)
 		return state_fail(-EBADMSG, "vmbus: %u GPADLs (at most %u)", n, VMBUS_MAX_GPADLS);
 	struct gpadl **tail = &srv->gpadls;
@@ -330,7 +325,7 @@ static int restore_outq(struct vmbus_server *srv, struct state_cursor *c)
 {
 	uint32_t n = state_get_u32(c);
 	if (!state_cursor_ok(c))
-		return truncated("the message count", 0);
+		return truncated("the message count", -1);
 	if (n > VMBUS_OUTQ_MAX)
 		return state_fail(-EBADMSG, "vmbus: %u queued messages (at most %u)", n, VMBUS_OUTQ_MAX);
 	for (uint32_t i = 0; i < n; i++) {
@@ -383,6 +378,7 @@ int vmbus_server_restore(struct vmbus_server *srv, const struct state_section *s
 						    sec->version, VMBUS_STATE_VERSION));
 	if (!is_fresh(srv))
 		return restore_fail(srv, state_fail(-EBUSY, "vmbus: restore onto a server in use"));
+	srv->restoring = true;
 	struct state_cursor c = sec->payload;
 	struct open_rings *rings = calloc(1, sizeof(*rings));
 	if (!rings)
@@ -395,14 +391,11 @@ int vmbus_server_restore(struct vmbus_server *srv, const struct state_section *s
 	if (!rc)
 		rc = restore_outq(srv, &c);
 	if (!rc && state_cursor_left(&c))
-		rc = state_fail(-EBADMSG, "vmbus: %zu bytes after the saved state", state_cursor_left(&c));
+		rc = state_fail(-EBADMSG, "vmbus: %zu bytes left over after the saved state", state_cursor_left(&c));
 	if (!rc)
 		rc = restore_rings(srv, rings);
 	free(rings);
-	if (rc)
-		return restore_fail(srv, rc);
-	srv->restoring = true;
-	return 0;
+	return rc ? restore_fail(srv, rc) : 0;
 }
 
 static const char *section_name(uint32_t type)

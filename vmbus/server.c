@@ -402,7 +402,7 @@ static void rings_grant(struct vmbus_chan *chan, bool on)
 		grant(srv, chan->out.pages[i], VMBUS_PAGE_SIZE, on);
 }
 
-void vmbus_srv_unmap_rings(struct vmbus_chan *chan)
+static void rings_unmap(struct vmbus_chan *chan)
 {
 	rings_grant(chan, false);
 	vmbus_ring_destroy(&chan->in);
@@ -416,7 +416,7 @@ void vmbus_chan_teardown(struct vmbus_chan *chan)
 	chan->state = CHAN_OFFERED;
 	if (chan->ops->close)
 		chan->ops->close(chan, chan->device_ctx);
-	vmbus_srv_unmap_rings(chan);
+	rings_unmap(chan);
 	/* rxbuf stays allocated until the next open or free: a VSP may still hold a packet. */
 }
 
@@ -590,7 +590,7 @@ static void on_open_channel(struct vmbus_server *srv, const uint8_t *msg)
 		vmbus_srv_log(srv, "vmbus: relid %u (%s): device refused open", relid,
 			      chan->ops->name ? chan->ops->name : "?");
 		chan->state = CHAN_OFFERED;
-		vmbus_srv_unmap_rings(chan);
+		rings_unmap(chan);
 		open_result(srv, relid, openid, VMBUS_STATUS_UNSUCCESSFUL);
 		return;
 	}
@@ -657,6 +657,15 @@ static void on_modify_channel(struct vmbus_server *srv, const uint8_t *msg)
 /* Drop channels, GPADLs and queued messages; devices go back to IDLE. */
 static void drop_connection(struct vmbus_server *srv)
 {
+	/* A restore given up (vmbus/savestate.c): a device sees close() only on the channels whose
+	 * state it restored; it never saw the others open. */
+	for (uint32_t i = 0; srv->restoring && i < VMBUS_MAX_RELIDS; i++) {
+		struct vmbus_chan *c = srv->chans[i];
+		if (c && c->state == CHAN_OPEN && !c->restored) {
+			c->state = CHAN_OFFERED;
+			rings_unmap(c);
+		}
+	}
 	for (uint32_t i = VMBUS_MAX_DEVICES; i < VMBUS_MAX_RELIDS; i++)
 		if (srv->chans[i])
 			sub_free(srv->chans[i]);

@@ -61,7 +61,7 @@ struct vmbus_server {
 	struct out_msg *outq;           /* ring of VMBUS_OUTQ_MAX */
 	uint32_t outq_head, outq_len;
 	uint32_t log_lines;
-	bool restoring;                 /* between vmbus_server_restore() and _restore_finish() */
+	bool restoring;                 /* from vmbus_server_restore() to _restore_finish() or a reset */
 };
 
 struct vmbus_chan {
@@ -107,8 +107,6 @@ void vmbus_srv_gpadl_grant(struct vmbus_server *srv, const struct gpadl *g, uint
  * and grant what the host writes; NULL on success or why not. */
 const char *vmbus_srv_map_rings(struct vmbus_server *srv, struct vmbus_chan *chan, const struct gpadl *g,
 				uint32_t split);
-/* End the grants and drop the ring views (no device callback). */
-void vmbus_srv_unmap_rings(struct vmbus_chan *chan);
 /* A new sub-channel `index` of primary at relid slot + 1 (state OFFERED, nothing sent); NULL if out of memory. */
 struct vmbus_chan *vmbus_srv_sub_new(struct vmbus_chan *primary, uint16_t index, uint32_t slot);
 /* Close for the device, rescind to the guest. */
