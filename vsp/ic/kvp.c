@@ -894,14 +894,16 @@ static int get_query(struct state_cursor *c, struct query *q)
 	return 0;
 }
 
-static int get_entry(struct state_cursor *c, struct kvp_priv *n)
+/* Entries come in ascending slot order, as saved, so that a state has one payload: *min_slot is
+ * the lowest this one may take, moved past it. */
+static int get_entry(struct state_cursor *c, struct kvp_priv *n, unsigned *min_slot)
 {
 	uint8_t slot = state_get_u8(c), flags = state_get_u8(c);
 	uint32_t gen = state_get_u32(c), type = state_get_u32(c);
 	if (!state_cursor_ok(c))
 		return truncated();
-	if (slot >= IC_KVP_HOST_ENTRIES || n->host[slot].used)
-		return state_fail(-EINVAL, "ic kvp: host entry slot %u out of range or saved twice", slot);
+	if (slot >= IC_KVP_HOST_ENTRIES || slot < *min_slot)
+		return state_fail(-EINVAL, "ic kvp: host entry slot %u out of range or out of order", slot);
 	if (flags > 3)
 		return state_fail(-EINVAL, "ic kvp: host entry %u: flags %#x", slot, flags);
 	struct host_entry *e = &n->host[slot];
@@ -922,6 +924,7 @@ static int get_entry(struct state_cursor *c, struct kvp_priv *n)
 				  slot, type, e->value_size);
 	if (find(n, e->name, true))
 		return state_fail(-EINVAL, "ic kvp: host entry %u: the key is saved twice", slot);
+	*min_slot = slot + 1u;
 	e->used = true;
 	e->dirty = flags & 1;
 	e->deleting = flags & 2;
@@ -982,8 +985,8 @@ static int read_state(struct kvp_priv *n, const struct ic_saved *s, struct state
 		return state_fail(-EINVAL, "ic kvp: next query id 0");
 	if (nhost > IC_KVP_HOST_ENTRIES)
 		return state_fail(-EINVAL, "ic kvp: %u host entries saved, at most %u", nhost, IC_KVP_HOST_ENTRIES);
-	for (unsigned i = 0; i < nhost; i++) {
-		int rc = get_entry(c, n);
+	for (unsigned i = 0, min_slot = 0; i < nhost; i++) {
+		int rc = get_entry(c, n, &min_slot);
 		if (rc)
 			return rc;
 	}

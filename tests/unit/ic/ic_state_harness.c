@@ -70,7 +70,8 @@ static uint32_t kvp_op(struct guest *u, uint8_t *body)
 		from_wire(v + 12, rd32(v + 4), key, sizeof(key));
 		char(*e)[64] = pool0_find(u, key);
 		if (!e) {
-			CHECK(u->n0 < G_POOL0);
+			if (u->n0 == G_POOL0)
+				return IC_HV_E_FAIL;
 			e = u->pool0[u->n0++];
 			snprintf(e[0], 64, "%s", key);
 		}
@@ -270,14 +271,23 @@ void host_free(struct host *h)
 	free(h);
 }
 
+/* channel i: relid i + 1, ring GPADL 10 + i over 4 + 4 pages from pfn 10 + 8 i */
+#define LAYOUT(i) (uint32_t)(i) + 1, 10u + (uint32_t)(i), 10u + 8u * (uint32_t)(i), 4, 4
+
 void host_connect(struct host *h, struct guest *u)
 {
 	CHECK(fg_connect(&h->g, VERSION_WIN10_V5_3) == 1);
 	CHECK(fg_request_offers(&h->g) == NIC);
 	for (int i = 0; i < NIC; i++) {
-		CHECK(fg_open(&h->g, &u->s[i].ch, (uint32_t)i + 1, 10u + (uint32_t)i, 10u + 8u * (uint32_t)i, 4, 4) == 0);
+		CHECK(fg_open(&h->g, &u->s[i].ch, LAYOUT(i)) == 0);
 		guest_poll(h, u, i);
 	}
+}
+
+void guest_attach(struct guest *u, struct host *h)
+{
+	for (int i = 0; i < NIC; i++)
+		fg_chan_init(&h->g, &u->s[i].ch, LAYOUT(i));
 }
 
 int host_save(struct host *h)
@@ -296,10 +306,6 @@ int host_save(struct host *h)
 	CHECK(lseek(fd, 0, SEEK_SET) == 0);
 	return fd;
 }
-
-struct ring_at {
-	size_t hdr, data; /* offsets into guest RAM */
-};
 
 #define RAM_BYTES ((size_t)FG_RAM_PAGES * VMBUS_PAGE_SIZE)
 
@@ -321,23 +327,10 @@ struct host *host_with_ram(const uint8_t *ram)
 struct host *host_move(struct host *old, struct guest *u)
 {
 	uint8_t *snap = host_ram(old);
-	struct ring_at at[NIC][2];
-	for (int i = 0; i < NIC; i++) {
-		struct fg_ring *r[2] = {&u->s[i].ch.send, &u->s[i].ch.recv};
-		for (int j = 0; j < 2; j++)
-			at[i][j] = (struct ring_at){(size_t)((uint8_t *)r[j]->hdr - old->g.ram),
-						    (size_t)(r[j]->data - old->g.ram)};
-	}
 	host_free(old);
 	struct host *h = host_with_ram(snap);
 	free(snap);
-	for (int i = 0; i < NIC; i++) {
-		struct fg_ring *r[2] = {&u->s[i].ch.send, &u->s[i].ch.recv};
-		for (int j = 0; j < 2; j++) {
-			r[j]->hdr = (void *)(h->g.ram + at[i][j].hdr);
-			r[j]->data = h->g.ram + at[i][j].data;
-		}
-	}
+	guest_attach(u, h);
 	return h;
 }
 
@@ -447,4 +440,47 @@ int file_replace_ic(int fd, uint32_t relid, uint16_t version, const void *payloa
 	CHECK(state_writer_finish(rw.w) == 0);
 	CHECK(lseek(out, 0, SEEK_SET) == 0);
 	return out;
+}
+
+struct host *host_busy(struct guest *u, uint64_t now)
+{
+	struct host *h = host_new();
+	host_connect(h, u);
+	for (int i = 0; i < NIC; i++)
+		CHECK(ic_state(h->ic[i]) == IC_READY);
+	/* heartbeat: three answered, the fourth still unread in the guest's ring */
+	for (int i = 0; i < 3; i++) {
+		CHECK(ic_heartbeat_tick(h->ic[HB]) == 0);
+		guest_poll(h, u, HB);
+	}
+	u->s[HB].deaf = true;
+	CHECK(ic_heartbeat_tick(h->ic[HB]) == 0);
+	/* shutdown: a request unread */
+	u->s[SD].deaf = true;
+	CHECK(ic_shutdown_request(h->ic[SD], false, false, "Viridian: Stop-VM") == 0);
+	/* time sync: the SYNC of the negotiation and a sample, both answered */
+	CHECK(ic_timesync_send(h->ic[TS], ICTIMESYNCFLAG_SAMPLE) == 0);
+	guest_poll(h, u, TS);
+	CHECK(ic_timesync_answers(h->ic[TS]) == 2);
+	/* KVP: A acknowledged, the AUTO pool cached; a second enumeration with its third item at the
+	 * daemon; B set meanwhile (to push) and a GET of A queued behind it */
+	CHECK(ic_kvp_set(h->ic[KVP], "A", "alpha", now) == 0);
+	guest_poll(h, u, KVP);
+	CHECK(ic_kvp_enumerate(h->ic[KVP], HV_KVP_POOL_AUTO, now) != 0);
+	guest_poll(h, u, KVP);
+	CHECK(ic_kvp_pool_count(h->ic[KVP], HV_KVP_POOL_AUTO) == 4);
+	u->s[KVP].hold = 3;
+	CHECK(ic_kvp_enumerate(h->ic[KVP], HV_KVP_POOL_AUTO, now) != 0);
+	guest_poll(h, u, KVP);
+	CHECK(ic_kvp_set_u32(h->ic[KVP], "B", 7, now) == 0);
+	CHECK(ic_kvp_get(h->ic[KVP], HV_KVP_POOL_EXTERNAL, "A", now) != 0);
+	CHECK(ic_kvp_busy(h->ic[KVP]));
+	/* VSS: HOT_BACKUP answered, the FREEZE at the daemon */
+	u->s[VSS].hold = 2;
+	CHECK(ic_vss_freeze(h->ic[VSS], now) == 0);
+	guest_poll(h, u, VSS);
+	CHECK(ic_vss_state(h->ic[VSS]) == IC_VSS_FREEZING);
+	CHECK(u->s[VSS].requests == 1);
+	h->nkvp = h->nvss = 0;
+	return h;
 }

@@ -59,6 +59,14 @@ void guest_poll(struct host *h, struct guest *u, int i);
 /* Answer the held request, then poll. */
 void guest_release(struct host *h, struct guest *u, int i);
 
+/* A connected host with every IC negotiated and a transaction in flight on each: a heartbeat
+ * and a shutdown request unread in the guest's ring, an AUTO-pool enumeration at the KVP daemon
+ * (third item; a host entry push and a GET queued behind it, another entry acknowledged, the
+ * pool cached), a FREEZE at the VSS daemon. now: the KVP / VSS clock. */
+struct host *host_busy(struct guest *u, uint64_t now);
+/* The guest's ring views onto h's RAM (the channels as host_connect() laid them out). */
+void guest_attach(struct guest *u, struct host *h);
+
 /* vmbus_server_save() into a rewound memfd (-1 on failure). */
 int host_save(struct host *h);
 /* A copy of the host's guest RAM (free it), and a new host with fresh ICs over such a copy. */

@@ -33,55 +33,11 @@ static struct guest *guest_new(void)
 	return u;
 }
 
-/* Every IC negotiated, one transaction in flight on each (see the comments), a KVP history. */
-static struct host *busy_host(struct guest *u, uint64_t now)
-{
-	struct host *h = host_new();
-	host_connect(h, u);
-	for (int i = 0; i < NIC; i++)
-		assert_int_equal(ic_state(h->ic[i]), IC_READY);
-	/* heartbeat: three answered, the fourth still unread in the guest's ring */
-	for (int i = 0; i < 3; i++) {
-		assert_int_equal(ic_heartbeat_tick(h->ic[HB]), 0);
-		guest_poll(h, u, HB);
-	}
-	u->s[HB].deaf = true;
-	assert_int_equal(ic_heartbeat_tick(h->ic[HB]), 0);
-	/* shutdown: a request unread */
-	u->s[SD].deaf = true;
-	assert_int_equal(ic_shutdown_request(h->ic[SD], false, false, "Viridian: Stop-VM"), 0);
-	/* time sync: the SYNC of the negotiation and a sample, both answered */
-	assert_int_equal(ic_timesync_send(h->ic[TS], ICTIMESYNCFLAG_SAMPLE), 0);
-	guest_poll(h, u, TS);
-	assert_int_equal(ic_timesync_answers(h->ic[TS]), 2);
-	/* KVP: A acknowledged, the AUTO pool cached; a second enumeration with its third item at the
-	 * daemon; B set meanwhile (to push) and a GET of A queued behind it */
-	assert_int_equal(ic_kvp_set(h->ic[KVP], "A", "alpha", now), 0);
-	guest_poll(h, u, KVP);
-	assert_int_not_equal(ic_kvp_enumerate(h->ic[KVP], HV_KVP_POOL_AUTO, now), 0);
-	guest_poll(h, u, KVP);
-	assert_int_equal(ic_kvp_pool_count(h->ic[KVP], HV_KVP_POOL_AUTO), 4);
-	u->s[KVP].hold = 3;
-	assert_int_not_equal(ic_kvp_enumerate(h->ic[KVP], HV_KVP_POOL_AUTO, now), 0);
-	guest_poll(h, u, KVP);
-	assert_int_equal(ic_kvp_set_u32(h->ic[KVP], "B", 7, now), 0);
-	assert_int_not_equal(ic_kvp_get(h->ic[KVP], HV_KVP_POOL_EXTERNAL, "A", now), 0);
-	assert_true(ic_kvp_busy(h->ic[KVP]));
-	/* VSS: HOT_BACKUP answered, the FREEZE at the daemon */
-	u->s[VSS].hold = 2;
-	assert_int_equal(ic_vss_freeze(h->ic[VSS], now), 0);
-	guest_poll(h, u, VSS);
-	assert_int_equal(ic_vss_state(h->ic[VSS]), IC_VSS_FREEZING);
-	assert_int_equal(u->s[VSS].requests, 1);
-	h->nkvp = h->nvss = 0;
-	return h;
-}
-
 static void test_round_trip(void **state)
 {
 	(void)state;
 	struct guest *u = guest_new();
-	struct host *h = busy_host(u, 1000);
+	struct host *h = host_busy(u, 1000);
 	unsigned negotiated = negotiations(u);
 	int fd = host_save(h);
 	assert_true(fd >= 0);
@@ -274,7 +230,7 @@ static void test_negotiation_in_flight(void **state)
 
 /* ---- malformed payloads ---- */
 struct saved {
-	int fd;          /* a file of busy_host() */
+	int fd;          /* a file of host_busy() */
 	uint8_t *ram;
 	uint8_t payload[NIC][65536];
 	size_t len[NIC];
@@ -284,7 +240,7 @@ static int saved_setup(void **state)
 {
 	struct saved *s = calloc(1, sizeof(*s));
 	struct guest *u = guest_new();
-	struct host *h = busy_host(u, 1000);
+	struct host *h = host_busy(u, 1000);
 	s->fd = host_save(h);
 	assert_true(s->fd >= 0);
 	s->ram = host_ram(h);
@@ -536,7 +492,12 @@ static void test_kvp_fields(void **state)
 	B(&b, uint8_t, 2);
 	entry(&b, 3, HV_KVP_REG_SZ, "A");
 	entry(&b, 3, HV_KVP_REG_SZ, "B");
-	refused(s, KVP, b.d, b.n, "slot 3 out of range or saved twice");
+	refused(s, KVP, b.d, b.n, "slot 3 out of range or out of order");
+	kvp_head(&b, IC_READY);
+	B(&b, uint8_t, 2);
+	entry(&b, 9, HV_KVP_REG_SZ, "A");
+	entry(&b, 5, HV_KVP_REG_SZ, "B");
+	refused(s, KVP, b.d, b.n, "slot 5 out of range or out of order");
 	kvp_head(&b, IC_READY);
 	B(&b, uint8_t, 2);
 	entry(&b, 3, HV_KVP_REG_SZ, "A");
@@ -719,7 +680,7 @@ static void test_kvp_fields(void **state)
 static int write_seeds(const char *dir)
 {
 	struct guest *u = guest_new();
-	struct host *h = busy_host(u, 1000);
+	struct host *h = host_busy(u, 1000);
 	int fd = host_save(h);
 	static uint8_t p[65536];
 	for (int i = 0; i < NIC; i++) {
