@@ -70,6 +70,11 @@ static void test_round_trip(void **state)
 	size_t nafter = file_ic_sections(fd2, after, sizeof(after));
 	assert_int_equal(nafter, nbefore);
 	assert_memory_equal(after, before, nbefore);
+	/* and so is the server's part */
+	ssize_t n1 = pread(fd, before, sizeof(before), 0), n2 = pread(fd2, after, sizeof(after), 0);
+	assert_true(n1 > 0 && n1 < (ssize_t)sizeof(before));
+	assert_int_equal(n1, n2);
+	assert_memory_equal(before, after, (size_t)n1);
 	close(fd2);
 	close(fd);
 
