@@ -135,6 +135,9 @@ struct ic_dev *ic_shutdown_add(struct vmbus_server *srv);
 struct ic_dev *ic_timesync_add(struct vmbus_server *srv, uint64_t (*now_100ns)(void *), uint64_t (*ref_100ns)(void *),
 			       void *clock_ctx);
 void ic_free(struct ic_dev *dev);
+/* Saved state: every IC saves and restores itself through its vmbus_device_ops (one
+ * STATE_SECTION_IC per open channel, docs/vmbus.md "Integration services: saved state"):
+ * vmbus_server_save/restore reach it, nothing to call here. A transaction in flight resumes. */
 
 enum ic_state ic_state(const struct ic_dev *dev);
 /* Negotiated versions (IC_VERSION form), valid in IC_READY. */

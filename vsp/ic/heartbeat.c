@@ -1,4 +1,5 @@
 /* Heartbeat IC: the host sends a sequence number, a live guest answers it plus one. */
+#include <errno.h>
 #include <string.h>
 
 #include "ic_internal.h"
@@ -15,6 +16,29 @@ static void hb_response(struct ic_dev *dev, const struct icmsg_hdr *hdr, const u
 		dev->hb_answers++;
 }
 
+/* Saved: u64 last sequence number sent, u64 answers. A request in flight keeps its sequence
+ * number (and the framework its transaction id), so the guest's late answer still counts. */
+static int hb_save(struct ic_dev *dev, struct state_writer *w)
+{
+	state_put_u64(w, dev->hb_seq);
+	state_put_u64(w, dev->hb_answers);
+	return 0;
+}
+
+static int hb_restore(struct ic_dev *dev, const struct ic_saved *s, struct state_cursor *c)
+{
+	uint64_t seq = state_get_u64(c), answers = state_get_u64(c);
+	if (state_cursor_ok(c) && answers > seq)
+		return state_fail(-EINVAL, "ic heartbeat: %llu answers to %llu requests", (unsigned long long)answers,
+				  (unsigned long long)seq);
+	int rc = ic_restore_commit(dev, s, c);
+	if (rc == 0) {
+		dev->hb_seq = seq;
+		dev->hb_answers = answers;
+	}
+	return rc;
+}
+
 static const struct ic_service heartbeat = {
 	.name = "heartbeat",
 	.class_id = IC_HEARTBEAT_CLASS,
@@ -23,6 +47,8 @@ static const struct ic_service heartbeat = {
 	.versions = hb_versions,
 	.nversions = 2,
 	.on_response = hb_response,
+	.save = hb_save,
+	.restore = hb_restore,
 };
 
 struct ic_dev *ic_heartbeat_add(struct vmbus_server *srv)

@@ -1,6 +1,7 @@
 /* Integration-service framework: version negotiation and request/response plumbing shared by
  * heartbeat, shutdown and time sync. The host opens every exchange; the guest (Linux hv_utils)
  * answers in the same buffer with ICMSGHDRFLAG_RESPONSE and the request's transaction id. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +142,121 @@ static void ic_close(struct vmbus_chan *chan, void *ctx)
 	dev->chan = NULL;
 }
 
+void ic_advance(struct ic_dev *dev, uint64_t now_ms)
+{
+	if (dev->rebase_clock) {
+		/* A restored device: a new process, maybe another host, so another monotonic clock.
+		 * Until now the clock stood at 0 (the restore) and deadlines were kept relative to it;
+		 * the time the VM spent saved does not count, as the guest did not run either. */
+		dev->rebase_clock = false;
+		dev->deadline_ms += now_ms - dev->now_ms;
+		dev->now_ms = now_ms;
+	} else if (now_ms > dev->now_ms) {
+		dev->now_ms = now_ms;
+	}
+}
+
+/* ---- Saved state ----
+ * One STATE_SECTION_IC per open IC channel, version 1:
+ *   u16 service (its ICMSGTYPE_*), u8 ic_state, u32 framework version, u32 service version,
+ *   u64 next transaction id, u64 pending transaction id (0 none), u32 ms left before the
+ *   pending transaction times out (services that time out: KVP, VSS), then the service's fields.
+ * The guest's RAM, rings included, is restored as it was, so whatever was in flight is still
+ * there: a request not yet read waits in the ring, an answer not yet read waits in the other
+ * ring, and a request the guest is working on is answered later with the same transaction id.
+ * Keeping the ids makes every such answer land as if nothing had happened: there is nothing to
+ * resend and no negotiation to repeat. */
+#define IC_STATE_VERSION 1
+
+static uint32_t time_left(const struct ic_dev *dev)
+{
+	if (dev->deadline_ms <= dev->now_ms)
+		return 0;
+	uint64_t left = dev->deadline_ms - dev->now_ms;
+	return left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+}
+
+static int ic_save(struct vmbus_chan *chan, void *ctx, struct state_writer *w)
+{
+	(void)chan;
+	struct ic_dev *dev = ctx;
+	state_put_u16(w, dev->svc->msgtype);
+	state_put_u8(w, (uint8_t)dev->state);
+	state_put_u32(w, dev->fw_version);
+	state_put_u32(w, dev->srv_version);
+	state_put_u64(w, dev->next_tid);
+	state_put_u64(w, dev->pending_tid);
+	state_put_u32(w, time_left(dev));
+	return dev->svc->save ? dev->svc->save(dev, w) : 0;
+}
+
+/* 0 (not negotiated) or one of ours */
+static bool saved_version_ok(uint32_t v, const uint32_t *list, unsigned n)
+{
+	return v == 0 || listed(v, list, n);
+}
+
+static int ic_restore(struct vmbus_chan *chan, void *ctx, uint16_t version, struct state_cursor *c)
+{
+	struct ic_dev *dev = ctx;
+	const char *name = dev->svc->name;
+	if (version != IC_STATE_VERSION)
+		return state_fail(-EPROTONOSUPPORT, "ic %s: state version %u, this build reads %u", name, version,
+				  IC_STATE_VERSION);
+	uint16_t type = state_get_u16(c);
+	uint8_t st = state_get_u8(c);
+	struct ic_saved s = {.chan = chan};
+	s.fw_version = state_get_u32(c);
+	s.srv_version = state_get_u32(c);
+	s.next_tid = state_get_u64(c);
+	s.pending_tid = state_get_u64(c);
+	s.time_left_ms = state_get_u32(c);
+	if (!state_cursor_ok(c))
+		return state_fail(-EBADMSG, "ic %s: state truncated", name);
+	if (type != dev->svc->msgtype)
+		return state_fail(-EINVAL, "ic %s: state of another service (message type %u, want %u)", name, type,
+				  dev->svc->msgtype);
+	/* the channel is open, so the device has at least started negotiating */
+	if (st != IC_NEGOTIATING && st != IC_READY && st != IC_FAILED)
+		return state_fail(-EINVAL, "ic %s: state %u is not one of an open channel", name, st);
+	s.state = (enum ic_state)st;
+	if (!saved_version_ok(s.fw_version, fw_versions, N_FW))
+		return state_fail(-EINVAL, "ic %s: framework version %u.%u was never offered", name, s.fw_version >> 16,
+				  s.fw_version & 0xffff);
+	if (!saved_version_ok(s.srv_version, dev->svc->versions, dev->svc->nversions))
+		return state_fail(-EINVAL, "ic %s: service version %u.%u was never offered", name, s.srv_version >> 16,
+				  s.srv_version & 0xffff);
+	if (s.state == IC_READY && (!s.fw_version || !s.srv_version))
+		return state_fail(-EINVAL, "ic %s: ready without negotiated versions", name);
+	if (s.next_tid == 0 || s.pending_tid >= s.next_tid)
+		return state_fail(-EINVAL, "ic %s: transaction %llu pending, next %llu", name,
+				  (unsigned long long)s.pending_tid, (unsigned long long)s.next_tid);
+	/* nothing would ever answer: the device would negotiate forever */
+	if (s.state == IC_NEGOTIATING && !s.pending_tid)
+		return state_fail(-EINVAL, "ic %s: negotiating with no request outstanding", name);
+	if (dev->svc->restore)
+		return dev->svc->restore(dev, &s, c);
+	return ic_restore_commit(dev, &s, c);
+}
+
+int ic_restore_commit(struct ic_dev *dev, const struct ic_saved *s, struct state_cursor *c)
+{
+	if (!state_cursor_ok(c))
+		return state_fail(-EBADMSG, "ic %s: state truncated", dev->svc->name);
+	if (state_cursor_left(c))
+		return state_fail(-EBADMSG, "ic %s: %zu bytes after the state", dev->svc->name, state_cursor_left(c));
+	dev->chan = s->chan;
+	dev->state = s->state;
+	dev->fw_version = s->fw_version;
+	dev->srv_version = s->srv_version;
+	dev->next_tid = s->next_tid;
+	dev->pending_tid = s->pending_tid;
+	dev->now_ms = 0;
+	dev->deadline_ms = s->time_left_ms;
+	dev->rebase_clock = true;
+	return 0;
+}
+
 struct ic_dev *ic_add(struct vmbus_server *srv, const struct ic_service *svc)
 {
 	if (svc->nversions == 0 || svc->nversions > IC_MAX_SERVICE_VERSIONS)
@@ -156,6 +272,10 @@ struct ic_dev *ic_add(struct vmbus_server *srv, const struct ic_service *svc)
 	dev->ops.opened = ic_opened;
 	dev->ops.close = ic_close;
 	dev->ops.on_packets = ic_on_packets;
+	dev->ops.state_section = STATE_SECTION_IC;
+	dev->ops.state_version = IC_STATE_VERSION;
+	dev->ops.save = ic_save;
+	dev->ops.restore = ic_restore;
 	if (!vmbus_server_add_device(srv, &dev->ops, dev)) {
 		free(dev);
 		return NULL;

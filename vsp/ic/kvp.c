@@ -4,6 +4,7 @@
  * Every answer is hostile input: it is copied out of the ring by the channel layer, then every
  * size is checked against the fixed wire layout before a byte of a string is read, strings are
  * converted with explicit bounds (no terminator is trusted) and unknown value types are rejected. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +58,7 @@ struct kvp_priv {
 	uint32_t enum_index;
 	struct ic_kvp_pair *staging;
 	unsigned nstaging, staging_cap;
-	uint64_t tid, now, deadline;
+	uint64_t tid;
 	uint32_t timeout_ms;
 	struct pool_cache cache[HV_KVP_POOL_COUNT];
 	struct ic_kvp_pair scratch;
@@ -201,7 +202,7 @@ static int kvp_send(struct ic_dev *dev, uint32_t len)
 	dev->next_tid++;
 	dev->pending_tid = tid;
 	p->tid = tid;
-	p->deadline = p->now + p->timeout_ms;
+	dev->deadline_ms = dev->now_ms + p->timeout_ms;
 	return 0;
 }
 
@@ -508,6 +509,9 @@ static void kvp_close(struct vmbus_chan *chan, void *ctx)
 	abort_current(dev, IC_KVP_CLOSED);
 }
 
+static int kvp_save(struct ic_dev *dev, struct state_writer *w);
+static int kvp_restore(struct ic_dev *dev, const struct ic_saved *s, struct state_cursor *c);
+
 static const struct ic_service kvp_svc = {
 	.name = "kvp",
 	.class_id = IC_KVP_CLASS,
@@ -517,6 +521,8 @@ static const struct ic_service kvp_svc = {
 	.nversions = 3,
 	.on_response = kvp_response,
 	.on_ready = kvp_ready,
+	.save = kvp_save,
+	.restore = kvp_restore,
 };
 
 struct ic_dev *ic_kvp_add(struct vmbus_server *srv, ic_kvp_done_fn done, void *ctx)
@@ -539,27 +545,25 @@ struct ic_dev *ic_kvp_add(struct vmbus_server *srv, ic_kvp_done_fn done, void *c
 	return dev;
 }
 
-void ic_kvp_free(struct ic_dev *dev)
+static void priv_free(struct kvp_priv *p)
 {
-	if (!dev)
-		return;
-	struct kvp_priv *p = priv(dev);
 	for (unsigned i = 0; i < HV_KVP_POOL_COUNT; i++)
 		free(p->cache[i].items);
 	free(p->staging);
 	free(p);
+}
+
+void ic_kvp_free(struct ic_dev *dev)
+{
+	if (!dev)
+		return;
+	priv_free(priv(dev));
 	ic_free(dev);
 }
 
 void ic_kvp_set_timeout(struct ic_dev *dev, uint32_t timeout_ms)
 {
 	priv(dev)->timeout_ms = timeout_ms;
-}
-
-static void advance(struct kvp_priv *p, uint64_t now_ms)
-{
-	if (now_ms > p->now)
-		p->now = now_ms;
 }
 
 /* ---- host table ---- */
@@ -574,7 +578,7 @@ static struct host_entry *find(struct kvp_priv *p, const char *key, bool deletin
 static int set_entry(struct ic_dev *dev, const char *key, uint32_t type, const void *val, uint32_t vsize, uint64_t now)
 {
 	struct kvp_priv *p = priv(dev);
-	advance(p, now);
+	ic_advance(dev, now);
 	uint8_t k[HV_KVP_MAX_KEY_SIZE];
 	if (!key || strlen(key) >= IC_KVP_KEY_MAX)
 		return -1;
@@ -628,7 +632,7 @@ int ic_kvp_set_u64(struct ic_dev *dev, const char *key, uint64_t value, uint64_t
 int ic_kvp_delete(struct ic_dev *dev, const char *key, uint64_t now_ms)
 {
 	struct kvp_priv *p = priv(dev);
-	advance(p, now_ms);
+	ic_advance(dev, now_ms);
 	struct host_entry *e = key ? find(p, key, false) : NULL;
 	if (!e)
 		return -1;
@@ -662,7 +666,7 @@ bool ic_kvp_host_synced(const struct ic_dev *dev)
 static uint32_t enqueue(struct ic_dev *dev, const struct query *q, uint64_t now_ms)
 {
 	struct kvp_priv *p = priv(dev);
-	advance(p, now_ms);
+	ic_advance(dev, now_ms);
 	if (p->qlen == IC_KVP_QUEUE || q->pool >= HV_KVP_POOL_COUNT)
 		return 0;
 	struct query *slot = &p->q[(p->qhead + p->qlen) % IC_KVP_QUEUE];
@@ -705,14 +709,14 @@ uint32_t ic_kvp_get_ip_info(struct ic_dev *dev, const char *adapter_mac, uint8_t
 void ic_kvp_tick(struct ic_dev *dev, uint64_t now_ms)
 {
 	struct kvp_priv *p = priv(dev);
-	advance(p, now_ms);
+	ic_advance(dev, now_ms);
 	if (p->cur != CUR_NONE) {
 		if (ic_state(dev) != IC_READY) {
 			abort_current(dev, IC_KVP_CLOSED);
 		} else if (dev->pending_tid != p->tid) {
 			/* the framework consumed an answer with our id but not our type */
 			abort_current(dev, IC_KVP_MALFORMED);
-		} else if (p->now >= p->deadline) {
+		} else if (dev->now_ms >= dev->deadline_ms) {
 			dev->pending_tid = 0; /* a late answer now carries a stale id and is ignored */
 			abort_current(dev, IC_KVP_TIMEOUT);
 		}
@@ -744,4 +748,323 @@ const char *ic_kvp_pool_lookup(const struct ic_dev *dev, uint8_t pool, const cha
 bool ic_kvp_busy(const struct ic_dev *dev)
 {
 	return priv(dev)->cur != CUR_NONE;
+}
+
+/* ---- saved state ----
+ * After the framework's fields (ic.c), version 1:
+ *   u32 next query id
+ *   u8 host entries (<= IC_KVP_HOST_ENTRIES), each: u8 slot, u8 flags (1 not yet acknowledged by
+ *     this guest, 2 being deleted), u32 generation, u32 value type, u16 key size + key (UTF-16LE
+ *     as sent), u16 value size + value
+ *   u8 queued queries (<= IC_KVP_QUEUE), oldest first, each a query: u32 id, u8 operation,
+ *     u8 pool, u8 address family, u16 key size + key (UTF-16LE; GET_IP_INFO: the adapter id)
+ *   u8 transaction on the wire: 0 none; 1 a host entry: u8 slot, u8 operation, u32 generation;
+ *     2 a query; then u64 the transaction id it went out with
+ *   u16 items the ENUMERATE on the wire collected so far (so its next index), each an item
+ *   HV_KVP_POOL_COUNT times: u16 items cached from the pool's last enumeration
+ *     (<= IC_KVP_POOL_CACHE), each an item
+ *   an item: u32 value type, u16 key length + key, u16 value length + value (UTF-8, no NUL)
+ * In flight: the request on the wire is answered after the restore with the saved transaction id
+ * (hv_kvp_daemon may be working on it right now) and completes as it would have, an enumeration
+ * going on from the items collected so far. The time left to it is kept, so a daemon that never
+ * answers still times out. Host entries keep whether this guest has them (its .kvp_pool_0 is in
+ * the restored guest), so nothing is pushed again that was acknowledged; the rest follow, then the
+ * queued queries. */
+static void put_blob(struct state_writer *w, const void *b, uint32_t len)
+{
+	state_put_u16(w, (uint16_t)len);
+	state_put_bytes(w, b, len);
+}
+
+static void put_query(struct state_writer *w, const struct query *q)
+{
+	state_put_u32(w, q->id);
+	state_put_u8(w, q->op);
+	state_put_u8(w, q->pool);
+	state_put_u8(w, q->family);
+	put_blob(w, q->key, q->key_size);
+}
+
+static void put_items(struct state_writer *w, const struct ic_kvp_pair *items, unsigned n)
+{
+	state_put_u16(w, (uint16_t)n);
+	for (unsigned i = 0; i < n; i++) {
+		state_put_u32(w, items[i].value_type);
+		put_blob(w, items[i].key, (uint32_t)strlen(items[i].key));
+		put_blob(w, items[i].value, (uint32_t)strlen(items[i].value));
+	}
+}
+
+static int kvp_save(struct ic_dev *dev, struct state_writer *w)
+{
+	struct kvp_priv *p = priv(dev);
+	state_put_u32(w, p->next_id);
+	uint8_t used = 0;
+	for (unsigned i = 0; i < IC_KVP_HOST_ENTRIES; i++)
+		used += p->host[i].used;
+	state_put_u8(w, used);
+	for (unsigned i = 0; i < IC_KVP_HOST_ENTRIES; i++) {
+		const struct host_entry *e = &p->host[i];
+		if (!e->used)
+			continue;
+		state_put_u8(w, (uint8_t)i);
+		state_put_u8(w, (uint8_t)(e->dirty | e->deleting << 1));
+		state_put_u32(w, e->gen);
+		state_put_u32(w, e->value_type);
+		put_blob(w, e->key, e->key_size);
+		put_blob(w, e->value, e->value_size);
+	}
+	state_put_u8(w, (uint8_t)p->qlen);
+	for (unsigned i = 0; i < p->qlen; i++)
+		put_query(w, &p->q[(p->qhead + i) % IC_KVP_QUEUE]);
+	state_put_u8(w, (uint8_t)p->cur);
+	if (p->cur == CUR_PUSH) {
+		state_put_u8(w, (uint8_t)p->cur_entry);
+		state_put_u8(w, p->cur_op);
+		state_put_u32(w, p->cur_gen);
+	} else if (p->cur == CUR_QUERY) {
+		put_query(w, &p->curq);
+	}
+	state_put_u64(w, p->tid);
+	put_items(w, p->staging, p->nstaging);
+	for (unsigned i = 0; i < HV_KVP_POOL_COUNT; i++)
+		put_items(w, p->cache[i].items, p->cache[i].n);
+	return 0;
+}
+
+static int truncated(void)
+{
+	return state_fail(-EBADMSG, "ic kvp: state truncated");
+}
+
+/* A length-prefixed string of at most cap bytes into out; *len its length. */
+static int get_blob(struct state_cursor *c, const char *what, void *out, uint32_t cap, uint32_t *len)
+{
+	uint32_t n = state_get_u16(c);
+	if (!state_cursor_ok(c))
+		return truncated();
+	if (n > cap)
+		return state_fail(-EINVAL, "ic kvp: %s of %u bytes saved, at most %u", what, n, cap);
+	state_get_bytes(c, out, n);
+	*len = n;
+	return state_cursor_ok(c) ? 0 : truncated();
+}
+
+/* Whether size bytes of UTF-16LE are exactly what ic_kvp_utf8_to_utf16le() makes of a string in
+ * cap bytes (terminated, no NUL inside, no lone surrogate): what the host API puts on the wire.
+ * out (size / 2 * 3 + 1 bytes) gets the string. */
+static bool wire_string(const uint8_t *s, uint32_t size, uint32_t cap, char *out)
+{
+	uint8_t again[HV_KVP_MAX_VALUE_SIZE];
+	if (size > cap || cap > sizeof(again))
+		return false;
+	ic_kvp_utf16le_to_utf8(s, size, out);
+	return ic_kvp_utf8_to_utf16le(out, again, cap) == (int)size && memcmp(again, s, size) == 0;
+}
+
+static int get_query(struct state_cursor *c, struct query *q)
+{
+	memset(q, 0, sizeof(*q));
+	q->id = state_get_u32(c);
+	q->op = state_get_u8(c);
+	q->pool = state_get_u8(c);
+	q->family = state_get_u8(c);
+	int rc = get_blob(c, "query key", q->key, sizeof(q->key), &q->key_size);
+	if (rc)
+		return rc;
+	char name[IC_KVP_KEY_MAX];
+	bool ok = false;
+	/* as ic_kvp_get / ic_kvp_enumerate / ic_kvp_get_ip_info make them */
+	switch (q->op) {
+	case HV_KVP_OP_GET:
+		ok = q->pool < HV_KVP_POOL_COUNT && !q->family && q->key_size > 2 &&
+		     wire_string(q->key, q->key_size, HV_KVP_MAX_KEY_SIZE, name);
+		break;
+	case HV_KVP_OP_ENUMERATE:
+		ok = q->pool < HV_KVP_POOL_COUNT && !q->family && !q->key_size;
+		break;
+	case HV_KVP_OP_GET_IP_INFO:
+		ok = q->pool == HV_KVP_POOL_GUEST && q->key_size > 2 &&
+		     wire_string(q->key, q->key_size, HV_KVP_MAX_ADAPTER_ID_SIZE * 2, name);
+		break;
+	}
+	if (!q->id || !ok)
+		return state_fail(-EINVAL, "ic kvp: query %u (operation %u, pool %u, key of %u bytes) is none the host makes",
+				  q->id, q->op, q->pool, q->key_size);
+	return 0;
+}
+
+/* Entries come in ascending slot order, as saved, so that a state has one payload: *min_slot is
+ * the lowest this one may take, moved past it. */
+static int get_entry(struct state_cursor *c, struct kvp_priv *n, unsigned *min_slot)
+{
+	uint8_t slot = state_get_u8(c), flags = state_get_u8(c);
+	uint32_t gen = state_get_u32(c), type = state_get_u32(c);
+	if (!state_cursor_ok(c))
+		return truncated();
+	if (slot >= IC_KVP_HOST_ENTRIES || slot < *min_slot)
+		return state_fail(-EINVAL, "ic kvp: host entry slot %u out of range or out of order", slot);
+	if (flags > 3)
+		return state_fail(-EINVAL, "ic kvp: host entry %u: flags %#x", slot, flags);
+	struct host_entry *e = &n->host[slot];
+	int rc = get_blob(c, "host key", e->key, sizeof(e->key), &e->key_size);
+	if (!rc)
+		rc = get_blob(c, "host value", e->value, sizeof(e->value), &e->value_size);
+	if (rc)
+		return rc;
+	char value[IC_KVP_VALUE_MAX];
+	if (e->key_size <= 2 || !wire_string(e->key, e->key_size, HV_KVP_MAX_KEY_SIZE, e->name))
+		return state_fail(-EINVAL, "ic kvp: host entry %u: the key is none ic_kvp_set() takes", slot);
+	bool value_ok = type == HV_KVP_REG_SZ	 ? wire_string(e->value, e->value_size, HV_KVP_MAX_VALUE_SIZE, value)
+			: type == HV_KVP_REG_U32 ? e->value_size == 4
+			: type == HV_KVP_REG_U64 ? e->value_size == 8
+						 : false;
+	if (!value_ok)
+		return state_fail(-EINVAL, "ic kvp: host entry %u: a value of type %u and %u bytes is none ic_kvp_set() takes",
+				  slot, type, e->value_size);
+	if (find(n, e->name, true))
+		return state_fail(-EINVAL, "ic kvp: host entry %u: the key is saved twice", slot);
+	*min_slot = slot + 1u;
+	e->used = true;
+	e->dirty = flags & 1;
+	e->deleting = flags & 2;
+	e->gen = gen;
+	e->value_type = type;
+	return 0;
+}
+
+/* n items into a new array (*out; NULL for none) */
+static int get_items(struct state_cursor *c, unsigned n, struct ic_kvp_pair **out)
+{
+	*out = NULL;
+	if (!n)
+		return 0;
+	/* an item takes at least 8 bytes: a count the payload cannot hold allocates nothing */
+	if (state_cursor_left(c) / 8 < n)
+		return truncated();
+	struct ic_kvp_pair *items = malloc(n * sizeof(*items));
+	if (!items)
+		return state_fail(-ENOMEM, "ic kvp: no memory for %u items", n);
+	uint8_t wire[HV_KVP_MAX_VALUE_SIZE + 2];
+	for (unsigned i = 0; i < n; i++) {
+		struct ic_kvp_pair *it = &items[i];
+		uint32_t klen, vlen;
+		it->value_type = state_get_u32(c);
+		int rc = get_blob(c, "item key", it->key, IC_KVP_KEY_MAX - 1, &klen);
+		if (!rc)
+			rc = get_blob(c, "item value", it->value, IC_KVP_VALUE_MAX - 1, &vlen);
+		if (!rc) {
+			it->key[klen] = it->value[vlen] = 0;
+			/* what parse_pair() makes of a guest's answer: a known type, UTF-8 converted from
+			 * UTF-16LE of at most the wire's sizes (+ a terminator the guest may leave out) */
+			bool type_ok = it->value_type == HV_KVP_REG_SZ || it->value_type == 2 ||
+				       it->value_type == HV_KVP_REG_U32 || it->value_type == HV_KVP_REG_U64;
+			if (!type_ok || strlen(it->key) != klen || strlen(it->value) != vlen ||
+			    ic_kvp_utf8_to_utf16le(it->key, wire, HV_KVP_MAX_KEY_SIZE + 2) < 0 ||
+			    ic_kvp_utf8_to_utf16le(it->value, wire, sizeof(wire)) < 0)
+				rc = state_fail(-EINVAL, "ic kvp: item %u (type %u) is none a guest's answer makes", i,
+						it->value_type);
+		}
+		if (rc) {
+			free(items);
+			return rc;
+		}
+	}
+	*out = items;
+	return 0;
+}
+
+/* Everything after the framework's fields into n, a fresh kvp_priv. */
+static int read_state(struct kvp_priv *n, const struct ic_saved *s, struct state_cursor *c)
+{
+	n->next_id = state_get_u32(c);
+	uint8_t nhost = state_get_u8(c);
+	if (!state_cursor_ok(c))
+		return truncated();
+	if (!n->next_id)
+		return state_fail(-EINVAL, "ic kvp: next query id 0");
+	if (nhost > IC_KVP_HOST_ENTRIES)
+		return state_fail(-EINVAL, "ic kvp: %u host entries saved, at most %u", nhost, IC_KVP_HOST_ENTRIES);
+	for (unsigned i = 0, min_slot = 0; i < nhost; i++) {
+		int rc = get_entry(c, n, &min_slot);
+		if (rc)
+			return rc;
+	}
+	uint8_t qlen = state_get_u8(c);
+	if (qlen > IC_KVP_QUEUE)
+		return state_fail(-EINVAL, "ic kvp: %u queued queries saved, at most %u", qlen, IC_KVP_QUEUE);
+	for (n->qlen = 0; n->qlen < qlen; n->qlen++) {
+		int rc = get_query(c, &n->q[n->qlen]);
+		if (rc)
+			return rc;
+	}
+	uint8_t cur = state_get_u8(c);
+	if (!state_cursor_ok(c))
+		return truncated();
+	if (cur == CUR_PUSH) {
+		n->cur_entry = state_get_u8(c);
+		n->cur_op = state_get_u8(c);
+		n->cur_gen = state_get_u32(c);
+		if (n->cur_entry >= IC_KVP_HOST_ENTRIES || !n->host[n->cur_entry].used ||
+		    (n->cur_op != HV_KVP_OP_SET && n->cur_op != HV_KVP_OP_DELETE))
+			return state_fail(-EINVAL, "ic kvp: push of host entry %u (operation %u) on the wire",
+					  n->cur_entry, n->cur_op);
+	} else if (cur == CUR_QUERY) {
+		int rc = get_query(c, &n->curq);
+		if (rc)
+			return rc;
+	} else if (cur != CUR_NONE) {
+		return state_fail(-EINVAL, "ic kvp: transaction kind %u", cur);
+	}
+	n->cur = cur;
+	n->tid = state_get_u64(c);
+	unsigned nstaging = state_get_u16(c);
+	if (!state_cursor_ok(c))
+		return truncated();
+	if (n->tid >= s->next_tid || (cur != CUR_NONE && (!n->tid || s->state != IC_READY)))
+		return state_fail(-EINVAL, "ic kvp: transaction %llu on the wire (next %llu, %s)",
+				  (unsigned long long)n->tid, (unsigned long long)s->next_tid,
+				  s->state == IC_READY ? "ready" : "not ready");
+	bool enumerating = cur == CUR_QUERY && n->curq.op == HV_KVP_OP_ENUMERATE;
+	if (nstaging >= (enumerating ? ENUM_MAX_ITEMS : 1))
+		return state_fail(-EINVAL, "ic kvp: %u items of an enumeration saved, at most %u", nstaging,
+				  enumerating ? ENUM_MAX_ITEMS - 1 : 0);
+	int rc = get_items(c, nstaging, &n->staging);
+	if (rc)
+		return rc;
+	n->nstaging = n->staging_cap = n->enum_index = nstaging;
+	for (unsigned i = 0; i < HV_KVP_POOL_COUNT; i++) {
+		unsigned items = state_get_u16(c);
+		if (!state_cursor_ok(c))
+			return truncated();
+		if (items > IC_KVP_POOL_CACHE)
+			return state_fail(-EINVAL, "ic kvp: pool %u: %u items saved, at most %u", i, items, IC_KVP_POOL_CACHE);
+		rc = get_items(c, items, &n->cache[i].items);
+		if (rc)
+			return rc;
+		n->cache[i].n = items;
+	}
+	return 0;
+}
+
+static int kvp_restore(struct ic_dev *dev, const struct ic_saved *s, struct state_cursor *c)
+{
+	struct kvp_priv *old = priv(dev), *n = calloc(1, sizeof(*n));
+	if (!n)
+		return state_fail(-ENOMEM, "ic kvp: no memory");
+	/* the host's settings stay */
+	n->done = old->done;
+	n->ctx = old->ctx;
+	n->base_close = old->base_close;
+	n->timeout_ms = old->timeout_ms;
+	int rc = read_state(n, s, c);
+	if (!rc)
+		rc = ic_restore_commit(dev, s, c);
+	if (rc) {
+		priv_free(n);
+		return rc;
+	}
+	priv_free(old);
+	dev->clock_ctx = n;
+	return 0;
 }

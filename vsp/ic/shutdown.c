@@ -1,4 +1,5 @@
 /* Shutdown IC: the host asks the guest to power off or restart; the guest says yes or no. */
+#include <errno.h>
 #include <string.h>
 
 #include "ic_internal.h"
@@ -12,6 +13,25 @@ static void sd_response(struct ic_dev *dev, const struct icmsg_hdr *hdr, const u
 	dev->sd_result = hdr->status == IC_HV_S_OK ? 1 : -1;
 }
 
+/* Saved: u8 result (0 none yet, 1 accepted, 2 refused). A request in flight needs nothing more:
+ * the guest answers it after the restore with the transaction id the framework keeps. */
+static int sd_save(struct ic_dev *dev, struct state_writer *w)
+{
+	state_put_u8(w, dev->sd_result < 0 ? 2 : (uint8_t)dev->sd_result);
+	return 0;
+}
+
+static int sd_restore(struct ic_dev *dev, const struct ic_saved *s, struct state_cursor *c)
+{
+	uint8_t result = state_get_u8(c);
+	if (state_cursor_ok(c) && result > 2)
+		return state_fail(-EINVAL, "ic shutdown: result %u", result);
+	int rc = ic_restore_commit(dev, s, c);
+	if (rc == 0)
+		dev->sd_result = result == 2 ? -1 : result;
+	return rc;
+}
+
 static const struct ic_service shutdown_svc = {
 	.name = "shutdown",
 	.class_id = IC_SHUTDOWN_CLASS,
@@ -20,6 +40,8 @@ static const struct ic_service shutdown_svc = {
 	.versions = sd_versions,
 	.nversions = 4,
 	.on_response = sd_response,
+	.save = sd_save,
+	.restore = sd_restore,
 };
 
 struct ic_dev *ic_shutdown_add(struct vmbus_server *srv)

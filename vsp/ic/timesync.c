@@ -19,6 +19,23 @@ static void ts_ready(struct ic_dev *dev)
 	ic_timesync_send(dev, ICTIMESYNCFLAG_SYNC); /* set the clock as soon as the guest listens */
 }
 
+/* Saved: u64 answers. A sample in flight is answered after the restore like any other; its time
+ * is from before the save, so the worker sends a SYNC after restoring (as it does on resume). */
+static int ts_save(struct ic_dev *dev, struct state_writer *w)
+{
+	state_put_u64(w, dev->ts_answers);
+	return 0;
+}
+
+static int ts_restore(struct ic_dev *dev, const struct ic_saved *s, struct state_cursor *c)
+{
+	uint64_t answers = state_get_u64(c);
+	int rc = ic_restore_commit(dev, s, c);
+	if (rc == 0)
+		dev->ts_answers = answers;
+	return rc;
+}
+
 static const struct ic_service timesync = {
 	.name = "timesync",
 	.class_id = IC_TIMESYNC_CLASS,
@@ -28,6 +45,8 @@ static const struct ic_service timesync = {
 	.nversions = 3,
 	.on_response = ts_response,
 	.on_ready = ts_ready,
+	.save = ts_save,
+	.restore = ts_restore,
 };
 
 static uint64_t host_now(void *ctx)

@@ -5,6 +5,7 @@
  * request until it has answered the current one, so after a host-side timeout the next request
  * (THAW) simply waits in the ring until the guest answers the old one, whose late answer the
  * framework ignores (stale transaction id). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,8 +24,6 @@ struct vss_priv {
 	uint32_t bu_flags;
 	uint8_t op;                 /* HV_VSS_OP_* outstanding, VSS_NO_OP none */
 	uint64_t tid;               /* framework transaction id of op */
-	uint64_t now;               /* latest time the caller gave us */
-	uint64_t deadline;
 	uint32_t freeze_ms, other_ms;
 	enum ic_vss_error recovering; /* != OK: the THAW in flight follows this FREEZE failure */
 };
@@ -59,7 +58,7 @@ static int send_op(struct ic_dev *dev, uint8_t op)
 		return -1;
 	p->op = op;
 	p->tid = dev->pending_tid;
-	p->deadline = p->now + (op == HV_VSS_OP_FREEZE ? p->freeze_ms : p->other_ms);
+	dev->deadline_ms = dev->now_ms + (op == HV_VSS_OP_FREEZE ? p->freeze_ms : p->other_ms);
 	return 0;
 }
 
@@ -134,6 +133,63 @@ static void vss_close(struct vmbus_chan *chan, void *ctx)
 	p->op = VSS_NO_OP;
 }
 
+/* Saved: u8 state (enum ic_vss_state), u8 error (enum ic_vss_error), u8 operation outstanding
+ * (HV_VSS_OP_*, 0xff none), u8 failure a recovery THAW follows (enum ic_vss_error), u32 hresult,
+ * u32 HOT_BACKUP flags, u64 transaction id of the operation.
+ * An operation in flight is resumed, not failed: the guest answers it after the restore with the
+ * saved transaction id (hv_vss_daemon may be inside FIFREEZE right now), the time left to it is
+ * kept, and a FREEZE that never comes back still times out into the recovery THAW. FROZEN stays
+ * FROZEN: the guest's file systems are frozen in the saved RAM, and ic_vss_thaw() after the
+ * restore thaws them as it would have before. */
+static int vss_save(struct ic_dev *dev, struct state_writer *w)
+{
+	struct vss_priv *p = priv(dev);
+	state_put_u8(w, (uint8_t)p->state);
+	state_put_u8(w, (uint8_t)p->err);
+	state_put_u8(w, p->op);
+	state_put_u8(w, (uint8_t)p->recovering);
+	state_put_u32(w, p->hresult);
+	state_put_u32(w, p->bu_flags);
+	state_put_u64(w, p->tid);
+	return 0;
+}
+
+static int vss_restore(struct ic_dev *dev, const struct ic_saved *s, struct state_cursor *c)
+{
+	struct vss_priv *p = priv(dev);
+	uint8_t st = state_get_u8(c), err = state_get_u8(c), op = state_get_u8(c), rec = state_get_u8(c);
+	uint32_t hresult = state_get_u32(c), bu_flags = state_get_u32(c);
+	uint64_t tid = state_get_u64(c);
+	if (!state_cursor_ok(c))
+		return ic_restore_commit(dev, s, c); /* reports the truncation */
+	if (st > IC_VSS_FAILED || err > IC_VSS_E_PROTOCOL || rec > IC_VSS_E_PROTOCOL)
+		return state_fail(-EINVAL, "ic vss: state %u, error %u, recovering %u out of range", st, err, rec);
+	bool busy = st == IC_VSS_FREEZING || st == IC_VSS_THAWING;
+	if (op != VSS_NO_OP && op != HV_VSS_OP_HOT_BACKUP && op != HV_VSS_OP_FREEZE && op != HV_VSS_OP_THAW)
+		return state_fail(-EINVAL, "ic vss: operation %u is never sent", op);
+	/* in progress exactly while an operation is outstanding, else nothing would end it */
+	if (busy != (op != VSS_NO_OP) || (op == HV_VSS_OP_THAW) != (st == IC_VSS_THAWING))
+		return state_fail(-EINVAL, "ic vss: state %s with operation %u outstanding", ic_vss_state_name(st), op);
+	if ((st == IC_VSS_FAILED) != (err != IC_VSS_OK))
+		return state_fail(-EINVAL, "ic vss: state %s with error %s", ic_vss_state_name(st), ic_vss_error_name(err));
+	if (rec != IC_VSS_OK && op != HV_VSS_OP_THAW)
+		return state_fail(-EINVAL, "ic vss: recovering from %s without a THAW outstanding", ic_vss_error_name(rec));
+	if (op != VSS_NO_OP && (s->state != IC_READY || tid == 0 || tid >= s->next_tid))
+		return state_fail(-EINVAL, "ic vss: operation %u outstanding as transaction %llu (next %llu)", op,
+				  (unsigned long long)tid, (unsigned long long)s->next_tid);
+	int rc = ic_restore_commit(dev, s, c);
+	if (rc)
+		return rc;
+	p->state = st;
+	p->err = err;
+	p->op = op;
+	p->recovering = rec;
+	p->hresult = hresult;
+	p->bu_flags = bu_flags;
+	p->tid = tid;
+	return 0;
+}
+
 static const struct ic_service vss_svc = {
 	.name = "vss",
 	.class_id = IC_VSS_CLASS,
@@ -142,6 +198,8 @@ static const struct ic_service vss_svc = {
 	.versions = vss_versions,
 	.nversions = 1,
 	.on_response = vss_response,
+	.save = vss_save,
+	.restore = vss_restore,
 };
 
 struct ic_dev *ic_vss_add(struct vmbus_server *srv, ic_vss_done_fn done, void *ctx)
@@ -180,16 +238,10 @@ void ic_vss_set_timeouts(struct ic_dev *dev, uint32_t freeze_ms, uint32_t other_
 	priv(dev)->other_ms = other_ms;
 }
 
-static void advance(struct vss_priv *p, uint64_t now_ms)
-{
-	if (now_ms > p->now)
-		p->now = now_ms;
-}
-
 int ic_vss_freeze(struct ic_dev *dev, uint64_t now_ms)
 {
 	struct vss_priv *p = priv(dev);
-	advance(p, now_ms);
+	ic_advance(dev, now_ms);
 	if (p->state != IC_VSS_IDLE && p->state != IC_VSS_FAILED)
 		return -1;
 	if (ic_state(dev) != IC_READY || send_op(dev, HV_VSS_OP_HOT_BACKUP) != 0)
@@ -203,7 +255,7 @@ int ic_vss_freeze(struct ic_dev *dev, uint64_t now_ms)
 int ic_vss_thaw(struct ic_dev *dev, uint64_t now_ms)
 {
 	struct vss_priv *p = priv(dev);
-	advance(p, now_ms);
+	ic_advance(dev, now_ms);
 	if (p->state != IC_VSS_FROZEN && p->state != IC_VSS_FAILED)
 		return -1;
 	if (ic_state(dev) != IC_READY || send_op(dev, HV_VSS_OP_THAW) != 0)
@@ -217,7 +269,7 @@ int ic_vss_thaw(struct ic_dev *dev, uint64_t now_ms)
 void ic_vss_tick(struct ic_dev *dev, uint64_t now_ms)
 {
 	struct vss_priv *p = priv(dev);
-	advance(p, now_ms);
+	ic_advance(dev, now_ms);
 	if (p->op == VSS_NO_OP)
 		return;
 	if (ic_state(dev) != IC_READY) {
@@ -229,7 +281,7 @@ void ic_vss_tick(struct ic_dev *dev, uint64_t now_ms)
 		settle(dev, IC_VSS_FAILED, IC_VSS_E_PROTOCOL);
 		return;
 	}
-	if (p->now < p->deadline)
+	if (dev->now_ms < dev->deadline_ms)
 		return;
 	uint8_t op = p->op;
 	dev->pending_tid = 0; /* a late answer now carries a stale id and is ignored */
