@@ -227,6 +227,7 @@ int main(int argc, char **argv)
 			return vfail("cannot restore %s: %s", opt.restore_path, state_last_error());
 		state_reader_close(saved);
 		close(saved_fd);
+		vmbus_host_restored(&vm->vmbus, hv_reference_time(&vm->hv, 0));
 		/* The guest's clock stood still since the save: step it to now, as Hyper-V does. */
 		pthread_mutex_lock(&vm->vmbus.lock);
 		if (vm->vmbus.timesync)

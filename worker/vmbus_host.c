@@ -56,8 +56,9 @@ static void host_log(void *opaque, const char *fmt, ...)
 	vlog("%s", line);
 }
 
-/* The partition's reference time as 100 ns since the worker started: the guest TSC also
- * starts at zero with the partition, so the two agree to within the start-up skew. */
+/* The partition's reference time as 100 ns since start_ns: the guest TSC starts at zero with
+ * the partition, so the two agree to within the start-up skew (a restore moves start_ns). Read
+ * here rather than from a vCPU's TSC: that would wait for the vCPU to leave the guest. */
 static uint64_t reference_100ns(void *ctx)
 {
 	struct vmbus_host *h = ctx;
@@ -213,4 +214,15 @@ enum heartbeat_status vmbus_host_heartbeat(struct vmbus_host *h, uint64_t now_ns
 		*last_seen_ns = h->last_heartbeat_ns;
 	pthread_mutex_unlock(&h->lock);
 	return s;
+}
+
+void vmbus_host_restored(struct vmbus_host *h, uint64_t reference_100ns)
+{
+	pthread_mutex_lock(&h->lock);
+	uint64_t now = monotonic_ns();
+	h->start_ns = now - reference_100ns * 100;
+	h->logged_version = vmbus_server_version(h->server);
+	h->last_heartbeat_answers = h->heartbeat ? ic_heartbeat_answers(h->heartbeat) : 0;
+	h->last_heartbeat_ns = h->last_heartbeat_sent_ns = now;
+	pthread_mutex_unlock(&h->lock);
 }

@@ -36,6 +36,11 @@ void *vmbus_host_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len);
 /* The guest-write check's grant through the partition; only when platform.grant is set. */
 void vmbus_host_grant(void *opaque, void *hva, uint64_t len, bool on);
 
+/* After a saved VM was restored into h (before its vCPUs run): the guest's reference time is
+ * now reference_100ns, not the time since this process started, and the integration services
+ * are in contact already. */
+void vmbus_host_restored(struct vmbus_host *h, uint64_t reference_100ns);
+
 /* The guest wrote EOM: queued server messages may fit now. */
 void vmbus_host_eom(struct vmbus_host *h);
 /* Periodic work from the worker loop, at least once a second: heartbeats, integration-service
