@@ -4,7 +4,6 @@
 #include "vmbus_internal.h"
 
 #define GPA_DIRECT_HDR ((uint32_t)sizeof(struct vmdata_gpa_direct)) /* 24 */
-#define PFN_LIMIT (1ull << 52) /* pfn << 12 must not overflow */
 
 static uint32_t rd32(const uint8_t *p)
 {

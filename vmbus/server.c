@@ -16,51 +16,6 @@
 
 #include "vmbus_internal.h"
 
-#define VMBUS_MAX_GPADLS     1024
-#define VMBUS_MAX_GPADL_PFNS (1u << 20)  /* all GPADLs together: 4 GiB of guest pages */
-#define VMBUS_OUTQ_MAX       1024        /* host -> guest messages waiting for a SynIC slot */
-#define VMBUS_LOG_LIMIT      256         /* log lines per connection (a guest can make many) */
-#define PFN_LIMIT            (1ull << 52)
-
-struct gpadl {
-	struct gpadl *next;
-	uint32_t id;
-	uint32_t relid;
-	uint16_t rangecount;
-	uint16_t buflen;        /* range byte stream length (GPADL_HEADER range_buflen) */
-	uint32_t received;      /* bytes of it received so far */
-	uint8_t *buf;           /* the stream while incomplete */
-	bool complete;
-	bool page_aligned;      /* every range starts and ends on a page boundary (usable as a ring) */
-	uint64_t *pfns;         /* all ranges' PFNs, in order (complete GPADLs) */
-	uint32_t npfns;
-	uint64_t writable;      /* leading bytes granted for host writes (ops->grant) */
-};
-
-struct out_msg {
-	uint32_t len;
-	uint8_t data[VMBUS_MAX_MESSAGE_SIZE];
-};
-
-struct vmbus_server {
-	const struct vmbus_host_ops *ops;
-	void *opaque;
-	uint32_t vp_count;              /* 0: unchecked */
-	bool connected;
-	uint32_t version;
-	uint32_t target_vcpu;           /* where control messages go */
-	uint32_t msg_sint;
-	bool offers_sent;
-	struct vmbus_chan *chans[VMBUS_MAX_RELIDS]; /* index relid - 1; devices first, then sub-channels */
-	uint32_t nchans;                /* devices (primaries): relids 1..nchans */
-	struct gpadl *gpadls;
-	uint32_t ngpadls;
-	uint32_t gpadl_pfns;            /* sum of npfns and pending stream sizes / 8 */
-	struct out_msg *outq;           /* ring of VMBUS_OUTQ_MAX */
-	uint32_t outq_head, outq_len;
-	uint32_t log_lines;
-};
-
 void vmbus_srv_log(struct vmbus_server *srv, const char *fmt, ...)
 {
 	if (!srv->ops->log || srv->log_lines > VMBUS_LOG_LIMIT)
@@ -105,7 +60,7 @@ void vmbus_srv_signal_chan(struct vmbus_chan *chan)
 	srv->ops->signal_event(srv->opaque, chan->target_vp, VMBUS_MESSAGE_SINT, chan->relid);
 }
 
-static bool vp_ok(const struct vmbus_server *srv, uint32_t vp)
+bool vmbus_srv_vp_ok(const struct vmbus_server *srv, uint32_t vp)
 {
 	return srv->vp_count == 0 || vp < srv->vp_count;
 }
@@ -145,7 +100,7 @@ static void send_msg(struct vmbus_server *srv, const void *msg, uint32_t len)
 
 /* ---- GPADLs ---- */
 
-static struct gpadl *gpadl_find(struct vmbus_server *srv, uint32_t id)
+struct gpadl *vmbus_srv_gpadl_find(struct vmbus_server *srv, uint32_t id)
 {
 	for (struct gpadl *g = srv->gpadls; g; g = g->next)
 		if (g->id == id)
@@ -153,13 +108,13 @@ static struct gpadl *gpadl_find(struct vmbus_server *srv, uint32_t id)
 	return NULL;
 }
 
-static uint32_t gpadl_weight(const struct gpadl *g)
+uint32_t vmbus_srv_gpadl_weight(const struct gpadl *g)
 {
 	return g->complete ? g->npfns : g->buflen / 8u + 1;
 }
 
-/* Pages [0, ceil(bytes / 4096)) of a complete GPADL, as runs of contiguous host memory. */
-static void gpadl_grant(struct vmbus_server *srv, const struct gpadl *g, uint64_t bytes, bool on)
+/* Pages [0, ceil(bytes / 4096)), as runs of contiguous host memory. */
+void vmbus_srv_gpadl_grant(struct vmbus_server *srv, const struct gpadl *g, uint64_t bytes, bool on)
 {
 	uint8_t *run = NULL;
 	uint64_t len = 0;
@@ -180,12 +135,12 @@ static void gpadl_grant(struct vmbus_server *srv, const struct gpadl *g, uint64_
 
 int vmbus_srv_gpadl_writable(struct vmbus_server *srv, uint32_t relid, uint32_t id, uint64_t bytes)
 {
-	struct gpadl *g = gpadl_find(srv, id);
+	struct gpadl *g = vmbus_srv_gpadl_find(srv, id);
 	if (!g || !g->complete || g->relid != relid || bytes > (uint64_t)g->npfns * VMBUS_PAGE_SIZE)
 		return -1;
 	if (srv->ops->grant) {
-		gpadl_grant(srv, g, bytes, true);
-		gpadl_grant(srv, g, g->writable, false);
+		vmbus_srv_gpadl_grant(srv, g, bytes, true);
+		vmbus_srv_gpadl_grant(srv, g, g->writable, false);
 		g->writable = bytes;
 	}
 	return 0;
@@ -194,7 +149,7 @@ int vmbus_srv_gpadl_writable(struct vmbus_server *srv, uint32_t relid, uint32_t 
 static void gpadl_remove(struct vmbus_server *srv, struct gpadl *g)
 {
 	if (g->writable)
-		gpadl_grant(srv, g, g->writable, false);
+		vmbus_srv_gpadl_grant(srv, g, g->writable, false);
 	for (struct gpadl **pp = &srv->gpadls; *pp; pp = &(*pp)->next) {
 		if (*pp == g) {
 			*pp = g->next;
@@ -202,7 +157,7 @@ static void gpadl_remove(struct vmbus_server *srv, struct gpadl *g)
 		}
 	}
 	srv->ngpadls--;
-	srv->gpadl_pfns -= gpadl_weight(g);
+	srv->gpadl_pfns -= vmbus_srv_gpadl_weight(g);
 	free(g->buf);
 	free(g->pfns);
 	free(g);
@@ -230,6 +185,11 @@ static uint64_t rd64(const uint8_t *p)
 	uint64_t v;
 	memcpy(&v, p, sizeof(v));
 	return v;
+}
+
+bool vmbus_srv_pfn_ok(struct vmbus_server *srv, uint64_t pfn)
+{
+	return pfn < PFN_LIMIT && vmbus_srv_gpa(srv, pfn << VMBUS_PAGE_SHIFT, VMBUS_PAGE_SIZE);
 }
 
 /* Parse the complete range stream into g->pfns; every PFN must be guest RAM. */
@@ -267,7 +227,7 @@ static bool gpadl_parse(struct vmbus_server *srv, struct gpadl *g)
 		uint32_t n = (uint32_t)(((uint64_t)offset + bytes + VMBUS_PAGE_SIZE - 1) / VMBUS_PAGE_SIZE);
 		for (uint32_t i = 0; i < n; i++, pos += 8) {
 			uint64_t pfn = rd64(g->buf + pos);
-			if (pfn >= PFN_LIMIT || !vmbus_srv_gpa(srv, pfn << VMBUS_PAGE_SHIFT, VMBUS_PAGE_SIZE)) {
+			if (!vmbus_srv_pfn_ok(srv, pfn)) {
 				vmbus_srv_log(srv, "vmbus: GPADL %#x: PFN %#llx is not guest RAM", g->id,
 					      (unsigned long long)pfn);
 				free(pfns);
@@ -276,12 +236,12 @@ static bool gpadl_parse(struct vmbus_server *srv, struct gpadl *g)
 			pfns[k++] = pfn;
 		}
 	}
-	srv->gpadl_pfns -= gpadl_weight(g);
+	srv->gpadl_pfns -= vmbus_srv_gpadl_weight(g);
 	g->pfns = pfns;
 	g->npfns = npfns;
 	g->page_aligned = aligned;
 	g->complete = true;
-	srv->gpadl_pfns += gpadl_weight(g);
+	srv->gpadl_pfns += vmbus_srv_gpadl_weight(g);
 	free(g->buf);
 	g->buf = NULL;
 	return true;
@@ -291,7 +251,7 @@ static bool gpadl_parse(struct vmbus_server *srv, struct gpadl *g)
 int vmbus_srv_gpadl_pfns(struct vmbus_server *srv, uint32_t relid, uint32_t id, const uint64_t **pfns,
 			 uint32_t *count)
 {
-	struct gpadl *g = gpadl_find(srv, id);
+	struct gpadl *g = vmbus_srv_gpadl_find(srv, id);
 	/* Whole pages only: the PFN list drops each range's byte offset and count, so a partial
 	 * page would be written beyond what the guest granted. */
 	if (!g || !g->complete || g->relid != relid || !g->page_aligned)
@@ -341,7 +301,7 @@ static void on_gpadl_header(struct vmbus_server *srv, const uint8_t *msg, uint32
 	const char *why = NULL;
 	if (!chan || (chan->state != CHAN_OFFERED && chan->state != CHAN_OPEN))
 		why = "unknown channel";
-	else if (gpadl_find(srv, id))
+	else if (vmbus_srv_gpadl_find(srv, id))
 		why = "duplicate handle";
 	else if (h->rangecount == 0 || h->range_buflen < sizeof(struct gpa_range) + 8 || h->range_buflen % 8)
 		why = "bad range count or length";
@@ -374,7 +334,7 @@ static void on_gpadl_header(struct vmbus_server *srv, const uint8_t *msg, uint32
 	g->next = srv->gpadls;
 	srv->gpadls = g;
 	srv->ngpadls++;
-	srv->gpadl_pfns += gpadl_weight(g);
+	srv->gpadl_pfns += vmbus_srv_gpadl_weight(g);
 	if (g->received == g->buflen)
 		gpadl_finish(srv, g);
 }
@@ -383,7 +343,7 @@ static void on_gpadl_body(struct vmbus_server *srv, const uint8_t *msg, uint32_t
 {
 	const struct vmbus_channel_gpadl_body *b = (const void *)msg;
 	uint32_t data = len - (uint32_t)sizeof(*b);
-	struct gpadl *g = gpadl_find(srv, b->gpadl);
+	struct gpadl *g = vmbus_srv_gpadl_find(srv, b->gpadl);
 	if (!g || g->complete) {
 		vmbus_srv_log(srv, "vmbus: GPADL_BODY for %s GPADL %#x dropped", g ? "complete" : "unknown",
 			      b->gpadl);
@@ -405,7 +365,7 @@ static void on_gpadl_body(struct vmbus_server *srv, const uint8_t *msg, uint32_t
 static void on_gpadl_teardown(struct vmbus_server *srv, const uint8_t *msg)
 {
 	const struct vmbus_channel_gpadl_teardown *t = (const void *)msg;
-	struct gpadl *g = gpadl_find(srv, t->gpadl);
+	struct gpadl *g = vmbus_srv_gpadl_find(srv, t->gpadl);
 	if (!g) {
 		vmbus_srv_log(srv, "vmbus: GPADL_TEARDOWN for unknown GPADL %#x dropped", t->gpadl);
 		return;
@@ -553,8 +513,7 @@ static void open_result(struct vmbus_server *srv, uint32_t relid, uint32_t openi
 	SEND(srv, m);
 }
 
-/* Map the two rings of an OPENCHANNEL; returns NULL on success or why not. */
-static const char *chan_map_rings(struct vmbus_server *srv, struct vmbus_chan *chan, const struct gpadl *g,
+const char *vmbus_srv_map_rings(struct vmbus_server *srv, struct vmbus_chan *chan, const struct gpadl *g,
 				  uint32_t split)
 {
 	if (!g || !g->complete)
@@ -611,12 +570,12 @@ static void on_open_channel(struct vmbus_server *srv, const uint8_t *msg)
 	const char *why = NULL;
 	if (!chan || chan->state != CHAN_OFFERED)
 		why = chan && chan->state == CHAN_OPEN ? "already open" : "channel not offered";
-	else if (!vp_ok(srv, o->target_vp))
+	else if (!vmbus_srv_vp_ok(srv, o->target_vp))
 		why = "bad target VP";
-	else if ((ring = gpadl_find(srv, o->ringbuffer_gpadlhandle)) && ring->relid != relid)
+	else if ((ring = vmbus_srv_gpadl_find(srv, o->ringbuffer_gpadlhandle)) && ring->relid != relid)
 		why = "ring GPADL belongs to another channel";
 	else
-		why = chan_map_rings(srv, chan, ring, o->downstream_ringbuffer_pageoffset);
+		why = vmbus_srv_map_rings(srv, chan, ring, o->downstream_ringbuffer_pageoffset);
 	if (why) {
 		vmbus_srv_log(srv, "vmbus: OPENCHANNEL relid %u refused: %s", relid, why);
 		open_result(srv, relid, openid, VMBUS_STATUS_UNSUCCESSFUL);
@@ -677,7 +636,7 @@ static void on_modify_channel(struct vmbus_server *srv, const uint8_t *msg)
 	const struct vmbus_channel_modifychannel *m = (const void *)msg;
 	struct vmbus_chan *chan = chan_by_relid(srv, m->child_relid);
 	uint32_t status = VMBUS_STATUS_SUCCESS;
-	if (!chan || chan->state != CHAN_OPEN || !vp_ok(srv, m->target_vp)) {
+	if (!chan || chan->state != CHAN_OPEN || !vmbus_srv_vp_ok(srv, m->target_vp)) {
 		vmbus_srv_log(srv, "vmbus: MODIFYCHANNEL relid %u refused", m->child_relid);
 		status = VMBUS_STATUS_UNSUCCESSFUL;
 	} else {
@@ -698,12 +657,22 @@ static void on_modify_channel(struct vmbus_server *srv, const uint8_t *msg)
 /* Drop channels, GPADLs and queued messages; devices go back to IDLE. */
 static void drop_connection(struct vmbus_server *srv)
 {
+	/* A restore given up (vmbus/savestate.c): a device sees close() only on the channels whose
+	 * state it restored; it never saw the others open. */
+	for (uint32_t i = 0; srv->restoring && i < VMBUS_MAX_RELIDS; i++) {
+		struct vmbus_chan *c = srv->chans[i];
+		if (c && c->state == CHAN_OPEN && !c->restored) {
+			c->state = CHAN_OFFERED;
+			rings_unmap(c);
+		}
+	}
 	for (uint32_t i = VMBUS_MAX_DEVICES; i < VMBUS_MAX_RELIDS; i++)
 		if (srv->chans[i])
 			sub_free(srv->chans[i]);
 	for (uint32_t i = 0; i < srv->nchans; i++) {
 		vmbus_chan_teardown(srv->chans[i]);
 		srv->chans[i]->state = CHAN_IDLE;
+		srv->chans[i]->restored = false;
 	}
 	gpadl_drop_all(srv, false, 0);
 	srv->outq_head = srv->outq_len = 0;
@@ -711,9 +680,10 @@ static void drop_connection(struct vmbus_server *srv)
 	srv->offers_sent = false;
 	srv->version = 0;
 	srv->log_lines = 0;
+	srv->restoring = false;
 }
 
-static bool version_supported(uint32_t v)
+bool vmbus_srv_version_supported(uint32_t v)
 {
 	switch (v) {
 	case VERSION_WIN10:
@@ -739,14 +709,14 @@ static void on_initiate_contact(struct vmbus_server *srv, uint32_t vp, const uin
 		vmbus_srv_log(srv, "vmbus: INITIATE_CONTACT while connected: resetting");
 		drop_connection(srv);
 	}
-	bool ok = version_supported(version) && vp_ok(srv, target) && sint < HV_SYNIC_SINT_COUNT;
+	bool ok = vmbus_srv_version_supported(version) && vmbus_srv_vp_ok(srv, target) && sint < HV_SYNIC_SINT_COUNT;
 	struct vmbus_channel_version_response r = {
 		.header.msgtype = CHANNELMSG_VERSION_RESPONSE,
 		.version_supported = ok,
 		.msg_conn_id = VMBUS_MESSAGE_CONNECTION_ID,
 	};
 	/* An unusable target VP or SINT: answer where the request came from. */
-	srv->target_vcpu = vp_ok(srv, target) ? target : vp;
+	srv->target_vcpu = vmbus_srv_vp_ok(srv, target) ? target : vp;
 	srv->msg_sint = sint < HV_SYNIC_SINT_COUNT ? sint : VMBUS_MESSAGE_SINT;
 	if (ok) {
 		srv->connected = true;
@@ -885,6 +855,22 @@ uint16_t vmbus_chan_subchannel_count(const struct vmbus_chan *chan)
 	return count_subs(chan->srv, chan->primary ? chan->primary : chan, 0, &unused);
 }
 
+struct vmbus_chan *vmbus_srv_sub_new(struct vmbus_chan *primary, uint16_t index, uint32_t slot)
+{
+	struct vmbus_chan *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->srv = primary->srv;
+	c->ops = primary->ops;
+	c->device_ctx = primary->device_ctx;
+	c->primary = primary;
+	c->subchannel_index = index;
+	c->relid = slot + 1;
+	c->state = CHAN_OFFERED;
+	primary->srv->chans[slot] = c;
+	return c;
+}
+
 int vmbus_chan_offer_subchannels(struct vmbus_chan *primary, uint16_t n)
 {
 	struct vmbus_server *srv = primary->srv;
@@ -905,17 +891,9 @@ int vmbus_chan_offer_subchannels(struct vmbus_chan *primary, uint16_t n)
 				      primary->ops->name ? primary->ops->name : "?", idx);
 			break;
 		}
-		struct vmbus_chan *c = calloc(1, sizeof(*c));
+		struct vmbus_chan *c = vmbus_srv_sub_new(primary, idx, slot);
 		if (!c)
 			break;
-		c->srv = srv;
-		c->ops = primary->ops;
-		c->device_ctx = primary->device_ctx;
-		c->primary = primary;
-		c->subchannel_index = idx;
-		c->relid = slot + 1;
-		c->state = CHAN_OFFERED;
-		srv->chans[slot] = c;
 		send_offer(srv, c);
 	}
 	return vmbus_chan_subchannel_count(primary);

@@ -90,7 +90,9 @@ void vmbus_server_reset(struct vmbus_server *srv);
  * each device section, then vmbus_server_restore_finish(), which fails if an open channel's
  * device section is missing and otherwise signals both sides of every open channel once (a
  * wake-up in flight at the save is not lost). On failure the server is reset (the caller gives
- * the restore up); errors are negative errnos with state_last_error() set. */
+ * the restore up; a device's close() runs only for channels whose restore() succeeded); errors
+ * are negative errnos with state_last_error() set. Guest RAM must be restored before
+ * vmbus_server_restore(): it maps the open channels' rings, whose indices are in guest RAM. */
 struct state_writer;
 struct state_section;
 int vmbus_server_save(struct vmbus_server *srv, struct state_writer *w);

@@ -11,8 +11,6 @@
 
 #include "worker/guest_guard.h"
 
-#define FG_RAM_BYTES ((uint64_t)FG_RAM_PAGES * VMBUS_PAGE_SIZE)
-
 static void *fg_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 {
 	struct fake_guest *g = opaque;
@@ -244,15 +242,9 @@ uint32_t fg_gpadl(struct fake_guest *g, uint32_t relid, uint32_t id, const uint3
 	return c->creation_status;
 }
 
-uint32_t fg_open(struct fake_guest *g, struct fg_chan *c, uint32_t relid, uint32_t gpadl,
-		 uint32_t first_pfn, uint32_t send_pages, uint32_t recv_pages)
+void fg_chan_init(struct fake_guest *g, struct fg_chan *c, uint32_t relid, uint32_t gpadl, uint32_t first_pfn,
+		  uint32_t send_pages, uint32_t recv_pages)
 {
-	uint32_t total = send_pages + recv_pages;
-	uint32_t pfns[FG_RAM_PAGES];
-	for (uint32_t i = 0; i < total; i++)
-		pfns[i] = first_pfn + i;
-	memset(fg_page(g, first_pfn), 0, (size_t)total * VMBUS_PAGE_SIZE);
-	/* Linux hv_ringbuffer_init: both control pages zeroed, feature bit set. */
 	c->relid = relid;
 	c->conn_id = VMBUS_CHANNEL_CONNECTION_ID_BASE + relid;
 	c->gpadl = gpadl;
@@ -262,6 +254,18 @@ uint32_t fg_open(struct fake_guest *g, struct fg_chan *c, uint32_t relid, uint32
 	c->recv.hdr = fg_page(g, first_pfn + send_pages);
 	c->recv.data = fg_page(g, first_pfn + send_pages + 1);
 	c->recv.size = (recv_pages - 1) * VMBUS_PAGE_SIZE;
+}
+
+uint32_t fg_open(struct fake_guest *g, struct fg_chan *c, uint32_t relid, uint32_t gpadl,
+		 uint32_t first_pfn, uint32_t send_pages, uint32_t recv_pages)
+{
+	uint32_t total = send_pages + recv_pages;
+	uint32_t pfns[FG_RAM_PAGES];
+	for (uint32_t i = 0; i < total; i++)
+		pfns[i] = first_pfn + i;
+	memset(fg_page(g, first_pfn), 0, (size_t)total * VMBUS_PAGE_SIZE);
+	/* Linux hv_ringbuffer_init: both control pages zeroed, feature bit set. */
+	fg_chan_init(g, c, relid, gpadl, first_pfn, send_pages, recv_pages);
 	c->send.hdr->feature_bits = 1;
 	c->recv.hdr->feature_bits = 1;
 	uint32_t st = fg_gpadl(g, relid, gpadl, pfns, total);

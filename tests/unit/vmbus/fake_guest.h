@@ -15,6 +15,7 @@
 #include "vmbus/server.h"
 
 #define FG_RAM_PAGES 128
+#define FG_RAM_BYTES ((uint64_t)FG_RAM_PAGES * VMBUS_PAGE_SIZE)
 #define FG_MAX_MSGS  512
 #define FG_MAX_EVENTS 4096
 
@@ -76,6 +77,10 @@ unsigned fg_request_offers(struct fake_guest *g);
 /* GPADL over npages pages given by pfns[], as Linux does (one range, header + bodies).
  * Returns the GPADL_CREATED status (or 0xdead if no answer came). */
 uint32_t fg_gpadl(struct fake_guest *g, uint32_t relid, uint32_t id, const uint32_t *pfns, uint32_t npages);
+/* The guest's view of a channel whose rings are pages first_pfn.. (nothing is posted; after a
+ * restore, the rings are where they were). */
+void fg_chan_init(struct fake_guest *g, struct fg_chan *c, uint32_t relid, uint32_t gpadl, uint32_t first_pfn,
+		  uint32_t send_pages, uint32_t recv_pages);
 /* Build a channel: GPADL over send_pages + recv_pages starting at first_pfn, OPENCHANNEL.
  * Returns the OPENCHANNEL_RESULT status. */
 uint32_t fg_open(struct fake_guest *g, struct fg_chan *c, uint32_t relid, uint32_t gpadl,
