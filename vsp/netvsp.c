@@ -1,7 +1,9 @@
 /* netvsp: NVSP over one VMBus channel, RNDIS on top (vsp/rndis.c), frames to a backend. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "state/savedstate.h"
 #include "vmbus/channel.h"
 #include "vsp/net_offload.h"
 #include "vsp/netvsp.h"
@@ -83,6 +85,41 @@ static void rbuf_forget(struct netvsp *n)
 	n->next_piece = NULL;
 	n->nsections = n->nfree = 0;
 	n->have_rbuf = false;
+}
+
+/* The piece tables for a receive buffer of count pieces (1..MAX_RECV_SECTIONS), all free. */
+static bool rbuf_alloc(struct netvsp *n, uint32_t count)
+{
+	n->free_sections = malloc(sizeof(uint32_t) * count);
+	n->in_use = calloc(count, 1);
+	n->next_piece = malloc(sizeof(uint32_t) * count);
+	if (!n->free_sections || !n->in_use || !n->next_piece)
+		return false;
+	for (uint32_t i = 0; i < count; i++)
+		n->free_sections[i] = count - 1 - i; /* piece 0 first */
+	n->nsections = n->nfree = count;
+	return true;
+}
+
+/* Pieces a receive buffer GPADL of this channel holds (0: no such complete GPADL, or too small). */
+static uint32_t rbuf_pieces(struct netvsp *n, uint32_t gpadl)
+{
+	const uint64_t *pfns;
+	uint32_t npfns;
+	if (vmbus_chan_gpadl_map(n->chan, gpadl, &pfns, &npfns) < 0)
+		return 0;
+	uint64_t count = (uint64_t)npfns * 4096 / NETVSP_RECV_SECTION_SIZE;
+	return count > MAX_RECV_SECTIONS ? MAX_RECV_SECTIONS : (uint32_t)count;
+}
+
+/* Send-buffer sections a GPADL of this channel holds (0: no such complete GPADL, or too small). */
+static uint32_t sbuf_sections(struct netvsp *n, uint32_t gpadl)
+{
+	const uint64_t *pfns;
+	uint32_t npfns;
+	if (vmbus_chan_gpadl_map(n->chan, gpadl, &pfns, &npfns) < 0)
+		return 0;
+	return (uint32_t)((uint64_t)npfns * 4096 / NETVSP_SEND_SECTION_SIZE);
 }
 
 static void reset_state(struct netvsp *n)
@@ -190,19 +227,31 @@ static void flush_control(struct netvsp *n)
 	}
 }
 
-/* An RNDIS message for the guest (answer or indication): in order behind any waiting ones. */
-static void send_control(struct netvsp *n, const uint8_t *msg, uint32_t len)
+/* An RNDIS message for the guest (answer or indication) behind any waiting ones; false when
+ * the queue is full (dropped). */
+static bool queue_control(struct netvsp *n, const uint8_t *msg, uint32_t len)
 {
 	if (n->ctl_count == PENDING_CONTROL || len > RNDIS_MAX_RESPONSE) {
 		n->st.rx_drops++;
-		return;
+		return false;
 	}
 	struct pending_ctl *c = &n->ctl[(n->ctl_head + n->ctl_count) % PENDING_CONTROL];
 	memcpy(c->data, msg, len);
 	c->len = len;
 	n->ctl_count++;
-	if (!n->in_send)
+	return true;
+}
+
+static void send_control(struct netvsp *n, const uint8_t *msg, uint32_t len)
+{
+	if (queue_control(n, msg, len) && !n->in_send)
 		flush_control(n);
+}
+
+/* The indication of the link as rst.link_up has it (20 bytes). */
+static uint32_t link_indication(const struct netvsp *n, uint8_t *msg)
+{
+	return rndis_build_indicate(msg, n->rst.link_up ? RNDIS_STATUS_MEDIA_CONNECT : RNDIS_STATUS_MEDIA_DISCONNECT);
 }
 
 static void flush_completions(struct netvsp *n)
@@ -372,21 +421,9 @@ static void on_init(struct netvsp *n, const struct vmbus_packet *pkt, const uint
 static void on_recv_buf(struct netvsp *n, const struct vmbus_packet *pkt, const uint8_t *msg)
 {
 	uint32_t gpadl = rd32(msg + 4);
-	const uint64_t *pfns;
-	uint32_t npfns;
 	uint32_t status = NVSP_STAT_FAIL, count = 0;
-	if (n->nvsp_version && !n->have_rbuf && vmbus_chan_gpadl_map(n->chan, gpadl, &pfns, &npfns) == 0) {
-		uint64_t bytes = (uint64_t)npfns * 4096;
-		count = (uint32_t)(bytes / NETVSP_RECV_SECTION_SIZE);
-		if (count > MAX_RECV_SECTIONS)
-			count = MAX_RECV_SECTIONS;
-		n->free_sections = malloc(sizeof(uint32_t) * (count ? count : 1));
-		n->in_use = calloc(count ? count : 1, 1);
-		n->next_piece = malloc(sizeof(uint32_t) * (count ? count : 1));
-		if (count && n->free_sections && n->in_use && n->next_piece) {
-			for (uint32_t i = 0; i < count; i++)
-				n->free_sections[i] = count - 1 - i; /* piece 0 first */
-			n->nsections = n->nfree = count;
+	if (n->nvsp_version && !n->have_rbuf && (count = rbuf_pieces(n, gpadl)) != 0) {
+		if (rbuf_alloc(n, count)) {
 			n->rbuf_gpadl = gpadl;
 			n->have_rbuf = true;
 			vmbus_chan_gpadl_writable(n->chan, gpadl, (uint64_t)count * NETVSP_RECV_SECTION_SIZE);
@@ -409,13 +446,10 @@ static void on_recv_buf(struct netvsp *n, const struct vmbus_packet *pkt, const 
 static void on_send_buf(struct netvsp *n, const struct vmbus_packet *pkt, const uint8_t *msg)
 {
 	uint32_t gpadl = rd32(msg + 4);
-	const uint64_t *pfns;
-	uint32_t npfns;
-	uint32_t status = NVSP_STAT_FAIL;
-	if (n->nvsp_version && !n->have_sbuf && vmbus_chan_gpadl_map(n->chan, gpadl, &pfns, &npfns) == 0 &&
-	    (uint64_t)npfns * 4096 >= NETVSP_SEND_SECTION_SIZE) {
+	uint32_t status = NVSP_STAT_FAIL, sections;
+	if (n->nvsp_version && !n->have_sbuf && (sections = sbuf_sections(n, gpadl)) != 0) {
 		n->sbuf_gpadl = gpadl;
-		n->sbuf_sections = (uint32_t)((uint64_t)npfns * 4096 / NETVSP_SEND_SECTION_SIZE);
+		n->sbuf_sections = sections;
 		n->have_sbuf = true;
 		status = NVSP_STAT_SUCCESS;
 	} else {
@@ -560,6 +594,267 @@ static void nv_packets(struct vmbus_chan *chan, void *ctx)
 	}
 }
 
+/* ---- saved state ----
+ * Payload version 1 (the adapter's one channel; layout in docs/netvsp.md): NVSP and NDIS
+ * versions, the RNDIS state, the buffers and every receive piece's state, RNDIS answers waiting
+ * for a piece and NVSP completions waiting for ring space. Not saved: a frame the old backend
+ * held after NETVSP_RX_BUSY (lost, like a frame on the wire) and the guest's sends a full backend
+ * left unread (tx_room): those are still in the guest's ring, which is guest RAM with its
+ * indices, and vmbus_server_restore_finish runs on_packets, which reads them when the new
+ * backend has room. */
+#define SAVED_RNDIS_INITIALIZED 0x1u
+#define SAVED_RNDIS_LINK_UP     0x2u  /* as the guest last saw it */
+#define SAVED_RNDIS_RSC         0x4u
+#define SAVED_RECV_BUF          0x1u
+#define SAVED_SEND_BUF          0x2u
+
+static int nv_save(struct vmbus_chan *chan, void *ctx, struct state_writer *w)
+{
+	struct netvsp *n = ctx;
+	(void)chan;
+	state_put_u32(w, n->nvsp_version);
+	state_put_u32(w, n->ndis_version);
+	state_put_u8(w, (uint8_t)((n->rst.initialized ? SAVED_RNDIS_INITIALIZED : 0) |
+				  (n->rst.link_up ? SAVED_RNDIS_LINK_UP : 0) | (n->rst.rsc ? SAVED_RNDIS_RSC : 0)));
+	state_put_u32(w, n->rst.packet_filter);
+	state_put_u32(w, n->rst.lookahead);
+	state_put_u16(w, n->rsc_id);
+	state_put_u8(w, (uint8_t)((n->have_rbuf ? SAVED_RECV_BUF : 0) | (n->have_sbuf ? SAVED_SEND_BUF : 0)));
+	state_put_u32(w, n->have_rbuf ? n->rbuf_gpadl : 0);
+	state_put_u32(w, n->have_rbuf ? NETVSP_RECV_SECTION_SIZE : 0);
+	state_put_u32(w, n->nsections);
+	state_put_u32(w, n->nfree);
+	for (uint32_t i = 0; i < n->nfree; i++)
+		state_put_u32(w, n->free_sections[i]);
+	state_put_u32(w, n->nsections - n->nfree);
+	for (uint32_t p = 0; p < n->nsections; p++) {
+		if (!n->in_use[p])
+			continue;
+		state_put_u32(w, p);
+		state_put_u32(w, n->next_piece[p]);
+	}
+	state_put_u32(w, n->have_sbuf ? n->sbuf_gpadl : 0);
+	state_put_u32(w, n->have_sbuf ? NETVSP_SEND_SECTION_SIZE : 0);
+	state_put_u32(w, n->sbuf_sections);
+	state_put_u32(w, n->ctl_count);
+	for (uint32_t i = 0; i < n->ctl_count; i++) {
+		const struct pending_ctl *c = &n->ctl[(n->ctl_head + i) % PENDING_CONTROL];
+		state_put_u32(w, c->len);
+		state_put_bytes(w, c->data, c->len);
+	}
+	state_put_u32(w, n->comp_count);
+	for (uint32_t i = 0; i < n->comp_count; i++) {
+		const struct pending_comp *c = &n->comp[(n->comp_head + i) % PENDING_COMPLETES];
+		state_put_u64(w, c->trans_id);
+		state_put_bytes(w, c->msg, NETVSP_MSG_SIZE);
+	}
+	return 0;
+}
+
+static bool nvsp_version_ours(uint32_t v)
+{
+	return v == NVSP_PROTOCOL_VERSION_61 || v == NVSP_PROTOCOL_VERSION_6 || v == NVSP_PROTOCOL_VERSION_5 ||
+	       v == NVSP_PROTOCOL_VERSION_4 || v == NVSP_PROTOCOL_VERSION_2 || v == NVSP_PROTOCOL_VERSION_1;
+}
+
+#define TRUNCATED(what) state_fail(-EBADMSG, "netvsp: channel %u: the state ends inside %s", relid, what)
+
+/* The receive buffer and its pieces: a free stack that with the in-use pieces (ascending, each
+ * with the next piece of its packet) covers every piece exactly once. */
+static int restore_rbuf(struct netvsp *n, uint32_t relid, bool present, struct state_cursor *c)
+{
+	uint32_t gpadl = state_get_u32(c), piece = state_get_u32(c), pieces = state_get_u32(c);
+	uint32_t nfree = state_get_u32(c);
+	if (!state_cursor_ok(c))
+		return TRUNCATED("the receive buffer");
+	if (!present) {
+		uint32_t nused = state_get_u32(c);
+		if (!state_cursor_ok(c))
+			return TRUNCATED("the receive buffer");
+		if (gpadl || piece || pieces || nfree || nused)
+			return state_fail(-EINVAL, "netvsp: channel %u: receive-buffer fields without a receive buffer",
+					  relid);
+		return 0;
+	}
+	if (piece != NETVSP_RECV_SECTION_SIZE)
+		return state_fail(-EINVAL, "netvsp: channel %u: receive pieces of %u bytes (this build cuts %u)", relid,
+				  piece, NETVSP_RECV_SECTION_SIZE);
+	uint32_t have = rbuf_pieces(n, gpadl);
+	if (!have || pieces != have)
+		return state_fail(-EINVAL, "netvsp: channel %u: receive buffer GPADL %u holds %u pieces, %u saved", relid,
+				  gpadl, have, pieces);
+	if (nfree > pieces)
+		return state_fail(-EINVAL, "netvsp: channel %u: %u free receive pieces of %u", relid, nfree, pieces);
+	if (!rbuf_alloc(n, pieces))
+		return state_fail(-ENOMEM, "netvsp: channel %u: out of memory", relid);
+	/* in_use: 2 marks a free piece while the lists are read. */
+	for (uint32_t i = 0; i < nfree; i++) {
+		uint32_t p = state_get_u32(c);
+		if (!state_cursor_ok(c))
+			return TRUNCATED("the free receive pieces");
+		if (p >= pieces || n->in_use[p])
+			return state_fail(-EINVAL, "netvsp: channel %u: free receive piece %u is out of range or listed twice",
+					  relid, p);
+		n->in_use[p] = 2;
+		n->free_sections[i] = p;
+		n->next_piece[p] = NO_PIECE;
+	}
+	n->nfree = nfree;
+	uint32_t nused = state_get_u32(c);
+	if (!state_cursor_ok(c))
+		return TRUNCATED("the receive pieces in use");
+	if (nused != pieces - nfree)
+		return state_fail(-EINVAL, "netvsp: channel %u: %u receive pieces in use and %u free, of %u", relid, nused,
+				  nfree, pieces);
+	for (uint32_t i = 0, prev = 0; i < nused; i++) {
+		uint32_t p = state_get_u32(c), next = state_get_u32(c);
+		if (!state_cursor_ok(c))
+			return TRUNCATED("the receive pieces in use");
+		if (p >= pieces || n->in_use[p] || (i && p <= prev))
+			return state_fail(-EINVAL, "netvsp: channel %u: receive piece %u in use is out of range, out of order "
+					  "or also free", relid, p);
+		if (next != NO_PIECE && next >= pieces)
+			return state_fail(-EINVAL, "netvsp: channel %u: receive piece %u is followed by piece %u of %u", relid,
+					  p, next, pieces);
+		n->in_use[p] = 1;
+		n->next_piece[p] = next;
+		prev = p;
+	}
+	for (uint32_t i = 0; i < nfree; i++)
+		n->in_use[n->free_sections[i]] = 0;
+	n->rbuf_gpadl = gpadl;
+	return 0;
+}
+
+static int restore_sbuf(struct netvsp *n, uint32_t relid, bool present, struct state_cursor *c)
+{
+	uint32_t gpadl = state_get_u32(c), size = state_get_u32(c), sections = state_get_u32(c);
+	if (!state_cursor_ok(c))
+		return TRUNCATED("the send buffer");
+	if (!present) {
+		if (gpadl || size || sections)
+			return state_fail(-EINVAL, "netvsp: channel %u: send-buffer fields without a send buffer", relid);
+		return 0;
+	}
+	if (size != NETVSP_SEND_SECTION_SIZE)
+		return state_fail(-EINVAL, "netvsp: channel %u: send sections of %u bytes (this build uses %u)", relid, size,
+				  NETVSP_SEND_SECTION_SIZE);
+	uint32_t have = sbuf_sections(n, gpadl);
+	if (!have || sections != have)
+		return state_fail(-EINVAL, "netvsp: channel %u: send buffer GPADL %u holds %u sections, %u saved", relid,
+				  gpadl, have, sections);
+	n->sbuf_gpadl = gpadl;
+	n->sbuf_sections = sections;
+	n->have_sbuf = true;
+	return 0;
+}
+
+static int restore_queues(struct netvsp *n, uint32_t relid, struct state_cursor *c)
+{
+	uint32_t nctl = state_get_u32(c);
+	if (!state_cursor_ok(c))
+		return TRUNCATED("the waiting RNDIS messages");
+	if (nctl > PENDING_CONTROL)
+		return state_fail(-EINVAL, "netvsp: channel %u: %u waiting RNDIS messages (at most %u)", relid, nctl,
+				  PENDING_CONTROL);
+	for (uint32_t i = 0; i < nctl; i++) {
+		uint32_t len = state_get_u32(c);
+		if (!state_cursor_ok(c))
+			return TRUNCATED("the waiting RNDIS messages");
+		if (len < RNDIS_HEADER_SIZE || len > RNDIS_MAX_RESPONSE)
+			return state_fail(-EINVAL, "netvsp: channel %u: a waiting RNDIS message of %u bytes (%u..%u)", relid,
+					  len, RNDIS_HEADER_SIZE, RNDIS_MAX_RESPONSE);
+		struct pending_ctl *p = &n->ctl[i];
+		state_get_bytes(c, p->data, len);
+		p->len = len;
+		if (!state_cursor_ok(c))
+			return TRUNCATED("the waiting RNDIS messages");
+	}
+	n->ctl_count = nctl;
+	uint32_t ncomp = state_get_u32(c);
+	if (!state_cursor_ok(c))
+		return TRUNCATED("the waiting completions");
+	if (ncomp > PENDING_COMPLETES)
+		return state_fail(-EINVAL, "netvsp: channel %u: %u waiting completions (at most %u)", relid, ncomp,
+				  PENDING_COMPLETES);
+	for (uint32_t i = 0; i < ncomp; i++) {
+		n->comp[i].trans_id = state_get_u64(c);
+		state_get_bytes(c, n->comp[i].msg, NETVSP_MSG_SIZE);
+	}
+	if (!state_cursor_ok(c))
+		return TRUNCATED("the waiting completions");
+	n->comp_count = ncomp;
+	return 0;
+}
+
+static int restore_state(struct netvsp *n, uint32_t relid, struct state_cursor *c)
+{
+	uint32_t nvsp = state_get_u32(c), ndis = state_get_u32(c);
+	uint8_t rndis = state_get_u8(c);
+	uint32_t filter = state_get_u32(c), lookahead = state_get_u32(c);
+	uint16_t rsc_id = state_get_u16(c);
+	uint8_t bufs = state_get_u8(c);
+	if (!state_cursor_ok(c))
+		return TRUNCATED("the NVSP and RNDIS state");
+	if (nvsp && !nvsp_version_ours(nvsp))
+		return state_fail(-EINVAL, "netvsp: channel %u: NVSP version 0x%x is not one we speak", relid, nvsp);
+	if (rndis & ~(SAVED_RNDIS_INITIALIZED | SAVED_RNDIS_LINK_UP | SAVED_RNDIS_RSC))
+		return state_fail(-EINVAL, "netvsp: channel %u: unknown RNDIS flags 0x%x", relid, rndis);
+	if (bufs & ~(SAVED_RECV_BUF | SAVED_SEND_BUF))
+		return state_fail(-EINVAL, "netvsp: channel %u: unknown buffer flags 0x%x", relid, bufs);
+	/* Buffers and RNDIS messages come only after INIT, and INIT starts the adapter over. */
+	if (!nvsp && ((rndis & SAVED_RNDIS_INITIALIZED) || bufs))
+		return state_fail(-EINVAL, "netvsp: channel %u: RNDIS or buffers without an NVSP version", relid);
+	n->nvsp_version = nvsp;
+	n->ndis_version = ndis;
+	n->rst.initialized = rndis & SAVED_RNDIS_INITIALIZED;
+	n->rst.link_up = rndis & SAVED_RNDIS_LINK_UP;
+	n->rst.rsc = rndis & SAVED_RNDIS_RSC;
+	n->rst.packet_filter = filter;
+	n->rst.lookahead = lookahead;
+	n->rsc_id = rsc_id;
+	int rc = restore_rbuf(n, relid, bufs & SAVED_RECV_BUF, c);
+	if (!rc)
+		rc = restore_sbuf(n, relid, bufs & SAVED_SEND_BUF, c);
+	if (!rc)
+		rc = restore_queues(n, relid, c);
+	if (!rc && state_cursor_left(c))
+		rc = state_fail(-EBADMSG, "netvsp: channel %u: %zu bytes after the state", relid, state_cursor_left(c));
+	return rc;
+}
+
+static int nv_restore(struct vmbus_chan *chan, void *ctx, uint16_t version, struct state_cursor *c)
+{
+	struct netvsp *n = ctx;
+	uint32_t relid = vmbus_chan_relid(chan);
+	if (version != NETVSP_STATE_VERSION)
+		return state_fail(-EPROTONOSUPPORT, "netvsp: channel %u: state version %u (this build reads %u)", relid,
+				  version, NETVSP_STATE_VERSION);
+	if (vmbus_chan_subchannel_index(chan))
+		return state_fail(-EINVAL, "netvsp: channel %u: the adapter has no sub-channels", relid);
+	n->chan = chan;
+	reset_state(n);
+	int rc = restore_state(n, relid, c);
+	if (rc) {
+		reset_state(n); /* close() does not run for a channel whose restore failed */
+		return rc;
+	}
+	if (n->nsections) {
+		n->have_rbuf = true;
+		/* As SEND_RECV_BUF declares it (the VMBus state holds the same range already). */
+		vmbus_chan_gpadl_writable(chan, n->rbuf_gpadl, (uint64_t)n->nsections * NETVSP_RECV_SECTION_SIZE);
+	}
+	/* The new backend's link (netvsp_set_link before the restore) differs from what the guest
+	 * saw: it is told after vmbus_server_restore_finish, like any link change. */
+	if (n->rst.link_up != n->link_up) {
+		n->rst.link_up = n->link_up;
+		uint8_t msg[20];
+		if (n->rst.initialized)
+			queue_control(n, msg, link_indication(n, msg));
+	}
+	return 0;
+}
+
 /* ---- public ---- */
 
 void netvsp_tx_resume(struct netvsp *n)
@@ -597,6 +892,10 @@ struct netvsp *netvsp_new(struct vmbus_server *srv, const struct netvsp_config *
 	n->ops.open = nv_open;
 	n->ops.close = nv_close;
 	n->ops.on_packets = nv_packets;
+	n->ops.state_section = STATE_SECTION_NETVSP;
+	n->ops.state_version = NETVSP_STATE_VERSION;
+	n->ops.save = nv_save;
+	n->ops.restore = nv_restore;
 	n->chan = vmbus_server_add_device(srv, &n->ops, n);
 	if (!n->chan) {
 		netvsp_free(n);
@@ -697,8 +996,7 @@ void netvsp_set_link(struct netvsp *n, bool up)
 	n->rst.link_up = up;
 	if (n->rst.initialized) {
 		uint8_t msg[20];
-		uint32_t len = rndis_build_indicate(msg, up ? RNDIS_STATUS_MEDIA_CONNECT : RNDIS_STATUS_MEDIA_DISCONNECT);
-		send_control(n, msg, len);
+		send_control(n, msg, link_indication(n, msg));
 	}
 }
 

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 
+#include "state/savedstate.h"
 #include "vhd/vdisk.h"
 #include "vmbus/channel.h"
 #include "vsp/scsi.h"
@@ -58,6 +60,10 @@ struct storvsp {
 	pthread_cond_t qcond, idle;
 	struct req *qhead, *qtail;
 	unsigned busy;           /* requests queued or in disk work */
+	/* Requests given to the pool whose completion is not yet sent or queued on its channel:
+	 * busy drops before the completion is posted (a closing channel waits for busy under the
+	 * VMBus lock), so storvsp_drain waits for this instead. */
+	unsigned outstanding;
 	bool stop;
 	pthread_t *threads;
 	unsigned nthreads;
@@ -373,6 +379,8 @@ static void *io_thread(void *arg)
 		complete_locked(q);
 		pthread_mutex_unlock(s->host.lock);
 		pthread_mutex_lock(&s->qlock);
+		if (!--s->outstanding)
+			pthread_cond_broadcast(&s->idle);
 	}
 	pthread_mutex_unlock(&s->qlock);
 	return NULL;
@@ -393,6 +401,7 @@ static void submit(struct storvsp *s, struct req *q)
 		s->qhead = q;
 	s->qtail = q;
 	s->busy++;
+	s->outstanding++;
 	pthread_cond_signal(&s->qcond);
 	pthread_mutex_unlock(&s->qlock);
 }
@@ -615,23 +624,28 @@ static struct chan_state *chan_cs(struct storvsp *s, struct vmbus_chan *chan)
 	return idx <= STORVSP_MAX_SUBCHANNELS ? &s->cs[idx] : NULL;
 }
 
+/* The channel is open (by the guest, or again by a restore) in this protocol state. */
+static void chan_attach(struct chan_state *cs, struct vmbus_chan *chan, enum init_state state, uint16_t version)
+{
+	cs->chan = chan;
+	cs->gen++;
+	cs->open = true;
+	cs->state = state;
+	cs->version = version;
+	vmbus_chan_set_priv(chan, cs);
+}
+
 static int dev_open(struct vmbus_chan *chan, void *ctx)
 {
 	struct storvsp *s = ctx;
 	struct chan_state *cs = chan_cs(s, chan);
 	if (!cs)
 		return -1;
-	cs->chan = chan;
-	cs->gen++;
-	cs->open = true;
-	cs->state = ST_NONE;
-	cs->version = 0;
-	if (cs != &s->cs[0]) {
-		/* Sub-channels carry I/O only; they inherit the primary's negotiation. */
-		cs->state = s->cs[0].open && s->cs[0].state == ST_READY ? ST_READY : ST_NONE;
-		cs->version = s->cs[0].version;
-	}
-	vmbus_chan_set_priv(chan, cs);
+	if (cs == &s->cs[0])
+		chan_attach(cs, chan, ST_NONE, 0);
+	else /* Sub-channels carry I/O only; they inherit the primary's negotiation. */
+		chan_attach(cs, chan, s->cs[0].open && s->cs[0].state == ST_READY ? ST_READY : ST_NONE,
+			    s->cs[0].version);
 	return 0;
 }
 
@@ -669,6 +683,138 @@ static void dev_on_packets(struct vmbus_chan *chan, void *ctx)
 			return;
 		handle_packet(s, cs, &pkt);
 	}
+}
+
+/* ---- saved state ----
+ * Payload (version 1, one section per open channel, instance = relid), 8 bytes:
+ *   u8 init stage (0 none, 1 BEGIN_INITIALIZATION seen, 2 END_INITIALIZATION done)
+ *   u16 protocol version (0 before QUERY_PROTOCOL_VERSION succeeded)
+ *   u16 sub-channel index of the channel (0 = primary)
+ *   u8 LUNs of the controller
+ *   u16 sub-channels the controller has (the VMBus server saves and restores them; a check)
+ * Nothing else is per channel: QUERY_PROPERTIES changes no state, and requests are drained
+ * before saving (storvsp_drain), so none is in flight. Unread SRBs stay in the guest's ring,
+ * which is guest RAM; the new controller reads them after vmbus_server_restore_finish. */
+#define STATE_SIZE 8u
+
+static unsigned outstanding(struct storvsp *s)
+{
+	pthread_mutex_lock(&s->qlock);
+	unsigned n = s->outstanding;
+	pthread_mutex_unlock(&s->qlock);
+	return n;
+}
+
+/* Completions waiting for ring space on open channels, after one more try to send them.
+ * Under the VMBus lock. */
+static unsigned pending_locked(struct storvsp *s)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i <= STORVSP_MAX_SUBCHANNELS; i++) {
+		if (!s->cs[i].open)
+			continue;
+		flush_pending(&s->cs[i]);
+		n += s->cs[i].npend;
+	}
+	return n;
+}
+
+int storvsp_drain(struct storvsp *s, unsigned timeout_ms)
+{
+	struct timespec end;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_ms / 1000;
+	end.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (end.tv_nsec >= 1000000000) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000;
+	}
+	for (;;) {
+		/* The pool first: its completions are posted or queued before outstanding drops. */
+		pthread_mutex_lock(&s->qlock);
+		int rc = 0;
+		while (s->outstanding && rc == 0)
+			rc = pthread_cond_timedwait(&s->idle, &s->qlock, &end);
+		unsigned busy = s->outstanding;
+		pthread_mutex_unlock(&s->qlock);
+		if (s->host.lock)
+			pthread_mutex_lock(s->host.lock);
+		unsigned pend = pending_locked(s);
+		if (s->host.lock)
+			pthread_mutex_unlock(s->host.lock);
+		if (!busy && !pend)
+			return 0;
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (busy || now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+			return state_fail(-ETIMEDOUT, "storvsp: %u requests with the I/O threads, %u completions waiting "
+					  "for ring space after %u ms", busy, pend, timeout_ms);
+		/* Only the guest frees ring space; a paused one may have read before it stopped. */
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	}
+}
+
+static int dev_save(struct vmbus_chan *chan, void *ctx, struct state_writer *w)
+{
+	struct storvsp *s = ctx;
+	struct chan_state *cs = chan_cs(s, chan);
+	uint32_t relid = vmbus_chan_relid(chan);
+	if (!cs || !cs->open)
+		return state_fail(-EINVAL, "storvsp: channel %u: not open", relid);
+	unsigned busy = outstanding(s);
+	if (busy || cs->npend)
+		return state_fail(-EBUSY, "storvsp: channel %u: %u requests in flight (storvsp_drain first)", relid,
+				  busy + cs->npend);
+	state_put_u8(w, (uint8_t)cs->state);
+	state_put_u16(w, cs->version);
+	state_put_u16(w, vmbus_chan_subchannel_index(chan));
+	state_put_u8(w, (uint8_t)s->ndisks);
+	state_put_u16(w, vmbus_chan_subchannel_count(chan));
+	return 0;
+}
+
+static int dev_restore(struct vmbus_chan *chan, void *ctx, uint16_t version, struct state_cursor *c)
+{
+	struct storvsp *s = ctx;
+	uint32_t relid = vmbus_chan_relid(chan);
+	uint16_t index = vmbus_chan_subchannel_index(chan);
+	struct chan_state *cs = chan_cs(s, chan);
+	if (version != STORVSP_STATE_VERSION)
+		return state_fail(-EPROTONOSUPPORT, "storvsp: channel %u: state version %u (this build reads %u)", relid,
+				  version, STORVSP_STATE_VERSION);
+	if (!cs)
+		return state_fail(-EINVAL, "storvsp: channel %u: sub-channel %u is beyond the controller's %u", relid,
+				  index, STORVSP_MAX_SUBCHANNELS);
+	if (cs->open)
+		return state_fail(-EINVAL, "storvsp: channel %u: restored twice", relid);
+	size_t size = state_cursor_left(c);
+	uint8_t stage = state_get_u8(c);
+	uint16_t proto = state_get_u16(c);
+	uint16_t saved_index = state_get_u16(c);
+	uint8_t luns = state_get_u8(c);
+	uint16_t subs = state_get_u16(c);
+	if (!state_cursor_ok(c) || state_cursor_left(c))
+		return state_fail(-EBADMSG, "storvsp: channel %u: state is %zu bytes, version 1 has %u", relid, size,
+				  STATE_SIZE);
+	if (stage > ST_READY)
+		return state_fail(-EINVAL, "storvsp: channel %u: init stage %u is not one we know", relid, stage);
+	if (proto && !version_ok(proto))
+		return state_fail(-EINVAL, "storvsp: channel %u: protocol version 0x%04x is not one we speak", relid, proto);
+	if (stage == ST_READY && !proto)
+		return state_fail(-EINVAL, "storvsp: channel %u: initialised without a protocol version", relid);
+	if (saved_index != index)
+		return state_fail(-EINVAL, "storvsp: channel %u: saved as sub-channel %u, restored as sub-channel %u", relid,
+				  saved_index, index);
+	if (luns != s->ndisks)
+		return state_fail(-EINVAL, "storvsp: channel %u: saved with %u LUNs, this controller has %u", relid, luns,
+				  s->ndisks);
+	if (subs != vmbus_chan_subchannel_count(chan))
+		return state_fail(-EINVAL, "storvsp: channel %u: saved with %u sub-channels, the VMBus state has %u",
+				  relid, subs, vmbus_chan_subchannel_count(chan));
+	chan_attach(cs, chan, (enum init_state)stage, proto);
+	if (index == 0 && proto)
+		__atomic_store_n(&s->stats.protocol, proto, __ATOMIC_RELAXED);
+	return 0;
 }
 
 /* ---- life cycle ---- */
@@ -730,7 +876,11 @@ struct storvsp *storvsp_new(struct vmbus_server *srv, const struct storvsp_host 
 	}
 	pthread_mutex_init(&s->qlock, NULL);
 	pthread_cond_init(&s->qcond, NULL);
-	pthread_cond_init(&s->idle, NULL);
+	pthread_condattr_t ca; /* storvsp_drain's deadline must not move with the wall clock */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->idle, &ca);
+	pthread_condattr_destroy(&ca);
 	s->ops.name = "storvsp";
 	s->ops.class_id = STORVSP_SCSI_CLASS_GUID;
 	/* instance: {d34b2567-b9b6-42b9-8778-0a4ec0b9550<instance>} */
@@ -738,6 +888,10 @@ struct storvsp *storvsp_new(struct vmbus_server *srv, const struct storvsp_host 
 	s->ops.open = dev_open;
 	s->ops.close = dev_close;
 	s->ops.on_packets = dev_on_packets;
+	s->ops.state_section = STATE_SECTION_STORVSP;
+	s->ops.state_version = STORVSP_STATE_VERSION;
+	s->ops.save = dev_save;
+	s->ops.restore = dev_restore;
 	if (host->nthreads) {
 		s->threads = calloc(host->nthreads, sizeof(pthread_t));
 		for (unsigned i = 0; s->threads && i < host->nthreads; i++) {

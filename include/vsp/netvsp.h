@@ -102,6 +102,9 @@ struct netvsp_stats {
 
 struct netvsp;
 
+/* Payload version of the adapter's STATE_SECTION_NETVSP section (docs/netvsp.md). */
+#define NETVSP_STATE_VERSION 1
+
 /* Register the adapter on srv (before the guest connects). Returns NULL on failure. */
 struct netvsp *netvsp_new(struct vmbus_server *srv, const struct netvsp_config *cfg,
 			  const struct netvsp_backend *backend);

@@ -197,6 +197,9 @@ void storvsp_free(struct storvsp *s);
  * timeout_ms. New SRBs are taken as usual afterwards. */
 int storvsp_drain(struct storvsp *s, unsigned timeout_ms);
 
+/* Payload version of the controller's STATE_SECTION_STORVSP sections (docs/storvsp.md). */
+#define STORVSP_STATE_VERSION 1
+
 struct storvsp_stats {
 	uint64_t srbs, reads, writes, flushes, unmaps, errors, bad_packets;
 	uint16_t protocol;
