@@ -223,6 +223,7 @@ int main(int argc, char **argv)
 		/* The devices are registered in the saved VM's order before their sections are read. */
 		if (!worker_attach_disks(&vm->vmbus, err, sizeof(err)) || !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
 			return vfail("%s", err);
+		uint64_t restore_start = monotonic_ns();
 		if (vm_restore(vm, saved) < 0)
 			return vfail("cannot restore %s: %s", opt.restore_path, state_last_error());
 		state_reader_close(saved);
@@ -233,7 +234,8 @@ int main(int argc, char **argv)
 		if (vm->vmbus.timesync)
 			ic_timesync_send(vm->vmbus.timesync, ICTIMESYNCFLAG_SYNC);
 		pthread_mutex_unlock(&vm->vmbus.lock);
-		vlog("restored from %s", opt.restore_path);
+		vlog("restored from %s in %llu ms", opt.restore_path,
+		     (unsigned long long)((monotonic_ns() - restore_start) / 1000000));
 	} else {
 		struct boot_info boot;
 		if ((why = linux_boot_load(&vm->mem, &bz, initrd, initrd_size, opt.cmdline, vm->rsdp, &boot)))
