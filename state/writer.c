@@ -1,8 +1,12 @@
 /* The saved-state writer: appends only, so it works on a pipe or socket. A section is built in
  * memory (its length and checksum precede it on disk), then written whole; guest RAM goes out
- * one 2 MiB chunk at a time, so memory use stays at a few chunks whatever the VM's size. */
+ * one 2 MiB chunk at a time, compressed on a few threads, so memory use stays at a few chunks
+ * per thread whatever the VM's size. */
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,9 +26,6 @@ struct state_writer {
 	uint16_t version, flags;
 	uint8_t *buf;           /* the open section's payload */
 	size_t len, cap;
-	ZSTD_CCtx *cctx;        /* RAM compression, made on first use */
-	uint8_t *chunk;         /* one RAM_CHUNK payload */
-	uint8_t *gather;        /* a sparse chunk's present pages, contiguous */
 };
 
 static int write_all(struct state_writer *w, const void *data, size_t len)
@@ -154,11 +155,38 @@ static bool page_is_zero(const uint8_t *page)
 	return !any;
 }
 
-/* One chunk of pages: a RAM_CHUNK section when any page is non-zero. */
-static int write_chunk(struct state_writer *w, const uint8_t *ram, uint64_t offset,
-		       size_t pages)
+/* A compressor's buffers: one RAM_CHUNK payload and a sparse chunk's pages gathered. */
+struct compressor {
+	ZSTD_CCtx *cctx;
+	uint8_t *payload;
+	uint8_t *gather;
+};
+
+static int compressor_init(struct compressor *c)
 {
-	struct state_ram_chunk *h = (struct state_ram_chunk *)w->chunk;
+	c->cctx = ZSTD_createCCtx();
+	c->payload = malloc(state_chunk_payload_max());
+	c->gather = malloc(STATE_CHUNK_SIZE);
+	if (!c->cctx || !c->payload || !c->gather)
+		return state_fail(-ENOMEM, "saved state: out of memory");
+	ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, RAM_ZSTD_LEVEL);
+	/* The section's CRC-32C already covers the frame. */
+	ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_checksumFlag, 0);
+	return 0;
+}
+
+static void compressor_free(struct compressor *c)
+{
+	ZSTD_freeCCtx(c->cctx);
+	free(c->payload);
+	free(c->gather);
+}
+
+/* One chunk of pages into c->payload: its length, 0 when every page is zero (no section), or a
+ * negative errno. Pure, so chunks compress on several threads with the same bytes out. */
+static ssize_t compress_chunk(struct compressor *c, const uint8_t *ram, uint64_t offset, size_t pages)
+{
+	struct state_ram_chunk *h = (struct state_ram_chunk *)c->payload;
 	memset(h, 0, sizeof(*h));
 	h->offset = htole64(offset);
 	size_t present = 0;
@@ -174,20 +202,141 @@ static int write_chunk(struct state_writer *w, const uint8_t *ram, uint64_t offs
 	 * compressed in place, a sparse one gathered first. */
 	const uint8_t *src = ram;
 	if (present < pages) {
-		uint8_t *dst = w->gather;
+		uint8_t *dst = c->gather;
 		for (size_t i = 0; i < pages; i++)
 			if (h->present[i / 8] & (1u << (i % 8))) {
 				memcpy(dst, ram + i * STATE_PAGE_SIZE, STATE_PAGE_SIZE);
 				dst += STATE_PAGE_SIZE;
 			}
-		src = w->gather;
+		src = c->gather;
 	}
-	size_t n = ZSTD_compress2(w->cctx, w->chunk + sizeof(*h),
-				  state_chunk_payload_max() - sizeof(*h), src, present * STATE_PAGE_SIZE);
+	size_t n = ZSTD_compress2(c->cctx, c->payload + sizeof(*h), state_chunk_payload_max() - sizeof(*h), src,
+				  present * STATE_PAGE_SIZE);
 	if (ZSTD_isError(n))
-		return w->error = state_fail(-EIO, "saved state: zstd: %s", ZSTD_getErrorName(n));
-	return write_section(w, STATE_SECTION_RAM_CHUNK, 0, STATE_RAM_CHUNK_VERSION, 0, w->chunk,
-			     sizeof(*h) + n);
+		return state_fail(-EIO, "saved state: zstd: %s", ZSTD_getErrorName(n));
+	return (ssize_t)(sizeof(*h) + n);
+}
+
+/* Guest RAM is compressed by up to RAM_THREADS threads while this one writes the chunks out in
+ * order: chunk i goes to slot i % nslots, which its compressor may fill only once the writer
+ * has written chunk i - nslots from it. Two slots per thread keep every thread busy while one
+ * slot waits to be written. */
+#define RAM_THREADS 4
+
+struct ram_slot {
+	struct compressor c;
+	uint64_t chunk;          /* the chunk it holds or is for */
+	bool ready;              /* compressed, not yet written */
+	ssize_t len;             /* negative: failed, error says why */
+	char error[160];
+};
+
+struct ram_job {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	const uint8_t *ram;
+	uint64_t size, nchunks;
+	unsigned nthreads, nslots;
+	bool stop;               /* the writer failed: compressors quit */
+	struct ram_slot slots[2 * RAM_THREADS];
+};
+
+struct ram_thread {
+	struct ram_job *job;
+	unsigned index;
+};
+
+static void *compress_thread(void *arg)
+{
+	struct ram_thread *t = arg;
+	struct ram_job *j = t->job;
+	for (uint64_t i = t->index; i < j->nchunks; i += j->nthreads) {
+		struct ram_slot *slot = &j->slots[i % j->nslots];
+		pthread_mutex_lock(&j->lock);
+		while (!j->stop && (slot->ready || slot->chunk != i))
+			pthread_cond_wait(&j->cond, &j->lock);
+		bool stop = j->stop;
+		pthread_mutex_unlock(&j->lock);
+		if (stop)
+			break;
+		uint64_t off = i * STATE_CHUNK_SIZE;
+		uint64_t span = j->size - off < STATE_CHUNK_SIZE ? j->size - off : STATE_CHUNK_SIZE;
+		ssize_t len = compress_chunk(&slot->c, j->ram + off, off, span / STATE_PAGE_SIZE);
+		if (len < 0) /* the message is this thread's: the writer's thread reports it */
+			snprintf(slot->error, sizeof(slot->error), "%s", state_last_error());
+		pthread_mutex_lock(&j->lock);
+		slot->len = len;
+		slot->ready = true;
+		pthread_cond_broadcast(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+	}
+	return NULL;
+}
+
+static unsigned ram_threads(uint64_t nchunks)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = cpus > 1 ? (unsigned)cpus : 1;
+	if (n > RAM_THREADS)
+		n = RAM_THREADS;
+	return nchunks < n ? (unsigned)(nchunks ? nchunks : 1) : n;
+}
+
+static int write_ram_chunks(struct state_writer *w, const uint8_t *ram, uint64_t size)
+{
+	struct ram_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return state_fail(-ENOMEM, "saved state: out of memory");
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	j->ram = ram, j->size = size;
+	j->nchunks = (size + STATE_CHUNK_SIZE - 1) / STATE_CHUNK_SIZE;
+	j->nthreads = ram_threads(j->nchunks);
+	j->nslots = 2 * j->nthreads;
+	int err = 0;
+	for (unsigned i = 0; i < j->nslots && !err; i++) {
+		j->slots[i].chunk = i;
+		err = compressor_init(&j->slots[i].c);
+	}
+	struct ram_thread threads[RAM_THREADS];
+	pthread_t tids[RAM_THREADS];
+	unsigned started = 0;
+	for (; !err && started < j->nthreads; started++) {
+		threads[started] = (struct ram_thread){ j, started };
+		if (pthread_create(&tids[started], NULL, compress_thread, &threads[started])) {
+			err = state_fail(-EAGAIN, "saved state: cannot start a compression thread");
+			break;
+		}
+	}
+	for (uint64_t i = 0; !err && i < j->nchunks; i++) {
+		struct ram_slot *slot = &j->slots[i % j->nslots];
+		pthread_mutex_lock(&j->lock);
+		while (!slot->ready)
+			pthread_cond_wait(&j->cond, &j->lock);
+		pthread_mutex_unlock(&j->lock);
+		if (slot->len < 0)
+			err = state_fail((int)slot->len, "%s", slot->error);
+		else if (slot->len > 0)
+			err = write_section(w, STATE_SECTION_RAM_CHUNK, 0, STATE_RAM_CHUNK_VERSION, 0, slot->c.payload,
+					    (size_t)slot->len);
+		pthread_mutex_lock(&j->lock);
+		slot->ready = false;
+		slot->chunk = i + j->nslots;
+		pthread_cond_broadcast(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+	}
+	pthread_mutex_lock(&j->lock);
+	j->stop = true;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	for (unsigned i = 0; i < j->nslots; i++)
+		compressor_free(&j->slots[i].c);
+	pthread_mutex_destroy(&j->lock);
+	pthread_cond_destroy(&j->cond);
+	free(j);
+	return err;
 }
 
 int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size)
@@ -197,16 +346,6 @@ int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size)
 	if (w->in_section || size % STATE_PAGE_SIZE)
 		return w->error = state_fail(-EINVAL, "saved state: RAM of %llu bytes is not whole "
 					     "pages, or a section is open", (unsigned long long)size);
-	if (!w->cctx) {
-		w->cctx = ZSTD_createCCtx();
-		w->chunk = malloc(state_chunk_payload_max());
-		w->gather = malloc(STATE_CHUNK_SIZE);
-		if (!w->cctx || !w->chunk || !w->gather)
-			return w->error = state_fail(-ENOMEM, "saved state: out of memory");
-		ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, RAM_ZSTD_LEVEL);
-		/* The section's CRC-32C already covers the frame. */
-		ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 0);
-	}
 	struct state_ram_header h = {
 		.size = htole64(size),
 		.page_size = htole32(STATE_PAGE_SIZE),
@@ -214,20 +353,15 @@ int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size)
 		.compression = htole32(STATE_RAM_ZSTD),
 	};
 	int err = write_section(w, STATE_SECTION_RAM, 0, STATE_RAM_VERSION, 0, &h, sizeof(h));
-	for (uint64_t off = 0; !err && off < size; off += STATE_CHUNK_SIZE) {
-		uint64_t span = size - off < STATE_CHUNK_SIZE ? size - off : STATE_CHUNK_SIZE;
-		err = write_chunk(w, (const uint8_t *)ram + off, off, span / STATE_PAGE_SIZE);
-	}
-	return err;
+	if (!err && size)
+		err = write_ram_chunks(w, ram, size);
+	return err ? (w->error = err) : 0;
 }
 
 void state_writer_discard(struct state_writer *w)
 {
 	if (!w)
 		return;
-	ZSTD_freeCCtx(w->cctx);
-	free(w->chunk);
-	free(w->gather);
 	free(w->buf);
 	free(w);
 }
