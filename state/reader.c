@@ -4,6 +4,8 @@
  * arrive, so a forged length cannot make it allocate more than about twice what was sent. */
 #include <endian.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +42,6 @@ struct state_reader {
 	bool ram_next;          /* the last section returned was RAM: state_reader_ram() may run */
 	bool in_ram;            /* RAM chunks may follow */
 	uint64_t ram_size;
-	ZSTD_DCtx *dctx;
-	uint8_t *scratch;       /* a sparse chunk's pages before they are scattered */
 };
 
 static const uint8_t no_payload[1];
@@ -255,6 +255,41 @@ int state_reader_next(struct state_reader *r, struct state_section *sec)
 	}
 }
 
+/* Guest RAM is decompressed on up to RAM_THREADS threads: this thread reads and checks each
+ * RAM_CHUNK (header, CRC, offset, bitmap, frame size) and hands its payload over in a slot (a
+ * buffer swap, no copy); a decompressor writes the chunk's pages, which no other chunk
+ * touches. A failure stops the hand-over; the first one in file order is reported. */
+#define RAM_THREADS 4
+
+struct ram_slot {
+	uint8_t *buf;            /* the chunk's payload (swapped with r->buf) */
+	size_t cap;
+	struct state_ram_chunk c;
+	uint64_t offset, at;     /* into RAM; of its header in the file */
+	size_t pages, present, frame_len;
+	bool busy;               /* handed over, not yet decompressed */
+};
+
+struct ram_worker {
+	struct ram_pool *pool;
+	ZSTD_DCtx *dctx;
+	uint8_t *scratch;        /* a sparse chunk's pages before they are scattered */
+	pthread_t tid;
+};
+
+struct ram_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint8_t *ram;
+	unsigned flags, nslots;
+	uint64_t handed, taken;  /* chunks handed over / taken by decompressors, in file order */
+	bool stop;
+	uint64_t bad_seq, bad_at; /* the first chunk whose frame is corrupt (UINT64_MAX: none) */
+	struct ram_slot slots[2 * RAM_THREADS];
+	struct ram_worker workers[RAM_THREADS];
+	unsigned nworkers, started; /* started with the first chunk: a RAM of zeros needs none */
+};
+
 /* Zeros into ram[from, to) unless the caller's region is zero already. */
 static void zero(uint8_t *ram, uint64_t from, uint64_t to, unsigned flags)
 {
@@ -267,9 +302,51 @@ static bool page_present(const struct state_ram_chunk *c, size_t i)
 	return c->present[i / 8] & (1u << (i % 8));
 }
 
-/* One RAM_CHUNK (in r->buf) into ram; filled: the bytes of ram already written. */
-static int read_chunk(struct state_reader *r, const struct header *h, uint8_t *ram,
-		      uint64_t *filled, unsigned flags)
+/* Slot s into guest RAM; false if its frame is corrupt. */
+static bool decompress_chunk(struct ram_pool *p, struct ram_slot *s, ZSTD_DCtx *dctx, uint8_t *scratch)
+{
+	size_t expect = s->present * STATE_PAGE_SIZE;
+	uint8_t *dst = s->present == s->pages ? p->ram + s->offset : scratch;
+	size_t n = ZSTD_decompressDCtx(dctx, dst, expect, s->buf + sizeof(s->c), s->frame_len);
+	if (ZSTD_isError(n) || n != expect)
+		return false;
+	if (dst == scratch)
+		for (size_t i = 0; i < s->pages; i++) {
+			uint64_t page = s->offset + i * STATE_PAGE_SIZE;
+			if (!page_present(&s->c, i))
+				zero(p->ram, page, page + STATE_PAGE_SIZE, p->flags);
+			else
+				memcpy(p->ram + page, dst, STATE_PAGE_SIZE), dst += STATE_PAGE_SIZE;
+		}
+	return true;
+}
+
+static void *decompress_thread(void *arg)
+{
+	struct ram_worker *w = arg;
+	struct ram_pool *p = w->pool;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->stop && p->taken == p->handed)
+			pthread_cond_wait(&p->cond, &p->lock);
+		if (p->taken == p->handed)
+			break; /* stopped, nothing left */
+		uint64_t seq = p->taken++;
+		struct ram_slot *s = &p->slots[seq % p->nslots];
+		pthread_mutex_unlock(&p->lock);
+		bool ok = decompress_chunk(p, s, w->dctx, w->scratch);
+		pthread_mutex_lock(&p->lock);
+		if (!ok && seq < p->bad_seq)
+			p->bad_seq = seq, p->bad_at = s->at;
+		s->busy = false;
+		pthread_cond_broadcast(&p->cond);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+/* Checks a RAM_CHUNK's header (its payload in r->buf) into slot s. */
+static int check_chunk(struct state_reader *r, const struct header *h, uint64_t *filled, struct ram_slot *s)
 {
 	if (h->version != STATE_RAM_CHUNK_VERSION)
 		return r->error = state_fail(-EPROTONOSUPPORT, "saved state: RAM chunk version %u "
@@ -277,11 +354,10 @@ static int read_chunk(struct state_reader *r, const struct header *h, uint8_t *r
 	int err = read_payload(r, h, state_chunk_payload_max());
 	if (err)
 		return err;
-	struct state_ram_chunk c;
-	if (h->length < sizeof(c))
+	if (h->length < sizeof(s->c))
 		return fail(r, -EBADMSG, "corrupt: a RAM chunk is too short", h->at);
-	memcpy(&c, r->buf, sizeof(c));
-	uint64_t offset = le64toh(c.offset);
+	memcpy(&s->c, r->buf, sizeof(s->c));
+	uint64_t offset = le64toh(s->c.offset);
 	if (offset % STATE_CHUNK_SIZE || offset >= r->ram_size || offset < *filled)
 		return fail(r, -EBADMSG, "corrupt: a RAM chunk is out of order or outside RAM",
 			    h->at);
@@ -289,33 +365,80 @@ static int read_chunk(struct state_reader *r, const struct header *h, uint8_t *r
 	size_t pages = span < STATE_CHUNK_SIZE ? span / STATE_PAGE_SIZE : STATE_CHUNK_PAGES;
 	size_t present = 0;
 	for (size_t i = 0; i < STATE_CHUNK_PAGES; i++)
-		if (page_present(&c, i)) {
+		if (page_present(&s->c, i)) {
 			if (i >= pages)
 				return fail(r, -EBADMSG, "corrupt: a RAM chunk has pages past the end "
 					    "of RAM", h->at);
 			present++;
 		}
-	size_t expect = present * STATE_PAGE_SIZE;
-	const uint8_t *frame = r->buf + sizeof(c);
-	size_t frame_len = h->length - sizeof(c);
-	if (!present || ZSTD_getFrameContentSize(frame, frame_len) != expect)
+	const uint8_t *frame = r->buf + sizeof(s->c);
+	size_t frame_len = h->length - sizeof(s->c);
+	if (!present || ZSTD_getFrameContentSize(frame, frame_len) != present * STATE_PAGE_SIZE)
 		return fail(r, -EBADMSG, "corrupt: a RAM chunk's size does not match its pages",
 			    h->at);
-
-	zero(ram, *filled, offset, flags);
-	uint8_t *dst = present == pages ? ram + offset : r->scratch;
-	size_t n = ZSTD_decompressDCtx(r->dctx, dst, expect, frame, frame_len);
-	if (ZSTD_isError(n) || n != expect)
-		return fail(r, -EBADMSG, "corrupt: a RAM chunk does not decompress", h->at);
-	if (dst == r->scratch)
-		for (size_t i = 0; i < pages; i++) {
-			uint64_t page = offset + i * STATE_PAGE_SIZE;
-			if (!page_present(&c, i))
-				zero(ram, page, page + STATE_PAGE_SIZE, flags);
-			else
-				memcpy(ram + page, dst, STATE_PAGE_SIZE), dst += STATE_PAGE_SIZE;
-		}
+	s->offset = offset, s->at = h->at, s->pages = pages, s->present = present, s->frame_len = frame_len;
 	*filled = offset + pages * STATE_PAGE_SIZE;
+	return 0;
+}
+
+static unsigned ram_threads(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus <= 1 ? 1 : cpus >= RAM_THREADS ? RAM_THREADS : (unsigned)cpus;
+}
+
+static int start_workers(struct ram_pool *p)
+{
+	for (; p->started < p->nworkers; p->started++) {
+		struct ram_worker *w = &p->workers[p->started];
+		*w = (struct ram_worker){ .pool = p, .dctx = ZSTD_createDCtx(), .scratch = malloc(STATE_CHUNK_SIZE) };
+		if (w->dctx)
+			ZSTD_DCtx_setParameter(w->dctx, ZSTD_d_windowLogMax, RAM_WINDOW_LOG);
+		if (!w->dctx || !w->scratch || pthread_create(&w->tid, NULL, decompress_thread, w)) {
+			ZSTD_freeDCtx(w->dctx);
+			free(w->scratch);
+			return state_fail(-ENOMEM, "saved state: cannot start a decompression thread");
+		}
+	}
+	return 0;
+}
+
+/* Reads the RAM chunks until the next other section (left in r->ahead). */
+static int read_ram_chunks(struct state_reader *r, struct ram_pool *p)
+{
+	uint64_t filled = 0;
+	for (;;) {
+		struct header h;
+		int err = read_header(r, &h);
+		if (err)
+			return err;
+		if (h.type != STATE_SECTION_RAM_CHUNK) {
+			r->ahead = h, r->has_ahead = true;
+			break;
+		}
+		struct ram_slot *s = &p->slots[p->handed % p->nslots];
+		pthread_mutex_lock(&p->lock);
+		while (s->busy)
+			pthread_cond_wait(&p->cond, &p->lock);
+		bool bad = p->bad_seq != UINT64_MAX;
+		pthread_mutex_unlock(&p->lock);
+		if (bad)
+			return 0; /* reported by the caller */
+		uint64_t gap_from = filled;
+		if ((err = check_chunk(r, &h, &filled, s)) || (!p->started && (err = start_workers(p))))
+			return err;
+		zero(p->ram, gap_from, s->offset, p->flags);
+		uint8_t *buf = r->buf;
+		size_t cap = r->cap;
+		r->buf = s->buf, r->cap = s->cap;
+		s->buf = buf, s->cap = cap;
+		pthread_mutex_lock(&p->lock);
+		s->busy = true;
+		p->handed++;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
+	}
+	zero(p->ram, filled, r->ram_size, p->flags);
 	return 0;
 }
 
@@ -330,28 +453,39 @@ int state_reader_ram(struct state_reader *r, void *ram, uint64_t size, unsigned 
 		return r->error = state_fail(-EINVAL, "saved state: it holds %llu bytes of RAM, "
 					     "this VM has %llu", (unsigned long long)r->ram_size,
 					     (unsigned long long)size);
-	if (!r->dctx) {
-		r->dctx = ZSTD_createDCtx();
-		r->scratch = malloc(STATE_CHUNK_SIZE);
-		if (!r->dctx || !r->scratch)
-			return r->error = state_fail(-ENOMEM, "saved state: out of memory");
-		ZSTD_DCtx_setParameter(r->dctx, ZSTD_d_windowLogMax, RAM_WINDOW_LOG);
+	struct ram_pool *p = calloc(1, sizeof(*p));
+	int err = p ? 0 : state_fail(-ENOMEM, "saved state: out of memory");
+	if (p) {
+		pthread_mutex_init(&p->lock, NULL);
+		pthread_cond_init(&p->cond, NULL);
+		p->ram = ram, p->flags = flags, p->nworkers = ram_threads(), p->bad_seq = UINT64_MAX;
+		p->nslots = 2 * p->nworkers;
 	}
-	uint64_t filled = 0;
-	for (;;) {
-		struct header h;
-		int err = read_header(r, &h);
-		if (err)
-			return err;
-		if (h.type != STATE_SECTION_RAM_CHUNK) {
-			r->ahead = h, r->has_ahead = true;
-			break;
-		}
-		if ((err = read_chunk(r, &h, ram, &filled, flags)))
-			return err;
+	if (!err)
+		err = read_ram_chunks(r, p);
+	if (p) {
+		pthread_mutex_lock(&p->lock);
+		p->stop = true;
+		pthread_cond_broadcast(&p->cond);
+		pthread_mutex_unlock(&p->lock);
 	}
+	for (unsigned i = 0; p && i < p->started; i++) {
+		pthread_join(p->workers[i].tid, NULL);
+		ZSTD_freeDCtx(p->workers[i].dctx);
+		free(p->workers[i].scratch);
+	}
+	if (!err && p->bad_seq != UINT64_MAX)
+		err = fail(r, -EBADMSG, "corrupt: a RAM chunk does not decompress", p->bad_at);
+	if (p) {
+		for (unsigned i = 0; i < p->nslots; i++)
+			free(p->slots[i].buf);
+		pthread_mutex_destroy(&p->lock);
+		pthread_cond_destroy(&p->cond);
+		free(p);
+	}
+	if (err)
+		return r->error = err;
 	r->in_ram = false;
-	zero(ram, filled, size, flags);
 	return 0;
 }
 
@@ -359,8 +493,6 @@ void state_reader_close(struct state_reader *r)
 {
 	if (!r)
 		return;
-	ZSTD_freeDCtx(r->dctx);
-	free(r->scratch);
 	free(r->buf);
 	free(r);
 }
