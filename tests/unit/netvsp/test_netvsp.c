@@ -1,16 +1,21 @@
 /* netvsp against a fake guest that speaks NVSP + RNDIS the way Linux hv_netvsc does
  * (netvsc.c negotiate_nvsp_ver / netvsc_init_buf, rndis_filter.c requests), plus the VMBus
- * whole-GPADL accessor netvsp uses for the receive and send buffers. */
+ * whole-GPADL accessor netvsp uses for the receive and send buffers, and saved state (an
+ * adapter in use saved and restored into a new one over the same guest). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "fake_guest.h"
 #include "ref_checksum.h"
+#include "state/savedstate.h"
+#include "state_rt.h"
 #include "vsp/net_offload.h"
 #include "vsp/netvsp.h"
 #include "vsp/rndis.h"
@@ -107,15 +112,21 @@ static void gpadl_pages(struct t *t, uint32_t id, uint32_t first, uint32_t n)
 	assert_int_equal(fg_gpadl(&t->g, 1, id, pfns, n), 0);
 }
 
-static struct t *setup_open(void)
+/* A fresh fake guest, server and adapter. */
+static void attach(struct t *t)
 {
-	struct t *t = calloc(1, sizeof(*t));
 	fg_init(&t->g);
 	struct netvsp_config cfg = {0};
 	memcpy(cfg.mac, MAC, 6);
 	struct netvsp_backend be = { .tx = backend_tx, .rx_ready = backend_rx_ready, .tx_room = backend_tx_room, .ctx = &t->out };
 	t->nv = netvsp_new(t->g.srv, &cfg, &be);
 	assert_non_null(t->nv);
+}
+
+static struct t *setup_open(void)
+{
+	struct t *t = calloc(1, sizeof(*t));
+	attach(t);
 	assert_int_equal(fg_connect(&t->g, VERSION_WIN10_V5_2), 1);
 	assert_int_equal(fg_request_offers(&t->g), 1);
 	assert_int_equal(fg_open(&t->g, &t->c, 1, 1, RING_PFN, 8, 8), 0);
@@ -941,6 +952,295 @@ static void test_gpadl_accessor(void **state)
 	teardown(t);
 }
 
+/* ---- saved state ---- */
+
+/* The worker is gone with its guest, adapter and backend; a new one starts (nothing restored yet). */
+static void new_vm(struct t *t)
+{
+	fg_free(&t->g);
+	netvsp_free(t->nv);
+	memset(&t->out, 0, sizeof(t->out));
+	attach(t);
+}
+
+/* new_vm, the file restored (one section patched unless p is NULL); the guest's rings as before. */
+static int restore_vm(struct t *t, int fd, const struct rt_patch *p)
+{
+	new_vm(t);
+	int rc = rt_restore(&t->g, fd, p);
+	fg_chan_init(&t->g, &t->c, 1, 1, RING_PFN, 8, 8);
+	return rc;
+}
+
+static uint8_t *frame_of(uint8_t *f, uint32_t len, uint8_t seed)
+{
+	for (uint32_t i = 0; i < len; i++)
+		f[i] = (uint8_t)(i * 13 + seed);
+	return f;
+}
+
+/* Where a piece's frame is in the guest's receive buffer. */
+static const uint8_t *piece_frame(struct t *t, uint64_t piece)
+{
+	const uint8_t *msg = (const uint8_t *)fg_page(&t->g, RBUF_PFN) + piece * NETVSP_RECV_SECTION_SIZE;
+	return msg + 8 + rd32(msg + 8);
+}
+
+struct busy_guest {
+	uint64_t ta, tb, tc;     /* frames A (completed), B, C (held) */
+	uint64_t fill[200];      /* frames holding every other piece */
+	uint32_t nfill;
+	uint32_t keepalive_req;
+	uint8_t fb[100], fc[100];
+};
+
+/* An adapter in use: RNDIS up with a lookahead set, frames B and C and every other piece held by
+ * the guest, a KEEPALIVE answer waiting for a piece, a send the full backend left in the ring. */
+static void busy(struct t *t, struct busy_guest *b)
+{
+	uint8_t msg[2048], fa[100];
+	connect_vsp(t);
+	rndis_up(t);
+	uint32_t look = 1000;
+	rndis_request(t, RNDIS_MSG_SET, RNDIS_OID_GEN_CURRENT_LOOKAHEAD, &look, 4, msg);
+	assert_int_equal(netvsp_rx(t->nv, frame_of(fa, 100, 1), 100), NETVSP_RX_OK);
+	assert_int_equal(netvsp_rx(t->nv, frame_of(b->fb, 100, 2), 100), NETVSP_RX_OK);
+	assert_int_equal(netvsp_rx(t->nv, frame_of(b->fc, 100, 3), 100), NETVSP_RX_OK);
+	assert_true(recv_rndis(t, msg, true, &b->ta));
+	assert_true(recv_rndis(t, msg, false, &b->tb));
+	assert_true(recv_rndis(t, msg, false, &b->tc));
+	uint8_t f[60] = {0};
+	while (netvsp_rx(t->nv, f, sizeof(f)) == NETVSP_RX_OK)
+		assert_true(recv_rndis(t, msg, false, &b->fill[b->nfill++]));
+	assert_int_equal(b->nfill, RBUF_PAGES * 4096 / NETVSP_RECV_SECTION_SIZE - 2);
+	uint8_t ka[12];
+	b->keepalive_req = t->next_req++;
+	wr32(ka, RNDIS_MSG_KEEPALIVE);
+	wr32(ka + 4, 12);
+	wr32(ka + 8, b->keepalive_req);
+	assert_int_equal(send_rndis(t, 0, ka, 12, 1), NVSP_STAT_SUCCESS);
+	assert_int_equal(recv_rndis(t, msg, false, NULL), 0); /* no piece for the answer */
+	uint32_t n = packet_msg(msg, frame_of(fa, 60, 9), 60, 0);
+	memcpy((uint8_t *)fg_page(&t->g, SBUF_PFN) + 2 * NETVSP_SEND_SECTION_SIZE, msg, n);
+	uint8_t m[40] = {0};
+	wr32(m, NVSP_MSG1_TYPE_SEND_RNDIS_PKT);
+	wr32(m + 8, 2);
+	wr32(m + 12, n);
+	t->out.full = true;
+	g_send(t, m, 40, 500);
+	assert_int_equal(g_recv(t, msg), 0);
+}
+
+static int save_vm(struct t *t)
+{
+	int rc, fd = rt_save(&t->g, &rc);
+	assert_int_equal(rc, 0);
+	return fd;
+}
+
+/* Saved busy, restored into a new adapter: the held send goes out, the waiting answer comes,
+ * the guest's completions of pieces from before free exactly those, new frames never land in a
+ * piece the guest still holds, and the state saves the same again. */
+static void test_save_restore(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	struct busy_guest b = {0};
+	busy(t, &b);
+	int fd = save_vm(t);
+	size_t len;
+	uint8_t *saved = rt_payload(fd, STATE_SECTION_NETVSP, 1, &len);
+	assert_non_null(saved);
+
+	assert_int_equal(restore_vm(t, fd, NULL), 0);
+	int fd2 = save_vm(t);
+	size_t len2;
+	uint8_t *again = rt_payload(fd2, STATE_SECTION_NETVSP, 1, &len2);
+	assert_int_equal(len2, len);
+	assert_memory_equal(again, saved, len);
+	free(again);
+	free(saved);
+	close(fd2);
+	/* restore_finish read the send the old backend had no room for */
+	uint8_t buf[8192], msg[2048];
+	const uint8_t *r = expect_comp(t, buf, 500, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE);
+	assert_int_equal(rd32(r + 4), NVSP_STAT_SUCCESS);
+	assert_int_equal(t->out.n, 1);
+	assert_int_equal(t->out.len[0], 60);
+	/* completing B frees its piece; the KEEPALIVE answer takes it */
+	guest_completes(t, b.tb);
+	uint64_t tid;
+	assert_int_equal(recv_rndis(t, msg, true, &tid), 16);
+	assert_int_equal(tid, b.tb);
+	assert_int_equal(rd32(msg), RNDIS_MSG_KEEPALIVE_C);
+	assert_int_equal(rd32(msg + 8), b.keepalive_req);
+	/* one piece is free: a new frame goes there, not into C's */
+	uint8_t fx[100];
+	assert_int_equal(netvsp_rx(t->nv, frame_of(fx, 100, 7), 100), NETVSP_RX_OK);
+	assert_int_equal(netvsp_rx(t->nv, fx, 100), NETVSP_RX_BUSY);
+	assert_true(recv_rndis(t, msg, false, &tid));
+	assert_int_equal(tid, b.tb);
+	assert_memory_equal(piece_frame(t, b.tc), b.fc, 100);
+	/* every piece held from before comes back */
+	guest_completes(t, b.tc);
+	for (uint32_t i = 0; i < b.nfill; i++)
+		guest_completes(t, b.fill[i]);
+	assert_int_equal(t->out.rx_ready, 1);
+	uint32_t n = 0;
+	while (netvsp_rx(t->nv, fx, 100) == NETVSP_RX_OK)
+		n++;
+	assert_int_equal(n, b.nfill + 1);
+	struct netvsp_stats st;
+	netvsp_get_stats(t->nv, &st);
+	assert_int_equal(st.bad_packets, 0);
+	assert_int_equal(st.nvsp_version, NVSP_PROTOCOL_VERSION_61);
+	assert_true(st.rndis_initialized);
+	assert_true(st.link_up);
+	assert_int_equal(st.rx_packets, 1 + n);
+	/* the RNDIS settings survived: lookahead and packet filter */
+	while (recv_rndis(t, msg, true, NULL))
+		;
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_CURRENT_LOOKAHEAD, NULL, 0, msg);
+	assert_int_equal(rd32(msg + 8 + rd32(msg + 20)), 1000);
+	rndis_request(t, RNDIS_MSG_QUERY, RNDIS_OID_GEN_CURRENT_PACKET_FILTER, NULL, 0, msg);
+	assert_int_equal(rd32(msg + 8 + rd32(msg + 20)), 0xB);
+	close(fd);
+	teardown(t);
+}
+
+/* The new backend has no link: the guest is told once the restore is finished. */
+static void test_restore_link(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	connect_vsp(t);
+	rndis_up(t);
+	int fd = save_vm(t);
+	new_vm(t);
+	netvsp_set_link(t->nv, false);
+	assert_int_equal(rt_restore(&t->g, fd, NULL), 0);
+	fg_chan_init(&t->g, &t->c, 1, 1, RING_PFN, 8, 8);
+	uint8_t msg[1024], f[60] = {0};
+	assert_int_equal(recv_rndis(t, msg, true, NULL), 20);
+	assert_int_equal(rd32(msg), RNDIS_MSG_INDICATE);
+	assert_int_equal(rd32(msg + 8), RNDIS_STATUS_MEDIA_DISCONNECT);
+	assert_int_equal(netvsp_rx(t->nv, f, sizeof(f)), NETVSP_RX_DROPPED);
+	close(fd);
+	teardown(t);
+}
+
+struct hostile_case {
+	size_t off;          /* the field: width bytes (0: none) set to v */
+	uint32_t v;
+	unsigned width;
+	int version, err;    /* the section version (-1: as saved); the error */
+	const char *msg;
+};
+
+/* Each case restored from good with its change: that error, the channel not open. */
+static void hostile_cases(struct t *t, int fd, const uint8_t *good, size_t len, const struct hostile_case *cases,
+			  unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *bad = malloc(len);
+		memcpy(bad, good, len);
+		if (cases[i].width == 4)
+			wr32(bad + cases[i].off, cases[i].v);
+		else if (cases[i].width == 1)
+			bad[cases[i].off] = (uint8_t)cases[i].v;
+		struct rt_patch p = { STATE_SECTION_NETVSP, 1, cases[i].version, bad, len };
+		int rc = restore_vm(t, fd, &p);
+		if (rc != cases[i].err || !strstr(state_last_error(), cases[i].msg))
+			fail_msg("case %u: %d \"%s\", not %d \"%s\"", i, rc, state_last_error(), cases[i].err,
+				 cases[i].msg);
+		assert_false(vmbus_chan_is_open(vmbus_server_channel(t->g.srv, 1)));
+		free(bad);
+	}
+	/* cut anywhere, or a byte too many */
+	for (size_t cut = 0; cut <= len; cut++) {
+		uint8_t *bad = malloc(len + 1);
+		memcpy(bad, good, len);
+		bad[len] = 0;
+		struct rt_patch p = { STATE_SECTION_NETVSP, 1, -1, bad, cut == len ? len + 1 : cut };
+		int rc = restore_vm(t, fd, &p);
+		if (rc != -EBADMSG)
+			fail_msg("cut at %zu of %zu: %d \"%s\"", cut, len, rc, state_last_error());
+		free(bad);
+	}
+}
+
+/* Each field of the saved adapter out of range, and the payload cut at every length: a clean
+ * error naming the field. First every piece held and an answer waiting, then pieces free. */
+static void test_restore_hostile(void **state)
+{
+	(void)state;
+	struct t *t = setup_open();
+	struct busy_guest b = {0};
+	busy(t, &b);
+	int fd = save_vm(t);
+	size_t len;
+	uint8_t *good = rt_payload(fd, STATE_SECTION_NETVSP, 1, &len);
+	assert_non_null(good);
+	/* offsets of the variable part (docs/netvsp.md) */
+	uint32_t pieces = rd32(good + 28), nfree = rd32(good + 32);
+	assert_int_equal(pieces, 151);
+	assert_int_equal(nfree, 0);
+	size_t used_at = 40, sbuf_at = used_at + 8 * (size_t)pieces, nctl_at = sbuf_at + 12;
+	size_t ncomp_at = nctl_at + 4 + 4 + 16;
+	assert_int_equal(rd32(good + 36), pieces);
+	assert_int_equal(rd32(good + nctl_at), 1);
+	assert_int_equal(ncomp_at + 4, len);
+	const struct hostile_case held[] = {
+		{ 0, 0, 0, 2, -EPROTONOSUPPORT, "netvsp: channel 1: state version 2 (this build reads 1)" },
+		{ 0, 0x12345, 4, -1, -EINVAL, "NVSP version 0x12345 is not one we speak" },
+		{ 0, 0, 4, -1, -EINVAL, "RNDIS or buffers without an NVSP version" },
+		{ 8, 0x80, 1, -1, -EINVAL, "unknown RNDIS flags 0x80" },
+		{ 19, 0x7, 1, -1, -EINVAL, "unknown buffer flags 0x7" },
+		{ 19, 0x2, 1, -1, -EINVAL, "receive-buffer fields without a receive buffer" },
+		{ 20, 0x999, 4, -1, -EINVAL, "receive buffer GPADL 2457 holds 0 pieces" },
+		{ 24, 1500, 4, -1, -EINVAL, "receive pieces of 1500 bytes" },
+		{ 28, pieces + 1, 4, -1, -EINVAL, "holds 151 pieces, 152 saved" },
+		{ 32, pieces + 1, 4, -1, -EINVAL, "152 free receive pieces of 151" },
+		{ 36, pieces - 1, 4, -1, -EINVAL, "150 receive pieces in use and 0 free, of 151" },
+		{ used_at, pieces, 4, -1, -EINVAL, "receive piece 151 in use is out of range" },
+		{ used_at + 8, rd32(good + used_at), 4, -1, -EINVAL, "out of order" },
+		{ used_at + 4, pieces + 5, 4, -1, -EINVAL, "is followed by piece 156 of 151" },
+		{ sbuf_at, RBUF_ID, 4, -1, -EINVAL, "send buffer GPADL 256 holds 42 sections, 10 saved" },
+		{ sbuf_at + 4, 4096, 4, -1, -EINVAL, "send sections of 4096 bytes" },
+		{ sbuf_at + 8, 11, 4, -1, -EINVAL, "holds 10 sections, 11 saved" },
+		{ nctl_at, 33, 4, -1, -EINVAL, "33 waiting RNDIS messages (at most 32)" },
+		{ nctl_at + 4, 7, 4, -1, -EINVAL, "a waiting RNDIS message of 7 bytes" },
+		{ ncomp_at, 17, 4, -1, -EINVAL, "17 waiting completions (at most 16)" },
+	};
+	hostile_cases(t, fd, good, len, held, sizeof(held) / sizeof(held[0]));
+	free(good);
+
+	/* the guest gives three pieces back (the waiting answer takes one) */
+	assert_int_equal(restore_vm(t, fd, NULL), 0);
+	close(fd);
+	uint8_t msg[2048], buf[8192];
+	expect_comp(t, buf, 500, NVSP_MSG1_TYPE_SEND_RNDIS_PKT_COMPLETE);
+	guest_completes(t, b.tc);
+	guest_completes(t, b.fill[0]);
+	guest_completes(t, b.fill[1]);
+	assert_true(recv_rndis(t, msg, false, NULL));
+	fd = save_vm(t);
+	good = rt_payload(fd, STATE_SECTION_NETVSP, 1, &len);
+	assert_int_equal(rd32(good + 32), 2);
+	used_at = 36 + 8 + 4;
+	const struct hostile_case some_free[] = {
+		{ 36, pieces, 4, -1, -EINVAL, "free receive piece 151 is out of range or listed twice" },
+		{ 40, rd32(good + 36), 4, -1, -EINVAL, "listed twice" },
+		{ used_at, rd32(good + 36), 4, -1, -EINVAL, "or also free" },
+		{ 44, pieces, 4, -1, -EINVAL, "151 receive pieces in use and 2 free, of 151" },
+	};
+	hostile_cases(t, fd, good, len, some_free, sizeof(some_free) / sizeof(some_free[0]));
+	assert_int_equal(restore_vm(t, fd, NULL), 0);
+	free(good);
+	close(fd);
+	teardown(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -955,6 +1255,9 @@ int main(void)
 		cmocka_unit_test(test_tx_backpressure),
 		cmocka_unit_test(test_rx_coalescing),
 		cmocka_unit_test(test_gpadl_accessor),
+		cmocka_unit_test(test_save_restore),
+		cmocka_unit_test(test_restore_link),
+		cmocka_unit_test(test_restore_hostile),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

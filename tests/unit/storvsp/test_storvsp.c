@@ -1,5 +1,7 @@
 /* storvsp against a fake guest that speaks like Linux hv_storvsc: init sequence, SRBs with
- * GPA-direct buffers, sense data, hostile packets, and the threaded I/O path. */
+ * GPA-direct buffers, sense data, hostile packets, the threaded I/O path, and saved state
+ * (a controller saved with its sub-channels, restored into a second one over the same disks). */
+#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,8 @@
 #include <cmocka.h>
 
 #include "fake_guest.h"
+#include "state/savedstate.h"
+#include "state_rt.h"
 #include "vhd/vdisk.h"
 #include "vsp/storvsp.h"
 
@@ -26,6 +30,7 @@ struct ctx {
 	char path[2][64];
 	pthread_mutex_t lock;
 	bool threaded;
+	bool hold_signal;         /* send_pkt leaves the packet in the ring without signalling */
 };
 
 static void *gpa(void *opaque, uint64_t a, uint64_t len)
@@ -103,7 +108,8 @@ static void send_pkt(struct ctx *c, uint64_t tid, const void *vp, uint32_t len, 
 		c->cur->send.data[(w + 2) % c->cur->send.size] = (uint8_t)off8;
 		c->cur->send.data[(w + 3) % c->cur->send.size] = (uint8_t)(off8 >> 8);
 	}
-	fg_signal(&c->g, c->cur);
+	if (!c->hold_signal)
+		fg_signal(&c->g, c->cur);
 	pthread_mutex_unlock(&c->lock);
 }
 
@@ -431,6 +437,233 @@ static void test_subchannels(void **state)
 	assert_int_equal(st.srbs, 4);
 }
 
+/* ---- saved state ---- */
+
+/* The worker is gone (its guest and controller with it); a new one over the same disks, as a
+ * restore finds them: a fresh fake guest, server and controller. */
+static void new_vm(struct ctx *c)
+{
+	fg_free(&c->g);
+	storvsp_free(c->s);
+	fg_init(&c->g);
+	struct storvsp_disk disks[2] = { { c->d[0], false }, { c->d[1], true } };
+	struct storvsp_host host = { .gpa_to_hva = gpa, .grant = c->g.ops.grant, .opaque = &c->g, .lock = &c->lock,
+				     .nthreads = c->threaded ? 2 : 0 };
+	char err[200];
+	c->s = storvsp_new(c->g.srv, &host, disks, 2, 0, err, sizeof(err));
+	assert_non_null(c->s);
+	c->cur = &c->ch;
+}
+
+static int save_locked(struct ctx *c, int *rc)
+{
+	pthread_mutex_lock(&c->lock);
+	int fd = rt_save(&c->g, rc);
+	pthread_mutex_unlock(&c->lock);
+	return fd;
+}
+
+static int restore_locked(struct ctx *c, int fd, const struct rt_patch *p)
+{
+	pthread_mutex_lock(&c->lock);
+	int rc = rt_restore(&c->g, fd, p);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+static void fill(uint8_t *p, uint32_t len, uint8_t seed)
+{
+	for (uint32_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(i * 31 + seed);
+}
+
+/* A controller with two open sub-channels, an acknowledged write and a write the guest queued
+ * but had not signalled, saved, restored into a new controller: the queued write runs, the
+ * acknowledged one reads back, every channel takes SRBs, and a second save is the same. */
+static void test_save_restore(void **state)
+{
+	struct ctx *c = *state;
+	struct fg_chan sub[2];
+	uint32_t relid[3] = { 1, 0, 0 };
+	init_ok(c);
+	fg_clear(&c->g);
+	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, 2, NULL), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		const struct vmbus_channel_offer_channel *o = (const void *)c->g.msgs[i].data;
+		relid[i + 1] = o->child_relid;
+		assert_int_equal(fg_open(&c->g, &sub[i], relid[i + 1], 20 + i, 20 + 8 * i, 4, 4), 0);
+	}
+	uint8_t *page = fg_page(&c->g, DATA_PFN);
+	uint8_t acked[4096], queued[4096];
+	fill(acked, sizeof(acked), 3);
+	fill(queued, sizeof(queued), 99);
+	memcpy(page, acked, 4096);
+	c->cur = &sub[0];
+	uint8_t w10[10] = { 0x2A, 0, 0, 0, 0, 40, 0, 0, 8, 0 };
+	struct vstor_packet r = srb(c, 0, 0, w10, 10, 4096, 0, WRITE_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	/* WRITE(10) of the second page to LBA 48 on sub-channel 2, not signalled */
+	memcpy(fg_page(&c->g, DATA_PFN + 1), queued, 4096);
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	p.flags = REQUEST_COMPLETION_FLAG;
+	p.vm_srb.length = sizeof(p.vm_srb);
+	p.vm_srb.cdb_length = 10;
+	uint8_t w48[10] = { 0x2A, 0, 0, 0, 0, 48, 0, 0, 8, 0 };
+	memcpy(p.vm_srb.cdb, w48, 10);
+	p.vm_srb.data_transfer_length = 4096;
+	p.vm_srb.data_in = WRITE_TYPE;
+	c->cur = &sub[1];
+	c->hold_signal = true;
+	send_pkt(c, 4242, &p, sizeof(p), 0, 4096, DATA_PFN + 1);
+	c->hold_signal = false;
+	c->cur = &c->ch;
+
+	assert_int_equal(storvsp_drain(c->s, 1000), 0);
+	int rc, fd = save_locked(c, &rc);
+	assert_true(fd >= 0);
+	size_t len[3];
+	uint8_t *saved[3];
+	for (unsigned i = 0; i < 3; i++) {
+		saved[i] = rt_payload(fd, STATE_SECTION_STORVSP, relid[i], &len[i]);
+		assert_non_null(saved[i]);
+		assert_int_equal(len[i], 8);
+	}
+
+	new_vm(c);
+	assert_int_equal(restore_locked(c, fd, NULL), 0);
+	fg_chan_init(&c->g, &c->ch, 1, 10, 10, 4, 4);
+	for (unsigned i = 0; i < 2; i++)
+		fg_chan_init(&c->g, &sub[i], relid[i + 1], 20 + i, 20 + 8 * i, 4, 4);
+	/* the queued write ran after restore_finish and completed where it was sent */
+	c->cur = &sub[1];
+	assert_int_equal(recv_pkt(c, &r), 4242);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	uint8_t disk[4096];
+	assert_int_equal(vdisk_read(c->d[0], disk, 48 * 512, 4096), 0);
+	assert_memory_equal(disk, queued, 4096);
+	/* the acknowledged write reads back on the primary */
+	c->cur = &c->ch;
+	uint8_t *tpage = fg_page(&c->g, DATA_PFN);
+	memset(tpage, 0, 4096);
+	uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 40, 0, 0, 8, 0 };
+	r = srb(c, 0, 0, r10, 10, 4096, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_memory_equal(tpage, acked, 4096);
+	/* sub-channel 1 too; asking for the sub-channels again offers nothing new */
+	c->cur = &sub[0];
+	uint8_t tur[6] = { 0 };
+	r = srb(c, 0, 0, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	c->cur = &c->ch;
+	fg_clear(&c->g);
+	assert_int_equal(control(c, VSTOR_OPERATION_CREATE_SUB_CHANNELS, 2, NULL), 0);
+	assert_int_equal(fg_count(&c->g, CHANNELMSG_OFFERCHANNEL), 0);
+	struct storvsp_stats st;
+	storvsp_get_stats(c->s, &st);
+	assert_int_equal(st.protocol, VMSTOR_PROTO_VERSION_WIN10);
+	assert_int_equal(st.srbs, 3);
+	assert_int_equal(st.bad_packets, 0);
+	/* saved again: the same per-channel state */
+	assert_int_equal(storvsp_drain(c->s, 1000), 0);
+	int fd2 = save_locked(c, &rc);
+	assert_true(fd2 >= 0);
+	for (unsigned i = 0; i < 3; i++) {
+		size_t l;
+		uint8_t *again = rt_payload(fd2, STATE_SECTION_STORVSP, relid[i], &l);
+		assert_non_null(again);
+		assert_int_equal(l, len[i]);
+		assert_memory_equal(again, saved[i], l);
+		free(again);
+		free(saved[i]);
+	}
+	close(fd2);
+	close(fd);
+}
+
+/* Completions waiting for ring space: the drain times out and the save refuses, until the
+ * guest reads its ring. */
+static void test_save_busy(void **state)
+{
+	struct ctx *c = *state;
+	init_ok(c);
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	p.vm_srb.cdb_length = 6; /* TEST UNIT READY */
+	for (unsigned i = 0; i < 200; i++)
+		send_pkt(c, 500 + i, &p, sizeof(p), 0, 0, 0);
+	assert_int_equal(storvsp_drain(c->s, 20), -ETIMEDOUT);
+	assert_non_null(strstr(state_last_error(), "waiting for ring space"));
+	int rc;
+	assert_int_equal(save_locked(c, &rc), -1);
+	assert_int_equal(rc, -EBUSY);
+	assert_non_null(strstr(state_last_error(), "in flight"));
+	unsigned got = 0;
+	uint8_t buf[256];
+	for (int round = 0; round < 10 && got < 200; round++) {
+		while (fg_ring_recv(&c->ch.recv, buf, sizeof(buf)))
+			got++;
+		fg_signal(&c->g, &c->ch);
+	}
+	assert_int_equal(got, 200);
+	assert_int_equal(storvsp_drain(c->s, 20), 0);
+	int fd = save_locked(c, &rc);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+/* Each field of a saved channel out of range: a clean error naming it, nothing opened. */
+static void test_restore_hostile(void **state)
+{
+	struct ctx *c = *state;
+	init_ok(c);
+	int rc, fd = save_locked(c, &rc);
+	assert_true(fd >= 0);
+	size_t len;
+	uint8_t *good = rt_payload(fd, STATE_SECTION_STORVSP, 1, &len);
+	assert_non_null(good);
+	assert_int_equal(len, 8);
+	static const struct {
+		unsigned off, n;  /* bytes [off, off + n) replaced by v (little-endian) */
+		uint16_t v;
+		int len_delta, version, err;
+		const char *msg;
+	} cases[] = {
+		{ 0, 0, 0, -1, -1, -EBADMSG, "state is 7 bytes, version 1 has 8" },
+		{ 0, 0, 0, 1, -1, -EBADMSG, "state is 9 bytes" },
+		{ 0, 0, 0, 0, 2, -EPROTONOSUPPORT, "state version 2 (this build reads 1)" },
+		{ 0, 1, 3, 0, -1, -EINVAL, "init stage 3 is not one we know" },
+		{ 1, 2, 0x0401, 0, -1, -EINVAL, "storvsp: channel 1: protocol version 0x0401 is not one we speak" },
+		{ 1, 2, 0, 0, -1, -EINVAL, "initialised without a protocol version" },
+		{ 3, 2, 5, 0, -1, -EINVAL, "saved as sub-channel 5, restored as sub-channel 0" },
+		{ 5, 1, 3, 0, -1, -EINVAL, "saved with 3 LUNs, this controller has 2" },
+		{ 6, 2, 7, 0, -1, -EINVAL, "saved with 7 sub-channels, the VMBus state has 0" },
+	};
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t bad[16] = { 0 };
+		memcpy(bad, good, len);
+		memcpy(bad + cases[i].off, &cases[i].v, cases[i].n);
+		struct rt_patch patch = { STATE_SECTION_STORVSP, 1, cases[i].version, bad,
+					  (size_t)((int)len + cases[i].len_delta) };
+		new_vm(c);
+		assert_int_equal(restore_locked(c, fd, &patch), cases[i].err);
+		if (!strstr(state_last_error(), cases[i].msg))
+			fail_msg("case %u: \"%s\" does not say \"%s\"", i, state_last_error(), cases[i].msg);
+		assert_false(vmbus_chan_is_open(vmbus_server_channel(c->g.srv, 1)));
+	}
+	/* the file itself restores */
+	new_vm(c);
+	assert_int_equal(restore_locked(c, fd, NULL), 0);
+	fg_chan_init(&c->g, &c->ch, 1, 10, 10, 4, 4);
+	uint8_t tur[6] = { 0 };
+	struct vstor_packet r = srb(c, 0, 0, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	free(good);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +674,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_threaded, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_subchannels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subchannels, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_save_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_save_restore, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_save_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restore_hostile, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
