@@ -22,7 +22,8 @@
 #define VCPU_STATE_VERSION    1
 #define IRQCHIP_STATE_VERSION 1
 #define IRQCHIP_COUNT         3     /* PIC master, PIC slave, IOAPIC */
-#define DRAIN_TIMEOUT_MS      30000 /* a disk request still running after this is stuck */
+#define DRAIN_STEP_MS         1000  /* one wait for the disks; then the guest runs a moment */
+#define DRAIN_TRIES           15
 #define MSR_IA32_TSC_DEADLINE 0x6E0u
 #define MAX_SAVED_MSRS        4096
 #define XSAVE_MAX             (1u << 20)
@@ -304,7 +305,18 @@ int vm_save_file(struct vm *vm, const char *path, const uint8_t digest[STATE_DIG
 	char tmp[PATH_MAX];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.partial", path) >= sizeof(tmp))
 		return state_fail(-ENAMETOOLONG, "saved state path too long");
-	int rc = worker_disks_quiesce(DRAIN_TIMEOUT_MS);
+	int rc;
+	for (int tries = 1;; tries++) {
+		rc = worker_disks_quiesce(DRAIN_STEP_MS);
+		if (rc != -ETIMEDOUT || tries == DRAIN_TRIES)
+			break;
+		/* Completions may wait for ring space that only the guest frees: let it run a moment
+		 * (it may start new requests; the next drain waits for those too). */
+		vm_resume(vm);
+		usleep(20000);
+		if (!vm_pause(vm))
+			return state_fail(-ESHUTDOWN, "the VM stopped during the save");
+	}
 	if (rc < 0)
 		return rc;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -85,7 +85,7 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 int worker_disks_quiesce(unsigned timeout_ms)
 {
 	if (controller && storvsp_drain(controller, timeout_ms) < 0)
-		return state_fail(-ETIMEDOUT, "storvsp: disk requests still in flight after %u ms", timeout_ms);
+		return -ETIMEDOUT; /* storvsp_drain said why */
 	for (unsigned i = 0; i < nattached; i++) {
 		if (!attached[i].read_only && vdisk_flush(attached[i].disk) < 0)
 			return state_fail(-EIO, "cannot flush disk %s: %s", paths[i], vdisk_last_error());
