@@ -3,7 +3,8 @@
 # New-VM -> Set-VMFirmware -> Start-VM -> Get-VM Running with uptime and heartbeat OK ->
 # Get-VMIntegrationService; SIGKILL of one worker marks only that VM Off (the other stays
 # Running); a vmms restart keeps the running VM and re-attaches; Stop-VM then shuts the guest
-# down gracefully (the guest's init sees the host's power-off) -> Off. Networking the Hyper-V
+# down gracefully (the guest's init sees the host's power-off) -> Off, after a Save-VM and a
+# Start-VM that resumes the same guest (uptime goes on). Networking the Hyper-V
 # way: New-VMSwitch (Private), Add-VMNetworkAdapter with static MACs; the two guests ping each
 # other through it and Get-VMNetworkAdapter shows the adapters connected with traffic.
 set -uo pipefail
@@ -76,6 +77,17 @@ check "after the restart g1 is Running" wait_field 5 g1 state Running
 check "vmms re-attached to the same worker" [ "$(field g1 worker_pid)" = "$p1" ]
 check "heartbeat still OK after the restart" wait_field 30 g1 heartbeat OK
 check "event log: re-attached" bash -c "'$B/hv' Get-VMEvent g1 | grep -q 're-attached'"
+# Save-VM and Start-VM: the same guest goes on (its uptime continues, its ICs answer).
+up=$(field g1 uptime_ms)
+check "Save-VM g1 -> Saved" bash -c "'$B/hv' Save-VM g1 && [ \"\$('$B/hv' Get-VM g1 -Json | sed -n 's/.*\"state\": \"\([A-Za-z]*\)\".*/\1/p')\" = Saved ]"
+check "...its worker is gone" bash -c "for i in \$(seq 50); do kill -0 $p1 2>/dev/null && ! grep -q Z /proc/$p1/stat 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
+check "...the state file is in the VM's folder" bash -c "ls '$t'/root/Virtual\ Machines/*/*.vmrs"
+check "Start-VM g1 restores it -> Running" hv Start-VM g1
+p1=$(field g1 worker_pid)
+check "...the saved state was consumed" bash -c "! ls '$t'/root/Virtual\ Machines/*/*.vmrs 2>/dev/null"
+check "...heartbeat OK after the restore" wait_field 60 g1 heartbeat OK
+check "...the guest's uptime went on from ${up} ms" bash -c "[ \"\$('$B/hv' Get-VM g1 -Json | sed -n 's/.*\"uptime_ms\": \([0-9]*\).*/\1/p')\" -gt $up ]"
+check "...event log: saved and restored" bash -c "'$B/hv' Get-VMEvent g1 | grep -qi 'saved' && '$B/hv' Get-VMEvent g1 | grep -qi 'restor'"
 check "Stop-VM (graceful) after the restart" hv Stop-VM g1
 check "g1 is Off" wait_field 5 g1 state Off
 check "the guest's init saw the host's power-off" bash -c "grep -q 'VIRIDIAN-MARK: host-poweroff' '$t'/root/Virtual\ Machines/*/console.log"
