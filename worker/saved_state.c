@@ -104,8 +104,8 @@ static uint32_t xsave_size(struct vm *vm)
 	return n > (int)sizeof(struct kvm_xsave) ? (uint32_t)n : (uint32_t)sizeof(struct kvm_xsave);
 }
 
-static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *list, struct state_writer *w)
-{
+/* A vCPU's state that KVM keeps, less XSAVE (its size depends on the host) and MSRs. */
+struct vcpu_kvm_state {
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	struct kvm_xcrs xcrs;
@@ -113,29 +113,34 @@ static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *l
 	struct kvm_vcpu_events events;
 	struct kvm_mp_state mp;
 	struct kvm_debugregs debug;
+};
+
+static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *list, struct state_writer *w)
+{
+	struct vcpu_kvm_state k;
 	uint32_t xsize = xsave_size(vm);
 	void *xsave = calloc(1, xsize);
 	if (!xsave)
 		return state_fail(-ENOMEM, "vCPU %u: out of memory", v->id);
 	unsigned long xsave_op = xsize > sizeof(struct kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
-	if (ioctl(v->fd, KVM_GET_REGS, &regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 ||
-	    ioctl(v->fd, xsave_op, xsave) < 0 || ioctl(v->fd, KVM_GET_XCRS, &xcrs) < 0 ||
-	    ioctl(v->fd, KVM_GET_LAPIC, &lapic) < 0 || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &events) < 0 ||
-	    ioctl(v->fd, KVM_GET_MP_STATE, &mp) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &debug) < 0) {
+	if (ioctl(v->fd, KVM_GET_REGS, &k.regs) < 0 || ioctl(v->fd, KVM_GET_SREGS, &k.sregs) < 0 ||
+	    ioctl(v->fd, xsave_op, xsave) < 0 || ioctl(v->fd, KVM_GET_XCRS, &k.xcrs) < 0 ||
+	    ioctl(v->fd, KVM_GET_LAPIC, &k.lapic) < 0 || ioctl(v->fd, KVM_GET_VCPU_EVENTS, &k.events) < 0 ||
+	    ioctl(v->fd, KVM_GET_MP_STATE, &k.mp) < 0 || ioctl(v->fd, KVM_GET_DEBUGREGS, &k.debug) < 0) {
 		int e = errno;
 		free(xsave);
 		return state_fail(-e, "vCPU %u: cannot read its state from KVM: %s", v->id, strerror(e));
 	}
 	state_section_begin(w, STATE_SECTION_VCPU, v->id, VCPU_STATE_VERSION, 0);
-	state_put_bytes(w, &regs, sizeof(regs));
-	state_put_bytes(w, &sregs, sizeof(sregs));
+	state_put_bytes(w, &k.regs, sizeof(k.regs));
+	state_put_bytes(w, &k.sregs, sizeof(k.sregs));
 	state_put_u32(w, xsize);
 	state_put_bytes(w, xsave, xsize);
-	state_put_bytes(w, &xcrs, sizeof(xcrs));
-	state_put_bytes(w, &lapic, sizeof(lapic));
-	state_put_bytes(w, &events, sizeof(events));
-	state_put_u32(w, mp.mp_state);
-	state_put_bytes(w, &debug, sizeof(debug));
+	state_put_bytes(w, &k.xcrs, sizeof(k.xcrs));
+	state_put_bytes(w, &k.lapic, sizeof(k.lapic));
+	state_put_bytes(w, &k.events, sizeof(k.events));
+	state_put_u32(w, k.mp.mp_state);
+	state_put_bytes(w, &k.debug, sizeof(k.debug));
 	free(xsave);
 	/* The list names MSRs of every CPU model KVM knows; those this vCPU lacks are left out. */
 	uint64_t *values = calloc(list->nmsrs ? list->nmsrs : 1, sizeof(*values));
@@ -162,15 +167,9 @@ static int save_vcpu(struct vm *vm, struct vcpu *v, const struct kvm_msr_list *l
  * timer), the run state and pending events last. */
 static int restore_vcpu(struct vm *vm, struct vcpu *v, struct state_cursor *c)
 {
-	struct kvm_regs regs;
-	struct kvm_sregs sregs;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events events;
-	struct kvm_mp_state mp;
-	struct kvm_debugregs debug;
-	state_get_bytes(c, &regs, sizeof(regs));
-	state_get_bytes(c, &sregs, sizeof(sregs));
+	struct vcpu_kvm_state k;
+	state_get_bytes(c, &k.regs, sizeof(k.regs));
+	state_get_bytes(c, &k.sregs, sizeof(k.sregs));
 	uint32_t xsize = state_get_u32(c);
 	if (!state_cursor_ok(c) || xsize != xsave_size(vm))
 		return state_fail(-EINVAL, "vCPU %u: saved XSAVE area of %u bytes, this host's KVM uses %u", v->id, xsize,
@@ -179,11 +178,11 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, struct state_cursor *c)
 	if (!xsave)
 		return state_fail(-ENOMEM, "vCPU %u: out of memory", v->id);
 	state_get_bytes(c, xsave, xsize);
-	state_get_bytes(c, &xcrs, sizeof(xcrs));
-	state_get_bytes(c, &lapic, sizeof(lapic));
-	state_get_bytes(c, &events, sizeof(events));
-	mp.mp_state = state_get_u32(c);
-	state_get_bytes(c, &debug, sizeof(debug));
+	state_get_bytes(c, &k.xcrs, sizeof(k.xcrs));
+	state_get_bytes(c, &k.lapic, sizeof(k.lapic));
+	state_get_bytes(c, &k.events, sizeof(k.events));
+	k.mp.mp_state = state_get_u32(c);
+	state_get_bytes(c, &k.debug, sizeof(k.debug));
 	uint32_t nmsrs = state_get_u32(c);
 	int rc = 0;
 	if (!state_cursor_ok(c) || nmsrs > MAX_SAVED_MSRS || state_cursor_left(c) != (size_t)nmsrs * 12) {
@@ -192,8 +191,8 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, struct state_cursor *c)
 		goto out;
 	}
 	unsigned long xsave_op = KVM_SET_XSAVE; /* takes the larger XSAVE2 buffer as well */
-	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0 || ioctl(v->fd, xsave_op, xsave) < 0 ||
-	    ioctl(v->fd, KVM_SET_XCRS, &xcrs) < 0 || ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0) {
+	if (ioctl(v->fd, KVM_SET_REGS, &k.regs) < 0 || ioctl(v->fd, xsave_op, xsave) < 0 ||
+	    ioctl(v->fd, KVM_SET_XCRS, &k.xcrs) < 0 || ioctl(v->fd, KVM_SET_SREGS, &k.sregs) < 0) {
 		rc = state_fail(-errno, "vCPU %u: KVM refused the saved registers: %s", v->id, strerror(errno));
 		goto out;
 	}
@@ -211,10 +210,10 @@ static int restore_vcpu(struct vm *vm, struct vcpu *v, struct state_cursor *c)
 			goto out;
 		}
 	}
-	events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
-	if (ioctl(v->fd, KVM_SET_LAPIC, &lapic) < 0 || (deadline && !msr_set(v, MSR_IA32_TSC_DEADLINE, deadline_value)) ||
-	    ioctl(v->fd, KVM_SET_MP_STATE, &mp) < 0 || ioctl(v->fd, KVM_SET_VCPU_EVENTS, &events) < 0 ||
-	    ioctl(v->fd, KVM_SET_DEBUGREGS, &debug) < 0)
+	k.events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
+	if (ioctl(v->fd, KVM_SET_LAPIC, &k.lapic) < 0 || (deadline && !msr_set(v, MSR_IA32_TSC_DEADLINE, deadline_value)) ||
+	    ioctl(v->fd, KVM_SET_MP_STATE, &k.mp) < 0 || ioctl(v->fd, KVM_SET_VCPU_EVENTS, &k.events) < 0 ||
+	    ioctl(v->fd, KVM_SET_DEBUGREGS, &k.debug) < 0)
 		rc = state_fail(-EINVAL, "vCPU %u: KVM refused the saved APIC, run state or events: %s", v->id,
 				strerror(errno));
 out:
