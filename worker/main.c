@@ -278,6 +278,7 @@ int main(int argc, char **argv)
 		 * its disk work, so its idle threads and the disks go after. */
 		worker_detach_nics();
 		vm_destroy(vm);
+		worker_disks_exec_argv(argv); /* the images a disk-switch or merge left on each LUN */
 		worker_detach_disks();
 		drop_restore(argv); /* the guest boots afresh */
 		execv("/proc/self/exe", argv);

@@ -9,14 +9,20 @@
 #include "state/savedstate.h"
 #include "vhd/vdisk.h"
 #include "vsp/storvsp.h"
+#include "worker/clock.h"
 #include "worker/log.h"
 #include "worker/storage.h"
+#include "worker/vm.h"
 
 #define STORVSP_IO_THREADS 8
+#define SWAP_TIMEOUT_MS 10000 /* the vCPUs are paused: requests in flight finish in far less */
 
 static struct storvsp *controller;
 static struct storvsp_disk attached[WORKER_MAX_DISKS];
-static const char *paths[WORKER_MAX_DISKS];
+/* Per LUN: the image's path as status shows it and a re-exec opens it (the --disk value, or
+ * what a disk-switch or merge put there), and the --disk value in argv. */
+static char *paths[WORKER_MAX_DISKS];
+static const char *args[WORKER_MAX_DISKS];
 static unsigned nattached;
 
 void worker_detach_disks(void)
@@ -51,7 +57,14 @@ bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 		}
 		attached[nattached].disk = d;
 		attached[nattached].read_only = o->disks[i].read_only;
-		paths[nattached] = o->disks[i].path;
+		paths[nattached] = strdup(o->disks[i].path);
+		args[nattached] = o->disks[i].arg;
+		if (!paths[nattached]) {
+			vdisk_close(d);
+			snprintf(err, errlen, "out of memory");
+			worker_detach_disks();
+			return false;
+		}
 		nattached++;
 	}
 	if (nattached)
@@ -91,4 +104,140 @@ int worker_disks_quiesce(unsigned timeout_ms)
 			return state_fail(-EIO, "cannot flush disk %s: %s", paths[i], vdisk_last_error());
 	}
 	return 0;
+}
+
+/* ---- disk-switch ---- */
+
+struct switch_ctx {
+	const char *path;
+	struct vdisk *old, *new;
+	char *err;
+	size_t errlen;
+};
+
+static bool same_geometry(struct vdisk *a, struct vdisk *b)
+{
+	struct vdisk_info ia, ib;
+	return vdisk_info(a, &ia) == 0 && vdisk_info(b, &ib) == 0 && ia.size == ib.size &&
+	       ia.logical_sector == ib.logical_sector;
+}
+
+/* Under the VMBus lock with nothing in flight (storvsp_swap_disk). */
+static struct vdisk *switch_to(void *arg, struct vdisk *old)
+{
+	struct switch_ctx *c = arg;
+	/* The new image is usually old's child: its chain reads old's metadata from the file. */
+	if (vdisk_flush(old) < 0) {
+		snprintf(c->err, c->errlen, "cannot flush the current disk: %s", vdisk_last_error());
+		return NULL;
+	}
+	struct vdisk *d;
+	if (vdisk_open(c->path, VDISK_OPEN_RDWR, &d) < 0) {
+		snprintf(c->err, c->errlen, "%s", vdisk_last_error());
+		return NULL;
+	}
+	if (!same_geometry(old, d)) {
+		vdisk_close(d);
+		snprintf(c->err, c->errlen, "%s: its size or logical sector size differs from the current disk's", c->path);
+		return NULL;
+	}
+	c->old = old;
+	c->new = d;
+	return d;
+}
+
+/* Runs swap on LUN lun with the VM paused; the pause's length in *pause_ms. */
+static int swap_paused(struct vm *vm, unsigned lun, struct vdisk *(*swap)(void *, struct vdisk *), void *ctx,
+		       uint64_t *pause_ms, char *err, size_t errlen)
+{
+	uint64_t t0 = monotonic_ns();
+	bool was_paused = vm_is_paused(vm);
+	if (!vm_pause(vm)) {
+		snprintf(err, errlen, "the VM is stopping");
+		return -ESHUTDOWN;
+	}
+	int rc = storvsp_swap_disk(controller, lun, swap, ctx, SWAP_TIMEOUT_MS);
+	if (rc < 0)
+		snprintf(err, errlen, "LUN %u: disk requests still in flight after %u ms", lun, SWAP_TIMEOUT_MS);
+	if (!was_paused)
+		vm_resume(vm);
+	*pause_ms = (monotonic_ns() - t0) / 1000000;
+	return rc;
+}
+
+static bool lun_writable(unsigned lun, char *err, size_t errlen)
+{
+	if (!controller || lun >= nattached) {
+		snprintf(err, errlen, "no LUN %u (the VM has %u disks)", lun, nattached);
+		return false;
+	}
+	if (attached[lun].read_only) {
+		snprintf(err, errlen, "LUN %u is read-only", lun);
+		return false;
+	}
+	return true;
+}
+
+int worker_disk_switch(struct vm *vm, unsigned lun, const char *path, uint64_t *pause_ms, char *err, size_t errlen)
+{
+	size_t len = strlen(path);
+	if (!len || len >= sizeof(((struct worker_disk *)0)->path) || (len >= 3 && !strcmp(path + len - 3, ",ro"))) {
+		/* ",ro" would make the re-exec's --disk read-only */
+		snprintf(err, errlen, "\"path\" must be an image path (not ending in \",ro\") shorter than 4096 bytes");
+		return -EINVAL;
+	}
+	if (!lun_writable(lun, err, errlen))
+		return -EINVAL;
+	char *copy = strdup(path);
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	err[0] = '\0';
+	struct switch_ctx c = { .path = path, .err = err, .errlen = errlen };
+	int rc = swap_paused(vm, lun, switch_to, &c, pause_ms, err, errlen);
+	if (rc == 0 && !c.old)
+		rc = -EIO; /* switch_to said why */
+	if (rc < 0) {
+		free(copy);
+		return rc;
+	}
+	attached[lun].disk = c.new;
+	if (vdisk_close(c.old) < 0)
+		vlog("storvsp: LUN %u: closing %s: %s", lun, paths[lun], vdisk_last_error());
+	vlog("storvsp: LUN %u: %s -> %s (paused %llu ms)", lun, paths[lun], copy, (unsigned long long)*pause_ms);
+	free(paths[lun]);
+	paths[lun] = copy;
+	return 0;
+}
+
+unsigned worker_disk_count(void)
+{
+	return nattached;
+}
+
+bool worker_disk_status(unsigned lun, struct worker_disk_status *out)
+{
+	if (lun >= nattached)
+		return false;
+	*out = (struct worker_disk_status){ .path = paths[lun], .read_only = attached[lun].read_only };
+	return true;
+}
+
+void worker_disks_exec_argv(char **argv)
+{
+	for (unsigned i = 0; i < nattached; i++) {
+		if (!args[i])
+			continue;
+		/* The argv element holding the --disk value: the value itself, or "--disk=VALUE". */
+		for (int k = 0; argv[k]; k++) {
+			uintptr_t a = (uintptr_t)args[i], b = (uintptr_t)argv[k];
+			if (a < b || a > b + strlen(argv[k]))
+				continue;
+			char *v;
+			if (asprintf(&v, "%s%s%s", a == b ? "" : "--disk=", paths[i], attached[i].read_only ? ",ro" : "") >= 0)
+				argv[k] = v; /* exec'd right away: never freed */
+			break;
+		}
+	}
 }

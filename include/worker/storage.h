@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "worker/options.h"
 #include "worker/vmbus_host.h"
@@ -21,5 +22,21 @@ int worker_disks_quiesce(unsigned timeout_ms);
  * (whose channel close waits for the controller's disk work) is destroyed. A second call does
  * nothing. */
 void worker_detach_disks(void);
+
+struct vm;
+/* disk-switch (control.h): pauses the VM if it runs, waits until LUN lun has no request in
+ * flight, flushes its image, opens path read-write in its place (same size and logical sector
+ * size), closes the old one and resumes. 0 with the pause's length in *pause_ms, or a negative
+ * errno with one line in err and the LUN on its old image. Main thread only. */
+int worker_disk_switch(struct vm *vm, unsigned lun, const char *path, uint64_t *pause_ms, char *err, size_t errlen);
+
+struct worker_disk_status {
+	const char *path;        /* the image the LUN uses now (valid until the next switch) */
+	bool read_only;
+};
+unsigned worker_disk_count(void);
+bool worker_disk_status(unsigned lun, struct worker_disk_status *out);
+/* Before the re-exec of a guest reset: points each --disk in argv at the LUN's current image. */
+void worker_disks_exec_argv(char **argv);
 
 #endif
