@@ -55,7 +55,7 @@ int vdisk_create(const char *path, const struct vdisk_create_params *in)
 	if (p.parent_path) {
 		if (p.format == VDISK_FORMAT_RAW)
 			return vd_err(EINVAL, path, "a raw image cannot be a differencing disk");
-		int r = vdisk_open(p.parent_path, 0, &parent);
+		int r = vd_open(p.parent_path, p.parent_in_use ? VDISK_OPEN_NO_LOCK : 0, &parent);
 		if (r < 0)
 			return r;
 		if (p.size && p.size != parent->size) {

@@ -67,9 +67,17 @@ static json_t *disks_array(void)
 	json_t *a = json_array();
 	for (unsigned i = 0; i < worker_disk_count(); i++) {
 		struct worker_disk_status s;
-		if (worker_disk_status(i, &s))
-			json_array_append_new(a, json_pack("{s:i, s:s, s:b, s:n}", "lun", (int)i, "path", s.path,
-							   "read_only", s.read_only, "merge"));
+		if (!worker_disk_status(i, &s))
+			continue;
+		json_t *merge = json_null();
+		if (s.merge) {
+			merge = json_pack("{s:s, s:i, s:s}", "state", s.merge, "percent", (int)s.merge_percent, "error",
+					  s.merge_error);
+			if (!strcmp(s.merge, "done"))
+				json_object_set_new(merge, "pivot_pause_ms", json_integer((json_int_t)s.pivot_pause_ms));
+		}
+		json_array_append_new(a, json_pack("{s:i, s:s, s:b, s:o}", "lun", (int)i, "path", s.path,
+						   "read_only", s.read_only, "merge", merge));
 	}
 	return a;
 }
@@ -260,6 +268,15 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		if (worker_disk_switch(vm, (unsigned)json_integer_value(lun), path, &pause_ms, err, sizeof(err)) < 0)
 			return error_reply("%s", err);
 		return json_pack("{s:b, s:I}", "ok", 1, "pause_ms", (json_int_t)pause_ms);
+	}
+	if (!strcmp(op, "disk-merge")) {
+		json_t *lun = json_object_get(req, "lun");
+		if (!json_is_integer(lun) || json_integer_value(lun) < 0 || json_integer_value(lun) >= WORKER_MAX_DISKS)
+			return error_reply("disk-merge needs \"lun\" (an integer)%s", NULL);
+		char err[200];
+		if (worker_disk_merge(vm, (unsigned)json_integer_value(lun), err, sizeof(err)) < 0)
+			return error_reply("%s", err);
+		return json_pack("{s:b}", "ok", 1);
 	}
 	if (!strcmp(op, "turn-off")) {
 		vm_request_exit(vm, VM_POWER_OFF, NULL);

@@ -47,6 +47,9 @@ struct vdisk_create_params {
 	uint32_t logical_sector;     /* 0: 512; VHDX also 4096 */
 	uint32_t physical_sector;    /* 0: 4096 for VHDX, 512 for VHD */
 	const char *parent_path;     /* differencing: the parent image */
+	/* The parent is open read-write elsewhere (a paused VM's disk getting a checkpoint: the
+	 * caller then switches the VM to the new child): read it without taking its lock. */
+	bool parent_in_use;
 };
 
 struct vdisk_info {
