@@ -26,6 +26,11 @@ struct vdisk_ops {
 	/* Rewrite the parent reference (differencing only). */
 	int (*set_parent)(struct vdisk *d, struct vdisk *parent, const char *parent_path);
 	int (*resize)(struct vdisk *d, uint64_t size);
+	/* Live merge (mirror.c), NULL where the format's identity does not change on writes (VHD):
+	 * begin_write starts the parent's modification session now (VHDX: its new DataWriteGuid);
+	 * relink points a child at the identity its parent has now. */
+	int (*begin_write)(struct vdisk *d);
+	int (*relink)(struct vdisk *d, struct vdisk *parent);
 };
 
 struct vdisk {
@@ -48,6 +53,8 @@ struct vdisk {
 #define VDISK_OPEN_NO_PARENT 0x100
 #define VDISK_OPEN_NO_LOCK   0x200  /* parents in a chain: merge writes to one while it is open */
 int vd_open(const char *path, unsigned flags, struct vdisk **out);
+/* Frees a vdisk whose format state is gone (ops->close done), and its parent chain. */
+void vd_free(struct vdisk *d);
 /* .vhdx/.avhdx -> VHDX, .vhd/.avhd -> VHD, anything else raw. */
 enum vdisk_format vd_format_from_name(const char *path);
 

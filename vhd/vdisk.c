@@ -55,7 +55,7 @@ int vdisk_create(const char *path, const struct vdisk_create_params *in)
 	if (p.parent_path) {
 		if (p.format == VDISK_FORMAT_RAW)
 			return vd_err(EINVAL, path, "a raw image cannot be a differencing disk");
-		int r = vdisk_open(p.parent_path, 0, &parent);
+		int r = vd_open(p.parent_path, p.parent_in_use ? VDISK_OPEN_NO_LOCK : 0, &parent);
 		if (r < 0)
 			return r;
 		if (p.size && p.size != parent->size) {
@@ -76,7 +76,7 @@ int vdisk_create(const char *path, const struct vdisk_create_params *in)
 	return r;
 }
 
-static void vdisk_free(struct vdisk *d)
+void vd_free(struct vdisk *d)
 {
 	if (d->parent)
 		vdisk_close(d->parent);
@@ -108,14 +108,14 @@ int vd_open(const char *path, unsigned flags, struct vdisk **out)
 	int r = vf_open(&d->f, path, d->writable, false);
 	if (r < 0) {
 		d->f.fd = -1;
-		vdisk_free(d);
+		vd_free(d);
 		return vd_err(-r, path, "cannot open: %s", strerror(-r));
 	}
 	/* One writer, or readers: a running VM's disk cannot be merged, resized or opened by a
 	 * second VM underneath it. */
 	if (!(flags & VDISK_OPEN_NO_LOCK) && flock(d->f.fd, (d->writable ? LOCK_EX : LOCK_SH) | LOCK_NB) < 0) {
 		r = errno;
-		vdisk_free(d);
+		vd_free(d);
 		return vd_err(r == EWOULDBLOCK ? EBUSY : r, path, r == EWOULDBLOCK ? "in use by another process or handle" : "cannot lock: %s",
 			      strerror(r));
 	}
@@ -139,7 +139,7 @@ int vd_open(const char *path, unsigned flags, struct vdisk **out)
 	if (r < 0) {
 		if (d->ops && d->priv)
 			d->ops->close(d);
-		vdisk_free(d);
+		vd_free(d);
 		return r;
 	}
 	*out = d;
@@ -151,7 +151,7 @@ int vdisk_close(struct vdisk *d)
 	if (!d)
 		return 0;
 	int r = d->ops->close(d);
-	vdisk_free(d);
+	vd_free(d);
 	return r;
 }
 

@@ -1372,6 +1372,21 @@ static int vhdx_set_parent(struct vdisk *d, struct vdisk *parent, const char *pa
 	return commit_metadata(d, d->size);
 }
 
+/* A live merge writes the parent: its session starts now, so the child can be relinked to the
+ * DataWriteGuid it ends with before any merged data lands (mirror.c). */
+static int vhdx_begin_write(struct vdisk *d)
+{
+	return session_begin(d);
+}
+
+static int vhdx_relink(struct vdisk *d, struct vdisk *parent)
+{
+	struct vdisk_info pi;
+	vdisk_info(parent, &pi);
+	memcpy(V(d)->linkage.b, pi.id, 16);
+	return commit_metadata(d, d->size);
+}
+
 static int vhdx_resize(struct vdisk *d, uint64_t size)
 {
 	struct vhdx *v = V(d);
@@ -1414,6 +1429,8 @@ static const struct vdisk_ops vhdx_ops = {
 	.close = vhdx_close,
 	.set_parent = vhdx_set_parent,
 	.resize = vhdx_resize,
+	.begin_write = vhdx_begin_write,
+	.relink = vhdx_relink,
 };
 
 /* ---- create ---- */

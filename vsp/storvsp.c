@@ -943,3 +943,37 @@ void storvsp_get_stats(struct storvsp *s, struct storvsp_stats *out)
 	out->bad_packets = __atomic_load_n(&s->stats.bad_packets, __ATOMIC_RELAXED);
 	out->protocol = __atomic_load_n(&s->stats.protocol, __ATOMIC_RELAXED);
 }
+
+/* ---- swapping a LUN's image (disk-switch, the end of a live merge) ---- */
+
+int storvsp_swap_disk(struct storvsp *s, unsigned lun, struct vdisk *(*swap)(void *ctx, struct vdisk *old),
+		      void *ctx, unsigned timeout_ms)
+{
+	if (lun >= s->ndisks)
+		return -EINVAL;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		/* Under the VMBus lock no SRB is taken from a ring, so once the pool is empty nothing
+		 * can reach the old image until the lock is released. */
+		if (s->host.lock)
+			pthread_mutex_lock(s->host.lock);
+		pthread_mutex_lock(&s->qlock);
+		bool idle = !s->outstanding;
+		pthread_mutex_unlock(&s->qlock);
+		if (idle) {
+			struct vdisk *d = swap(ctx, s->disks[lun].disk);
+			if (d)
+				s->disks[lun].disk = d;
+		}
+		if (s->host.lock)
+			pthread_mutex_unlock(s->host.lock);
+		if (idle)
+			return 0;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((uint64_t)(now.tv_sec - t0.tv_sec) * 1000 + (uint64_t)(now.tv_nsec - t0.tv_nsec) / 1000000 >= timeout_ms)
+			return -ETIMEDOUT;
+		/* The pool's requests cannot finish while we hold the lock: wait outside it. */
+		nanosleep(&(struct timespec){ .tv_nsec = 200000 }, NULL);
+	}
+}

@@ -19,6 +19,7 @@
 #include "worker/log.h"
 #include "worker/net.h"
 #include "worker/saved_state.h"
+#include "worker/storage.h"
 
 static const char *ic_state_name(const struct ic_dev *ic)
 {
@@ -56,6 +57,27 @@ static json_t *nics_array(void)
 		json_object_set_new(o, "rx_busy", json_integer((json_int_t)s.stats.rx_busy));
 		json_object_set_new(o, "rx_coalesced", json_integer((json_int_t)s.stats.rx_coalesced));
 		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+/* Per LUN: its image now, and a live merge's progress. */
+static json_t *disks_array(void)
+{
+	json_t *a = json_array();
+	for (unsigned i = 0; i < worker_disk_count(); i++) {
+		struct worker_disk_status s;
+		if (!worker_disk_status(i, &s))
+			continue;
+		json_t *merge = json_null();
+		if (s.merge) {
+			merge = json_pack("{s:s, s:i, s:s}", "state", s.merge, "percent", (int)s.merge_percent, "error",
+					  s.merge_error);
+			if (!strcmp(s.merge, "done"))
+				json_object_set_new(merge, "pivot_pause_ms", json_integer((json_int_t)s.pivot_pause_ms));
+		}
+		json_array_append_new(a, json_pack("{s:i, s:s, s:b, s:o}", "lun", (int)i, "path", s.path,
+						   "read_only", s.read_only, "merge", merge));
 	}
 	return a;
 }
@@ -113,6 +135,7 @@ static json_t *status(struct vm *vm)
 			      "vmbus_version", version ? vmbus_version : "",
 			      "heartbeat", hb_names[hb], "integration_services", ics, "channels", channels);
 	json_object_set_new(r, "nics", nics_array());
+	json_object_set_new(r, "disks", disks_array());
 	if (hb != HEARTBEAT_NO_CONTACT) {
 		json_object_set_new(r, "heartbeat_age_ms", json_integer((json_int_t)((now - last_seen) / 1000000)));
 		pthread_mutex_lock(&h->lock);
@@ -234,6 +257,26 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		     (unsigned long long)st.total_ms, (unsigned long long)st.ram_ms);
 		return json_pack("{s:b, s:s, s:I, s:I, s:I}", "ok", 1, "state", "Paused", "bytes", (json_int_t)st.bytes,
 				 "save_ms", (json_int_t)st.total_ms, "ram_ms", (json_int_t)st.ram_ms);
+	}
+	if (!strcmp(op, "disk-switch")) {
+		json_t *lun = json_object_get(req, "lun");
+		const char *path = json_string_value(json_object_get(req, "path"));
+		if (!json_is_integer(lun) || json_integer_value(lun) < 0 || json_integer_value(lun) >= WORKER_MAX_DISKS || !path)
+			return error_reply("disk-switch needs \"lun\" (an integer) and \"path\" (a string)%s", NULL);
+		char err[200];
+		uint64_t pause_ms;
+		if (worker_disk_switch(vm, (unsigned)json_integer_value(lun), path, &pause_ms, err, sizeof(err)) < 0)
+			return error_reply("%s", err);
+		return json_pack("{s:b, s:I}", "ok", 1, "pause_ms", (json_int_t)pause_ms);
+	}
+	if (!strcmp(op, "disk-merge")) {
+		json_t *lun = json_object_get(req, "lun");
+		if (!json_is_integer(lun) || json_integer_value(lun) < 0 || json_integer_value(lun) >= WORKER_MAX_DISKS)
+			return error_reply("disk-merge needs \"lun\" (an integer)%s", NULL);
+		char err[200];
+		if (worker_disk_merge(vm, (unsigned)json_integer_value(lun), err, sizeof(err)) < 0)
+			return error_reply("%s", err);
+		return json_pack("{s:b}", "ok", 1);
 	}
 	if (!strcmp(op, "turn-off")) {
 		vm_request_exit(vm, VM_POWER_OFF, NULL);

@@ -137,6 +137,7 @@ static void run_loop(struct vm *vm, bool console_input, struct control *ctl)
 		if (poll(fds, (nfds_t)(2 + nctl), npending ? 10 : TICK_MS) < 0 && errno != EINTR)
 			break;
 		vmbus_host_tick(&vm->vmbus, monotonic_ns());
+		worker_disks_tick(vm);
 		control_handle(ctl, fds + 2, nctl);
 		if (npending) {
 			size_t n = uart_receive(&vm->com1, pending, npending);
@@ -280,6 +281,7 @@ int main(int argc, char **argv)
 		 * its disk work, so its idle threads and the disks go after. */
 		worker_detach_nics();
 		vm_destroy(vm);
+		worker_disks_exec_argv(argv); /* the images a disk-switch or merge left on each LUN */
 		worker_detach_disks();
 		drop_restore(argv); /* the guest boots afresh */
 		execv("/proc/self/exe", argv);

@@ -219,6 +219,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 			}
 			memcpy(d->path, optarg, len);
 			d->path[len] = '\0';
+			d->arg = optarg;
 			o->ndisks++;
 			break;
 		}

@@ -9,18 +9,68 @@
 #include "state/savedstate.h"
 #include "vhd/vdisk.h"
 #include "vsp/storvsp.h"
+#include "worker/clock.h"
 #include "worker/log.h"
 #include "worker/storage.h"
+#include "worker/vm.h"
 
 #define STORVSP_IO_THREADS 8
+#define SWAP_TIMEOUT_MS 10000 /* the vCPUs are paused: requests in flight finish in far less */
 
 static struct storvsp *controller;
 static struct storvsp_disk attached[WORKER_MAX_DISKS];
-static const char *paths[WORKER_MAX_DISKS];
+/* Per LUN: the image's path as status shows it and a re-exec opens it (the --disk value, or
+ * what a disk-switch or merge put there), and the --disk value in argv. */
+static char *paths[WORKER_MAX_DISKS];
+static const char *args[WORKER_MAX_DISKS];
 static unsigned nattached;
+
+/* A live merge of a LUN's differencing disk into its parent: a thread runs the mirror's copy
+ * pass (the mirror serves the LUN meanwhile); the main thread pivots once it has ended. */
+enum merge_state { MERGE_RUNNING, MERGE_COPIED, MERGE_DONE, MERGE_FAILED };
+struct merge {
+	pthread_t thread;
+	struct vdisk *mirror;
+	enum merge_state state;  /* atomic: the thread moves RUNNING -> COPIED, the main thread on */
+	unsigned percent;        /* atomic */
+	bool stop;               /* atomic: the worker is going away */
+	int rc;                  /* the copy pass's result, with error; read after COPIED */
+	char error[256];
+	uint64_t pivot_pause_ms;
+	bool joined;             /* main thread: the thread is joined */
+};
+static struct merge *merges[WORKER_MAX_DISKS];
+
+static enum merge_state merge_state(const struct merge *m)
+{
+	return __atomic_load_n(&m->state, __ATOMIC_ACQUIRE);
+}
+
+static bool merge_busy(unsigned lun)
+{
+	return merges[lun] && merge_state(merges[lun]) <= MERGE_COPIED;
+}
+
+/* A merge still running stops; closing its mirror leaves the child, which reads as before. */
+static void stop_merges(void)
+{
+	for (unsigned i = 0; i < nattached; i++) {
+		if (!merges[i])
+			continue;
+		if (merge_state(merges[i]) <= MERGE_COPIED) {
+			__atomic_store_n(&merges[i]->stop, true, __ATOMIC_RELEASE);
+			if (!merges[i]->joined)
+				pthread_join(merges[i]->thread, NULL);
+			vlog("storvsp: LUN %u: merge of %s stopped (the worker is going away)", i, paths[i]);
+		}
+		free(merges[i]);
+		merges[i] = NULL;
+	}
+}
 
 void worker_detach_disks(void)
 {
+	stop_merges();
 	if (controller) {
 		struct storvsp_stats st;
 		storvsp_get_stats(controller, &st);
@@ -51,7 +101,14 @@ bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 		}
 		attached[nattached].disk = d;
 		attached[nattached].read_only = o->disks[i].read_only;
-		paths[nattached] = o->disks[i].path;
+		paths[nattached] = strdup(o->disks[i].path);
+		args[nattached] = o->disks[i].arg;
+		if (!paths[nattached]) {
+			vdisk_close(d);
+			snprintf(err, errlen, "out of memory");
+			worker_detach_disks();
+			return false;
+		}
 		nattached++;
 	}
 	if (nattached)
@@ -84,6 +141,9 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 
 int worker_disks_quiesce(unsigned timeout_ms)
 {
+	for (unsigned i = 0; i < nattached; i++)
+		if (merge_busy(i)) /* the saved disks would be neither the child nor the parent */
+			return state_fail(-EBUSY, "a disk merge is running (LUN %u)", i);
 	if (controller && storvsp_drain(controller, timeout_ms) < 0)
 		return -ETIMEDOUT; /* storvsp_drain said why */
 	for (unsigned i = 0; i < nattached; i++) {
@@ -91,4 +151,284 @@ int worker_disks_quiesce(unsigned timeout_ms)
 			return state_fail(-EIO, "cannot flush disk %s: %s", paths[i], vdisk_last_error());
 	}
 	return 0;
+}
+
+/* ---- disk-switch ---- */
+
+struct switch_ctx {
+	const char *path;
+	struct vdisk *old, *new;
+	char *err;
+	size_t errlen;
+};
+
+static bool same_geometry(struct vdisk *a, struct vdisk *b)
+{
+	struct vdisk_info ia, ib;
+	return vdisk_info(a, &ia) == 0 && vdisk_info(b, &ib) == 0 && ia.size == ib.size &&
+	       ia.logical_sector == ib.logical_sector;
+}
+
+/* Under the VMBus lock with nothing in flight (storvsp_swap_disk). */
+static struct vdisk *switch_to(void *arg, struct vdisk *old)
+{
+	struct switch_ctx *c = arg;
+	/* The new image is usually old's child: its chain reads old's metadata from the file. */
+	if (vdisk_flush(old) < 0) {
+		snprintf(c->err, c->errlen, "cannot flush the current disk: %s", vdisk_last_error());
+		return NULL;
+	}
+	struct vdisk *d;
+	if (vdisk_open(c->path, VDISK_OPEN_RDWR, &d) < 0) {
+		snprintf(c->err, c->errlen, "%s", vdisk_last_error());
+		return NULL;
+	}
+	if (!same_geometry(old, d)) {
+		vdisk_close(d);
+		snprintf(c->err, c->errlen, "%s: its size or logical sector size differs from the current disk's", c->path);
+		return NULL;
+	}
+	c->old = old;
+	c->new = d;
+	return d;
+}
+
+/* Runs swap on LUN lun with the VM paused; the pause's length in *pause_ms. */
+static int swap_paused(struct vm *vm, unsigned lun, struct vdisk *(*swap)(void *, struct vdisk *), void *ctx,
+		       uint64_t *pause_ms, char *err, size_t errlen)
+{
+	uint64_t t0 = monotonic_ns();
+	bool was_paused = vm_is_paused(vm);
+	if (!vm_pause(vm)) {
+		snprintf(err, errlen, "the VM is stopping");
+		return -ESHUTDOWN;
+	}
+	int rc = storvsp_swap_disk(controller, lun, swap, ctx, SWAP_TIMEOUT_MS);
+	if (rc < 0)
+		snprintf(err, errlen, "LUN %u: disk requests still in flight after %u ms", lun, SWAP_TIMEOUT_MS);
+	if (!was_paused)
+		vm_resume(vm);
+	*pause_ms = (monotonic_ns() - t0) / 1000000;
+	return rc;
+}
+
+static bool lun_writable(unsigned lun, char *err, size_t errlen)
+{
+	if (!controller || lun >= nattached) {
+		snprintf(err, errlen, "no LUN %u (the VM has %u disks)", lun, nattached);
+		return false;
+	}
+	if (attached[lun].read_only) {
+		snprintf(err, errlen, "LUN %u is read-only", lun);
+		return false;
+	}
+	return true;
+}
+
+int worker_disk_switch(struct vm *vm, unsigned lun, const char *path, uint64_t *pause_ms, char *err, size_t errlen)
+{
+	size_t len = strlen(path);
+	if (!len || len >= sizeof(((struct worker_disk *)0)->path) || (len >= 3 && !strcmp(path + len - 3, ",ro"))) {
+		/* ",ro" would make the re-exec's --disk read-only */
+		snprintf(err, errlen, "\"path\" must be an image path (not ending in \",ro\") shorter than 4096 bytes");
+		return -EINVAL;
+	}
+	if (!lun_writable(lun, err, errlen))
+		return -EINVAL;
+	if (merge_busy(lun)) {
+		snprintf(err, errlen, "a disk merge is running on LUN %u", lun);
+		return -EBUSY;
+	}
+	char *copy = strdup(path);
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	err[0] = '\0';
+	struct switch_ctx c = { .path = path, .err = err, .errlen = errlen };
+	int rc = swap_paused(vm, lun, switch_to, &c, pause_ms, err, errlen);
+	if (rc == 0 && !c.old)
+		rc = -EIO; /* switch_to said why */
+	if (rc < 0) {
+		free(copy);
+		return rc;
+	}
+	attached[lun].disk = c.new;
+	if (vdisk_close(c.old) < 0)
+		vlog("storvsp: LUN %u: closing %s: %s", lun, paths[lun], vdisk_last_error());
+	vlog("storvsp: LUN %u: %s -> %s (paused %llu ms)", lun, paths[lun], copy, (unsigned long long)*pause_ms);
+	free(paths[lun]);
+	paths[lun] = copy;
+	return 0;
+}
+
+unsigned worker_disk_count(void)
+{
+	return nattached;
+}
+
+bool worker_disk_status(unsigned lun, struct worker_disk_status *out)
+{
+	if (lun >= nattached)
+		return false;
+	*out = (struct worker_disk_status){ .path = paths[lun], .read_only = attached[lun].read_only };
+	struct merge *m = merges[lun];
+	if (m) {
+		enum merge_state st = merge_state(m);
+		out->merge = st == MERGE_DONE ? "done" : st == MERGE_FAILED ? "failed" : "running";
+		out->merge_percent = __atomic_load_n(&m->percent, __ATOMIC_RELAXED);
+		out->merge_error = st == MERGE_FAILED ? m->error : "";
+		out->pivot_pause_ms = m->pivot_pause_ms;
+	}
+	return true;
+}
+
+void worker_disks_exec_argv(char **argv)
+{
+	for (unsigned i = 0; i < nattached; i++) {
+		if (!args[i])
+			continue;
+		/* The argv element holding the --disk value: the value itself, or "--disk=VALUE". */
+		for (int k = 0; argv[k]; k++) {
+			uintptr_t a = (uintptr_t)args[i], b = (uintptr_t)argv[k];
+			if (a < b || a > b + strlen(argv[k]))
+				continue;
+			char *v;
+			if (asprintf(&v, "%s%s%s", a == b ? "" : "--disk=", paths[i], attached[i].read_only ? ",ro" : "") >= 0)
+				argv[k] = v; /* exec'd right away: never freed */
+			break;
+		}
+	}
+}
+
+/* ---- disk-merge ---- */
+
+static int merge_progress(uint64_t done, uint64_t total, void *arg)
+{
+	struct merge *m = arg;
+	__atomic_store_n(&m->percent, (unsigned)(done * 100 / total), __ATOMIC_RELAXED);
+	return __atomic_load_n(&m->stop, __ATOMIC_ACQUIRE) ? -ECANCELED : 0;
+}
+
+static void *merge_main(void *arg)
+{
+	struct merge *m = arg;
+	m->rc = vdisk_mirror_copy(m->mirror, merge_progress, m);
+	if (m->rc < 0)
+		snprintf(m->error, sizeof(m->error), "%s", vdisk_last_error());
+	__atomic_store_n(&m->state, MERGE_COPIED, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+struct mirror_ctx {
+	struct vdisk *parent, *child; /* what the LUN has after the swap */
+	char *err;
+	size_t errlen;
+};
+
+/* Swap callbacks (under the VMBus lock, nothing in flight). */
+static struct vdisk *start_mirror(void *arg, struct vdisk *child)
+{
+	struct mirror_ctx *c = arg;
+	if (vdisk_mirror_start(child, &c->child) < 0)
+		snprintf(c->err, c->errlen, "%s", vdisk_last_error());
+	return c->child; /* the mirror */
+}
+
+static struct vdisk *back_to_child(void *arg, struct vdisk *mirror)
+{
+	struct mirror_ctx *c = arg;
+	if (vdisk_mirror_abort(mirror, &c->child) < 0) /* the child is back either way */
+		vlog("storvsp: %s", vdisk_last_error());
+	return c->child;
+}
+
+static struct vdisk *pivot(void *arg, struct vdisk *mirror)
+{
+	struct mirror_ctx *c = arg;
+	if (vdisk_mirror_finish(mirror, &c->parent) == 0)
+		return c->parent;
+	snprintf(c->err, c->errlen, "%s", vdisk_last_error());
+	return back_to_child(arg, mirror);
+}
+
+int worker_disk_merge(struct vm *vm, unsigned lun, char *err, size_t errlen)
+{
+	if (!lun_writable(lun, err, errlen))
+		return -EINVAL;
+	if (merge_busy(lun)) {
+		snprintf(err, errlen, "a disk merge is already running on LUN %u", lun);
+		return -EBUSY;
+	}
+	struct vdisk_info info;
+	if (vdisk_info(attached[lun].disk, &info) < 0 || info.type != VDISK_TYPE_DIFFERENCING) {
+		snprintf(err, errlen, "LUN %u's disk %s is not a differencing disk", lun, paths[lun]);
+		return -EINVAL;
+	}
+	struct merge *m = calloc(1, sizeof(*m));
+	if (!m) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	err[0] = '\0';
+	struct mirror_ctx c = { .err = err, .errlen = errlen };
+	uint64_t pause_ms;
+	int rc = swap_paused(vm, lun, start_mirror, &c, &pause_ms, err, errlen);
+	if (rc == 0 && !c.child)
+		rc = -EIO; /* start_mirror said why */
+	if (rc < 0) {
+		free(m);
+		return rc;
+	}
+	attached[lun].disk = m->mirror = c.child;
+	if (pthread_create(&m->thread, NULL, merge_main, m)) {
+		if (swap_paused(vm, lun, back_to_child, &c, &pause_ms, err, errlen) == 0)
+			attached[lun].disk = c.child;
+		free(m);
+		snprintf(err, errlen, "cannot start the merge thread");
+		return -EAGAIN;
+	}
+	free(merges[lun]);
+	merges[lun] = m;
+	vlog("storvsp: LUN %u: merging %s into %s (paused %llu ms)", lun, paths[lun], info.parent_path,
+	     (unsigned long long)pause_ms);
+	return 0;
+}
+
+void worker_disks_tick(struct vm *vm)
+{
+	for (unsigned i = 0; i < nattached; i++) {
+		struct merge *m = merges[i];
+		if (!m || merge_state(m) != MERGE_COPIED)
+			continue;
+		if (!m->joined) {
+			pthread_join(m->thread, NULL);
+			m->joined = true;
+		}
+		char err[256] = "";
+		struct mirror_ctx c = { .err = err, .errlen = sizeof(err) };
+		if (swap_paused(vm, i, m->rc == 0 ? pivot : back_to_child, &c, &m->pivot_pause_ms, err, sizeof(err)) < 0) {
+			/* Requests stayed in flight (a wedged disk?): the mirror keeps serving; next tick. */
+			vlog("storvsp: LUN %u: merge pivot: %s", i, err);
+			continue;
+		}
+		if (c.parent) {
+			char *parent = strdup(vdisk_path(c.parent));
+			attached[i].disk = c.parent;
+			vlog("storvsp: LUN %u: merged %s into %s (pivot paused %llu ms)", i, paths[i], vdisk_path(c.parent),
+			     (unsigned long long)m->pivot_pause_ms);
+			if (parent) {
+				free(paths[i]);
+				paths[i] = parent;
+			}
+			__atomic_store_n(&m->percent, 100, __ATOMIC_RELAXED);
+			__atomic_store_n(&m->state, MERGE_DONE, __ATOMIC_RELEASE);
+			continue;
+		}
+		attached[i].disk = c.child;
+		if (m->rc == 0) /* the copy ended but finishing failed */
+			snprintf(m->error, sizeof(m->error), "%s", err);
+		vlog("storvsp: LUN %u: merge of %s failed: %s", i, paths[i], m->error);
+		__atomic_store_n(&m->state, MERGE_FAILED, __ATOMIC_RELEASE);
+	}
 }

@@ -47,6 +47,9 @@ struct vdisk_create_params {
 	uint32_t logical_sector;     /* 0: 512; VHDX also 4096 */
 	uint32_t physical_sector;    /* 0: 4096 for VHDX, 512 for VHD */
 	const char *parent_path;     /* differencing: the parent image */
+	/* The parent is open read-write elsewhere (a paused VM's disk getting a checkpoint: the
+	 * caller then switches the VM to the new child): read it without taking its lock. */
+	bool parent_in_use;
 };
 
 struct vdisk_info {
@@ -108,6 +111,21 @@ int vdisk_set_parent(const char *child, const char *parent);
 int vdisk_resize(const char *path, uint64_t size);
 /* Reclaim all-zero and discarded blocks of a dynamic or differencing image. */
 int vdisk_optimize(const char *path, vdisk_progress_fn progress, void *ctx);
+
+/* Live merge of a differencing disk into its parent while it is in use (docs/vhd.md).
+ * vdisk_mirror_start takes a writable open child (no I/O on it in flight: it relinks the child
+ * to the identity its parent gets, so the pair opens after any stop) and returns a vdisk that
+ * stands for it: reads come from the child, writes and discards go to child and parent under a
+ * byte-range lock. vdisk_mirror_copy (one thread; other threads may do I/O on the mirror
+ * meanwhile) copies the child's allocated ranges into the parent; progress may return a
+ * negative errno to stop it. After it returned 0 and with no I/O in flight,
+ * vdisk_mirror_finish closes the child (the caller deletes the file) and returns the parent,
+ * open read-write, with the child's contents. vdisk_mirror_abort (any time, no I/O in flight)
+ * closes the parent and returns the child, which reads as before; so does vdisk_close. */
+int vdisk_mirror_start(struct vdisk *child, struct vdisk **mirror);
+int vdisk_mirror_copy(struct vdisk *mirror, int (*progress)(uint64_t done, uint64_t total, void *ctx), void *ctx);
+int vdisk_mirror_finish(struct vdisk *mirror, struct vdisk **parent);
+int vdisk_mirror_abort(struct vdisk *mirror, struct vdisk **child);
 
 const char *vdisk_format_name(enum vdisk_format f); /* "RAW", "VHD", "VHDX" */
 const char *vdisk_type_name(enum vdisk_type t);     /* "Fixed", "Dynamic", "Differencing" */

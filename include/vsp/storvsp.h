@@ -197,6 +197,15 @@ void storvsp_free(struct storvsp *s);
  * timeout_ms. New SRBs are taken as usual afterwards. */
 int storvsp_drain(struct storvsp *s, unsigned timeout_ms);
 
+/* Replaces LUN lun's image (disk-switch, the pivot of a live merge). Call without host->lock,
+ * best with the vCPUs paused so the wait is short: once no request is in flight, swap(ctx, old)
+ * runs under host->lock (no SRB is taken meanwhile, so nothing touches either image); the
+ * vdisk it returns (NULL: keep old) serves the LUN from then on. It must have the old one's
+ * size and logical sector size: the guest is not told. 0, -EINVAL (no such LUN) or -ETIMEDOUT
+ * (requests still in flight after timeout_ms; swap was not called). */
+int storvsp_swap_disk(struct storvsp *s, unsigned lun, struct vdisk *(*swap)(void *ctx, struct vdisk *old),
+		      void *ctx, unsigned timeout_ms);
+
 /* Payload version of the controller's STATE_SECTION_STORVSP sections (docs/storvsp.md). */
 #define STORVSP_STATE_VERSION 1
 

@@ -28,6 +28,7 @@ struct worker_nic {
 struct worker_disk {
 	char path[4096];         /* a copy: argv stays intact for the re-exec on guest reset */
 	bool read_only;
+	const char *arg;         /* the option's value in argv: a disk-switch rewrites it for the re-exec */
 };
 
 struct worker_options {

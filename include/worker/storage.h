@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "worker/options.h"
 #include "worker/vmbus_host.h"
@@ -15,11 +16,41 @@ bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen);
 /* Saved state: waits (vCPUs paused, h->lock not held) until the controller has no request in
  * flight, then flushes every writable disk, so that the saved RAM and the disks agree and no
- * acknowledged write is only in a cache. 0, or a negative errno after state_fail(). */
+ * acknowledged write is only in a cache. 0, or a negative errno after state_fail(): -EBUSY
+ * while a disk merge runs. */
 int worker_disks_quiesce(unsigned timeout_ms);
 /* Stops the controller's I/O threads and closes (flushes) the disks: at exit, or after the VM
  * (whose channel close waits for the controller's disk work) is destroyed. A second call does
  * nothing. */
 void worker_detach_disks(void);
+
+struct vm;
+/* disk-switch (control.h): pauses the VM if it runs, waits until LUN lun has no request in
+ * flight, flushes its image, opens path read-write in its place (same size and logical sector
+ * size), closes the old one and resumes. 0 with the pause's length in *pause_ms, or a negative
+ * errno with one line in err and the LUN on its old image. Main thread only. */
+int worker_disk_switch(struct vm *vm, unsigned lun, const char *path, uint64_t *pause_ms, char *err, size_t errlen);
+
+/* disk-merge (control.h): LUN lun's image must be a writable differencing disk. Starts merging
+ * it into its parent while the guest runs (vdisk_mirror, after a short pause to put the mirror
+ * in place) and returns; worker_disk_status tells progress. 0, or a negative errno with one
+ * line in err (not differencing, read-only, a merge already running). Main thread only. */
+int worker_disk_merge(struct vm *vm, unsigned lun, char *err, size_t errlen);
+/* Main loop: a merge whose copy pass ended is pivoted (VM paused briefly: the LUN goes to the
+ * parent, the child is closed) or, after a failure, the LUN goes back to the child. */
+void worker_disks_tick(struct vm *vm);
+
+struct worker_disk_status {
+	const char *path;        /* the image the LUN uses now (valid until the next switch) */
+	bool read_only;
+	const char *merge;       /* NULL (none since start), "running", "done" or "failed" */
+	unsigned merge_percent;
+	const char *merge_error; /* "" unless failed */
+	uint64_t pivot_pause_ms; /* done: how long the pivot paused the VM */
+};
+unsigned worker_disk_count(void);
+bool worker_disk_status(unsigned lun, struct worker_disk_status *out);
+/* Before the re-exec of a guest reset: points each --disk in argv at the LUN's current image. */
+void worker_disks_exec_argv(char **argv);
 
 #endif
