@@ -196,6 +196,16 @@ static void worker_resume_thaw(const struct inv_vm *vm, bool resume, bool thaw)
 		json_decref(worker_vm_call(vm, "{\"op\":\"resume\"}", 5000));
 }
 
+/* After a restart: the worker the save paused runs again, and the inventory says so (the
+ * re-attach found it Paused). */
+static void recover_resume(struct vmms *s, const struct inv_vm *vm, bool resume, bool thaw)
+{
+	worker_resume_thaw(vm, resume, thaw);
+	struct vm_status st = { resume ? VM_RUNNING : vm->status.state, vm->status.op };
+	if (resume && vm->status.state == VM_PAUSED)
+		inv_set_status(s->inv, vm->id, st, vm->worker_pid, vm->worker_start, NULL, NULL);
+}
+
 static json_t *switch_disk(const struct inv_vm *vm, int index, const char *path)
 {
 	return worker_vm_request(vm, json_pack("{s:s, s:i, s:s}", "op", "disk-switch", "lun", index, "path", path), 30000);
@@ -729,8 +739,8 @@ static enum vmms_step apply_step(void *owner, struct vmms_job *j)
 	}
 	vmms_crash_point("apply-committed");
 	apply_finish(s, &vm, tmp, c->state_file != NULL, jid);
-	/* the disks the VM left behind go, unless a checkpoint needs them */
-	vmms_merge_start(s, vm.id, false);
+	/* the disks the VM left behind go, unless a checkpoint needs them (once this job is over) */
+	s->merge_recheck = true;
 	r = VMMS_STEP_DONE;
 out:
 	free(child);
@@ -907,7 +917,7 @@ static void recover_take(struct vmms *s, const struct inv_journal *e, json_t *d,
 	json_t *disks = json_object_get(d, "disks");
 	if (!strcmp(e->step, "committed")) {
 		if (alive)
-			worker_resume_thaw(vm, resume, vss);
+			recover_resume(s, vm, resume, vss);
 		vm_event(s, vm->id, "Warning", "a checkpoint was cut off by a vmms restart after it was recorded: finished");
 		goto done;
 	}
@@ -954,7 +964,7 @@ static void recover_take(struct vmms *s, const struct inv_journal *e, json_t *d,
 			break;
 	}
 	if (any && i == (int)n && take_commit(s, t, vm, t->cp.type[0] == 'S' && file_readable(t->state)) == 0) {
-		worker_resume_thaw(vm, resume, vss);
+		recover_resume(s, vm, resume, vss);
 		vm_event(s, vm->id, "Warning", "checkpoint '%s' was cut off by a vmms restart after the worker took its disks: completed", name);
 	} else {
 		bool keep_written = !alive && json_is_true(json_object_get(d, "live")) && t->cp.type[0] == 'P';
@@ -976,7 +986,7 @@ static void recover_take(struct vmms *s, const struct inv_journal *e, json_t *d,
 			inv_update_event(s->inv, &nv, "a cut-off checkpoint's disks kept: the guest wrote to them");
 		unlink(t->state);
 		if (alive)
-			worker_resume_thaw(vm, resume, vss);
+			recover_resume(s, vm, resume, vss);
 		vm_event(s, vm->id, "Warning", "checkpoint '%s' was cut off by a vmms restart: rolled back", name);
 	}
 	t->jid = -1;
@@ -1042,6 +1052,18 @@ void vmms_checkpoints_recover(struct vmms *s)
 		inv_vm_free(&vm);
 	}
 	inv_journal_free(js, n);
+	/* an operation state no job carries on was the dead vmms's (a re-attached worker keeps it) */
+	struct inv_vm *vms;
+	if (inv_list(s->inv, &vms, &n) == 0) {
+		for (int i = 0; i < n; i++) {
+			if (vms[i].status.op != VM_OPS_NONE && !vmms_job_running_for(&s->jobs, vms[i].id)) {
+				vm_event(s, vms[i].id, "Warning", "%s was interrupted by a vmms restart", vm_opstate_name(vms[i].status.op));
+				vm_set_op(s, vms[i].id, VM_OPS_NONE);
+			}
+			inv_vm_free(&vms[i]);
+		}
+		free(vms);
+	}
 	s->merge_recheck = true;
 }
 

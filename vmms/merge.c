@@ -407,7 +407,7 @@ static enum vmms_step live_step(struct vmms *s, struct merge_ctx *c, struct vmms
 	const char *path = json_string_value(json_object_get(disk, "path"));
 	if (!disk) {
 		/* no answer (busy) or no such LUN yet: look again */
-	} else if ((state && !strcmp(state, "done")) || (path && !strcmp(path, c->parent))) {
+	} else if (path && !strcmp(path, c->parent)) { /* done: the LUN is on the parent */
 		if (commit_fold(s, c) < 0) {
 			r = fail_job(s, c, j, "inventory: %s", inv_error(s->inv));
 		} else {
@@ -420,7 +420,7 @@ static enum vmms_step live_step(struct vmms *s, struct merge_ctx *c, struct vmms
 		r = fail_job(s, c, j, "the worker's merge of %s failed: %s", c->child, e ? e : "no reason given");
 	} else if (state && !strcmp(state, "running")) {
 		j->percent = (int)json_integer_value(json_object_get(m, "percent"));
-	} else {
+	} else if (!state || strcmp(state, "done")) { /* "done" with the child still in use: a moment's lag */
 		inv_journal_drop(s->inv, c->jid);
 		r = fail_job(s, c, j, "the worker is not merging %s", c->child);
 	}
@@ -518,9 +518,15 @@ void vmms_merge_recover(struct vmms *s, const struct inv_journal *e)
 		vm_event(s, vm.id, "Warning", "the merge of %s into %s was cut off by a vmms restart before it began; it starts over",
 			 child, parent);
 		s->merge_recheck = true;
-	} else { /* live: the worker goes on with it, or has finished, or never began */
+	} else { /* live: the worker goes on with it, or has finished, or never got the request */
 		c->phase = M_LIVE;
-		if (vm_state_has_worker(vm.status.state) && start_job(s, c)) {
+		json_t *st = vm_state_has_worker(vm.status.state) ? worker_vm_call(&vm, "{\"op\":\"status\"}", 2000) : NULL;
+		json_t *wd = json_array_get(json_object_get(st, "disks"), (size_t)c->index);
+		const char *wp = json_string_value(json_object_get(wd, "path"));
+		const char *ms = json_string_value(json_object_get(json_object_get(wd, "merge"), "state"));
+		bool begun = (ms && !strcmp(ms, "running")) || (wp && !strcmp(wp, c->parent));
+		json_decref(st);
+		if (begun && start_job(s, c)) {
 			vm_event(s, vm.id, "Warning", "a live merge of %s was cut off by a vmms restart; following the worker's again", child);
 			c = NULL;
 		} else {
