@@ -77,14 +77,16 @@ bool cp_subtree(const int *parent, int n, int root, bool with_children, bool *ou
 	memset(out, 0, (size_t)n * sizeof(*out));
 	if (root < 0 || root >= n)
 		return false;
+	/* every walk up must end within n steps: else a parent is out of range or there is a cycle */
+	for (int i = 0; i < n; i++)
+		for (int k = parent[i], steps = 0; k >= 0; k = parent[k], steps++)
+			if (k >= n || steps > n)
+				return false;
 	out[root] = true;
 	if (!with_children)
 		return true;
-	/* i is in the subtree when an ancestor is root; a walk longer than n is a cycle */
 	for (int i = 0; i < n; i++)
-		for (int k = parent[i], steps = 0; k >= 0; k = parent[k], steps++) {
-			if (k >= n || steps > n)
-				return false;
+		for (int k = parent[i]; k >= 0; k = parent[k]) {
 			if (k == root) {
 				out[i] = true;
 				break;
