@@ -15,6 +15,10 @@ extern const struct cmdlet cmdlet_new_vmswitch, cmdlet_get_vmswitch, cmdlet_remo
 	cmdlet_remove_vmnetworkadapter, cmdlet_get_vmnetworkadapter, cmdlet_connect_vmnetworkadapter,
 	cmdlet_disconnect_vmnetworkadapter, cmdlet_set_vmnetworkadapter, cmdlet_get_vmnetworkadaptervlan,
 	cmdlet_set_vmnetworkadaptervlan;
+/* Checkpoints and jobs (cli/checkpoint.c). */
+extern const struct cmdlet cmdlet_checkpoint_vm, cmdlet_get_vmcheckpoint, cmdlet_get_vmsnapshot, cmdlet_rename_vmcheckpoint,
+	cmdlet_rename_vmsnapshot, cmdlet_restore_vmcheckpoint, cmdlet_restore_vmsnapshot, cmdlet_remove_vmcheckpoint,
+	cmdlet_remove_vmsnapshot, cmdlet_get_vmjob;
 
 const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_get_help,
@@ -59,6 +63,16 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_set_vmnetworkadapter,
 	&cmdlet_get_vmnetworkadaptervlan,
 	&cmdlet_set_vmnetworkadaptervlan,
+	&cmdlet_checkpoint_vm,
+	&cmdlet_get_vmcheckpoint,
+	&cmdlet_get_vmsnapshot,
+	&cmdlet_rename_vmcheckpoint,
+	&cmdlet_rename_vmsnapshot,
+	&cmdlet_restore_vmcheckpoint,
+	&cmdlet_restore_vmsnapshot,
+	&cmdlet_remove_vmcheckpoint,
+	&cmdlet_remove_vmsnapshot,
+	&cmdlet_get_vmjob,
 	NULL,
 };
 

@@ -170,6 +170,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 			{ "AutomaticStopAction", "automatic_stop_action" },
 			{ "Notes", "notes" },
 			{ "NewVMName", "new_name" },
+			{ "CheckpointType", "checkpoint_type" },
 		};
 		for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 			if (arg_has(a, strs[i][0])) {
@@ -182,6 +183,10 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		const char *so = arg_str(a, "AutomaticStopAction");
 		if (so && strcasecmp(so, "TurnOff") && strcasecmp(so, "Save") && strcasecmp(so, "ShutDown"))
 			FAIL("-AutomaticStopAction must be TurnOff, Save or ShutDown");
+		const char *ct = arg_str(a, "CheckpointType");
+		if (ct && strcasecmp(ct, "Standard") && strcasecmp(ct, "Production") && strcasecmp(ct, "ProductionOnly") &&
+		    strcasecmp(ct, "Disabled"))
+			FAIL("-CheckpointType must be Standard, Production, ProductionOnly or Disabled");
 		if (!changes)
 			FAIL("nothing to change (see: hv Get-Help Set-VM)");
 	} else if (!strcasecmp(c, "Set-VMFirmware")) {
@@ -684,6 +689,7 @@ static const struct param_spec set_params[] = {
 	{ "AutomaticStopAction", PARAM_STRING, false, false, "TurnOff, Save or ShutDown" },
 	{ "Notes", PARAM_STRING, false, false, "free text" },
 	{ "NewVMName", PARAM_STRING, false, false, "rename the VM" },
+	{ "CheckpointType", PARAM_STRING, false, false, "Standard, Production (default), ProductionOnly or Disabled (any state)" },
 	{ "Json", PARAM_SWITCH, false, false, "print the VM as JSON" },
 	{ 0 },
 };

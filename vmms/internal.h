@@ -40,6 +40,15 @@ bool vmms_name_is_pattern(const char *pattern);
 /* The last non-empty line of a log file, "" if none. */
 void vmms_log_tail_line(const char *path, char *out, size_t len);
 bool jint(json_t *req, const char *key, json_int_t *out);
+/* VIRIDIAN_VMMS_CRASH_AT=STEP: vmms exits at once at that step (tests of the journal). */
+void vmms_crash_point(const char *step);
+/* An event in the VM's log (and vmms's stderr). */
+void vm_event(struct vmms *s, const char *vm_id, const char *level, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Sets the VM's operation state, its power state and worker kept. */
+int vm_set_op(struct vmms *s, const char *vm_id, enum vm_opstate op);
+/* A request object to the VM's worker (req is consumed); NULL when it does not answer. */
+json_t *worker_vm_request(const struct inv_vm *vm, json_t *req, int timeout_ms);
+const char *worker_error(json_t *r); /* a failed worker reply's reason, in words */
 
 /* service.c */
 const char *vmms_ic_worker_name(int i); /* vmwp's --disable-ic name of INV_IC_* i */
@@ -51,6 +60,25 @@ json_t *vmms_lifecycle_request(struct vmms *s, const char *op, json_t *req);
 /* At start: re-attaches to the workers that outlived the last vmms; after a host restart,
  * applies the automatic start actions. */
 void vmms_reattach(struct vmms *s);
+
+/* checkpoints.c: Checkpoint-VM, Get-/Rename-/Restore-/Remove-VMCheckpoint and the journal */
+/* A checkpoint request; NULL when op is not one of them. */
+json_t *vmms_checkpoint_request(struct vmms *s, const char *op, json_t *req);
+/* At start, after re-attaching: finishes or rolls back what a dead vmms left in the journal. */
+void vmms_checkpoints_recover(struct vmms *s);
+/* Does the journal hold an unfinished operation of the VM (no automatic start then)? */
+bool vmms_checkpoints_journaled(struct vmms *s, const char *vm_id);
+/* The main loop's turn: jobs advance, merges left pending start once their VM allows. */
+void vmms_checkpoints_tick(struct vmms *s);
+/* The VM's worker is gone: an apply waiting for it goes on, pending merges may run. */
+void vmms_checkpoints_vm_off(struct vmms *s, const char *vm_id);
+
+/* merge.c: folding images no one needs out of a VM's chains (include/vmms/cptree.h) */
+/* Starts the VM's merge job when there is something to do now; the job, or NULL. announce:
+ * images that must wait (merge pending) are said in the event log. */
+struct vmms_job *vmms_merge_start(struct vmms *s, const char *vm_id, bool announce);
+/* A journal entry of a fold or live merge a dead vmms left: finished, undone or resumed. */
+void vmms_merge_recover(struct vmms *s, const struct inv_journal *j);
 
 /* network.c */
 #define VMMS_NIC_ARG_MAX 300

@@ -13,6 +13,8 @@ struct inventory {
 	sqlite3 *db;
 	char err[512];
 	bool dup;
+	int depth;    /* nested begin()s: only the outermost one is a SQLite transaction */
+	bool doomed;  /* an inner change failed: the outer commit rolls back */
 };
 
 static const char schema[] =
@@ -45,7 +47,27 @@ static const char schema[] =
 	" mac TEXT NOT NULL, static_mac INTEGER NOT NULL DEFAULT 0,"
 	" switch_id TEXT REFERENCES switches(id) ON DELETE SET NULL, vlan INTEGER NOT NULL DEFAULT 0,"
 	" mac_spoofing INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (vm_id, slot));"
-	"CREATE INDEX IF NOT EXISTS nics_switch ON nics(switch_id);";
+	"CREATE INDEX IF NOT EXISTS nics_switch ON nics(switch_id);"
+	/* Checkpoints, the images of their chains and the journal of multi-step operations. */
+	"CREATE TABLE IF NOT EXISTS checkpoints ("
+	" id TEXT PRIMARY KEY, vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, name TEXT NOT NULL,"
+	" parent_id TEXT, created_ms INTEGER NOT NULL, type TEXT NOT NULL, state_file TEXT,"
+	" cpus INTEGER NOT NULL, memory INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS checkpoint_disks ("
+	" cp_id TEXT NOT NULL REFERENCES checkpoints(id) ON DELETE CASCADE, controller INTEGER NOT NULL,"
+	" lun INTEGER NOT NULL, path TEXT NOT NULL, PRIMARY KEY (cp_id, controller, lun));"
+	"CREATE TABLE IF NOT EXISTS images ("
+	" path TEXT PRIMARY KEY, vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, parent TEXT,"
+	" owned INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS journal ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL, kind TEXT NOT NULL, step TEXT NOT NULL,"
+	" data TEXT NOT NULL);";
+
+/* Columns added to vms after its first release: an older vmms.db gains them. */
+static const char *const vm_columns_added[][2] = {
+	{ "checkpoint_type", "ALTER TABLE vms ADD COLUMN checkpoint_type TEXT NOT NULL DEFAULT 'Production'" },
+	{ "parent_checkpoint", "ALTER TABLE vms ADD COLUMN parent_checkpoint TEXT NOT NULL DEFAULT ''" },
+};
 
 static int fail(struct inventory *inv, const char *what)
 {
@@ -85,6 +107,21 @@ struct inventory *inv_open(const char *db_path, char *err, size_t errlen)
 		inv_close(inv);
 		return NULL;
 	}
+	for (size_t i = 0; i < sizeof(vm_columns_added) / sizeof(vm_columns_added[0]); i++) {
+		char probe[96];
+		sqlite3_stmt *st;
+		snprintf(probe, sizeof(probe), "SELECT %s FROM vms LIMIT 0", vm_columns_added[i][0]);
+		if (sqlite3_prepare_v2(inv->db, probe, -1, &st, NULL) == SQLITE_OK) {
+			sqlite3_finalize(st);
+			continue;
+		}
+		if (sqlite3_exec(inv->db, vm_columns_added[i][1], NULL, NULL, &msg) != SQLITE_OK) {
+			snprintf(err, errlen, "%s: %s", db_path, msg ? msg : "schema");
+			sqlite3_free(msg);
+			inv_close(inv);
+			return NULL;
+		}
+	}
 	return inv;
 }
 
@@ -105,14 +142,12 @@ static int exec(struct inventory *inv, const char *sql)
 
 static int begin(struct inventory *inv)
 {
+	if (inv->depth++)
+		return 0;
 	inv->dup = false;
-	return exec(inv, "BEGIN IMMEDIATE");
-}
-
-static int commit(struct inventory *inv)
-{
-	if (exec(inv, "COMMIT") < 0) {
-		sqlite3_exec(inv->db, "ROLLBACK", NULL, NULL, NULL);
+	inv->doomed = false;
+	if (exec(inv, "BEGIN IMMEDIATE") < 0) {
+		inv->depth = 0;
 		return -1;
 	}
 	return 0;
@@ -123,10 +158,49 @@ static int rollback(struct inventory *inv)
 	char saved[sizeof(inv->err)];
 	bool dup = inv->dup;
 	memcpy(saved, inv->err, sizeof(saved));
+	if (inv->depth > 1) {
+		inv->depth--;
+		inv->doomed = true;
+		return -1;
+	}
+	inv->depth = 0;
 	sqlite3_exec(inv->db, "ROLLBACK", NULL, NULL, NULL);
 	memcpy(inv->err, saved, sizeof(saved));
 	inv->dup = dup;
 	return -1;
+}
+
+static int commit(struct inventory *inv)
+{
+	if (inv->depth > 1) {
+		inv->depth--;
+		return 0;
+	}
+	if (inv->doomed)
+		return rollback(inv);
+	if (exec(inv, "COMMIT") < 0) {
+		inv->depth = 0;
+		sqlite3_exec(inv->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	inv->depth = 0;
+	return 0;
+}
+
+int inv_tx_begin(struct inventory *inv)
+{
+	return begin(inv);
+}
+
+int inv_tx_commit(struct inventory *inv)
+{
+	return commit(inv);
+}
+
+void inv_tx_rollback(struct inventory *inv)
+{
+	if (inv->depth)
+		rollback(inv);
 }
 
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
@@ -207,6 +281,8 @@ static void bind_config(sqlite3_stmt *s, const struct inv_vm *vm)
 	bind_text(s, 9, vm->notes ? vm->notes : "");
 	bind_text(s, 10, vm->auto_start ? vm->auto_start : "StartIfRunning");
 	bind_text(s, 11, vm->auto_stop ? vm->auto_stop : "Save");
+	bind_text(s, 14, vm->checkpoint_type[0] ? vm->checkpoint_type : "Production");
+	bind_text(s, 15, vm->parent_checkpoint);
 }
 
 int inv_create(struct inventory *inv, const struct inv_vm *vm)
@@ -216,7 +292,8 @@ int inv_create(struct inventory *inv, const struct inv_vm *vm)
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(inv->db,
 			       "INSERT INTO vms(id, name, generation, cpus, memory, kernel, initrd, cmdline, notes,"
-			       " auto_start, auto_stop, path, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+			       " auto_start, auto_stop, path, created, checkpoint_type, parent_checkpoint)"
+			       " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
 			       -1, &s, NULL) != SQLITE_OK)
 		return fail(inv, "create"), rollback(inv);
 	bind_config(s, vm);
@@ -238,7 +315,7 @@ static char *col_dup(sqlite3_stmt *s, int i)
 }
 
 #define VM_COLUMNS "id, name, generation, cpus, memory, kernel, initrd, cmdline, notes, auto_start," \
-		   " auto_stop, path, state, opstate, worker_pid, worker_start, created"
+		   " auto_stop, path, state, opstate, worker_pid, worker_start, created, checkpoint_type, parent_checkpoint"
 
 static int read_disks(struct inventory *inv, struct inv_vm *vm)
 {
@@ -286,6 +363,9 @@ static void read_row(sqlite3_stmt *s, struct inv_vm *vm)
 	vm->worker_pid = (pid_t)sqlite3_column_int64(s, 14);
 	vm->worker_start = (uint64_t)sqlite3_column_int64(s, 15);
 	vm->created = sqlite3_column_int64(s, 16);
+	const unsigned char *ct = sqlite3_column_text(s, 17), *pc = sqlite3_column_text(s, 18);
+	snprintf(vm->checkpoint_type, sizeof(vm->checkpoint_type), "%s", ct ? (const char *)ct : "Production");
+	snprintf(vm->parent_checkpoint, sizeof(vm->parent_checkpoint), "%s", pc ? (const char *)pc : "");
 }
 
 int inv_find(struct inventory *inv, const char *name_or_id, struct inv_vm *out)
@@ -345,7 +425,8 @@ int inv_update_event(struct inventory *inv, const struct inv_vm *vm, const char 
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(inv->db,
 			       "UPDATE vms SET name=?2, generation=?3, cpus=?4, memory=?5, kernel=?6, initrd=?7,"
-			       " cmdline=?8, notes=?9, auto_start=?10, auto_stop=?11 WHERE id=?1",
+			       " cmdline=?8, notes=?9, auto_start=?10, auto_stop=?11, checkpoint_type=?14, parent_checkpoint=?15"
+			       " WHERE id=?1",
 			       -1, &s, NULL) != SQLITE_OK)
 		return fail(inv, "update"), rollback(inv);
 	bind_config(s, vm);
@@ -672,4 +753,271 @@ int inv_nics_put(struct inventory *inv, const char *vm_id, const struct inv_nic 
 	if (rc < 0 || (event && add_event(inv, vm_id, "Information", event) < 0))
 		return rollback(inv);
 	return commit(inv);
+}
+
+/* ---- checkpoints, the images of their chains, the journal ---- */
+
+/* One statement with text parameters (NULL binds NULL), run once. */
+static int run_text(struct inventory *inv, const char *sql, const char *what, int n, const char *const *v)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, what);
+	for (int i = 0; i < n; i++)
+		bind_text(s, i + 1, v[i]);
+	return step_once(inv, s, what);
+}
+
+int inv_cp_insert(struct inventory *inv, const struct inv_checkpoint *c)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db,
+			       "INSERT INTO checkpoints(id, vm_id, name, parent_id, created_ms, type, state_file, cpus, memory)"
+			       " VALUES (?,?,?,?,?,?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "checkpoint"), rollback(inv);
+	bind_text(s, 1, c->id);
+	bind_text(s, 2, c->vm_id);
+	bind_text(s, 3, c->name);
+	bind_text(s, 4, c->parent_id[0] ? c->parent_id : NULL);
+	sqlite3_bind_int64(s, 5, c->created_ms);
+	bind_text(s, 6, c->type);
+	bind_text(s, 7, c->state_file);
+	sqlite3_bind_int(s, 8, c->cpus);
+	sqlite3_bind_int64(s, 9, (sqlite3_int64)c->memory);
+	if (step_once(inv, s, "checkpoint") < 0)
+		return rollback(inv);
+	if (sqlite3_prepare_v2(inv->db, "INSERT INTO checkpoint_disks(cp_id, controller, lun, path) VALUES (?,?,?,?)", -1, &s,
+			       NULL) != SQLITE_OK)
+		return fail(inv, "checkpoint disks"), rollback(inv);
+	int rc = 0;
+	for (int i = 0; i < c->ndisks && rc == 0; i++) {
+		sqlite3_reset(s);
+		bind_text(s, 1, c->id);
+		sqlite3_bind_int(s, 2, c->disks[i].controller);
+		sqlite3_bind_int(s, 3, c->disks[i].lun);
+		bind_text(s, 4, c->disks[i].path);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = fail(inv, "checkpoint disk");
+	}
+	sqlite3_finalize(s);
+	return rc < 0 ? rollback(inv) : commit(inv);
+}
+
+int inv_cp_list(struct inventory *inv, const char *vm_id, struct inv_checkpoint **out, int *count)
+{
+	sqlite3_stmt *s;
+	*out = NULL;
+	*count = 0;
+	if (sqlite3_prepare_v2(inv->db,
+			       "SELECT id, vm_id, name, parent_id, created_ms, type, state_file, cpus, memory FROM checkpoints"
+			       " WHERE vm_id=? ORDER BY created_ms, rowid", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "checkpoints");
+	bind_text(s, 1, vm_id);
+	int n = 0, cap = 0, rc = 0;
+	struct inv_checkpoint *v = NULL;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct inv_checkpoint *nv = realloc(v, (size_t)cap * sizeof(*v));
+			if (!nv) {
+				rc = -1;
+				snprintf(inv->err, sizeof(inv->err), "checkpoints: out of memory");
+				break;
+			}
+			v = nv;
+		}
+		struct inv_checkpoint *c = &v[n++];
+		memset(c, 0, sizeof(*c));
+		col_copy(s, 0, c->id, sizeof(c->id));
+		col_copy(s, 1, c->vm_id, sizeof(c->vm_id));
+		col_copy(s, 2, c->name, sizeof(c->name));
+		col_copy(s, 3, c->parent_id, sizeof(c->parent_id));
+		c->created_ms = sqlite3_column_int64(s, 4);
+		col_copy(s, 5, c->type, sizeof(c->type));
+		c->state_file = col_dup(s, 6);
+		c->cpus = sqlite3_column_int(s, 7);
+		c->memory = (uint64_t)sqlite3_column_int64(s, 8);
+	}
+	sqlite3_finalize(s);
+	if (sqlite3_prepare_v2(inv->db, "SELECT controller, lun, path FROM checkpoint_disks WHERE cp_id=? ORDER BY controller, lun",
+			       -1, &s, NULL) != SQLITE_OK) {
+		inv_cp_free(v, n);
+		return fail(inv, "checkpoint disks");
+	}
+	for (int i = 0; i < n; i++) {
+		sqlite3_reset(s);
+		bind_text(s, 1, v[i].id);
+		while (sqlite3_step(s) == SQLITE_ROW && v[i].ndisks < INV_MAX_DISKS) {
+			struct inv_disk *d = &v[i].disks[v[i].ndisks++];
+			d->controller = sqlite3_column_int(s, 0);
+			d->lun = sqlite3_column_int(s, 1);
+			d->path = col_dup(s, 2);
+		}
+	}
+	sqlite3_finalize(s);
+	*out = v;
+	*count = n;
+	return rc;
+}
+
+void inv_cp_free(struct inv_checkpoint *cps, int count)
+{
+	for (int i = 0; i < count; i++) {
+		free(cps[i].state_file);
+		for (int k = 0; k < cps[i].ndisks; k++)
+			free(cps[i].disks[k].path);
+	}
+	free(cps);
+}
+
+int inv_cp_delete(struct inventory *inv, const char *id)
+{
+	return run_text(inv, "DELETE FROM checkpoints WHERE id=?", "checkpoint", 1, (const char *[]){ id });
+}
+
+int inv_cp_set_parent(struct inventory *inv, const char *id, const char *parent_id)
+{
+	return run_text(inv, "UPDATE checkpoints SET parent_id=?2 WHERE id=?1", "checkpoint", 2,
+			(const char *[]){ id, parent_id && *parent_id ? parent_id : NULL });
+}
+
+int inv_cp_rename(struct inventory *inv, const char *id, const char *name)
+{
+	return run_text(inv, "UPDATE checkpoints SET name=?2 WHERE id=?1", "checkpoint", 2, (const char *[]){ id, name });
+}
+
+int inv_images(struct inventory *inv, const char *vm_id, struct inv_image **out, int *count)
+{
+	sqlite3_stmt *s;
+	*out = NULL;
+	*count = 0;
+	if (sqlite3_prepare_v2(inv->db, "SELECT path, parent, owned FROM images WHERE vm_id=? ORDER BY rowid", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "images");
+	bind_text(s, 1, vm_id);
+	int n = 0, cap = 0, rc = 0;
+	struct inv_image *v = NULL;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct inv_image *nv = realloc(v, (size_t)cap * sizeof(*v));
+			if (!nv) {
+				rc = -1;
+				snprintf(inv->err, sizeof(inv->err), "images: out of memory");
+				break;
+			}
+			v = nv;
+		}
+		v[n].path = col_dup(s, 0);
+		v[n].parent = col_dup(s, 1);
+		v[n].owned = sqlite3_column_int(s, 2) != 0;
+		n++;
+	}
+	sqlite3_finalize(s);
+	*out = v;
+	*count = n;
+	return rc;
+}
+
+void inv_images_free(struct inv_image *imgs, int count)
+{
+	for (int i = 0; i < count; i++) {
+		free(imgs[i].path);
+		free(imgs[i].parent);
+	}
+	free(imgs);
+}
+
+int inv_image_put(struct inventory *inv, const char *vm_id, const char *path, const char *parent, bool owned)
+{
+	return run_text(inv, owned ? "INSERT OR REPLACE INTO images(path, vm_id, parent, owned) VALUES (?1,?2,?3,1)"
+				   : "INSERT OR IGNORE INTO images(path, vm_id, parent, owned) VALUES (?1,?2,?3,0)",
+			"image", 3, (const char *[]){ path, vm_id, parent });
+}
+
+int inv_image_drop(struct inventory *inv, const char *path)
+{
+	return run_text(inv, "DELETE FROM images WHERE path=?", "image", 1, (const char *[]){ path });
+}
+
+int inv_image_repath(struct inventory *inv, const char *vm_id, const char *from, const char *to)
+{
+	const char *v[] = { vm_id, from, to };
+	if (begin(inv) < 0)
+		return -1;
+	if (run_text(inv, "UPDATE disks SET path=?3 WHERE vm_id=?1 AND path=?2", "disks", 3, v) < 0 ||
+	    run_text(inv, "UPDATE checkpoint_disks SET path=?3 WHERE path=?2 AND cp_id IN (SELECT id FROM checkpoints WHERE vm_id=?1)",
+		     "checkpoint disks", 3, v) < 0 ||
+	    run_text(inv, "UPDATE images SET parent=?3 WHERE vm_id=?1 AND parent=?2", "images", 3, v) < 0)
+		return rollback(inv);
+	return commit(inv);
+}
+
+int64_t inv_journal_add(struct inventory *inv, const char *vm_id, const char *kind, const char *step, const char *data)
+{
+	if (run_text(inv, "INSERT INTO journal(vm_id, kind, step, data) VALUES (?,?,?,?)", "journal", 4,
+		     (const char *[]){ vm_id, kind, step, data }) < 0)
+		return -1;
+	return sqlite3_last_insert_rowid(inv->db);
+}
+
+int inv_journal_step(struct inventory *inv, int64_t id, const char *step, const char *data)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "UPDATE journal SET step=?2, data=coalesce(?3, data) WHERE id=?1", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "journal");
+	sqlite3_bind_int64(s, 1, id);
+	bind_text(s, 2, step);
+	bind_text(s, 3, data);
+	return step_once(inv, s, "journal");
+}
+
+int inv_journal_drop(struct inventory *inv, int64_t id)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "DELETE FROM journal WHERE id=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "journal");
+	sqlite3_bind_int64(s, 1, id);
+	return step_once(inv, s, "journal");
+}
+
+int inv_journal_list(struct inventory *inv, struct inv_journal **out, int *count)
+{
+	sqlite3_stmt *s;
+	*out = NULL;
+	*count = 0;
+	if (sqlite3_prepare_v2(inv->db, "SELECT id, vm_id, kind, step, data FROM journal ORDER BY id", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "journal");
+	int n = 0, cap = 0, rc = 0;
+	struct inv_journal *v = NULL;
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8;
+			struct inv_journal *nv = realloc(v, (size_t)cap * sizeof(*v));
+			if (!nv) {
+				rc = -1;
+				snprintf(inv->err, sizeof(inv->err), "journal: out of memory");
+				break;
+			}
+			v = nv;
+		}
+		struct inv_journal *j = &v[n++];
+		j->id = sqlite3_column_int64(s, 0);
+		col_copy(s, 1, j->vm_id, sizeof(j->vm_id));
+		col_copy(s, 2, j->kind, sizeof(j->kind));
+		col_copy(s, 3, j->step, sizeof(j->step));
+		j->data = col_dup(s, 4);
+	}
+	sqlite3_finalize(s);
+	*out = v;
+	*count = n;
+	return rc;
+}
+
+void inv_journal_free(struct inv_journal *js, int count)
+{
+	for (int i = 0; i < count; i++)
+		free(js[i].data);
+	free(js);
 }

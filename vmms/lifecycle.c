@@ -125,7 +125,10 @@ static void worker_gone(struct vmms *s, struct vmms_worker *w, int wstatus, bool
 		}
 		inv_vm_free(&vm);
 	}
+	char id[37];
+	snprintf(id, sizeof(id), "%s", w->id);
 	worker_drop(s, w);
+	vmms_checkpoints_vm_off(s, id);
 }
 
 void vmms_reap(struct vmms *s)
@@ -535,6 +538,7 @@ void vmms_tick(struct vmms *s)
 {
 	vmms_reap(s);
 	vmms_switches_tick(s);
+	vmms_checkpoints_tick(s);
 	int64_t now = mono_ms();
 	for (int i = 0; i < s->nworkers; i++) {
 		struct vmms_worker *w = &s->workers[i];
@@ -660,7 +664,8 @@ void vmms_reattach(struct vmms *s)
 		}
 		/* Hyper-V restores a Saved VM whose action is Start or StartIfRunning. */
 		const char *act = vm->auto_start ? vm->auto_start : "";
-		if (host_restarted && !worker_of(s, vm->id) &&
+		/* an operation a dead vmms left unfinished is recovered first (vmms_checkpoints_recover) */
+		if (host_restarted && !worker_of(s, vm->id) && !vmms_checkpoints_journaled(s, vm->id) &&
 		    (!strcasecmp(act, "Start") || (!strcasecmp(act, "StartIfRunning") && (was_running || saved)))) {
 			inv_add_event(s->inv, vm->id, "Information", "automatic start after the host restarted");
 			json_t *req = json_pack("{s:s}", "vm", vm->id);
@@ -681,7 +686,7 @@ bool vmms_starting(const struct vmms *s)
 	for (int i = 0; i < s->nworkers; i++)
 		if (s->workers[i].starting)
 			return true;
-	return false;
+	return vmms_jobs_busy(&s->jobs);
 }
 
 json_t *vmms_lifecycle_request(struct vmms *s, const char *op, json_t *req)

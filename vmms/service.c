@@ -63,6 +63,7 @@ static const char *canonical(const char *v, const char *const *names)
 
 static const char *const auto_start_names[] = { "Nothing", "StartIfRunning", "Start", NULL };
 static const char *const auto_stop_names[] = { "TurnOff", "Save", "ShutDown", NULL };
+static const char *const checkpoint_type_names[] = { "Standard", "Production", "ProductionOnly", "Disabled", NULL };
 
 /* Integration services: the worker's status key, Hyper-V's display name, the worker's
  * --disable-ic name; indexed by INV_IC_*. */
@@ -104,6 +105,8 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 			      "automatic_start_action", vm->auto_start ? vm->auto_start : "",
 			      "automatic_stop_action", vm->auto_stop ? vm->auto_stop : "", "path", vm->path,
 			      "disks", disks, "version", "9.0");
+	json_object_set_new(o, "checkpoint_type", json_string(vm->checkpoint_type[0] ? vm->checkpoint_type : "Production"));
+	json_object_set_new(o, "parent_checkpoint", json_string(vm->parent_checkpoint));
 	json_object_set_new(o, "kernel", vm->kernel ? json_string(vm->kernel) : json_null());
 	json_object_set_new(o, "initrd", vm->initrd ? json_string(vm->initrd) : json_null());
 	json_object_set_new(o, "cmdline", vm->cmdline ? json_string(vm->cmdline) : json_null());
@@ -344,7 +347,18 @@ static json_t *op_set(struct vmms *s, json_t *req, bool firmware)
 	const char *str;
 	char *keep[5] = { vm.kernel, vm.initrd, vm.cmdline, vm.notes, vm.auto_start };
 	char *keep2[2] = { vm.auto_stop, vm.name };
-	if (!vm_op_allowed(vm.status, VM_OP_MODIFY)) {
+	/* the checkpoint type alone is not the worker's: it may change in any state but a busy one */
+	const char *ct = firmware ? NULL : jstr(req, "checkpoint_type");
+	bool only_ct = ct && json_object_size(req) == 3 && jstr(req, "vm") && jstr(req, "op");
+	if (ct) {
+		const char *c = canonical(ct, checkpoint_type_names);
+		if (c == ct && strcmp(ct, "Standard") && strcmp(ct, "Production") && strcmp(ct, "ProductionOnly") && strcmp(ct, "Disabled")) {
+			reply = err_reply(0, "-CheckpointType must be Standard, Production, ProductionOnly or Disabled");
+			goto out;
+		}
+		snprintf(vm.checkpoint_type, sizeof(vm.checkpoint_type), "%s", c);
+	}
+	if (only_ct ? vm.status.op != VM_OPS_NONE : !vm_op_allowed(vm.status, VM_OP_MODIFY)) {
 		reply = conflict(&vm, "be changed while it is not Off");
 		goto out;
 	}
@@ -434,9 +448,11 @@ static json_t *op_remove(struct vmms *s, json_t *req)
 	if (e)
 		return e;
 	json_t *reply;
+	struct inv_checkpoint *cps = NULL;
+	int ncp = 0;
 	if (!vm_op_allowed(vm.status, VM_OP_REMOVE)) {
 		reply = conflict(&vm, "be removed (stop it first)");
-	} else if (inv_remove(s->inv, vm.id) < 0) {
+	} else if (inv_cp_list(s->inv, vm.id, &cps, &ncp) < 0 || inv_remove(s->inv, vm.id) < 0) {
 		reply = err_reply(0, "inventory: %s", inv_error(s->inv));
 	} else {
 		/* The VM's own files go (its saved state too); its disks stay, as in Hyper-V. */
@@ -448,9 +464,15 @@ static json_t *op_remove(struct vmms *s, json_t *req)
 		}
 		vmms_saved_state_path(&vm, p, sizeof(p));
 		unlink(p);
+		for (int i = 0; i < ncp; i++) /* checkpoints' saved states too; their disks stay */
+			if (cps[i].state_file)
+				unlink(cps[i].state_file);
+		snprintf(p, sizeof(p), "%s/Snapshots", vm.path);
+		rmdir(p);
 		rmdir(vm.path);
 		reply = json_pack("{s:b, s:s}", "ok", 1, "id", vm.id);
 	}
+	inv_cp_free(cps, ncp);
 	inv_vm_free(&vm);
 	return reply;
 }
@@ -656,6 +678,42 @@ static json_t *op_get(struct vmms *s, json_t *req)
 	return json_pack("{s:b, s:o}", "ok", 1, "vm", o);
 }
 
+/* Get-VMJob: one job by id, else every job (of one VM with "vm"). */
+static json_t *job_json(struct vmms *s, const struct vmms_job *j)
+{
+	struct inv_vm vm;
+	bool named = inv_find(s->inv, j->vm_id, &vm) == 1;
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:I, s:I}", "id", j->id, "vm_id", j->vm_id, "vm",
+			      named ? vm.name : "", "kind", j->kind, "state", vmms_job_state_name(j->state), "percent", j->percent,
+			      "error", j->error, "started_ms", (json_int_t)j->started_ms, "ended_ms", (json_int_t)j->ended_ms);
+	if (named)
+		inv_vm_free(&vm);
+	return o;
+}
+
+static json_t *op_job_status(struct vmms *s, json_t *req)
+{
+	const char *id = jstr(req, "id");
+	if (id) {
+		struct vmms_job *j = vmms_job_find(&s->jobs, id);
+		return j ? json_pack("{s:b, s:o}", "ok", 1, "job", job_json(s, j)) : err_reply(0, "no job with the id '%s'", id);
+	}
+	struct inv_vm vm;
+	bool one = jstr(req, "vm") != NULL;
+	if (one) {
+		json_t *e = find_vm(s, req, &vm);
+		if (e)
+			return e;
+	}
+	json_t *arr = json_array();
+	for (int i = 0; i < s->jobs.n; i++)
+		if (!one || !strcmp(s->jobs.jobs[i].vm_id, vm.id))
+			json_array_append_new(arr, job_json(s, &s->jobs.jobs[i]));
+	if (one)
+		inv_vm_free(&vm);
+	return json_pack("{s:b, s:o}", "ok", 1, "jobs", arr);
+}
+
 json_t *vmms_request(struct vmms *s, json_t *req)
 {
 	const char *op = jstr(req, "op");
@@ -690,9 +748,13 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		return op_set_host(s, req);
 	if (!strcmp(op, "ping"))
 		return json_pack("{s:b, s:i}", "ok", 1, "pid", (int)getpid());
+	if (!strcmp(op, "job-status"))
+		return op_job_status(s, req);
 	json_t *r = vmms_lifecycle_request(s, op, req);
 	if (!r)
 		r = vmms_net_request(s, op, req);
+	if (!r)
+		r = vmms_checkpoint_request(s, op, req);
 	if (r)
 		return r;
 	return err_reply(0, "unknown op '%s'", op);
@@ -740,6 +802,7 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 		return -1;
 	}
 	vmms_reattach(s);
+	vmms_checkpoints_recover(s);
 	return 0;
 }
 
@@ -752,6 +815,7 @@ void vmms_fini(struct vmms *s)
 			close(s->workers[i].save_fd);
 	}
 	s->nworkers = 0;
+	vmms_jobs_fini(&s->jobs); /* an unfinished one stays in the journal for the next start */
 	vmms_switches_fini(s);
 	inv_close(s->inv);
 	s->inv = NULL;

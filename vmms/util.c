@@ -220,3 +220,49 @@ bool vmms_name_is_pattern(const char *pattern)
 {
 	return strpbrk(pattern, "*?[") != NULL;
 }
+
+void vmms_crash_point(const char *step)
+{
+	const char *at = getenv("VIRIDIAN_VMMS_CRASH_AT");
+	if (at && !strcmp(at, step)) {
+		fprintf(stderr, "vmms: exiting at %s (VIRIDIAN_VMMS_CRASH_AT)\n", step);
+		_exit(86);
+	}
+}
+
+void vm_event(struct vmms *s, const char *vm_id, const char *level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	inv_add_event(s->inv, vm_id, level, msg);
+	fprintf(stderr, "vmms: %s: %s\n", vm_id, msg);
+}
+
+int vm_set_op(struct vmms *s, const char *vm_id, enum vm_opstate op)
+{
+	struct inv_vm vm;
+	if (inv_find(s->inv, vm_id, &vm) != 1)
+		return -1;
+	struct vm_status st = { vm.status.state, op };
+	int r = inv_set_status(s->inv, vm.id, st, vm.worker_pid, vm.worker_start, NULL, NULL);
+	inv_vm_free(&vm);
+	return r;
+}
+
+json_t *worker_vm_request(const struct inv_vm *vm, json_t *req, int timeout_ms)
+{
+	char *line = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	json_t *r = line ? worker_vm_call(vm, line, timeout_ms) : NULL;
+	free(line);
+	return r;
+}
+
+const char *worker_error(json_t *r)
+{
+	const char *e = r ? json_string_value(json_object_get(r, "error")) : "the worker does not answer";
+	return e ? e : "refused";
+}

@@ -36,6 +36,8 @@ struct inv_vm {
 	int ndisks;
 	struct inv_disk disks[INV_MAX_DISKS];
 	unsigned ic_disabled;   /* integration services turned off: bits INV_IC_* */
+	char checkpoint_type[16]; /* Standard, Production (default), ProductionOnly, Disabled */
+	char parent_checkpoint[37]; /* the checkpoint the VM's current state derives from ("": none) */
 };
 
 /* Integration services (Enable/Disable-VMIntegrationService); the worker's --disable-ic names. */
@@ -122,6 +124,64 @@ int inv_nic_list(struct inventory *inv, const char *vm_id, struct inv_nic **out,
 /* Replaces all of a VM's adapters with nics[0..n) and adds the event (NULL: none), in one
  * transaction. A switch_id that names no switch fails (nothing changes). */
 int inv_nics_put(struct inventory *inv, const char *vm_id, const struct inv_nic *nics, int n, const char *event);
+
+/* Several changes in one transaction: the inv_* calls between begin and commit join it (a
+ * failing one dooms it: commit then rolls back and fails). */
+int inv_tx_begin(struct inventory *inv);
+int inv_tx_commit(struct inventory *inv);
+void inv_tx_rollback(struct inventory *inv);
+
+/* Checkpoints (Checkpoint-VM): a tree per VM, each with the configuration of its time. */
+struct inv_checkpoint {
+	char id[37];
+	char vm_id[37];
+	char parent_id[37];     /* "" for a root */
+	char name[INV_NAME_MAX];
+	int64_t created_ms;     /* Unix ms */
+	char type[16];          /* Standard (a saved state with it) or Production (disks only) */
+	char *state_file;       /* <VM folder>/Snapshots/<id>.vmrs, NULL when disks only */
+	int cpus;
+	uint64_t memory;
+	int ndisks;
+	struct inv_disk disks[INV_MAX_DISKS]; /* the frozen images, by controller and LUN */
+};
+int inv_cp_insert(struct inventory *inv, const struct inv_checkpoint *c);
+/* A VM's checkpoints, oldest first; *out is malloc'd (inv_cp_free). */
+int inv_cp_list(struct inventory *inv, const char *vm_id, struct inv_checkpoint **out, int *count);
+void inv_cp_free(struct inv_checkpoint *cps, int count);
+int inv_cp_delete(struct inventory *inv, const char *id);
+int inv_cp_set_parent(struct inventory *inv, const char *id, const char *parent_id); /* "" or NULL: a root */
+int inv_cp_rename(struct inventory *inv, const char *id, const char *name);
+
+/* The images of a VM's disk chains that vmms tracks (base disks, frozen disks, the children
+ * it created), each with its parent image (NULL for a base). */
+struct inv_image {
+	char *path;
+	char *parent;
+	bool owned;             /* created by vmms: deleted when no one needs it */
+};
+int inv_images(struct inventory *inv, const char *vm_id, struct inv_image **out, int *count);
+void inv_images_free(struct inv_image *imgs, int count);
+int inv_image_put(struct inventory *inv, const char *vm_id, const char *path, const char *parent, bool owned);
+int inv_image_drop(struct inventory *inv, const char *path);
+/* What used image `from` (the VM's drives, its checkpoints' frozen disks, children's parent
+ * links) uses `to`. */
+int inv_image_repath(struct inventory *inv, const char *vm_id, const char *from, const char *to);
+
+/* The journal of multi-step operations: the intent is written before acting, the step as each
+ * completes; vmms finishes or rolls back what a dead vmms left (vmms/checkpoints.c). */
+struct inv_journal {
+	int64_t id;
+	char vm_id[37];
+	char kind[32];
+	char step[32];
+	char *data;             /* JSON: what the operation needs to finish or undo */
+};
+int64_t inv_journal_add(struct inventory *inv, const char *vm_id, const char *kind, const char *step, const char *data);
+int inv_journal_step(struct inventory *inv, int64_t id, const char *step, const char *data); /* data NULL: kept */
+int inv_journal_drop(struct inventory *inv, int64_t id);
+int inv_journal_list(struct inventory *inv, struct inv_journal **out, int *count); /* oldest first */
+void inv_journal_free(struct inv_journal *js, int count);
 
 /* Test hook: called inside inv_update between its statements (a test crashes there). */
 extern void (*inv_test_hook)(const char *where);

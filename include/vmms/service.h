@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "vmms/inventory.h"
+#include "vmms/jobs.h"
 
 #define VMMS_MAX_WORKERS 256
 #define VMMS_MIN_MEMORY (32ull << 20)
@@ -59,6 +60,8 @@ struct vmms {
 	char vmswitch[PATH_MAX]; /* beside vmwp, or $VIRIDIAN_VMSWITCH */
 	struct vmms_switch switches[VMMS_MAX_SWITCHES];
 	int nswitches;
+	struct vmms_jobs jobs;   /* long operations (checkpoint merges ...) */
+	bool merge_recheck;      /* a VM turned off or vmms started: pending merges may go on */
 };
 
 /* Opens <root>/vmms.db, creates the Hyper-V-like folders and re-attaches running workers. */
@@ -70,7 +73,7 @@ json_t *vmms_request(struct vmms *s, json_t *req);
 void vmms_tick(struct vmms *s);
 /* A worker's pidfd became readable (or any child exited): reap and mark VMs Off. */
 void vmms_reap(struct vmms *s);
-/* A VM is Starting: the caller ticks every 20 ms rather than every 500 ms. */
+/* A VM is Starting or a job runs: the caller ticks every 20 ms rather than every 500 ms. */
 bool vmms_starting(const struct vmms *s);
 
 /* Validation helpers shared with tests. */

@@ -693,6 +693,73 @@ static void validation(void **state)
 	assert_string_equal(ifn, "vs-a-b-c-12");
 }
 
+/* Checkpoints, chain images and the journal; a failing change inside an outer transaction
+ * undoes the whole of it. */
+static void checkpoints_images_journal(void **state)
+{
+	(void)state;
+	struct inventory *inv = open_db();
+	struct inv_vm vm, got;
+	sample(&vm, ID1, "Web");
+	assert_int_equal(inv_create(inv, &vm), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_string_equal(got.checkpoint_type, "Production"); /* Hyper-V's default */
+	inv_vm_free(&got);
+	struct inv_checkpoint c = { .id = ID2, .vm_id = ID1, .name = "c1", .created_ms = 5, .type = "Standard",
+				    .state_file = "/s/c1.vmrs", .cpus = 2, .memory = 1 << 30, .ndisks = 1 };
+	c.disks[0] = (struct inv_disk){ 0, 0, "/d/a.vhdx" };
+	assert_int_equal(inv_cp_insert(inv, &c), 0);
+	assert_int_equal(inv_image_put(inv, ID1, "/d/a.vhdx", NULL, false), 0);
+	assert_int_equal(inv_image_put(inv, ID1, "/d/a_1.avhdx", "/d/a.vhdx", true), 0);
+	/* the fold of a_1 into a: everything that used a_1 uses a */
+	vm.disks[0].path = "/d/a_1.avhdx";
+	assert_int_equal(inv_update(inv, &vm), 0);
+	assert_int_equal(inv_image_repath(inv, ID1, "/d/a_1.avhdx", "/d/a.vhdx"), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_string_equal(got.disks[0].path, "/d/a.vhdx");
+	inv_vm_free(&got);
+	/* one outer transaction: an inner failure (a duplicate checkpoint id) dooms it all */
+	int64_t j = inv_journal_add(inv, ID1, "checkpoint", "intent", "{}");
+	assert_true(j > 0);
+	assert_int_equal(inv_tx_begin(inv), 0);
+	assert_int_equal(inv_cp_rename(inv, ID2, "renamed"), 0);
+	assert_int_equal(inv_journal_step(inv, j, "committed", NULL), 0);
+	assert_int_equal(inv_cp_insert(inv, &c), -1);
+	assert_int_equal(inv_tx_commit(inv), -1);
+	struct inv_checkpoint *cps;
+	int n;
+	assert_int_equal(inv_cp_list(inv, ID1, &cps, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(cps[0].name, "c1");
+	assert_string_equal(cps[0].state_file, "/s/c1.vmrs");
+	assert_int_equal(cps[0].ndisks, 1);
+	inv_cp_free(cps, n);
+	struct inv_journal *js;
+	assert_int_equal(inv_journal_list(inv, &js, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(js[0].step, "intent");
+	inv_journal_free(js, n);
+	/* committed for real, then gone */
+	assert_int_equal(inv_tx_begin(inv), 0);
+	assert_int_equal(inv_journal_step(inv, j, "committed", "{\"x\":1}"), 0);
+	assert_int_equal(inv_tx_commit(inv), 0);
+	assert_int_equal(inv_journal_list(inv, &js, &n), 0);
+	assert_string_equal(js[0].step, "committed");
+	assert_string_equal(js[0].data, "{\"x\":1}");
+	inv_journal_free(js, n);
+	assert_int_equal(inv_journal_drop(inv, j), 0);
+	/* Remove-VM takes its checkpoints and images along */
+	assert_int_equal(inv_remove(inv, ID1), 0);
+	assert_int_equal(inv_cp_list(inv, ID1, &cps, &n), 0);
+	assert_int_equal(n, 0);
+	inv_cp_free(cps, n);
+	struct inv_image *imgs;
+	assert_int_equal(inv_images(inv, ID1, &imgs, &n), 0);
+	assert_int_equal(n, 0);
+	inv_images_free(imgs, n);
+	inv_close(inv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -705,6 +772,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(upgrade_old_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_nics, setup, teardown),
 		cmocka_unit_test(validation),
+		cmocka_unit_test_setup_teardown(checkpoints_images_journal, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
