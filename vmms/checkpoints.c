@@ -276,7 +276,8 @@ static enum vmms_step take_disks(struct vmms *s, struct take_ctx *t, struct vmms
 	if (t->saved && copy_file(from, t->state, err, sizeof(err)) < 0)
 		return take_fail(s, t, j, vm, 0, err);
 	for (int i = 0; i < t->cp.ndisks; i++) {
-		struct vdisk_create_params p = { .parent_path = t->cp.disks[i].path };
+		/* a live VM's worker holds the image open (paused, flushed): read it without its lock */
+		struct vdisk_create_params p = { .parent_path = t->cp.disks[i].path, .parent_in_use = t->live };
 		if (vdisk_create(t->child[i], &p) < 0) {
 			snprintf(err, sizeof(err), "%s", vdisk_last_error());
 			return take_fail(s, t, j, vm, 0, err);
