@@ -7,7 +7,9 @@
 # The worker's save/restore (docs/vmms.md) is played by a stand-in vmwp (VIRIDIAN_VMWP) that keeps
 # the contract: {"op":"save","path":P} writes P whole (temporary file, fsync, rename) and leaves
 # the VM paused; --restore P refuses a foreign, corrupt or mismatched file with exit 1 and one
-# line. Files in the VM's folder steer it: fail-save, save-delay, restore-delay (seconds).
+# line. Files in the VM's folder steer it: fail-save, save-delay, restore-delay (seconds); it
+# leaves $t/marks/<VM folder name>.listening once it answers requests and .answered-save after
+# each save answer, so the test waits for those, not for a time a loaded machine can overrun.
 # The real vmwp's save/restore runs at the end where it has --restore and KVM is usable.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +17,8 @@ cd "$(dirname "$0")/../.."
 B=$(cd "${VIRIDIAN_BUILD:-build}" && pwd)
 [ -x "$B/vmms" ] && [ -x "$B/hv" ] || { echo "build $B/vmms and $B/hv first (make)"; exit 1; }
 t=$(mktemp -d /tmp/vmms-ss.XXXXXX)
-export VIRIDIAN_SOCKET=$t/vmms.sock VIRIDIAN_BOOT_ID=boot-1 VIRIDIAN_VMWP=$t/bin/vmwp
+export VIRIDIAN_SOCKET=$t/vmms.sock VIRIDIAN_BOOT_ID=boot-1 VIRIDIAN_VMWP=$t/bin/vmwp STANDIN_MARKS=$t/marks
+mkdir -p "$t/marks"
 pid=""
 # Workers run in their own sessions and outlive vmms by design: end them too.
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; pkill -f -- "--control $t/" 2>/dev/null; wait 2>/dev/null; rm -rf "$t"' EXIT
@@ -83,6 +86,9 @@ lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 try: os.unlink(ctl)
 except OSError: pass
 lsock.bind(ctl); lsock.listen(8)
+def mark(what):
+    open(os.path.join(os.environ["STANDIN_MARKS"], os.path.basename(folder) + "." + what), "w").close()
+mark("listening")
 start = time.time()
 def answer(req):
     global state
@@ -121,6 +127,8 @@ while True:
     try: c.sendall((json.dumps(r) + "\n").encode())
     except OSError: pass
     c.close()
+    if req.get("op") == "save":
+        mark("answered-save")
     if req.get("op") == "turn-off":
         sys.exit(0)
 EOF
@@ -227,9 +235,11 @@ check "...the reason in the event log" bash -c "'$B/hv' Get-VMEvent web | grep -
 hv Start-VM web
 p=$(wpid web)
 touch "$D/fail-save"
+M=$t/marks/$(basename "$D")
+rm -f "$M.answered-save"
 save_async web
 stop_vmms
-sleep 1.3  # the worker has answered the lost request: no file
+until_true test -e "$M.answered-save"  # the worker has answered the lost request: no file
 start_vmms
 check "vmms restart during a save that failed: as the worker is (Running), re-attached" bash -c "[ \"\$('$B/hv' Get-VM web -Json | sed -n 's/.*\"state\": \"\\([A-Za-z]*\\)\".*/\\1/p')\" = Running ] && [ \"\$('$B/hv' Get-VM web -Json | sed -n 's/.*\"worker_pid\": \\([0-9]*\\).*/\\1/p')\" = $p ] && [ ! -e '$F' ]"
 rm "$D/fail-save" "$D/save-delay"
@@ -237,12 +247,13 @@ rm "$D/fail-save" "$D/save-delay"
 # vmms restarts while Restoring: Running if the worker answers (the file consumed), else Saved.
 hv Save-VM web
 echo 1.5 >"$D/restore-delay"
+rm -f "$M.listening"
 hv Start-VM web -TimeoutSeconds 1 >/dev/null 2>&1
 check "Get-VM shows Restoring meanwhile" is web Restoring
 stop_vmms
-sleep 1.5
+until_true test -e "$M.listening"  # the worker finished its restore
 start_vmms
-check "vmms restart during a restore the worker finished: Running" is web Running
+check "vmms restart during a restore the worker finished: Running" until_true is web Running
 check "...the file consumed" test ! -e "$F"
 hv Save-VM web
 hv Start-VM web -TimeoutSeconds 1 >/dev/null 2>&1
