@@ -33,6 +33,8 @@ static const char *socket_path(void)
  * is stuck, and a cmdlet must not hang with it. */
 json_t *vmms_call(json_t *req, char *err, size_t errlen)
 {
+	if (remote_active())
+		return remote_call(req, err, errlen);
 	const char *path = socket_path();
 	char *line = json_dumps(req, JSON_COMPACT);
 	enum control_call_error why;
@@ -127,7 +129,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		if (arg_has(a, "NewVHDPath") != arg_has(a, "NewVHDSizeBytes"))
 			FAIL("-NewVHDPath and -NewVHDSizeBytes go together");
 		if (arg_has(a, "VHDPath")) {
-			char *abs = realpath(arg_str(a, "VHDPath"), NULL);
+			char *abs = cli_host_path(arg_str(a, "VHDPath"));
 			if (!abs)
 				FAIL("the virtual hard disk '%s' does not exist", arg_str(a, "VHDPath"));
 			json_object_set_new(req, "vhd_path", json_string(abs));
@@ -141,7 +143,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 			json_object_set_new(req, "new_vhd_size", json_integer((json_int_t)arg_size(a, "NewVHDSizeBytes")));
 		}
 		if (arg_has(a, "Path")) {
-			char *abs = realpath(arg_str(a, "Path"), NULL);
+			char *abs = cli_host_path(arg_str(a, "Path"));
 			if (!abs)
 				FAIL("-Path '%s' does not exist", arg_str(a, "Path"));
 			json_object_set_new(req, "path", json_string(abs));
@@ -202,7 +204,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 				json_object_set_new(req, files[i][1], json_string(""));
 				continue;
 			}
-			char *abs = realpath(p, NULL);
+			char *abs = cli_host_path(p);
 			if (!abs)
 				FAIL("-%s '%s' does not exist", files[i][0], p);
 			json_object_set_new(req, files[i][1], json_string(abs));
@@ -259,7 +261,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		if (!add && !p == !arg_has(a, "ControllerLocation"))
 			FAIL("give -ControllerLocation or -Path (one of them)");
 		if (p) {
-			char *abs = realpath(p, NULL);
+			char *abs = cli_host_path(p);
 			if (!abs && add)
 				FAIL("the virtual hard disk '%s' does not exist", p);
 			json_object_set_new(req, "path", json_string(abs ? abs : p));
@@ -279,7 +281,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 			const char *p = arg_str(a, dirs[i][0]);
 			if (!p)
 				continue;
-			char *abs = realpath(p, NULL);
+			char *abs = cli_host_path(p);
 			if (!abs)
 				FAIL("-%s '%s' does not exist", dirs[i][0], p);
 			json_object_set_new(req, dirs[i][1], json_string(abs));

@@ -1,0 +1,664 @@
+/* vmmsweb: the HTTPS front end of vmms (docs/web.md).
+ *   vmmsweb [--listen ADDR:PORT] [--socket PATH] [--state DIR] [--cert FILE --key FILE]
+ * Each request is authenticated (an API token), authorized by role for the vmms op it maps
+ * to (include/web/route.h), audited, and forwarded to vmms over its Unix socket; the TLS and
+ * HTTP parsing never run in the process that owns the inventory. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tls.h"
+#include "vmms/control_client.h"
+#include "web/ratelimit.h"
+#include "web/route.h"
+
+#define WEB_MAX_BODY (64 * 1024)
+#define WEB_CONSOLE_CHUNK (48 * 1024)
+#define DEFAULT_SOCKET "/run/viridian/vmms.sock"
+#define DEFAULT_STATE "/var/lib/viridian/web"
+#define DEFAULT_LISTEN "127.0.0.1:8443"
+
+static struct {
+	char socket[PATH_MAX];
+	char state[PATH_MAX];
+	char audit[PATH_MAX + 16];
+} cfg;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* the rate limiter and the audit log */
+static struct web_ratelimit rl;
+static volatile sig_atomic_t stopping;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One request to vmms; a reply object always (an error one when vmms does not answer). */
+static json_t *vmms(json_t *req, bool *unreachable)
+{
+	char *line = json_dumps(req, JSON_COMPACT);
+	enum control_call_error why = CONTROL_CALL_MALFORMED;
+	json_t *r = line ? control_call(cfg.socket, line, 60000, &why) : NULL;
+	free(line);
+	if (unreachable)
+		*unreachable = !r;
+	return r ? r : json_pack("{s:b, s:s}", "ok", 0, "error", "vmms does not answer");
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body)
+{
+	char *s = json_dumps(body, JSON_COMPACT);
+	size_t n = s ? strlen(s) : 0;
+	char *out = malloc(n + 2);
+	if (out) {
+		memcpy(out, s ? s : "", n);
+		out[n++] = '\n';
+	}
+	free(s);
+	struct MHD_Response *r = MHD_create_response_from_buffer(out ? n : 0, out, MHD_RESPMEM_MUST_FREE);
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(r, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+	MHD_add_response_header(r, "Strict-Transport-Security", "max-age=31536000");
+	if (status == 401)
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"viridian\"");
+	json_t *retry = json_object_get(body, "retry_after_s");
+	if (status == 429 && retry) {
+		char v[16];
+		snprintf(v, sizeof(v), "%d", (int)json_integer_value(retry));
+		MHD_add_response_header(r, "Retry-After", v);
+	}
+	enum MHD_Result rc = MHD_queue_response(c, status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg)
+{
+	json_t *b = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	enum MHD_Result rc = send_json(c, status, b);
+	json_decref(b);
+	return rc;
+}
+
+/* vmms's refusal as an HTTP status; the JSON body says the rest. */
+static unsigned reply_status(json_t *reply)
+{
+	if (json_is_true(json_object_get(reply, "ok")))
+		return 200;
+	if (json_integer_value(json_object_get(reply, "id")) == 32788)
+		return 409;
+	const char *e = json_string_value(json_object_get(reply, "error"));
+	if (e && (strstr(e, "unable to find") || !strncmp(e, "no ", 3)))
+		return 404;
+	return 400;
+}
+
+/* ---- the audit log: one JSON line per decided request ---- */
+
+static void audit(const char *client, const char *who, enum token_role role, const char *method, const char *url,
+		  const char *op, json_t *params, unsigned status, const char *error)
+{
+	char when[32];
+	time_t t = time(NULL);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+	json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "time", when, "client", client, "user", who ? who : "",
+			      "role", token_role_name(role), "method", method, "url", url, "status", (int)status);
+	if (op)
+		json_object_set_new(e, "op", json_string(op));
+	if (params) {
+		json_t *p = json_deep_copy(params);
+		json_object_del(p, "token");
+		json_object_set_new(e, "params", p);
+	}
+	json_object_set_new(e, "result", json_string(status < 300 ? "ok" : error ? error : "refused"));
+	char *line = json_dumps(e, JSON_COMPACT);
+	json_decref(e);
+	pthread_mutex_lock(&lock);
+	int fd = open(cfg.audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0 && line && (write(fd, line, strlen(line)) < 0 || write(fd, "\n", 1) < 0))
+		fprintf(stderr, "vmmsweb: %s: %s\n", cfg.audit, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	pthread_mutex_unlock(&lock);
+	free(line);
+}
+
+/* ---- host paths in requests ---- */
+
+/* A remote caller may name only files under the host's VM and disk folders. */
+static bool paths_allowed(json_t *req, char *err, size_t errlen)
+{
+	json_t *host = NULL;
+	bool ok = true;
+	for (int i = 0; ok && web_path_keys[i].key; i++) {
+		json_t *v = json_object_get(req, web_path_keys[i].key);
+		if (!v)
+			continue;
+		const char *p = json_string_value(v);
+		if (!web_path_safe(p, web_path_keys[i].relative_ok)) {
+			snprintf(err, errlen, "\"%s\": not an acceptable path (absolute, no . or .. components, no control characters)",
+				 web_path_keys[i].key);
+			ok = false;
+			break;
+		}
+		if (*p != '/') /* relative: vmms resolves it under the host's disk folder */
+			continue;
+		if (!host) {
+			json_t *q = json_pack("{s:s}", "op", "host");
+			host = vmms(q, NULL);
+			json_decref(q);
+		}
+		json_t *h = json_object_get(host, "host");
+		const char *roots[] = { json_string_value(json_object_get(h, "virtual_machine_path")),
+					json_string_value(json_object_get(h, "virtual_hard_disk_path")) };
+		char real[PATH_MAX];
+		const char *check[] = { p, realpath(p, real) ? real : NULL };
+		for (int k = 0; k < 2 && ok; k++) {
+			if (!check[k])
+				continue;
+			bool under = false;
+			for (int r = 0; r < 2; r++)
+				under |= roots[r] && web_path_under(check[k], roots[r]);
+			if (!under) {
+				snprintf(err, errlen, "\"%s\": %s is outside the host's virtual machine and disk folders",
+					 web_path_keys[i].key, p);
+				ok = false;
+			}
+		}
+	}
+	json_decref(host);
+	return ok;
+}
+
+/* ---- the console and the state stream ---- */
+
+/* Up to max bytes of the VM's console.log from offset, base64. */
+static json_t *console_read(json_t *req)
+{
+	json_t *q = json_pack("{s:s, s:O}", "op", "get", "vm", json_object_get(req, "vm"));
+	json_t *g = vmms(q, NULL);
+	json_decref(q);
+	if (!json_is_true(json_object_get(g, "ok")))
+		return g;
+	json_t *vm = json_object_get(g, "vm");
+	const char *dir = json_string_value(json_object_get(vm, "path"));
+	json_t *o = json_object_get(req, "offset");
+	long long off = json_is_integer(o) ? json_integer_value(o) : json_is_string(o) ? strtoll(json_string_value(o), NULL, 10) : 0;
+	if (off < 0)
+		off = 0;
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/console.log", dir ? dir : "/nonexistent");
+	unsigned char buf[WEB_CONSOLE_CHUNK];
+	size_t n = 0;
+	long long size = 0;
+	FILE *f = fopen(path, "re");
+	if (f) {
+		struct stat st;
+		if (fstat(fileno(f), &st) == 0)
+			size = st.st_size;
+		if (off > size) /* the log started over */
+			off = 0;
+		if (fseeko(f, off, SEEK_SET) == 0)
+			n = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+	}
+	char *b64 = malloc(4 * ((n + 2) / 3) + 1);
+	if (b64)
+		EVP_EncodeBlock((unsigned char *)b64, buf, (int)n);
+	json_t *r = json_pack("{s:b, s:s, s:I, s:I, s:s}", "ok", 1, "data", b64 ? b64 : "", "offset", (json_int_t)(off + (long long)n),
+			      "size", (json_int_t)size, "state", json_string_value(json_object_get(vm, "state")) ?: "");
+	free(b64);
+	json_decref(g);
+	return r;
+}
+
+struct stream {
+	bool console;
+	json_t *req;        /* console: {"vm", "offset"} */
+	json_t *last;       /* state: name -> "state/operation" last sent */
+	int64_t next_poll_ms, last_send_ms;
+	bool ended;
+};
+
+static ssize_t sse_event(char *buf, size_t max, const char *event, json_t *data)
+{
+	char *d = json_dumps(data, JSON_COMPACT);
+	int n = snprintf(buf, max, "event: %s\ndata: %s\n\n", event, d ? d : "{}");
+	free(d);
+	return n < 0 || (size_t)n >= max ? 0 : n;
+}
+
+/* The next piece of a stream; blocks (this connection has its own thread) until there is one,
+ * a keep-alive comment is due, or the server stops. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	(void)pos;
+	struct stream *s = cls;
+	while (!stopping && !s->ended) {
+		int64_t now = now_ms();
+		if (now >= s->next_poll_ms) {
+			s->next_poll_ms = now + (s->console ? 200 : 500);
+			ssize_t n = 0;
+			if (s->console) {
+				json_object_set_new(s->req, "offset", json_integer(json_integer_value(json_object_get(s->req, "offset"))));
+				json_t *r = console_read(s->req);
+				const char *data = json_string_value(json_object_get(r, "data"));
+				if (!json_is_true(json_object_get(r, "ok")) || !strcmp(json_string_value(json_object_get(r, "state")) ?: "", "Off")) {
+					if (data && *data) /* the last output first */
+						n = sse_event(buf, max, "console", r);
+					else {
+						s->ended = true;
+						n = sse_event(buf, max, "end", r);
+					}
+				} else if (data && *data) {
+					n = sse_event(buf, max, "console", r);
+				}
+				if (json_is_true(json_object_get(r, "ok")))
+					json_object_set(s->req, "offset", json_object_get(r, "offset"));
+				json_decref(r);
+			} else {
+				json_t *q = json_pack("{s:s}", "op", "list");
+				json_t *r = vmms(q, NULL);
+				json_decref(q);
+				size_t i;
+				json_t *v;
+				json_array_foreach(json_object_get(r, "vms"), i, v) {
+					const char *name = json_string_value(json_object_get(v, "name"));
+					char st[96];
+					snprintf(st, sizeof(st), "%s/%s", json_string_value(json_object_get(v, "state")) ?: "",
+						 json_string_value(json_object_get(v, "operation")) ?: "");
+					const char *was = json_string_value(json_object_get(s->last, name ? name : ""));
+					if (!name || (was && !strcmp(was, st)))
+						continue;
+					json_t *ev = json_pack("{s:s, s:O, s:O, s:O}", "name", name, "id", json_object_get(v, "id"), "state",
+							       json_object_get(v, "state"), "operation", json_object_get(v, "operation"));
+					n = sse_event(buf, max, "state", ev);
+					json_decref(ev);
+					if (n > 0) {
+						json_object_set_new(s->last, name, json_string(st));
+						s->next_poll_ms = now; /* more may be waiting */
+					}
+					break;
+				}
+				json_decref(r);
+			}
+			if (n > 0) {
+				s->last_send_ms = now;
+				return n;
+			}
+		}
+		if (now - s->last_send_ms >= 10000) { /* keeps proxies and the idle timeout away */
+			s->last_send_ms = now;
+			return snprintf(buf, max, ": keep-alive\n\n");
+		}
+		usleep(50 * 1000);
+	}
+	return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *s = cls;
+	json_decref(s->req);
+	json_decref(s->last);
+	free(s);
+}
+
+static enum MHD_Result send_stream(struct MHD_Connection *c, bool console, json_t *req)
+{
+	struct stream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return send_error(c, 500, "out of memory");
+	s->console = console;
+	s->req = json_incref(req);
+	s->last = json_object();
+	s->last_send_ms = now_ms();
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
+	MHD_add_response_header(r, "Content-Type", "text/event-stream");
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+	enum MHD_Result rc = MHD_queue_response(c, 200, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+/* ---- requests ---- */
+
+struct upload {
+	char *body;
+	size_t len;
+	bool too_big;
+};
+
+static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	(void)kind;
+	if (key && value && json_object_size(cls) < 16)
+		json_object_set_new(cls, key, json_string(value));
+	return MHD_YES;
+}
+
+static void client_addr(struct MHD_Connection *c, char *out, size_t len)
+{
+	snprintf(out, len, "?");
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!ci || !ci->client_addr)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+struct who {
+	const char *client;
+	const char *user;
+	enum token_role role;
+	const char *method, *url;
+};
+
+/* A refusal: audited, then answered with a JSON error. */
+static enum MHD_Result deny(struct MHD_Connection *c, const struct who *w, const char *op, json_t *params, unsigned status,
+			    const char *msg)
+{
+	audit(w->client, w->user, w->role, w->method, w->url, op, params, status, msg);
+	return send_error(c, status, msg);
+}
+
+static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const char *method, struct upload *u)
+{
+	char client[64], err[512], user[TOKEN_NAME_MAX + 8] = "";
+	client_addr(c, client, sizeof(client));
+	struct who w = { client, NULL, ROLE_NONE, method, url };
+	if (u->too_big)
+		return deny(c, &w, NULL, NULL, 413, "the request body is larger than 64 KiB");
+	int retry;
+	pthread_mutex_lock(&lock);
+	bool blocked = web_rl_blocked(&rl, client, now_ms(), &retry);
+	pthread_mutex_unlock(&lock);
+	if (blocked) {
+		const char *msg = "too many failed authentications: try again later";
+		json_t *b = json_pack("{s:b, s:s, s:i}", "ok", 0, "error", msg, "retry_after_s", retry);
+		audit(client, NULL, ROLE_NONE, method, url, NULL, NULL, 429, msg);
+		enum MHD_Result rc = send_json(c, 429, b);
+		json_decref(b);
+		return rc;
+	}
+
+	/* Who: a bearer token (never a cookie: nothing here is reachable by a cross-site form). */
+	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+	if (!auth || strncasecmp(auth, "Bearer ", 7))
+		return deny(c, &w, NULL, NULL, 401,
+			    "authentication required: send Authorization: Bearer <token> (hv New-VMManagementToken)");
+	json_t *q = json_pack("{s:s, s:s}", "op", "check-token", "token", auth + 7);
+	bool down;
+	json_t *who = vmms(q, &down);
+	json_decref(q);
+	if (down) {
+		json_decref(who);
+		return deny(c, &w, NULL, NULL, 502, "vmms does not answer");
+	}
+	if (!json_is_true(json_object_get(who, "ok"))) {
+		pthread_mutex_lock(&lock);
+		web_rl_fail(&rl, client, now_ms());
+		pthread_mutex_unlock(&lock);
+		snprintf(err, sizeof(err), "%s", json_string_value(json_object_get(who, "error")) ?: "unknown token");
+		json_decref(who);
+		return deny(c, &w, NULL, NULL, 401, err);
+	}
+	json_t *tok = json_object_get(who, "token");
+	snprintf(user, sizeof(user), "token:%s", json_string_value(json_object_get(tok, "name")) ?: "");
+	w.user = user;
+	w.role = token_role_parse(json_string_value(json_object_get(tok, "role")));
+	json_decref(who);
+
+	/* What: the body (or the query arguments), then the route. */
+	json_t *body = NULL;
+	if (u->len) {
+		int depth = web_json_depth(u->body, u->len);
+		json_error_t je;
+		if (depth < 0 || depth > WEB_MAX_JSON_DEPTH)
+			snprintf(err, sizeof(err), depth < 0 ? "the body is not JSON" : "the body nests deeper than %d levels",
+				 WEB_MAX_JSON_DEPTH);
+		else if (!(body = json_loadb(u->body, u->len, JSON_REJECT_DUPLICATES, &je)))
+			snprintf(err, sizeof(err), "the body is not JSON: %s", je.text);
+		if (!body)
+			return deny(c, &w, NULL, NULL, 400, err);
+	} else {
+		body = json_object();
+		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query, body);
+	}
+	struct web_route rt;
+	int st = web_route(method, url, body, &rt, err, sizeof(err));
+	json_decref(body);
+	if (st)
+		return deny(c, &w, NULL, NULL, (unsigned)st, err);
+	enum MHD_Result rc;
+	if (w.role < rt.role) {
+		snprintf(err, sizeof(err), "access denied: the role %s may not run '%s' (it needs %s)", token_role_name(w.role), rt.op,
+			 token_role_name(rt.role));
+		rc = deny(c, &w, rt.op, rt.req, 403, err);
+	} else if (!paths_allowed(rt.req, err, sizeof(err))) {
+		rc = deny(c, &w, rt.op, rt.req, 400, err);
+	} else if (rt.kind == WEB_CONSOLE_STREAM || rt.kind == WEB_STATE_STREAM) {
+		audit(client, user, w.role, method, url, rt.op, rt.req, 200, NULL);
+		rc = send_stream(c, rt.kind == WEB_CONSOLE_STREAM, rt.req);
+	} else {
+		json_t *reply = rt.kind == WEB_WHOAMI ? json_pack("{s:b, s:s, s:s}", "ok", 1, "user", user, "role", token_role_name(w.role))
+				: rt.kind == WEB_CONSOLE_READ ? console_read(rt.req)
+							      : vmms(rt.req, &down);
+		unsigned status = rt.kind == WEB_VMMS && down ? 502 : reply_status(reply);
+		audit(client, user, w.role, method, url, rt.op, rt.req, status, json_string_value(json_object_get(reply, "error")));
+		rc = send_json(c, status, reply);
+		json_decref(reply);
+	}
+	web_route_free(&rt);
+	return rc;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *data, size_t *data_size, void **con_cls)
+{
+	(void)cls;
+	(void)version;
+	struct upload *u = *con_cls;
+	if (!u) {
+		if (!(u = calloc(1, sizeof(*u))))
+			return MHD_NO;
+		*con_cls = u;
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+		if (cl && strtoull(cl, NULL, 10) > WEB_MAX_BODY)
+			u->too_big = true; /* answered at once, the body unread */
+		else
+			return MHD_YES;
+	}
+	if (*data_size && !u->too_big) {
+		if (u->len + *data_size > WEB_MAX_BODY) {
+			u->too_big = true;
+		} else {
+			char *b = realloc(u->body, u->len + *data_size + 1);
+			if (!b)
+				return MHD_NO;
+			memcpy(b + u->len, data, *data_size);
+			u->body = b;
+			u->len += *data_size;
+			u->body[u->len] = '\0';
+		}
+	}
+	if (*data_size && !u->too_big) {
+		*data_size = 0;
+		return MHD_YES;
+	}
+	*data_size = 0;
+	return handle(c, url, method, u);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why)
+{
+	(void)cls;
+	(void)c;
+	(void)why;
+	struct upload *u = *con_cls;
+	if (u) {
+		free(u->body);
+		free(u);
+	}
+	*con_cls = NULL;
+}
+
+/* "127.0.0.1:8443", "[::1]:8443", "0.0.0.0:8443"; port 0: any free one. */
+static bool parse_listen(const char *s, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	char host[64];
+	const char *colon;
+	if (*s == '[') {
+		const char *end = strchr(s, ']');
+		if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))
+			return false;
+		snprintf(host, sizeof(host), "%.*s", (int)(end - s - 1), s + 1);
+		colon = end + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || (size_t)(colon - s) >= sizeof(host))
+			return false;
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || port < 0 || port > 65535)
+		return false;
+	struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		return true;
+	}
+	return false;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmmsweb [--listen ADDR:PORT] [--socket PATH] [--state DIR] [--cert FILE --key FILE]\n"
+		   "  --listen ADDR:PORT  where to serve HTTPS (default " DEFAULT_LISTEN "; port 0: any free one)\n"
+		   "  --socket PATH       vmms's socket (default $VIRIDIAN_SOCKET or " DEFAULT_SOCKET ")\n"
+		   "  --state DIR         the certificate, its key and audit.log (default " DEFAULT_STATE ")\n"
+		   "  --cert/--key FILE   a certificate to use (PEM) instead of the self-signed one made in DIR\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *listen = DEFAULT_LISTEN, *sock = getenv("VIRIDIAN_SOCKET"), *state = DEFAULT_STATE;
+	const char *cert_path = NULL, *key_path = NULL;
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' }, { "socket", required_argument, NULL, 's' },
+		{ "state", required_argument, NULL, 'd' },  { "cert", required_argument, NULL, 'c' },
+		{ "key", required_argument, NULL, 'k' },    { "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int o;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (o) {
+		case 'l': listen = optarg; break;
+		case 's': sock = optarg; break;
+		case 'd': state = optarg; break;
+		case 'c': cert_path = optarg; break;
+		case 'k': key_path = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default:
+			fprintf(stderr, "vmmsweb: %s %s (see vmmsweb --help)\n", o == ':' ? "a value is needed after" : "unknown option",
+				argv[optind - 1]);
+			return 1;
+		}
+	}
+	if (optind < argc || !cert_path != !key_path) {
+		fprintf(stderr, "vmmsweb: %s (see vmmsweb --help)\n",
+			optind < argc ? "unexpected argument" : "--cert and --key go together");
+		return 1;
+	}
+	struct sockaddr_storage ss;
+	if (!parse_listen(listen, &ss)) {
+		fprintf(stderr, "vmmsweb: --listen %s: give ADDR:PORT (127.0.0.1:8443, [::1]:8443)\n", listen);
+		return 1;
+	}
+	snprintf(cfg.socket, sizeof(cfg.socket), "%s", sock && *sock ? sock : DEFAULT_SOCKET);
+	snprintf(cfg.state, sizeof(cfg.state), "%s", state);
+	snprintf(cfg.audit, sizeof(cfg.audit), "%s/audit.log", cfg.state);
+	if (mkdir(cfg.state, 0700) < 0 && errno != EEXIST) {
+		fprintf(stderr, "vmmsweb: --state %s: %s\n", cfg.state, strerror(errno));
+		return 1;
+	}
+	char gen_cert[PATH_MAX + 16], gen_key[PATH_MAX + 16], fp[65], err[512];
+	snprintf(gen_cert, sizeof(gen_cert), "%s/cert.pem", cfg.state);
+	snprintf(gen_key, sizeof(gen_key), "%s/key.pem", cfg.state);
+	char *cert, *key;
+	if (web_tls_load(cert_path ? cert_path : gen_cert, key_path ? key_path : gen_key, !cert_path, &cert, &key, fp, err,
+			 sizeof(err)) < 0) {
+		fprintf(stderr, "vmmsweb: %s\n", err);
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	unsigned flags = MHD_USE_TLS | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	struct MHD_Daemon *d = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_HTTPS_MEM_KEY, key,
+		MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_PRIORITIES, "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)32,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+	if (!d) {
+		fprintf(stderr, "vmmsweb: cannot serve HTTPS on %s: %s\n", listen, strerror(errno));
+		return 1;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	char shown[96];
+	snprintf(shown, sizeof(shown), "%.*s%u", (int)(strrchr(listen, ':') - listen + 1), listen, di ? di->port : 0);
+	fprintf(stderr, "vmmsweb: listening on https://%s (vmms at %s), certificate SHA-256 %s\n", shown, cfg.socket, fp);
+	while (!stopping)
+		pause();
+	fprintf(stderr, "vmmsweb: exiting\n");
+	MHD_stop_daemon(d);
+	free(cert);
+	free(key);
+	return 0;
+}
