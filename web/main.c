@@ -123,8 +123,8 @@ static void audit(const char *client, const char *who, enum token_role role, con
 	char when[32];
 	time_t t = time(NULL);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-	json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "time", when, "client", client, "user", who ? who : "",
-			      "role", token_role_name(role), "method", method, "url", url, "status", (int)status);
+	json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "time", when, "client", client, "user", who ? who : "", "role",
+			      token_role_name(role), "method", method, "url", url);
 	if (op)
 		json_object_set_new(e, "op", json_string(op));
 	if (params) {
@@ -132,8 +132,9 @@ static void audit(const char *client, const char *who, enum token_role role, con
 		json_object_del(p, "token");
 		json_object_set_new(e, "params", p);
 	}
+	json_object_set_new(e, "status", json_integer(status));
 	json_object_set_new(e, "result", json_string(status < 300 ? "ok" : error ? error : "refused"));
-	char *line = json_dumps(e, JSON_COMPACT);
+	char *line = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(e);
 	pthread_mutex_lock(&lock);
 	int fd = open(cfg.audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -350,14 +351,33 @@ struct upload {
 	char *body;
 	size_t len;
 	bool too_big;
+	size_t discarded; /* of a body too big: read and dropped, so the client sees the 413 */
 };
 
+#define WEB_MAX_DISCARD (1u << 20)
+
+/* Query arguments (undecoded: see no_unescape) into the request object; a malformed one
+ * leaves the key "\001bad", which no request has, for the caller to refuse. */
 static enum MHD_Result add_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
 	(void)kind;
-	if (key && value && json_object_size(cls) < 16)
-		json_object_set_new(cls, key, json_string(value));
+	char k[64], v[512];
+	if (!key || !value || json_object_size(cls) >= 16 || !web_url_decode(key, strlen(key), k, sizeof(k)) ||
+	    (*value && !web_url_decode(value, strlen(value), v, sizeof(v)))) {
+		json_object_set_new(cls, "\001bad", json_true());
+		return MHD_NO;
+	}
+	json_object_set_new(cls, k, json_string(*value ? v : ""));
 	return MHD_YES;
+}
+
+/* The URL reaches the handler as sent: web_url_decode decodes each segment once, so a %2F
+ * cannot become a path separator and a %00 is refused rather than cut at. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void)cls;
+	(void)c;
+	return strlen(s);
 }
 
 static void client_addr(struct MHD_Connection *c, char *out, size_t len)
@@ -450,6 +470,10 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
 	} else {
 		body = json_object();
 		MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, add_query, body);
+		if (json_object_get(body, "\001bad")) {
+			json_decref(body);
+			return deny(c, &w, NULL, NULL, 400, "malformed query arguments");
+		}
 	}
 	struct web_route rt;
 	int st = web_route(method, url, body, &rt, err, sizeof(err));
@@ -495,9 +519,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		else
 			return MHD_YES;
 	}
-	if (*data_size && !u->too_big) {
-		if (u->len + *data_size > WEB_MAX_BODY) {
+	if (*data_size) {
+		if (!u->too_big && u->len + *data_size > WEB_MAX_BODY) {
 			u->too_big = true;
+			free(u->body);
+			u->body = NULL;
+			u->len = 0;
+		}
+		if (u->too_big) {
+			u->discarded += *data_size;
+			if (u->discarded > WEB_MAX_DISCARD)
+				return MHD_NO; /* no one sends that much by mistake */
 		} else {
 			char *b = realloc(u->body, u->len + *data_size + 1);
 			if (!b)
@@ -507,8 +539,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			u->len += *data_size;
 			u->body[u->len] = '\0';
 		}
-	}
-	if (*data_size && !u->too_big) {
 		*data_size = 0;
 		return MHD_YES;
 	}
@@ -645,7 +675,7 @@ int main(int argc, char **argv)
 		MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_PRIORITIES, "SECURE256:+SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)32,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL, MHD_OPTION_END);
 	if (!d) {
 		fprintf(stderr, "vmmsweb: cannot serve HTTPS on %s: %s\n", listen, strerror(errno));
 		return 1;

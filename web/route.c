@@ -99,9 +99,7 @@ static int hexval(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* One URL segment, percent-decoded; false for a bad escape, a NUL, a control character or a
- * '/' smuggled in as %2F. */
-static bool decode_segment(const char *s, size_t len, char *out, size_t outlen)
+bool web_url_decode(const char *s, size_t len, char *out, size_t outlen)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < len; i++) {
@@ -222,7 +220,7 @@ int web_route(const char *method, const char *url, json_t *body, struct web_rout
 	while (*p) {
 		const char *e = strchr(p, '/');
 		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (n == MAX_SEGS || !decode_segment(p, len, segs[n], sizeof(segs[n]))) {
+		if (n == MAX_SEGS || !web_url_decode(p, len, segs[n], sizeof(segs[n]))) {
 			snprintf(err, errlen, "malformed URL");
 			return n == MAX_SEGS ? 404 : 400;
 		}

@@ -38,6 +38,10 @@ int web_route(const char *method, const char *url, json_t *body, struct web_rout
 void web_route_free(struct web_route *r);
 /* The role an op needs; ROLE_NONE when the web API does not offer it. */
 enum token_role web_op_role(const char *op);
+/* A URL segment or query value of len bytes, percent-decoded once into out; false for a bad
+ * escape, a NUL, a control character, a '/' (also as %2F), an empty result or one too long.
+ * vmmsweb gets the URL undecoded (its HTTP library's decoding is turned off) and decodes here. */
+bool web_url_decode(const char *s, size_t len, char *out, size_t outlen);
 /* The deepest nesting of arrays/objects in a JSON text (strings skipped); -1 when brackets do
  * not balance. Checked before jansson parses a body. */
 int web_json_depth(const char *s, size_t n);
