@@ -52,7 +52,7 @@ static void load_pin(void)
 	for (int n = 1; f && fgets(line, sizeof(line), f); n++) {
 		char host[300], fp[80];
 		if (sscanf(line, "%299s %79s", host, fp) == 2 && !strcasecmp(host, rc.target) && strlen(fp) == 64) {
-			snprintf(rc.pinned, sizeof(rc.pinned), "%s", fp);
+			snprintf(rc.pinned, sizeof(rc.pinned), "%.64s", fp);
 			rc.pinned_line = n;
 			break;
 		}
