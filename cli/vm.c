@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -430,6 +431,28 @@ static bool send_input(const char *name, const unsigned char *buf, size_t n)
 	return true;
 }
 
+/* With -ComputerName the console log is the remote host's: the next piece of it from vmmsweb
+ * (console-read), written to stdout; its length (0: nothing new or an error). */
+static size_t remote_console(const char *name, long long *offset)
+{
+	json_t *req = json_pack("{s:s, s:s, s:I}", "op", "console-read", "vm", name, "offset", (json_int_t)*offset);
+	char err[512];
+	json_t *r = vmms_call(req, err, sizeof(err));
+	json_decref(req);
+	const char *b64 = json_string_value(json_object_get(r, "data"));
+	size_t len = b64 ? strlen(b64) : 0, n = 0;
+	unsigned char *out = len && len % 4 == 0 ? malloc(len / 4 * 3 + 1) : NULL;
+	int k = out ? EVP_DecodeBlock(out, (const unsigned char *)b64, (int)len) : -1;
+	if (k > 0) {
+		n = (size_t)k - (b64[len - 1] == '=') - (b64[len - 2] == '='); /* the padding decodes as zeros */
+		fwrite(out, 1, n, stdout);
+		*offset = json_integer_value(json_object_get(r, "offset"));
+	}
+	free(out);
+	json_decref(r);
+	return n;
+}
+
 /* Connect-VM: the VM's serial console (COM1, <VM folder>/console.log) so far, then followed
  * until the VM is Off. Keyboard input goes to COM1 through vmms: on a terminal in raw mode
  * (Ctrl-] detaches; Ctrl-C goes to the guest), otherwise stdin until its end (Ctrl-C
@@ -460,17 +483,23 @@ static int connect_vm(const char *name, json_t *v)
 	} else {
 		tty = false;
 	}
+	long long offset = 0;
 	for (;;) {
-		if (!f)
-			f = fopen(path, "re");
 		size_t n;
 		bool got = false;
-		while (f && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
-			fwrite(buf, 1, n, stdout);
-			got = true;
+		if (remote_active()) {
+			while ((n = remote_console(name, &offset)) > 0)
+				got = true;
+		} else {
+			if (!f)
+				f = fopen(path, "re");
+			while (f && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+				fwrite(buf, 1, n, stdout);
+				got = true;
+			}
+			if (f)
+				clearerr(f);
 		}
-		if (f)
-			clearerr(f);
 		fflush(stdout);
 		if (off || connect_stop)
 			break;
