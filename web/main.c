@@ -35,6 +35,7 @@
 #define DEFAULT_LISTEN "127.0.0.1:8443"
 
 static struct {
+	char www[PATH_MAX];
 	char socket[PATH_MAX];
 	char state[PATH_MAX];
 	char audit[PATH_MAX + 16];
@@ -263,7 +264,6 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			s->next_poll_ms = now + (s->console ? 200 : 500);
 			ssize_t n = 0;
 			if (s->console) {
-				json_object_set_new(s->req, "offset", json_integer(json_integer_value(json_object_get(s->req, "offset"))));
 				json_t *r = console_read(s->req);
 				const char *data = json_string_value(json_object_get(r, "data"));
 				if (!json_is_true(json_object_get(r, "ok")) || !strcmp(json_string_value(json_object_get(r, "state")) ?: "", "Off")) {
@@ -345,6 +345,58 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool console, json_
 	return rc;
 }
 
+/* ---- the console's static files ---- */
+
+/* The only files served without a token: a fixed list, never a path from the URL. */
+static const struct { const char *url, *file, *type; } statics[] = {
+	{ "/", "index.html", "text/html; charset=utf-8" },
+	{ "/ui/app.js", "app.js", "text/javascript; charset=utf-8" },
+	{ "/ui/app.css", "app.css", "text/css; charset=utf-8" },
+};
+
+/* Scripts and styles from this origin only, no inline script, no frames, fetch() to itself. */
+#define CONSOLE_CSP                                                                                                   \
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; " \
+	"form-action 'none'; frame-ancestors 'none'"
+
+static int static_file(struct MHD_Connection *c, const char *url, const char *method, enum MHD_Result *rc)
+{
+	for (size_t i = 0; i < sizeof(statics) / sizeof(statics[0]); i++) {
+		if (strcmp(url, statics[i].url))
+			continue;
+		if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
+			*rc = send_error(c, 405, "method not allowed");
+			return 1;
+		}
+		char path[PATH_MAX + 32];
+		snprintf(path, sizeof(path), "%s/%s", cfg.www, statics[i].file);
+		FILE *f = fopen(path, "re");
+		char *buf = NULL;
+		size_t n = 0;
+		if (f) {
+			buf = malloc(1 << 20);
+			n = buf ? fread(buf, 1, 1 << 20, f) : 0;
+			fclose(f);
+		}
+		if (!buf) {
+			*rc = send_error(c, 404, "the console's files are not installed (vmmsweb --www)");
+			return 1;
+		}
+		struct MHD_Response *r = MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_FREE);
+		MHD_add_response_header(r, "Content-Type", statics[i].type);
+		MHD_add_response_header(r, "Content-Security-Policy", CONSOLE_CSP);
+		MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+		MHD_add_response_header(r, "X-Frame-Options", "DENY");
+		MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+		MHD_add_response_header(r, "Cache-Control", "no-store");
+		MHD_add_response_header(r, "Strict-Transport-Security", "max-age=31536000");
+		*rc = MHD_queue_response(c, 200, r);
+		MHD_destroy_response(r);
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- requests ---- */
 
 struct upload {
@@ -415,6 +467,11 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
 	struct who w = { client, NULL, ROLE_NONE, method, url };
 	if (u->too_big)
 		return deny(c, &w, NULL, NULL, 413, "the request body is larger than 64 KiB");
+	enum MHD_Result src;
+	if (static_file(c, url, method, &src))
+		return src;
+	if (strncmp(url, "/api/v1/", 8))
+		return send_error(c, 404, "no such page");
 	int retry;
 	pthread_mutex_lock(&lock);
 	bool blocked = web_rl_blocked(&rl, client, now_ms(), &retry);
@@ -604,21 +661,23 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: vmmsweb [--listen ADDR:PORT] [--socket PATH] [--state DIR] [--cert FILE --key FILE]\n"
+	fprintf(f, "usage: vmmsweb [--listen ADDR:PORT] [--socket PATH] [--state DIR] [--cert FILE --key FILE] [--www DIR]\n"
 		   "  --listen ADDR:PORT  where to serve HTTPS (default " DEFAULT_LISTEN "; port 0: any free one)\n"
 		   "  --socket PATH       vmms's socket (default $VIRIDIAN_SOCKET or " DEFAULT_SOCKET ")\n"
 		   "  --state DIR         the certificate, its key and audit.log (default " DEFAULT_STATE ")\n"
-		   "  --cert/--key FILE   a certificate to use (PEM) instead of the self-signed one made in DIR\n");
+		   "  --cert/--key FILE   a certificate to use (PEM) instead of the self-signed one made in DIR\n"
+		   "  --www DIR           the console's static files (default " VIRIDIAN_WWW_DIR ")\n");
 }
 
 int main(int argc, char **argv)
 {
 	const char *listen = DEFAULT_LISTEN, *sock = getenv("VIRIDIAN_SOCKET"), *state = DEFAULT_STATE;
-	const char *cert_path = NULL, *key_path = NULL;
+	const char *cert_path = NULL, *key_path = NULL, *www = VIRIDIAN_WWW_DIR;
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' }, { "socket", required_argument, NULL, 's' },
 		{ "state", required_argument, NULL, 'd' },  { "cert", required_argument, NULL, 'c' },
-		{ "key", required_argument, NULL, 'k' },    { "help", no_argument, NULL, 'h' },
+		{ "key", required_argument, NULL, 'k' },    { "www", required_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int o;
@@ -630,6 +689,7 @@ int main(int argc, char **argv)
 		case 'd': state = optarg; break;
 		case 'c': cert_path = optarg; break;
 		case 'k': key_path = optarg; break;
+		case 'w': www = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default:
 			fprintf(stderr, "vmmsweb: %s %s (see vmmsweb --help)\n", o == ':' ? "a value is needed after" : "unknown option",
@@ -648,6 +708,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	snprintf(cfg.socket, sizeof(cfg.socket), "%s", sock && *sock ? sock : DEFAULT_SOCKET);
+	snprintf(cfg.www, sizeof(cfg.www), "%s", www);
 	snprintf(cfg.state, sizeof(cfg.state), "%s", state);
 	snprintf(cfg.audit, sizeof(cfg.audit), "%s/audit.log", cfg.state);
 	if (mkdir(cfg.state, 0700) < 0 && errno != EEXIST) {

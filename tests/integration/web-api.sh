@@ -132,6 +132,12 @@ printf 'boot <img src=x onerror=alert(1)>\n' >"$vmdir/console.log"
 check "Operator: console output, base64, with the offset" bash -c "curl -sk -H 'Authorization: Bearer $(cat "$t/oper.tok")' '$U/vms/web/console?offset=5' | python3 -c 'import sys,json,base64; r=json.load(sys.stdin); sys.exit(not (base64.b64decode(r[\"data\"]) == b\"<img src=x onerror=alert(1)>\\n\" and r[\"offset\"] == 34))'"
 check "Operator: console stream of an Off VM: the output, then end" bash -c "curl -skN --max-time 5 -H 'Authorization: Bearer $(cat "$t/oper.tok")' '$U/vms/web/console/stream' >'$t/sse'; grep -q '^event: console' '$t/sse' && grep -q '^event: end' '$t/sse'"
 
+# The console's static files: no token needed, a strict CSP, nothing else served.
+check "GET / serves the console with a strict CSP" bash -c "curl -sk -D '$t/h' -o '$t/index' 'https://127.0.0.1:$port/' && grep -q 'src=\"/ui/app.js\"' '$t/index' && grep -qi \"^content-security-policy: default-src 'none'; script-src 'self'\" '$t/h' && ! grep -qi 'unsafe' '$t/h' && grep -qi '^x-frame-options: deny' '$t/h'"
+check "the console's script and style" bash -c "[ \$(curl -sk -o /dev/null -w '%{http_code}' 'https://127.0.0.1:$port/ui/app.js') = 200 ] && curl -sk -D- -o /dev/null 'https://127.0.0.1:$port/ui/app.css' | grep -qi '^content-type: text/css'"
+check "no other file is served" bash -c "for p in /ui/ /ui/../web.md /ui/index.html /etc/passwd /ui/app.js/x; do [ \$(curl -sk --path-as-is -o /dev/null -w '%{http_code}' 'https://127.0.0.1:$port'\$p) = 404 ] || exit 1; done"
+check "the console's script puts server strings in as text only" bash -c "! grep -nE 'innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(' web/www/app.js"
+
 # The audit log.
 check "the audit log names who, op and result, mode 0600" bash -c "grep -q '\"user\":\"token:reader\".*\"op\":\"start\".*\"status\":403,\"result\":\"access denied' '$t/web/audit.log' && grep -q '\"user\":\"token:admin\".*\"op\":\"new\".*\"params\":{\"name\":\"made\"' '$t/web/audit.log' && [ \$(stat -c %a '$t/web/audit.log') = 600 ]"
 check "the audit log never holds a token" bash -c "! grep -q vrd_ '$t/web/audit.log'"

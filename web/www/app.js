@@ -1,0 +1,121 @@
+// The VM dashboard: a list of VMs with power actions, through vmmsweb's API. Every string from
+// the server (VM names, states, errors: guest- and user-controlled) goes into the page as
+// text (textContent only), and the CSP allows no inline script.
+'use strict';
+
+const api = '/api/v1';
+let token = sessionStorage.getItem('viridian-token');
+const $ = (id) => document.getElementById(id);
+
+// A token may come in the URL fragment (#token=...) once; it is moved to sessionStorage and
+// dropped from the address bar.
+if (location.hash.startsWith('#token=')) {
+  token = decodeURIComponent(location.hash.slice(7));
+  sessionStorage.setItem('viridian-token', token);
+  history.replaceState(null, '', location.pathname);
+}
+
+async function call(method, path, body) {
+  const opts = { method, headers: { Authorization: 'Bearer ' + token } };
+  if (body !== undefined) {
+    opts.headers['Content-Type'] = 'application/json';
+    opts.body = JSON.stringify(body);
+  }
+  const r = await fetch(api + path, opts);
+  let j;
+  try { j = await r.json(); } catch (e) { j = { ok: false, error: 'HTTP ' + r.status }; }
+  if (r.status === 401) signOut(j.error);
+  return j;
+}
+
+function text(tag, s, label) {
+  const e = document.createElement(tag);
+  e.textContent = s;
+  if (label) e.dataset.label = label;
+  return e;
+}
+
+function uptime(ms) {
+  const s = Math.floor(ms / 1000);
+  const p = (n) => String(n).padStart(2, '0');
+  return p(Math.floor(s / 3600)) + ':' + p(Math.floor(s / 60) % 60) + ':' + p(s % 60);
+}
+
+// What each state allows, as Hyper-V Manager offers it.
+const actions = [
+  ['Start', 'start', (s) => s === 'Off' || s === 'Saved'],
+  ['Shut down', 'stop', (s) => s === 'Running'],
+  ['Turn off', 'turnoff', (s) => ['Running', 'Paused', 'Starting', 'Stopping'].includes(s)],
+  ['Save', 'save', (s) => s === 'Running' || s === 'Paused'],
+  ['Pause', 'pause', (s) => s === 'Running'],
+  ['Resume', 'resume', (s) => s === 'Paused'],
+];
+
+function row(vm) {
+  const tr = document.createElement('tr');
+  tr.append(text('td', vm.name, 'Name'), text('td', vm.state + (vm.operation ? ' (' + vm.operation + ')' : ''), 'State'),
+    text('td', vm.cpu_usage + ' %', 'CPU'), text('td', Math.round(vm.memory_assigned / 1048576) + ' MB', 'Memory'),
+    text('td', uptime(vm.uptime_ms), 'Uptime'), text('td', vm.heartbeat || '', 'Heartbeat'));
+  const td = document.createElement('td');
+  td.className = 'actions';
+  td.dataset.label = 'Actions';
+  for (const [label, op, ok] of actions) {
+    if (!ok(vm.state)) continue;
+    const b = text('button', label);
+    b.type = 'button';
+    b.setAttribute('aria-label', label + ' ' + vm.name);
+    b.addEventListener('click', async () => {
+      b.disabled = true;
+      const r = await call('POST', '/vms/' + encodeURIComponent(vm.name) + '/' + op);
+      show(r.ok ? label + ': ' + vm.name : r.error, !r.ok);
+      refresh();
+    });
+    td.append(b);
+  }
+  tr.append(td);
+  return tr;
+}
+
+function show(msg, error) {
+  $('status').textContent = msg;
+  $('status').className = error ? 'error' : '';
+}
+
+async function refresh() {
+  const r = await call('GET', '/vms');
+  if (!r.ok) return show(r.error, true);
+  $('vms').tBodies[0].replaceChildren(...r.vms.map(row));
+}
+
+function signOut(msg) {
+  token = null;
+  sessionStorage.removeItem('viridian-token');
+  $('dashboard').hidden = true;
+  $('logout').hidden = true;
+  $('who').textContent = '';
+  $('login').hidden = false;
+  $('login-error').textContent = msg || '';
+}
+
+async function signIn() {
+  const w = await call('GET', '/whoami');
+  if (!w.ok) return;
+  $('who').textContent = w.user + ' (' + w.role + ')';
+  $('login').hidden = true;
+  $('dashboard').hidden = false;
+  $('logout').hidden = false;
+  refresh();
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  $('login-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    token = $('token').value.trim();
+    sessionStorage.setItem('viridian-token', token);
+    $('token').value = '';
+    signIn();
+  });
+  $('logout').addEventListener('click', () => signOut(''));
+  if (token) signIn(); else signOut('');
+  setInterval(() => { if (token && !$('dashboard').hidden) refresh(); }, 2000);
+});
