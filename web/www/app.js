@@ -91,6 +91,7 @@ function signOut(msg) {
   token = null;
   sessionStorage.removeItem('viridian-token');
   $('dashboard').hidden = true;
+  $('vms').tBodies[0].replaceChildren();
   $('logout').hidden = true;
   $('who').textContent = '';
   $('login').hidden = false;
