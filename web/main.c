@@ -123,7 +123,8 @@ static void audit(const char *client, const char *who, enum token_role role, con
 {
 	char when[32];
 	time_t t = time(NULL);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+	struct tm tm;
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
 	json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "time", when, "client", client, "user", who ? who : "", "role",
 			      token_role_name(role), "method", method, "url", url);
 	if (op)
@@ -196,8 +197,9 @@ static bool paths_allowed(json_t *req, char *err, size_t errlen)
 
 /* ---- the console and the state stream ---- */
 
-/* Up to max bytes of the VM's console.log from offset, base64. */
-static json_t *console_read(json_t *req)
+/* Up to limit bytes (at most WEB_CONSOLE_CHUNK) of the VM's console.log from the request's
+ * offset, base64. */
+static json_t *console_read(json_t *req, size_t limit)
 {
 	json_t *q = json_pack("{s:s, s:O}", "op", "get", "vm", json_object_get(req, "vm"));
 	json_t *g = vmms(q, NULL);
@@ -223,7 +225,7 @@ static json_t *console_read(json_t *req)
 		if (off > size) /* the log started over */
 			off = 0;
 		if (fseeko(f, off, SEEK_SET) == 0)
-			n = fread(buf, 1, sizeof(buf), f);
+			n = fread(buf, 1, limit < sizeof(buf) ? limit : sizeof(buf), f);
 		fclose(f);
 	}
 	char *b64 = malloc(4 * ((n + 2) / 3) + 1);
@@ -264,7 +266,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			s->next_poll_ms = now + (s->console ? 200 : 500);
 			ssize_t n = 0;
 			if (s->console) {
-				json_t *r = console_read(s->req);
+				/* what fits one event in buf: base64 grows it by 4/3, the rest is small */
+				json_t *r = console_read(s->req, max > 1024 ? (max - 512) / 4 * 3 : 0);
 				const char *data = json_string_value(json_object_get(r, "data"));
 				if (!json_is_true(json_object_get(r, "ok")) || !strcmp(json_string_value(json_object_get(r, "state")) ?: "", "Off")) {
 					if (data && *data) /* the last output first */
@@ -336,7 +339,7 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool console, json_
 	s->req = json_incref(req);
 	s->last = json_object();
 	s->last_send_ms = now_ms();
-	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
+	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, stream_read, s, stream_free);
 	MHD_add_response_header(r, "Content-Type", "text/event-stream");
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
@@ -549,7 +552,7 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
 		rc = send_stream(c, rt.kind == WEB_CONSOLE_STREAM, rt.req);
 	} else {
 		json_t *reply = rt.kind == WEB_WHOAMI ? json_pack("{s:b, s:s, s:s}", "ok", 1, "user", user, "role", token_role_name(w.role))
-				: rt.kind == WEB_CONSOLE_READ ? console_read(rt.req)
+				: rt.kind == WEB_CONSOLE_READ ? console_read(rt.req, WEB_CONSOLE_CHUNK)
 							      : vmms(rt.req, &down);
 		unsigned status = rt.kind == WEB_VMMS && down ? 502 : reply_status(reply);
 		audit(client, user, w.role, method, url, rt.op, rt.req, status, json_string_value(json_object_get(reply, "error")));

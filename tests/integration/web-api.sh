@@ -32,6 +32,7 @@ check "a duplicate name is refused" bash -c "! '$B/hv' New-VMManagementToken -Na
 sqlite3 "$t/root/tokens.db" "UPDATE tokens SET expires = 1 WHERE name = 'old'"
 
 start_web() {
+  : >"$t/web.log"
   "$B/vmmsweb" --listen 127.0.0.1:0 --state "$t/web" 2>"$t/web.log" & wpid=$!
   for _ in $(seq 50); do grep -q listening "$t/web.log" && break; sleep 0.1; done
   port=$(sed -n 's/.*https:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$t/web.log")
@@ -131,6 +132,12 @@ vmdir=$(hv Get-VM web -Json | sed -n 's/.*"path": "\(.*Virtual Machines[^"]*\)".
 printf 'boot <img src=x onerror=alert(1)>\n' >"$vmdir/console.log"
 check "Operator: console output, base64, with the offset" bash -c "curl -sk -H 'Authorization: Bearer $(cat "$t/oper.tok")' '$U/vms/web/console?offset=5' | python3 -c 'import sys,json,base64; r=json.load(sys.stdin); sys.exit(not (base64.b64decode(r[\"data\"]) == b\"<img src=x onerror=alert(1)>\\n\" and r[\"offset\"] == 34))'"
 check "Operator: console stream of an Off VM: the output, then end" bash -c "curl -skN --max-time 5 -H 'Authorization: Bearer $(cat "$t/oper.tok")' '$U/vms/web/console/stream' >'$t/sse'; grep -q '^event: console' '$t/sse' && grep -q '^event: end' '$t/sse'"
+python3 -c "import sys; sys.stdout.write(''.join('line %06d of a long console log\\n' % i for i in range(4000)))" >"$vmdir/console.log"
+check "a 140 KB console log comes through the stream whole" bash -c "curl -skN --max-time 10 -H 'Authorization: Bearer $(cat "$t/oper.tok")' '$U/vms/web/console/stream' | python3 -c '
+import sys, json, base64
+data = b\"\".join(base64.b64decode(json.loads(l[6:])[\"data\"]) for l in sys.stdin if l.startswith(\"data: \") and \"\\\"data\\\"\" in l)
+sys.exit(data != open(sys.argv[1], \"rb\").read())' '$vmdir/console.log'"
+printf 'boot <img src=x onerror=alert(1)>\n' >"$vmdir/console.log"
 
 # The console's static files: no token needed, a strict CSP, nothing else served.
 check "GET / serves the console with a strict CSP" bash -c "curl -sk -D '$t/h' -o '$t/index' 'https://127.0.0.1:$port/' && grep -q 'src=\"/ui/app.js\"' '$t/index' && grep -qi \"^content-security-policy: default-src 'none'; script-src 'self'\" '$t/h' && ! grep -qi 'unsafe' '$t/h' && grep -qi '^x-frame-options: deny' '$t/h'"
@@ -160,6 +167,7 @@ check "hv -ComputerName: *-VHD cmdlets say they are local" bash -c "'$B/hv' Get-
 kill $wpid; wait $wpid 2>/dev/null; wpid=""
 rm -f "$t/web/cert.pem" "$t/web/key.pem"
 oldport=$port
+: >"$t/web.log"
 "$B/vmmsweb" --listen "127.0.0.1:$oldport" --state "$t/web" 2>"$t/web.log" & wpid=$!
 for _ in $(seq 50); do grep -q listening "$t/web.log" && break; sleep 0.1; done
 remote Get-VM -Credential "$t/reader.tok" >"$t/out" 2>"$t/err"; rc=$?

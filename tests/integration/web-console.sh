@@ -24,11 +24,13 @@ for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
 for r in Administrator Reader; do
   "$B/hv" New-VMManagementToken -Name "$r" -Role "$r" -Json | sed -n 's/.*"token": "\(vrd_[0-9a-f]*\)".*/\1/p' >"$t/$r.tok"
 done
+: >"$t/web.log"
 "$B/vmmsweb" --listen 127.0.0.1:0 --state "$t/web" 2>"$t/web.log" & wpid=$!
 for _ in $(seq 50); do grep -q listening "$t/web.log" && break; sleep 0.1; done
 port=$(sed -n 's/.*https:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$t/web.log")
 [ -n "$port" ] || { echo "FAIL: vmmsweb did not start"; exit 1; }
 
+: >"$t/chrome.log"
 "$chrome" --headless=new --no-sandbox --disable-gpu --ignore-certificate-errors --no-first-run \
   --user-data-dir="$t/chrome" --remote-debugging-port=0 about:blank 2>"$t/chrome.log" & cpid=$!
 for _ in $(seq 150); do grep -q 'DevTools listening' "$t/chrome.log" && break; sleep 0.1; done
