@@ -12,6 +12,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,10 +24,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "login.h"
 #include "tls.h"
 #include "vmms/control_client.h"
 #include "web/ratelimit.h"
 #include "web/route.h"
+#include "web/session.h"
 
 #define WEB_MAX_BODY (64 * 1024)
 #define WEB_CONSOLE_CHUNK (48 * 1024)
@@ -39,10 +42,13 @@ static struct {
 	char socket[PATH_MAX];
 	char state[PATH_MAX];
 	char audit[PATH_MAX + 16];
+	const char *pam_service;
+	const char *login_roles;
 } cfg;
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* the rate limiter and the audit log */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* the limiter, the sessions, the audit log */
 static struct web_ratelimit rl;
+static struct web_sessions sessions;
 static volatile sig_atomic_t stopping;
 
 static int64_t now_ms(void)
@@ -66,7 +72,7 @@ static json_t *vmms(json_t *req, bool *unreachable)
 
 /* ---- responses ---- */
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body)
+static enum MHD_Result send_json_cookie(struct MHD_Connection *c, unsigned status, json_t *body, const char *cookie)
 {
 	char *s = json_dumps(body, JSON_COMPACT);
 	size_t n = s ? strlen(s) : 0;
@@ -90,9 +96,16 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 		snprintf(v, sizeof(v), "%d", (int)json_integer_value(retry));
 		MHD_add_response_header(r, "Retry-After", v);
 	}
+	if (cookie)
+		MHD_add_response_header(r, "Set-Cookie", cookie);
 	enum MHD_Result rc = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return rc;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body)
+{
+	return send_json_cookie(c, status, body, NULL);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg)
@@ -463,9 +476,100 @@ static enum MHD_Result deny(struct MHD_Connection *c, const struct who *w, const
 	return send_error(c, status, msg);
 }
 
+/* The request body as a JSON object (depth-checked before jansson sees it); NULL with err. */
+static json_t *parse_body(const struct upload *u, char *err, size_t errlen)
+{
+	int depth = web_json_depth(u->body, u->len);
+	json_error_t je;
+	json_t *body = NULL;
+	if (depth < 0 || depth > WEB_MAX_JSON_DEPTH)
+		snprintf(err, errlen, depth < 0 ? "the body is not JSON" : "the body nests deeper than %d levels", WEB_MAX_JSON_DEPTH);
+	else if (!(body = json_loadb(u->body, u->len, JSON_REJECT_DUPLICATES, &je)))
+		snprintf(err, errlen, "the body is not JSON: %s", je.text);
+	else if (!json_is_object(body)) {
+		snprintf(err, errlen, "the body must be a JSON object");
+		json_decref(body);
+		body = NULL;
+	}
+	return body;
+}
+
+#define SESSION_COOKIE "vmmsweb_session"
+
+static bool valid_user_name(const char *u)
+{
+	if (!u || !*u || strlen(u) > 32 || *u == '-')
+		return false;
+	for (const char *p = u; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("._-", *p)))
+			return false;
+	return true;
+}
+
+/* POST /api/v1/login {"user","password"}: a host account through PAM -> a session cookie and
+ * the CSRF token every later request must carry. */
+static enum MHD_Result do_login(struct MHD_Connection *c, struct who *w, const struct upload *u)
+{
+	char err[512];
+	if (strcmp(w->method, "POST"))
+		return deny(c, w, "login", NULL, 405, "log in with POST");
+	json_t *body = u->len ? parse_body(u, err, sizeof(err)) : NULL;
+	if (!body)
+		return deny(c, w, "login", NULL, 400, u->len ? err : "the body must be {\"user\":...,\"password\":...}");
+	const char *user = json_string_value(json_object_get(body, "user"));
+	const char *pass = json_string_value(json_object_get(body, "password"));
+	char name[40];
+	snprintf(name, sizeof(name), "%s", valid_user_name(user) ? user : "");
+	if (!name[0] || !pass || strlen(pass) > 512) {
+		json_decref(body);
+		return deny(c, w, "login", NULL, 400, "the body must be {\"user\":NAME,\"password\":...} (a valid account name)");
+	}
+	enum token_role role = ROLE_NONE;
+	int rc = web_login(cfg.pam_service, cfg.login_roles, name, pass, &role, err, sizeof(err));
+	json_decref(body);
+	char who[48];
+	snprintf(who, sizeof(who), "pam:%s", name);
+	w->user = who;
+	json_t *params = json_pack("{s:s}", "user", name);
+	if (rc < 0) {
+		pthread_mutex_lock(&lock);
+		web_rl_fail(&rl, w->client, now_ms());
+		pthread_mutex_unlock(&lock);
+		enum MHD_Result r = deny(c, w, "login", params, 401, err);
+		json_decref(params);
+		return r;
+	}
+	if (role == ROLE_NONE) {
+		snprintf(err, sizeof(err), "the account %s has no Viridian role", name);
+		enum MHD_Result r = deny(c, w, "login", params, 403, err);
+		json_decref(params);
+		return r;
+	}
+	unsigned char rnd[64];
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		json_decref(params);
+		return deny(c, w, "login", NULL, 500, "no random bytes for a session");
+	}
+	pthread_mutex_lock(&lock);
+	struct web_session s = *web_session_new(&sessions, name, role, rnd, now_ms());
+	pthread_mutex_unlock(&lock);
+	w->role = role;
+	audit(w->client, who, role, w->method, w->url, "login", params, 200, NULL);
+	json_decref(params);
+	json_t *reply = json_pack("{s:b, s:s, s:s, s:s, s:I}", "ok", 1, "user", who, "role", token_role_name(role), "csrf",
+				  s.csrf, "expires_in_s", (json_int_t)(WEB_SESSION_TTL_MS / 1000));
+	char cookie[256];
+	snprintf(cookie, sizeof(cookie), SESSION_COOKIE "=%s; Path=/api/; Max-Age=%lld; HttpOnly; Secure; SameSite=Strict", s.id,
+		 (long long)(WEB_SESSION_TTL_MS / 1000));
+	enum MHD_Result r = send_json_cookie(c, 200, reply, cookie);
+	json_decref(reply);
+	return r;
+}
+
 static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const char *method, struct upload *u)
 {
 	char client[64], err[512], user[TOKEN_NAME_MAX + 8] = "";
+	bool down = false;
 	client_addr(c, client, sizeof(client));
 	struct who w = { client, NULL, ROLE_NONE, method, url };
 	if (u->too_big)
@@ -488,44 +592,66 @@ static enum MHD_Result handle(struct MHD_Connection *c, const char *url, const c
 		return rc;
 	}
 
-	/* Who: a bearer token (never a cookie: nothing here is reachable by a cross-site form). */
+	if (!strcmp(url, "/api/v1/login"))
+		return do_login(c, &w, u);
+
+	/* Who: a bearer token, or a login session's cookie with its CSRF header. */
 	const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-	if (!auth || strncasecmp(auth, "Bearer ", 7))
-		return deny(c, &w, NULL, NULL, 401,
-			    "authentication required: send Authorization: Bearer <token> (hv New-VMManagementToken)");
-	json_t *q = json_pack("{s:s, s:s}", "op", "check-token", "token", auth + 7);
-	bool down;
-	json_t *who = vmms(q, &down);
-	json_decref(q);
-	if (down) {
-		json_decref(who);
-		return deny(c, &w, NULL, NULL, 502, "vmms does not answer");
-	}
-	if (!json_is_true(json_object_get(who, "ok"))) {
+	const char *cookie = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, SESSION_COOKIE);
+	if (!auth && cookie) {
+		const char *csrf = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-CSRF-Token");
 		pthread_mutex_lock(&lock);
-		web_rl_fail(&rl, client, now_ms());
+		const struct web_session *sp = web_session_find(&sessions, cookie, now_ms());
+		struct web_session s = sp ? *sp : (struct web_session){ 0 };
+		bool csrf_ok = web_session_csrf_ok(sp, csrf);
+		if (sp && csrf_ok && !strcmp(url, "/api/v1/logout"))
+			web_session_end(&sessions, cookie);
 		pthread_mutex_unlock(&lock);
-		snprintf(err, sizeof(err), "%s", json_string_value(json_object_get(who, "error")) ?: "unknown token");
+		if (!sp)
+			return deny(c, &w, NULL, NULL, 401, "the session has expired or ended: log in again");
+		snprintf(user, sizeof(user), "pam:%s", s.user);
+		w.user = user;
+		w.role = s.role;
+		if (!csrf_ok)
+			return deny(c, &w, NULL, NULL, 403, "the X-CSRF-Token header is missing or wrong");
+		if (!strcmp(url, "/api/v1/logout")) {
+			audit(client, user, w.role, method, url, "logout", NULL, 200, NULL);
+			json_t *b = json_pack("{s:b}", "ok", 1);
+			enum MHD_Result rc = send_json_cookie(c, 200, b, SESSION_COOKIE "=; Path=/api/; Max-Age=0; HttpOnly; Secure; SameSite=Strict");
+			json_decref(b);
+			return rc;
+		}
+	} else {
+		if (!auth || strncasecmp(auth, "Bearer ", 7))
+			return deny(c, &w, NULL, NULL, 401,
+				    "authentication required: send Authorization: Bearer <token> (hv New-VMManagementToken), or log in");
+		json_t *q = json_pack("{s:s, s:s}", "op", "check-token", "token", auth + 7);
+		bool down;
+		json_t *who = vmms(q, &down);
+		json_decref(q);
+		if (down) {
+			json_decref(who);
+			return deny(c, &w, NULL, NULL, 502, "vmms does not answer");
+		}
+		if (!json_is_true(json_object_get(who, "ok"))) {
+			pthread_mutex_lock(&lock);
+			web_rl_fail(&rl, client, now_ms());
+			pthread_mutex_unlock(&lock);
+			snprintf(err, sizeof(err), "%s", json_string_value(json_object_get(who, "error")) ?: "unknown token");
+			json_decref(who);
+			return deny(c, &w, NULL, NULL, 401, err);
+		}
+		json_t *tok = json_object_get(who, "token");
+		snprintf(user, sizeof(user), "token:%s", json_string_value(json_object_get(tok, "name")) ?: "");
+		w.user = user;
+		w.role = token_role_parse(json_string_value(json_object_get(tok, "role")));
 		json_decref(who);
-		return deny(c, &w, NULL, NULL, 401, err);
 	}
-	json_t *tok = json_object_get(who, "token");
-	snprintf(user, sizeof(user), "token:%s", json_string_value(json_object_get(tok, "name")) ?: "");
-	w.user = user;
-	w.role = token_role_parse(json_string_value(json_object_get(tok, "role")));
-	json_decref(who);
 
 	/* What: the body (or the query arguments), then the route. */
 	json_t *body = NULL;
 	if (u->len) {
-		int depth = web_json_depth(u->body, u->len);
-		json_error_t je;
-		if (depth < 0 || depth > WEB_MAX_JSON_DEPTH)
-			snprintf(err, sizeof(err), depth < 0 ? "the body is not JSON" : "the body nests deeper than %d levels",
-				 WEB_MAX_JSON_DEPTH);
-		else if (!(body = json_loadb(u->body, u->len, JSON_REJECT_DUPLICATES, &je)))
-			snprintf(err, sizeof(err), "the body is not JSON: %s", je.text);
-		if (!body)
+		if (!(body = parse_body(u, err, sizeof(err))))
 			return deny(c, &w, NULL, NULL, 400, err);
 	} else {
 		body = json_object();
@@ -665,11 +791,15 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmmsweb [--listen ADDR:PORT] [--socket PATH] [--state DIR] [--cert FILE --key FILE] [--www DIR]\n"
+		   "               [--pam-service NAME] [--login-roles FILE]\n"
 		   "  --listen ADDR:PORT  where to serve HTTPS (default " DEFAULT_LISTEN "; port 0: any free one)\n"
 		   "  --socket PATH       vmms's socket (default $VIRIDIAN_SOCKET or " DEFAULT_SOCKET ")\n"
 		   "  --state DIR         the certificate, its key and audit.log (default " DEFAULT_STATE ")\n"
 		   "  --cert/--key FILE   a certificate to use (PEM) instead of the self-signed one made in DIR\n"
-		   "  --www DIR           the console's static files (default " VIRIDIAN_WWW_DIR ")\n");
+		   "  --www DIR           the console's static files (default " VIRIDIAN_WWW_DIR ")\n"
+		   "  --pam-service NAME  PAM service for POST /api/v1/login (default viridian)\n"
+		   "  --login-roles FILE  lines \"user NAME ROLE\" / \"group NAME ROLE\" (default: root, and the groups\n"
+		   "                      viridian-admins, viridian-operators, viridian-readers)\n");
 }
 
 int main(int argc, char **argv)
@@ -680,6 +810,7 @@ int main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' }, { "socket", required_argument, NULL, 's' },
 		{ "state", required_argument, NULL, 'd' },  { "cert", required_argument, NULL, 'c' },
 		{ "key", required_argument, NULL, 'k' },    { "www", required_argument, NULL, 'w' },
+		{ "pam-service", required_argument, NULL, 'p' }, { "login-roles", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -693,6 +824,8 @@ int main(int argc, char **argv)
 		case 'c': cert_path = optarg; break;
 		case 'k': key_path = optarg; break;
 		case 'w': www = optarg; break;
+		case 'p': cfg.pam_service = optarg; break;
+		case 'R': cfg.login_roles = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default:
 			fprintf(stderr, "vmmsweb: %s %s (see vmmsweb --help)\n", o == ':' ? "a value is needed after" : "unknown option",
@@ -712,6 +845,8 @@ int main(int argc, char **argv)
 	}
 	snprintf(cfg.socket, sizeof(cfg.socket), "%s", sock && *sock ? sock : DEFAULT_SOCKET);
 	snprintf(cfg.www, sizeof(cfg.www), "%s", www);
+	if (!cfg.pam_service)
+		cfg.pam_service = "viridian";
 	snprintf(cfg.state, sizeof(cfg.state), "%s", state);
 	snprintf(cfg.audit, sizeof(cfg.audit), "%s/audit.log", cfg.state);
 	if (mkdir(cfg.state, 0700) < 0 && errno != EEXIST) {

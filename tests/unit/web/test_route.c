@@ -11,6 +11,7 @@
 
 #include "web/ratelimit.h"
 #include "web/route.h"
+#include "web/session.h"
 
 static int route(const char *method, const char *url, const char *body, struct web_route *r)
 {
@@ -222,12 +223,55 @@ static void roles(void **st)
 	assert_true(ROLE_READER < ROLE_OPERATOR && ROLE_OPERATOR < ROLE_ADMINISTRATOR);
 }
 
+static void sessions(void **st)
+{
+	(void)st;
+	static struct web_sessions t;
+	memset(&t, 0, sizeof(t));
+	unsigned char rnd[64];
+	for (int i = 0; i < 64; i++)
+		rnd[i] = (unsigned char)i;
+	const struct web_session *s = web_session_new(&t, "alice", ROLE_OPERATOR, rnd, 1000);
+	char id[WEB_SESSION_HEX + 1], csrf[WEB_SESSION_HEX + 1];
+	strcpy(id, s->id);
+	strcpy(csrf, s->csrf);
+	assert_int_equal(strlen(id), WEB_SESSION_HEX);
+	assert_string_not_equal(id, csrf);
+	assert_ptr_equal(web_session_find(&t, id, 2000), s);
+	assert_true(web_session_csrf_ok(s, csrf));
+	assert_false(web_session_csrf_ok(s, id));
+	assert_false(web_session_csrf_ok(s, NULL));
+	assert_false(web_session_csrf_ok(NULL, csrf));
+	char wrong[WEB_SESSION_HEX + 1];
+	strcpy(wrong, csrf);
+	wrong[5] ^= 1;
+	assert_false(web_session_csrf_ok(s, wrong));
+	assert_null(web_session_find(&t, "short", 2000));
+	assert_null(web_session_find(&t, NULL, 2000));
+	assert_null(web_session_find(&t, id, 1000 + WEB_SESSION_TTL_MS)); /* expired */
+	rnd[0] ^= 0xff; /* different bytes */
+	s = web_session_new(&t, "bob", ROLE_READER, rnd, 5000);
+	strcpy(id, s->id);
+	web_session_end(&t, id);
+	assert_null(web_session_find(&t, id, 6000));
+	/* A full table: the session closest to expiry gives way. */
+	for (int i = 0; i < WEB_SESSION_SLOTS + 1; i++) {
+		rnd[0] = (unsigned char)i, rnd[1] = (unsigned char)(i >> 8);
+		s = web_session_new(&t, "u", ROLE_READER, rnd, 10000 + i);
+		if (i == 0)
+			strcpy(id, s->id);
+	}
+	assert_null(web_session_find(&t, id, 20000));
+	assert_non_null(web_session_find(&t, s->id, 20000));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(family_endpoints), cmocka_unit_test(captures_and_body), cmocka_unit_test(generic_form),
 		cmocka_unit_test(refusals),	    cmocka_unit_test(json_depth),	 cmocka_unit_test(paths),
 		cmocka_unit_test(url_decode),	    cmocka_unit_test(rate_limit),	 cmocka_unit_test(roles),
+		cmocka_unit_test(sessions),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
