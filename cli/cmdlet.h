@@ -66,9 +66,9 @@ typedef struct json_t json_t;
 json_t *vmms_call(json_t *req, char *err, size_t errlen);
 json_t *call_ok(const struct args *a, json_t *req);
 
-/* -ComputerName HOST[:PORT] [-Credential TOKENFILE] (cli/remote.c): vmms_call goes to the
- * host's vmmsweb over HTTPS instead of the local socket. remote_set: -1 with err for a bad
- * name or no token. */
+/* -ComputerName HOST[:PORT] [-Credential TOKENFILE|USER] (cli/remote.c): vmms_call goes to
+ * the host's vmmsweb over HTTPS instead of the local socket. remote_set: -1 with err for a bad
+ * name, no token or no password. */
 int remote_set(const char *computer, const char *credential, char *err, size_t errlen);
 bool remote_active(void);
 json_t *remote_call(json_t *req, char *err, size_t errlen);

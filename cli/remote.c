@@ -1,6 +1,6 @@
 /* -ComputerName: the cmdlets' vmms requests sent to a remote vmmsweb over HTTPS (libcurl) as
- * POST /api/v1/op/<op>, authenticated by an API token; the server's certificate is pinned on
- * first use in ~/.config/viridian/known_hosts (docs/web.md). */
+ * POST /api/v1/op/<op>, authenticated by an API token or a host account's login session; the
+ * server's certificate is pinned on first use in ~/.config/viridian/known_hosts (docs/web.md). */
 #include "cmdlet.h"
 
 #include <ctype.h>
@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 #define DEFAULT_PORT 8443
 #define MAX_REPLY (64u << 20)
@@ -24,6 +26,9 @@ static struct {
 	char target[300];      /* "host:port", the known_hosts key */
 	char url_host[256];    /* host for the URL ("[::1]" kept bracketed) */
 	char token[256];
+	char user[33];         /* -Credential USER: a host account, logged in on first use */
+	char password[513];
+	char csrf[65];         /* the login session's CSRF token ("" before the login) */
 	CURL *curl;
 	char pinned[65];       /* the fingerprint known_hosts has ("" none) */
 	int pinned_line;
@@ -110,6 +115,32 @@ static CURLcode ssl_ctx_setup(CURL *curl, void *ctx, void *arg)
 	return CURLE_OK;
 }
 
+/* The account's password: asked on the terminal without echo, else the first line of stdin. */
+static int read_password(char *err, size_t errlen)
+{
+	bool tty = isatty(0);
+	struct termios saved, quiet;
+	if (tty) {
+		fprintf(stderr, "Password for %s@%s: ", rc.user, rc.target);
+		if (tcgetattr(0, &saved) == 0) {
+			quiet = saved;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			tcsetattr(0, TCSANOW, &quiet);
+		}
+	}
+	bool got = fgets(rc.password, sizeof(rc.password), stdin) != NULL;
+	if (tty) {
+		tcsetattr(0, TCSANOW, &saved);
+		fputc('\n', stderr);
+	}
+	rc.password[strcspn(rc.password, "\r\n")] = '\0';
+	if (!got || !rc.password[0]) {
+		snprintf(err, errlen, "-Credential %s: no password given", rc.user);
+		return -1;
+	}
+	return 0;
+}
+
 int remote_set(const char *computer, const char *credential, char *err, size_t errlen)
 {
 	const char *colon = computer[0] == '[' ? strstr(computer, "]:") : strrchr(computer, ':');
@@ -138,24 +169,30 @@ int remote_set(const char *computer, const char *credential, char *err, size_t e
 	snprintf(rc.target, sizeof(rc.target), "%s:%ld", rc.url_host, port);
 	for (char *p = rc.target; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	/* The token: -Credential names a file holding it, else $VIRIDIAN_TOKEN. */
+	/* -Credential: a file holding a token, or a host account's name (its password asked for);
+	 * without it, $VIRIDIAN_TOKEN. */
 	const char *tok = getenv("VIRIDIAN_TOKEN");
-	if (credential) {
-		FILE *f = fopen(credential, "re");
+	FILE *f = credential ? fopen(credential, "re") : NULL;
+	if (credential && !f && !strchr(credential, '/') && strlen(credential) < sizeof(rc.user) && *credential != '-') {
+		snprintf(rc.user, sizeof(rc.user), "%s", credential);
+		if (read_password(err, errlen) < 0)
+			return -1;
+	} else if (credential) {
 		if (!f) {
-			snprintf(err, errlen, "-Credential %s: %s (give a file holding an API token: hv New-VMManagementToken)",
-				 credential, strerror(errno));
+			snprintf(err, errlen, "-Credential %s: %s (give a file holding an API token, or a user name)", credential,
+				 strerror(errno));
 			return -1;
 		}
 		if (!fgets(rc.token, sizeof(rc.token), f))
 			rc.token[0] = '\0';
-		fclose(f);
 		rc.token[strcspn(rc.token, "\r\n \t")] = '\0';
 	} else if (tok) {
 		snprintf(rc.token, sizeof(rc.token), "%s", tok);
 	}
-	if (!rc.token[0]) {
-		snprintf(err, errlen, "-ComputerName needs a token: -Credential TOKENFILE or $VIRIDIAN_TOKEN");
+	if (f)
+		fclose(f);
+	if (!rc.token[0] && !rc.user[0]) {
+		snprintf(err, errlen, "-ComputerName needs a token: -Credential TOKENFILE or $VIRIDIAN_TOKEN (or -Credential USER)");
 		return -1;
 	}
 	for (char *p = rc.token; *p; p++)
@@ -192,13 +229,9 @@ static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
-json_t *remote_call(json_t *req, char *err, size_t errlen)
+/* One POST to vmmsweb; its reply object, or NULL with err (the pinning error among them). */
+static json_t *post(const char *path, json_t *req, char *err, size_t errlen)
 {
-	const char *op = json_string_value(json_object_get(req, "op"));
-	if (!op) {
-		snprintf(err, errlen, "the request has no op");
-		return NULL;
-	}
 	if (!rc.curl) {
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		rc.curl = curl_easy_init();
@@ -206,11 +239,15 @@ json_t *remote_call(json_t *req, char *err, size_t errlen)
 			snprintf(err, errlen, "libcurl does not start");
 			return NULL;
 		}
+		curl_easy_setopt(rc.curl, CURLOPT_COOKIEFILE, ""); /* the login session's cookie, in memory */
 	}
 	CURL *c = rc.curl;
 	char url[512], auth[300];
-	snprintf(url, sizeof(url), "https://%s:%s/api/v1/op/%s", rc.url_host, strrchr(rc.target, ':') + 1, op);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", rc.token);
+	snprintf(url, sizeof(url), "https://%s:%s/api/v1/%s", rc.url_host, strrchr(rc.target, ':') + 1, path);
+	if (rc.token[0])
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", rc.token);
+	else
+		snprintf(auth, sizeof(auth), "X-CSRF-Token: %s", rc.csrf);
 	struct curl_slist *h = curl_slist_append(NULL, auth);
 	h = curl_slist_append(h, "Content-Type: application/json");
 	h = curl_slist_append(h, "Expect:");
@@ -257,6 +294,29 @@ json_t *remote_call(json_t *req, char *err, size_t errlen)
 	}
 	free(b.p);
 	return reply;
+}
+
+json_t *remote_call(json_t *req, char *err, size_t errlen)
+{
+	const char *op = json_string_value(json_object_get(req, "op"));
+	if (!op) {
+		snprintf(err, errlen, "the request has no op");
+		return NULL;
+	}
+	if (rc.user[0] && !rc.csrf[0]) { /* -Credential USER: log in first */
+		json_t *l = json_pack("{s:s, s:s}", "user", rc.user, "password", rc.password);
+		json_t *r = post("login", l, err, errlen);
+		json_decref(l);
+		explicit_bzero(rc.password, sizeof(rc.password));
+		const char *csrf = json_string_value(json_object_get(r, "csrf"));
+		if (!r || !csrf || strlen(csrf) >= sizeof(rc.csrf))
+			return r; /* the refusal, for the caller to print */
+		snprintf(rc.csrf, sizeof(rc.csrf), "%s", csrf);
+		json_decref(r);
+	}
+	char path[64];
+	snprintf(path, sizeof(path), "op/%.40s", op);
+	return post(path, req, err, errlen);
 }
 
 char *cli_host_path(const char *p)

@@ -206,6 +206,10 @@ check "a wrong CSRF header is refused" [ "$(sess -X POST -H "X-CSRF-Token: $wron
   check "logout ends the session" bash -c "[ \$(curl -sk -b '$t/jar' -o /dev/null -w '%{http_code}' -X POST -H 'X-CSRF-Token: $csrf' '$L/logout') = 200 ] && [ \$(curl -sk -b '$t/jar' -o /dev/null -w '%{http_code}' -H 'X-CSRF-Token: $csrf' '$L/vms') = 401 ]"
   check "a forged session cookie is 401" [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Cookie: vmmsweb_session=$(printf '%064d' 0)" -H "X-CSRF-Token: $csrf" "$L/vms")" = 401 ]
   check "logins are audited, passwords never" bash -c "grep -q '\"user\":\"pam:alice\".*\"op\":\"login\".*\"status\":200' '$t/web2/audit.log' && grep -q '\"op\":\"login\".*\"status\":401' '$t/web2/audit.log' && ! grep -q s3cret '$t/web2/audit.log'"
+  h2=127.0.0.1:$(sed -n 's/.*https:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$t/web2.log")
+  check "hv -ComputerName -Credential USER (password on stdin) equals the local Get-VM" bash -c "diff <('$B/hv' Get-VM) <(echo s3cret | env -u VIRIDIAN_SOCKET HOME='$t/home' '$B/hv' Get-VM -ComputerName $h2 -Credential alice 2>/dev/null)"
+  check "...a wrong password: login failed" bash -c "echo nope | env -u VIRIDIAN_SOCKET HOME='$t/home' '$B/hv' Get-VM -ComputerName $h2 -Credential alice 2>&1 | grep -q 'login failed'"
+  check "...the session's role holds (Operator: no Remove-VM)" bash -c "echo s3cret | env -u VIRIDIAN_SOCKET HOME='$t/home' '$B/hv' Remove-VM db -ComputerName $h2 -Credential alice 2>&1 | grep -q 'access denied'"
   check "...nothing changed" [ "$(nvms)" = 2 ]
   kill $w2; wait $w2 2>/dev/null
 else
