@@ -24,8 +24,21 @@ for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
 for r in Administrator Reader; do
   "$B/hv" New-VMManagementToken -Name "$r" -Role "$r" -Json | sed -n 's/.*"token": "\(vrd_[0-9a-f]*\)".*/\1/p' >"$t/$r.tok"
 done
-: >"$t/web.log"
-"$B/vmmsweb" --listen 127.0.0.1:0 --state "$t/web" 2>"$t/web.log" & wpid=$!
+# Host accounts: pam_wrapper's pam_matrix plays them when it is installed.
+pw=$(ls /usr/lib/*/libpam_wrapper.so 2>/dev/null | head -1)
+matrix=$(ls /usr/lib/*/pam_wrapper/pam_matrix.so 2>/dev/null | head -1)
+pamenv=()
+if [ -n "$pw" ] && [ -n "$matrix" ]; then
+  mkdir -p "$t/pam"
+  printf 'auth required %s passdb=%s\naccount required %s passdb=%s\n' "$matrix" "$t/passdb" "$matrix" "$t/passdb" >"$t/pam/viridian"
+  echo 'alice:s3cret:viridian' >"$t/passdb"
+  echo 'user alice Operator' >"$t/roles"
+  pamenv=(LD_PRELOAD="$pw" PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR="$t/pam")
+else
+  echo "skip: the host-account sign-in (libpam-wrapper is not installed: tools/deps)"
+fi
+: >"$t/web.log"; touch "$t/roles"
+env "${pamenv[@]}" "$B/vmmsweb" --listen 127.0.0.1:0 --state "$t/web" --login-roles "$t/roles" 2>"$t/web.log" & wpid=$!
 for _ in $(seq 50); do grep -q listening "$t/web.log" && break; sleep 0.1; done
 port=$(sed -n 's/.*https:\/\/127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$t/web.log")
 [ -n "$port" ] || { echo "FAIL: vmmsweb did not start"; exit 1; }
@@ -37,10 +50,10 @@ for _ in $(seq 150); do grep -q 'DevTools listening' "$t/chrome.log" && break; s
 dport=$(sed -n 's/.*DevTools listening on ws:\/\/127\.0\.0\.1:\([0-9]*\)\/.*/\1/p' "$t/chrome.log")
 [ -n "$dport" ] || { echo "FAIL: chromium did not start"; tail -5 "$t/chrome.log"; exit 1; }
 
-PYTHONPATH=tests/integration/lib python3 - "$port" "$dport" "$t" "$out" <<'PY'
+PYTHONPATH=tests/integration/lib python3 - "$port" "$dport" "$t" "$out" "${#pamenv[@]}" <<'PY'
 import sys, time
 from cdp import CDP
-port, dport, t, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+port, dport, t, out, pam = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] != "0"
 url = "https://127.0.0.1:%s/" % port
 tok = {r: open("%s/%s.tok" % (t, r)).read().strip() for r in ("Administrator", "Reader")}
 fails = 0
@@ -87,6 +100,27 @@ for _ in range(5):
     s = time.time(); c.call("Page.navigate", url=url)
     c.wait(rows + " === 2", timeout=10); times.append((time.time() - s) * 1000)
 print("console load to interactive (VMs listed): median %.0f ms, min %.0f ms (5 loads)" % (sorted(times)[2], min(times)))
+if pam:  # a host account through the form: the session cookie is HttpOnly, its CSRF token sent
+    c.js("document.getElementById('logout').click(); true")  # the Reader's token session
+    c.call("Page.navigate", url="about:blank"); c.wait("location.href === 'about:blank'")
+    c.call("Page.navigate", url=url)
+    c.wait("!document.getElementById('login').hidden")
+    c.js("document.getElementById('user').value = 'alice'; document.getElementById('password').value = 'wrong';"
+         "document.getElementById('login-form').requestSubmit(); true")
+    check("a wrong password is refused in the page", c.wait("/login failed/.test(document.getElementById('login-error').textContent)"))
+    c.js("document.getElementById('user').value = 'alice'; document.getElementById('password').value = 's3cret';"
+         "document.getElementById('login-form').requestSubmit(); true")
+    check("alice signs in with her host account", c.wait(rows + " === 2") and c.js("document.getElementById('who').textContent") == "pam:alice (Operator)")
+    check("...the session cookie is out of the script's reach (HttpOnly)", c.js("document.cookie") == "")
+    check("...the password field is cleared", c.js("document.getElementById('password').value") == "")
+    c.js("document.querySelector('button[aria-label=\"Start web\"]').click(); true")
+    check("...Start reaches vmms with the CSRF header", c.wait("/kernel/i.test(document.getElementById('status').textContent)"))
+    old = c.js("sessionStorage.getItem('viridian-csrf')")
+    c.js("document.getElementById('logout').click(); true")
+    c.wait("!document.getElementById('login').hidden")
+    time.sleep(0.5)
+    check("sign out ends the session on the server", c.js(
+        "fetch('/api/v1/vms', {headers: {'X-CSRF-Token': %r}}).then(r => r.status)" % old) == 401)
 dialogs = [e for e in c.events if e.get("method") == "Page.javascriptDialogOpening"]
 check("no script dialog ever opened", not dialogs)
 sys.exit(1 if fails else 0)

@@ -4,7 +4,10 @@
 'use strict';
 
 const api = '/api/v1';
+// Either an API token (sent as Authorization) or a login session: its cookie goes by itself,
+// and its CSRF token (kept here) in the X-CSRF-Token header.
 let token = sessionStorage.getItem('viridian-token');
+let csrf = sessionStorage.getItem('viridian-csrf');
 const $ = (id) => document.getElementById(id);
 
 // A token may come in the URL fragment (#token=...) once; it is moved to sessionStorage and
@@ -16,7 +19,7 @@ if (location.hash.startsWith('#token=')) {
 }
 
 async function call(method, path, body) {
-  const opts = { method, headers: { Authorization: 'Bearer ' + token } };
+  const opts = { method, headers: token ? { Authorization: 'Bearer ' + token } : { 'X-CSRF-Token': csrf || '' } };
   if (body !== undefined) {
     opts.headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
@@ -24,7 +27,7 @@ async function call(method, path, body) {
   const r = await fetch(api + path, opts);
   let j;
   try { j = await r.json(); } catch (e) { j = { ok: false, error: 'HTTP ' + r.status }; }
-  if (r.status === 401) signOut(j.error);
+  if (r.status === 401) { token = csrf = null; signOut(j.error); }
   return j;
 }
 
@@ -88,8 +91,10 @@ async function refresh() {
 }
 
 function signOut(msg) {
-  token = null;
+  if (csrf && !token) call('POST', '/logout');
+  token = csrf = null;
   sessionStorage.removeItem('viridian-token');
+  sessionStorage.removeItem('viridian-csrf');
   $('dashboard').hidden = true;
   $('vms').tBodies[0].replaceChildren();
   $('logout').hidden = true;
@@ -109,14 +114,25 @@ async function signIn() {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
-  $('login-form').addEventListener('submit', (e) => {
+  $('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
-    token = $('token').value.trim();
-    sessionStorage.setItem('viridian-token', token);
-    $('token').value = '';
+    const user = $('user').value.trim(), password = $('password').value;
+    token = $('token').value.trim() || null;
+    $('token').value = $('password').value = '';
+    if (token) {
+      sessionStorage.setItem('viridian-token', token);
+    } else {
+      const r = await fetch(api + '/login', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ user, password }) });
+      let j;
+      try { j = await r.json(); } catch (err) { j = { ok: false, error: 'HTTP ' + r.status }; }
+      if (!j.ok) { $('login-error').textContent = j.error; return; }
+      csrf = j.csrf;
+      sessionStorage.setItem('viridian-csrf', csrf);
+    }
     signIn();
   });
   $('logout').addEventListener('click', () => signOut(''));
-  if (token) signIn(); else signOut('');
-  setInterval(() => { if (token && !$('dashboard').hidden) refresh(); }, 2000);
+  if (token || csrf) signIn(); else signOut('');
+  setInterval(() => { if ((token || csrf) && !$('dashboard').hidden) refresh(); }, 2000);
 });
