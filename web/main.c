@@ -1,17 +1,16 @@
-/* vmmsweb: the HTTPS front end of vmms (docs/web.md).
- *   vmmsweb [--listen ADDR:PORT] [--socket PATH] [--state DIR] [--cert FILE --key FILE]
- * Each request is authenticated (an API token), authorized by role for the vmms op it maps
- * to (include/web/route.h), audited, and forwarded to vmms over its Unix socket; the TLS and
+/* vmmsweb: the HTTPS front end of vmms (docs/web.md): options, the request handler, who is
+ * asking (an API token, or a PAM login session with its CSRF header).
+ *   vmmsweb [--listen ADDR:PORT] [--socket PATH] [--state DIR] [--cert FILE --key FILE] ...
+ * Each request is authenticated, authorized by role for the vmms op it maps to
+ * (include/web/route.h), audited, and forwarded to vmms over its Unix socket; the TLS and
  * HTTP parsing never run in the process that owns the inventory. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,145 +20,23 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "login.h"
 #include "tls.h"
-#include "vmms/control_client.h"
 #include "web/ratelimit.h"
 #include "web/route.h"
 #include "web/session.h"
 
 #define WEB_MAX_BODY (64 * 1024)
-#define WEB_CONSOLE_CHUNK (48 * 1024)
 #define DEFAULT_SOCKET "/run/viridian/vmms.sock"
 #define DEFAULT_STATE "/var/lib/viridian/web"
 #define DEFAULT_LISTEN "127.0.0.1:8443"
 
-static struct {
-	char www[PATH_MAX];
-	char socket[PATH_MAX];
-	char state[PATH_MAX];
-	char audit[PATH_MAX + 16];
-	const char *pam_service;
-	const char *login_roles;
-} cfg;
-
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* the limiter, the sessions, the audit log */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* the limiter and the sessions */
 static struct web_ratelimit rl;
 static struct web_sessions sessions;
-static volatile sig_atomic_t stopping;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* One request to vmms; a reply object always (an error one when vmms does not answer). */
-static json_t *vmms(json_t *req, bool *unreachable)
-{
-	char *line = json_dumps(req, JSON_COMPACT);
-	enum control_call_error why = CONTROL_CALL_MALFORMED;
-	json_t *r = line ? control_call(cfg.socket, line, 60000, &why) : NULL;
-	free(line);
-	if (unreachable)
-		*unreachable = !r;
-	return r ? r : json_pack("{s:b, s:s}", "ok", 0, "error", "vmms does not answer");
-}
-
-/* ---- responses ---- */
-
-static enum MHD_Result send_json_cookie(struct MHD_Connection *c, unsigned status, json_t *body, const char *cookie)
-{
-	char *s = json_dumps(body, JSON_COMPACT);
-	size_t n = s ? strlen(s) : 0;
-	char *out = malloc(n + 2);
-	if (out) {
-		memcpy(out, s ? s : "", n);
-		out[n++] = '\n';
-	}
-	free(s);
-	struct MHD_Response *r = MHD_create_response_from_buffer(out ? n : 0, out, MHD_RESPMEM_MUST_FREE);
-	MHD_add_response_header(r, "Content-Type", "application/json");
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	MHD_add_response_header(r, "Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
-	MHD_add_response_header(r, "Strict-Transport-Security", "max-age=31536000");
-	if (status == 401)
-		MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"viridian\"");
-	json_t *retry = json_object_get(body, "retry_after_s");
-	if (status == 429 && retry) {
-		char v[16];
-		snprintf(v, sizeof(v), "%d", (int)json_integer_value(retry));
-		MHD_add_response_header(r, "Retry-After", v);
-	}
-	if (cookie)
-		MHD_add_response_header(r, "Set-Cookie", cookie);
-	enum MHD_Result rc = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
-	return rc;
-}
-
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body)
-{
-	return send_json_cookie(c, status, body, NULL);
-}
-
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg)
-{
-	json_t *b = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
-	enum MHD_Result rc = send_json(c, status, b);
-	json_decref(b);
-	return rc;
-}
-
-/* vmms's refusal as an HTTP status; the JSON body says the rest. */
-static unsigned reply_status(json_t *reply)
-{
-	if (json_is_true(json_object_get(reply, "ok")))
-		return 200;
-	if (json_integer_value(json_object_get(reply, "id")) == 32788)
-		return 409;
-	const char *e = json_string_value(json_object_get(reply, "error"));
-	if (e && (strstr(e, "unable to find") || !strncmp(e, "no ", 3)))
-		return 404;
-	return 400;
-}
-
-/* ---- the audit log: one JSON line per decided request ---- */
-
-static void audit(const char *client, const char *who, enum token_role role, const char *method, const char *url,
-		  const char *op, json_t *params, unsigned status, const char *error)
-{
-	char when[32];
-	time_t t = time(NULL);
-	struct tm tm;
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-	json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "time", when, "client", client, "user", who ? who : "", "role",
-			      token_role_name(role), "method", method, "url", url);
-	if (op)
-		json_object_set_new(e, "op", json_string(op));
-	if (params) {
-		json_t *p = json_deep_copy(params);
-		json_object_del(p, "token");
-		json_object_set_new(e, "params", p);
-	}
-	json_object_set_new(e, "status", json_integer(status));
-	json_object_set_new(e, "result", json_string(status < 300 ? "ok" : error ? error : "refused"));
-	char *line = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
-	json_decref(e);
-	pthread_mutex_lock(&lock);
-	int fd = open(cfg.audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0 && line && (write(fd, line, strlen(line)) < 0 || write(fd, "\n", 1) < 0))
-		fprintf(stderr, "vmmsweb: %s: %s\n", cfg.audit, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	pthread_mutex_unlock(&lock);
-	free(line);
-}
 
 /* ---- host paths in requests ---- */
 
@@ -206,211 +83,6 @@ static bool paths_allowed(json_t *req, char *err, size_t errlen)
 	}
 	json_decref(host);
 	return ok;
-}
-
-/* ---- the console and the state stream ---- */
-
-/* Up to limit bytes (at most WEB_CONSOLE_CHUNK) of the VM's console.log from the request's
- * offset, base64. */
-static json_t *console_read(json_t *req, size_t limit)
-{
-	json_t *q = json_pack("{s:s, s:O}", "op", "get", "vm", json_object_get(req, "vm"));
-	json_t *g = vmms(q, NULL);
-	json_decref(q);
-	if (!json_is_true(json_object_get(g, "ok")))
-		return g;
-	json_t *vm = json_object_get(g, "vm");
-	const char *dir = json_string_value(json_object_get(vm, "path"));
-	json_t *o = json_object_get(req, "offset");
-	long long off = json_is_integer(o) ? json_integer_value(o) : json_is_string(o) ? strtoll(json_string_value(o), NULL, 10) : 0;
-	if (off < 0)
-		off = 0;
-	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/console.log", dir ? dir : "/nonexistent");
-	unsigned char buf[WEB_CONSOLE_CHUNK];
-	size_t n = 0;
-	long long size = 0;
-	FILE *f = fopen(path, "re");
-	if (f) {
-		struct stat st;
-		if (fstat(fileno(f), &st) == 0)
-			size = st.st_size;
-		if (off > size) /* the log started over */
-			off = 0;
-		if (fseeko(f, off, SEEK_SET) == 0)
-			n = fread(buf, 1, limit < sizeof(buf) ? limit : sizeof(buf), f);
-		fclose(f);
-	}
-	char *b64 = malloc(4 * ((n + 2) / 3) + 1);
-	if (b64)
-		EVP_EncodeBlock((unsigned char *)b64, buf, (int)n);
-	json_t *r = json_pack("{s:b, s:s, s:I, s:I, s:s}", "ok", 1, "data", b64 ? b64 : "", "offset", (json_int_t)(off + (long long)n),
-			      "size", (json_int_t)size, "state", json_string_value(json_object_get(vm, "state")) ?: "");
-	free(b64);
-	json_decref(g);
-	return r;
-}
-
-struct stream {
-	bool console;
-	json_t *req;        /* console: {"vm", "offset"} */
-	json_t *last;       /* state: name -> "state/operation" last sent */
-	int64_t next_poll_ms, last_send_ms;
-	bool ended;
-};
-
-static ssize_t sse_event(char *buf, size_t max, const char *event, json_t *data)
-{
-	char *d = json_dumps(data, JSON_COMPACT);
-	int n = snprintf(buf, max, "event: %s\ndata: %s\n\n", event, d ? d : "{}");
-	free(d);
-	return n < 0 || (size_t)n >= max ? 0 : n;
-}
-
-/* The next piece of a stream; blocks (this connection has its own thread) until there is one,
- * a keep-alive comment is due, or the server stops. */
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	(void)pos;
-	struct stream *s = cls;
-	while (!stopping && !s->ended) {
-		int64_t now = now_ms();
-		if (now >= s->next_poll_ms) {
-			s->next_poll_ms = now + (s->console ? 200 : 500);
-			ssize_t n = 0;
-			if (s->console) {
-				/* what fits one event in buf: base64 grows it by 4/3, the rest is small */
-				json_t *r = console_read(s->req, max > 1024 ? (max - 512) / 4 * 3 : 0);
-				const char *data = json_string_value(json_object_get(r, "data"));
-				if (!json_is_true(json_object_get(r, "ok")) || !strcmp(json_string_value(json_object_get(r, "state")) ?: "", "Off")) {
-					if (data && *data) /* the last output first */
-						n = sse_event(buf, max, "console", r);
-					else {
-						s->ended = true;
-						n = sse_event(buf, max, "end", r);
-					}
-				} else if (data && *data) {
-					n = sse_event(buf, max, "console", r);
-				}
-				if (json_is_true(json_object_get(r, "ok")))
-					json_object_set(s->req, "offset", json_object_get(r, "offset"));
-				json_decref(r);
-			} else {
-				json_t *q = json_pack("{s:s}", "op", "list");
-				json_t *r = vmms(q, NULL);
-				json_decref(q);
-				size_t i;
-				json_t *v;
-				json_array_foreach(json_object_get(r, "vms"), i, v) {
-					const char *name = json_string_value(json_object_get(v, "name"));
-					char st[96];
-					snprintf(st, sizeof(st), "%s/%s", json_string_value(json_object_get(v, "state")) ?: "",
-						 json_string_value(json_object_get(v, "operation")) ?: "");
-					const char *was = json_string_value(json_object_get(s->last, name ? name : ""));
-					if (!name || (was && !strcmp(was, st)))
-						continue;
-					json_t *ev = json_pack("{s:s, s:O, s:O, s:O}", "name", name, "id", json_object_get(v, "id"), "state",
-							       json_object_get(v, "state"), "operation", json_object_get(v, "operation"));
-					n = sse_event(buf, max, "state", ev);
-					json_decref(ev);
-					if (n > 0) {
-						json_object_set_new(s->last, name, json_string(st));
-						s->next_poll_ms = now; /* more may be waiting */
-					}
-					break;
-				}
-				json_decref(r);
-			}
-			if (n > 0) {
-				s->last_send_ms = now;
-				return n;
-			}
-		}
-		if (now - s->last_send_ms >= 10000) { /* keeps proxies and the idle timeout away */
-			s->last_send_ms = now;
-			return snprintf(buf, max, ": keep-alive\n\n");
-		}
-		usleep(50 * 1000);
-	}
-	return MHD_CONTENT_READER_END_OF_STREAM;
-}
-
-static void stream_free(void *cls)
-{
-	struct stream *s = cls;
-	json_decref(s->req);
-	json_decref(s->last);
-	free(s);
-}
-
-static enum MHD_Result send_stream(struct MHD_Connection *c, bool console, json_t *req)
-{
-	struct stream *s = calloc(1, sizeof(*s));
-	if (!s)
-		return send_error(c, 500, "out of memory");
-	s->console = console;
-	s->req = json_incref(req);
-	s->last = json_object();
-	s->last_send_ms = now_ms();
-	struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, stream_read, s, stream_free);
-	MHD_add_response_header(r, "Content-Type", "text/event-stream");
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-	enum MHD_Result rc = MHD_queue_response(c, 200, r);
-	MHD_destroy_response(r);
-	return rc;
-}
-
-/* ---- the console's static files ---- */
-
-/* The only files served without a token: a fixed list, never a path from the URL. */
-static const struct { const char *url, *file, *type; } statics[] = {
-	{ "/", "index.html", "text/html; charset=utf-8" },
-	{ "/ui/app.js", "app.js", "text/javascript; charset=utf-8" },
-	{ "/ui/app.css", "app.css", "text/css; charset=utf-8" },
-};
-
-/* Scripts and styles from this origin only, no inline script, no frames, fetch() to itself. */
-#define CONSOLE_CSP                                                                                                   \
-	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; " \
-	"form-action 'none'; frame-ancestors 'none'"
-
-static int static_file(struct MHD_Connection *c, const char *url, const char *method, enum MHD_Result *rc)
-{
-	for (size_t i = 0; i < sizeof(statics) / sizeof(statics[0]); i++) {
-		if (strcmp(url, statics[i].url))
-			continue;
-		if (strcmp(method, "GET") && strcmp(method, "HEAD")) {
-			*rc = send_error(c, 405, "method not allowed");
-			return 1;
-		}
-		char path[PATH_MAX + 32];
-		snprintf(path, sizeof(path), "%s/%s", cfg.www, statics[i].file);
-		FILE *f = fopen(path, "re");
-		char *buf = NULL;
-		size_t n = 0;
-		if (f) {
-			buf = malloc(1 << 20);
-			n = buf ? fread(buf, 1, 1 << 20, f) : 0;
-			fclose(f);
-		}
-		if (!buf) {
-			*rc = send_error(c, 404, "the console's files are not installed (vmmsweb --www)");
-			return 1;
-		}
-		struct MHD_Response *r = MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_FREE);
-		MHD_add_response_header(r, "Content-Type", statics[i].type);
-		MHD_add_response_header(r, "Content-Security-Policy", CONSOLE_CSP);
-		MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-		MHD_add_response_header(r, "X-Frame-Options", "DENY");
-		MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
-		MHD_add_response_header(r, "Cache-Control", "no-store");
-		MHD_add_response_header(r, "Strict-Transport-Security", "max-age=31536000");
-		*rc = MHD_queue_response(c, 200, r);
-		MHD_destroy_response(r);
-		return 1;
-	}
-	return 0;
 }
 
 /* ---- requests ---- */
