@@ -66,6 +66,17 @@ typedef struct json_t json_t;
 json_t *vmms_call(json_t *req, char *err, size_t errlen);
 json_t *call_ok(const struct args *a, json_t *req);
 
+/* -ComputerName HOST[:PORT] [-Credential TOKENFILE|USER] (cli/remote.c): vmms_call goes to
+ * the host's vmmsweb over HTTPS instead of the local socket. remote_set: -1 with err for a bad
+ * name, no token or no password. */
+int remote_set(const char *computer, const char *credential, char *err, size_t errlen);
+bool remote_active(void);
+json_t *remote_call(json_t *req, char *err, size_t errlen);
+/* A file argument as the host running vmms names it: realpath() locally; with -ComputerName
+ * the path as given (it must be absolute). NULL when it cannot be; malloc'd. */
+char *cli_host_path(const char *p);
+void cli_print_json(json_t *j); /* indented, keys in order */
+
 /* The table, for Get-Help. */
 extern const struct cmdlet *const cli_cmdlets[];
 const struct cmdlet *cli_find(const char *name);
@@ -74,5 +85,6 @@ const struct cmdlet *cli_find(const char *name);
 extern const struct cmdlet cmdlet_get_help;
 extern const struct cmdlet cmdlet_new_vhd, cmdlet_get_vhd, cmdlet_test_vhd, cmdlet_convert_vhd,
 	cmdlet_resize_vhd, cmdlet_merge_vhd, cmdlet_optimize_vhd, cmdlet_set_vhd;
+extern const struct cmdlet cmdlet_new_vmmanagementtoken, cmdlet_get_vmmanagementtoken, cmdlet_remove_vmmanagementtoken;
 
 #endif

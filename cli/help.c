@@ -20,6 +20,8 @@ static int run(const struct args *a)
 		printf("Cmdlets (hv Get-Help NAME for parameters):\n");
 		for (int i = 0; cli_cmdlets[i]; i++)
 			printf("  %-*s %s\n", w, cli_cmdlets[i]->name, cli_cmdlets[i]->synopsis);
+		printf("\nEvery cmdlet but Get-Help and the *-VHD ones also takes -ComputerName HOST[:PORT] and\n"
+		       "-Credential TOKENFILE|USER: it runs on that host through its vmmsweb (docs/web.md).\n");
 		return 0;
 	}
 	const struct cmdlet *c = cli_find(name);

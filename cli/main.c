@@ -2,6 +2,7 @@
 #include "cmdlet.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <strings.h>
 
 /* VM cmdlets (cli/vm.c): they talk to vmms. */
@@ -73,6 +74,9 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_remove_vmcheckpoint,
 	&cmdlet_remove_vmsnapshot,
 	&cmdlet_get_vmjob,
+	&cmdlet_new_vmmanagementtoken,
+	&cmdlet_get_vmmanagementtoken,
+	&cmdlet_remove_vmmanagementtoken,
 	NULL,
 };
 
@@ -84,6 +88,29 @@ const struct cmdlet *cli_find(const char *name)
 	return NULL;
 }
 
+/* -ComputerName and -Credential belong to every cmdlet that talks to vmms: taken out of argv
+ * before the cmdlet's own parameters are parsed. */
+static int global_params(int *argc, char **argv, const char **computer, const char **credential)
+{
+	int out = 0;
+	for (int i = 0; i < *argc; i++) {
+		const char **slot = !strcasecmp(argv[i], "-ComputerName") ? computer
+				    : !strcasecmp(argv[i], "-Credential") ? credential
+									  : NULL;
+		if (!slot) {
+			argv[out++] = argv[i];
+			continue;
+		}
+		if (i + 1 >= *argc || *slot) {
+			fprintf(stderr, "hv: %s %s\n", argv[i], *slot ? "given twice" : "needs a value");
+			return -1;
+		}
+		*slot = argv[++i];
+	}
+	*argc = out;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const struct cmdlet *c = cli_find(argc > 1 ? argv[1] : "Get-Help");
@@ -91,8 +118,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hv: unknown cmdlet '%s' (hv Get-Help lists them)\n", argv[1]);
 		return 2;
 	}
+	int n = argc > 1 ? argc - 2 : 0;
+	const char *computer = NULL, *credential = NULL;
+	if (global_params(&n, argv + 2, &computer, &credential) < 0)
+		return 2;
+	if (credential && !computer) {
+		fprintf(stderr, "hv %s: -Credential goes with -ComputerName\n", c->name);
+		return 2;
+	}
+	size_t len = strlen(c->name);
+	if (computer && (c == &cmdlet_get_help || (len > 4 && !strcasecmp(c->name + len - 4, "-VHD")))) {
+		fprintf(stderr, "hv %s: works on this machine's files; it takes no -ComputerName\n", c->name);
+		return 2;
+	}
+	char err[512];
+	if (computer && remote_set(computer, credential, err, sizeof(err)) < 0) {
+		fprintf(stderr, "hv %s: %s\n", c->name, err);
+		return 2;
+	}
 	struct args a;
-	if (args_parse(c, argc > 1 ? argc - 2 : 0, argv + 2, &a))
+	if (args_parse(c, n, argv + 2, &a))
 		return 2;
 	return c->run(&a);
 }

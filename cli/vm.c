@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,8 @@ static const char *socket_path(void)
  * is stuck, and a cmdlet must not hang with it. */
 json_t *vmms_call(json_t *req, char *err, size_t errlen)
 {
+	if (remote_active())
+		return remote_call(req, err, errlen);
 	const char *path = socket_path();
 	char *line = json_dumps(req, JSON_COMPACT);
 	enum control_call_error why;
@@ -127,7 +130,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		if (arg_has(a, "NewVHDPath") != arg_has(a, "NewVHDSizeBytes"))
 			FAIL("-NewVHDPath and -NewVHDSizeBytes go together");
 		if (arg_has(a, "VHDPath")) {
-			char *abs = realpath(arg_str(a, "VHDPath"), NULL);
+			char *abs = cli_host_path(arg_str(a, "VHDPath"));
 			if (!abs)
 				FAIL("the virtual hard disk '%s' does not exist", arg_str(a, "VHDPath"));
 			json_object_set_new(req, "vhd_path", json_string(abs));
@@ -141,7 +144,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 			json_object_set_new(req, "new_vhd_size", json_integer((json_int_t)arg_size(a, "NewVHDSizeBytes")));
 		}
 		if (arg_has(a, "Path")) {
-			char *abs = realpath(arg_str(a, "Path"), NULL);
+			char *abs = cli_host_path(arg_str(a, "Path"));
 			if (!abs)
 				FAIL("-Path '%s' does not exist", arg_str(a, "Path"));
 			json_object_set_new(req, "path", json_string(abs));
@@ -202,7 +205,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 				json_object_set_new(req, files[i][1], json_string(""));
 				continue;
 			}
-			char *abs = realpath(p, NULL);
+			char *abs = cli_host_path(p);
 			if (!abs)
 				FAIL("-%s '%s' does not exist", files[i][0], p);
 			json_object_set_new(req, files[i][1], json_string(abs));
@@ -259,7 +262,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		if (!add && !p == !arg_has(a, "ControllerLocation"))
 			FAIL("give -ControllerLocation or -Path (one of them)");
 		if (p) {
-			char *abs = realpath(p, NULL);
+			char *abs = cli_host_path(p);
 			if (!abs && add)
 				FAIL("the virtual hard disk '%s' does not exist", p);
 			json_object_set_new(req, "path", json_string(abs ? abs : p));
@@ -279,7 +282,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 			const char *p = arg_str(a, dirs[i][0]);
 			if (!p)
 				continue;
-			char *abs = realpath(p, NULL);
+			char *abs = cli_host_path(p);
 			if (!abs)
 				FAIL("-%s '%s' does not exist", dirs[i][0], p);
 			json_object_set_new(req, dirs[i][1], json_string(abs));
@@ -428,6 +431,28 @@ static bool send_input(const char *name, const unsigned char *buf, size_t n)
 	return true;
 }
 
+/* With -ComputerName the console log is the remote host's: the next piece of it from vmmsweb
+ * (console-read), written to stdout; its length (0: nothing new or an error). */
+static size_t remote_console(const char *name, long long *offset)
+{
+	json_t *req = json_pack("{s:s, s:s, s:I}", "op", "console-read", "vm", name, "offset", (json_int_t)*offset);
+	char err[512];
+	json_t *r = vmms_call(req, err, sizeof(err));
+	json_decref(req);
+	const char *b64 = json_string_value(json_object_get(r, "data"));
+	size_t len = b64 ? strlen(b64) : 0, n = 0;
+	unsigned char *out = len && len % 4 == 0 ? malloc(len / 4 * 3 + 1) : NULL;
+	int k = out ? EVP_DecodeBlock(out, (const unsigned char *)b64, (int)len) : -1;
+	if (k > 0) {
+		n = (size_t)k - (b64[len - 1] == '=') - (b64[len - 2] == '='); /* the padding decodes as zeros */
+		fwrite(out, 1, n, stdout);
+		*offset = json_integer_value(json_object_get(r, "offset"));
+	}
+	free(out);
+	json_decref(r);
+	return n;
+}
+
 /* Connect-VM: the VM's serial console (COM1, <VM folder>/console.log) so far, then followed
  * until the VM is Off. Keyboard input goes to COM1 through vmms: on a terminal in raw mode
  * (Ctrl-] detaches; Ctrl-C goes to the guest), otherwise stdin until its end (Ctrl-C
@@ -458,17 +483,23 @@ static int connect_vm(const char *name, json_t *v)
 	} else {
 		tty = false;
 	}
+	long long offset = 0;
 	for (;;) {
-		if (!f)
-			f = fopen(path, "re");
 		size_t n;
 		bool got = false;
-		while (f && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
-			fwrite(buf, 1, n, stdout);
-			got = true;
+		if (remote_active()) {
+			while ((n = remote_console(name, &offset)) > 0)
+				got = true;
+		} else {
+			if (!f)
+				f = fopen(path, "re");
+			while (f && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+				fwrite(buf, 1, n, stdout);
+				got = true;
+			}
+			if (f)
+				clearerr(f);
 		}
-		if (f)
-			clearerr(f);
 		fflush(stdout);
 		if (off || connect_stop)
 			break;

@@ -73,6 +73,10 @@ void vmms_checkpoints_tick(struct vmms *s);
 /* The VM's worker is gone: an apply waiting for it goes on, pending merges may run. */
 void vmms_checkpoints_vm_off(struct vmms *s, const char *vm_id);
 
+/* tokens.c: New-/Get-/Remove-VMManagementToken and vmmsweb's check-token; NULL when op is
+ * not one of them. */
+json_t *vmms_token_request(struct vmms *s, const char *op, json_t *req);
+
 /* merge.c: folding images no one needs out of a VM's chains (include/vmms/cptree.h) */
 /* Starts the VM's merge job when there is something to do now; the job, or NULL. announce:
  * images that must wait (merge pending) are said in the event log. */

@@ -755,6 +755,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		r = vmms_net_request(s, op, req);
 	if (!r)
 		r = vmms_checkpoint_request(s, op, req);
+	if (!r)
+		r = vmms_token_request(s, op, req);
 	if (r)
 		return r;
 	return err_reply(0, "unknown op '%s'", op);
@@ -801,6 +803,14 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 		s->lock_fd = -1;
 		return -1;
 	}
+	snprintf(p, sizeof(p), "%s/tokens.db", s->root);
+	if (!(s->tokens = token_store_open(p, err, errlen))) {
+		inv_close(s->inv);
+		s->inv = NULL;
+		close(s->lock_fd);
+		s->lock_fd = -1;
+		return -1;
+	}
 	vmms_reattach(s);
 	vmms_checkpoints_recover(s);
 	return 0;
@@ -819,6 +829,8 @@ void vmms_fini(struct vmms *s)
 	vmms_switches_fini(s);
 	inv_close(s->inv);
 	s->inv = NULL;
+	token_store_close(s->tokens);
+	s->tokens = NULL;
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	s->lock_fd = -1;

@@ -10,6 +10,7 @@
 
 #include "vmms/inventory.h"
 #include "vmms/jobs.h"
+#include "vmms/tokens.h"
 
 #define VMMS_MAX_WORKERS 256
 #define VMMS_MIN_MEMORY (32ull << 20)
@@ -62,6 +63,7 @@ struct vmms {
 	int nswitches;
 	struct vmms_jobs jobs;   /* long operations (checkpoint merges ...) */
 	bool merge_recheck;      /* a VM turned off or vmms started: pending merges may go on */
+	struct token_store *tokens; /* <root>/tokens.db: the web API's tokens */
 };
 
 /* Opens <root>/vmms.db, creates the Hyper-V-like folders and re-attaches running workers. */
