@@ -51,7 +51,7 @@ static int setup_common(void **state, unsigned nthreads)
 		struct vdisk_create_params p = { .size = 8 << 20, .block_size = 1 << 20 };
 		assert_int_equal(vdisk_create(c->path[i], &p), 0);
 		assert_int_equal(vdisk_open(c->path[i], i ? 0 : VDISK_OPEN_RDWR, &c->d[i]), 0);
-		disks[i] = (struct storvsp_disk){ c->d[i], i == 1 };
+		disks[i] = (struct storvsp_disk){ .disk = c->d[i], .read_only = i == 1 };
 	}
 	struct storvsp_host host = { .gpa_to_hva = gpa, .grant = c->g.ops.grant, .opaque = &c->g, .lock = &c->lock,
 				     .nthreads = nthreads };
@@ -446,7 +446,7 @@ static void new_vm(struct ctx *c)
 	fg_free(&c->g);
 	storvsp_free(c->s);
 	fg_init(&c->g);
-	struct storvsp_disk disks[2] = { { c->d[0], false }, { c->d[1], true } };
+	struct storvsp_disk disks[2] = { { .disk = c->d[0] }, { .disk = c->d[1], .read_only = true } };
 	struct storvsp_host host = { .gpa_to_hva = gpa, .grant = c->g.ops.grant, .opaque = &c->g, .lock = &c->lock,
 				     .nthreads = c->threaded ? 2 : 0 };
 	char err[200];
