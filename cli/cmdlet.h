@@ -65,6 +65,7 @@ void progress_done(struct progress *p);
 typedef struct json_t json_t;
 json_t *vmms_call(json_t *req, char *err, size_t errlen);
 json_t *call_ok(const struct args *a, json_t *req);
+void cli_print_json(json_t *j); /* indented, keys in order */
 
 /* The table, for Get-Help. */
 extern const struct cmdlet *const cli_cmdlets[];
