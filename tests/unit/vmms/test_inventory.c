@@ -100,7 +100,22 @@ static void create_find_update_remove(void **state)
 	assert_null(got.initrd);
 	assert_int_equal(got.ndisks, 1);
 	assert_int_equal(got.disks[0].lun, 3);
+	assert_int_equal(got.ndvds, 0);
 	inv_vm_free(&got);
+	/* DVD drives: in their own table, in location order, "" for an empty drive */
+	vm.ndvds = 2;
+	vm.dvds[0] = (struct inv_disk){ 0, 9, "" };
+	vm.dvds[1] = (struct inv_disk){ 0, 4, "/iso/a.iso" };
+	assert_int_equal(inv_update(inv, &vm), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_int_equal(got.ndisks, 1);
+	assert_int_equal(got.ndvds, 2);
+	assert_int_equal(got.dvds[0].lun, 4);
+	assert_string_equal(got.dvds[0].path, "/iso/a.iso");
+	assert_int_equal(got.dvds[1].lun, 9);
+	assert_string_equal(got.dvds[1].path, "");
+	inv_vm_free(&got);
+	vm.ndvds = 0;
 	/* runtime status with its event in one transaction */
 	struct vm_status st = { VM_RUNNING, VM_OPS_NONE };
 	assert_int_equal(inv_set_status(inv, ID1, st, 1234, 99, "Information", "running"), 0);
@@ -111,9 +126,9 @@ static void create_find_update_remove(void **state)
 	inv_vm_free(&got);
 	struct inv_event ev[8];
 	int n = inv_events(inv, ID1, ev, 8);
-	assert_int_equal(n, 3);
+	assert_int_equal(n, 4); /* created, two updates, running */
 	assert_string_equal(ev[0].message, "virtual machine created");
-	assert_string_equal(ev[2].message, "running");
+	assert_string_equal(ev[3].message, "running");
 	assert_int_equal(inv_events(inv, ID1, ev, 1), 1);
 	assert_string_equal(ev[0].message, "running"); /* the newest */
 	/* list */
@@ -547,6 +562,13 @@ static void upgrade_old_database(void **state)
 	struct inventory *inv = open_db();
 	struct inv_vm got;
 	assert_int_equal(inv_find(inv, "old", &got), 1);
+	assert_int_equal(got.ndvds, 0); /* the DVD drive table is created */
+	got.ndvds = 1;
+	got.dvds[0] = (struct inv_disk){ 0, 1, strdup("/iso/x.iso") };
+	assert_int_equal(inv_update(inv, &got), 0);
+	inv_vm_free(&got);
+	assert_int_equal(inv_find(inv, "old", &got), 1);
+	assert_int_equal(got.ndvds, 1);
 	inv_vm_free(&got);
 	struct inv_nic nic = { .slot = 0, .name = "Network Adapter", .mac = "00155D000001" };
 	assert_int_equal(inv_nics_put(inv, ID1, &nic, 1, "added"), 0);
