@@ -131,12 +131,14 @@ check "vmms: Start-VM" hv Start-VM dvd
 console=$(echo "$t"/root/Virtual\ Machines/*/console.log)
 for _ in $(seq 240); do grep -q "vmms-change-now" "$console" 2>/dev/null && break; sleep 1; done
 check "vmms: the guest read the first disc" grep -q "vmms-first first disc" "$console"
+check "vmms: Remove-VMDvdDrive refused while running (32788)" \
+  bash -c "! '$B/hv' Remove-VMDvdDrive -VMName dvd -ControllerLocation 0 2>'$t/err' && grep -q 32788 '$t/err'"
 check "vmms: Set-VMDvdDrive on the running VM" hv Set-VMDvdDrive -VMName dvd -ControllerLocation 0 -Path "$w/b.iso"
 for _ in $(seq 150); do grep -q "vmms-after-change" "$console" 2>/dev/null && break; sleep 1; done
 check "vmms: the guest sees the new disc" grep -q "vmms-after-change \[second disc\]" "$console"
 check "vmms: Get-VMDvdDrive shows it" bash -c "'$B/hv' Get-VMDvdDrive dvd | grep -qE '^dvd +SCSI +0 +0 +ISO +$w/b.iso'"
-check "vmms: Remove-VMDvdDrive refused while running (32788)" \
-  bash -c "! '$B/hv' Remove-VMDvdDrive -VMName dvd -ControllerLocation 0 2>'$t/err' && grep -q 32788 '$t/err'"
+for _ in $(seq 60); do hv Get-VM dvd -Json | grep -q '"state": "Off"' && break; sleep 1; done
+check "vmms: Remove-VMDvdDrive once the guest powered off" hv Remove-VMDvdDrive -VMName dvd -ControllerLocation 0
 wp=$(hv Get-VM dvd -Json | sed -n 's/.*"worker_pid": \([0-9]*\).*/\1/p')
 hv Stop-VM dvd -TurnOff >/dev/null 2>&1
 [ -n "$wp" ] && kill "$wp" 2>/dev/null
