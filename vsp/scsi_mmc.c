@@ -114,9 +114,8 @@ static void feature(struct features *f, uint16_t code, uint8_t version, bool cur
 		return;
 	uint8_t *p = f->p + f->n;
 	scsi_put16(p, code);
-	p[2] = (uint8_t)(version << 2 | 0x02 /* persistent */ | (current ? 1 : 0));
-	if (code != 0x0000 && code != 0x0001 && code != 0x0002 && code != 0x0003)
-		p[2] &= (uint8_t)~0x02; /* medium features come and go */
+	bool persistent = code <= 0x0003; /* the drive's own features; the medium's come and go */
+	p[2] = (uint8_t)(version << 2 | (persistent ? 0x02 : 0) | (current ? 0x01 : 0));
 	p[3] = len;
 	memcpy(p + 4, data, len);
 	f->n += 4u + len;
@@ -134,7 +133,6 @@ static void get_configuration(const struct scsi_mmc *m, const uint8_t *cdb, uint
 	memset(tmp, 0, sizeof(tmp));
 	struct features f = { .p = tmp, .n = 8, .cap = sizeof(tmp), .rt = rt, .start = scsi_be16(cdb + 2) };
 	uint16_t cur = current_profile(m);
-	bool media = m->media;
 	/* Profile list: DVD-ROM and CD-ROM, highest first; CurrentP on the one in use. */
 	uint8_t profiles[8] = { 0 };
 	scsi_put16(profiles, PROFILE_DVD_ROM);
@@ -151,7 +149,7 @@ static void get_configuration(const struct scsi_mmc *m, const uint8_t *cdb, uint
 	uint8_t random_read[8] = { 0 };
 	scsi_put32(random_read, SCSI_MMC_BLOCK);
 	scsi_put16(random_read + 4, 1);   /* blocking: 1 block */
-	feature(&f, 0x0010, 0, media, random_read, sizeof(random_read));
+	feature(&f, 0x0010, 0, m->media, random_read, sizeof(random_read));
 	uint8_t cd_read[4] = { 0 };
 	feature(&f, 0x001E, 2, cur == PROFILE_CD_ROM, cd_read, sizeof(cd_read));
 	uint8_t dvd_read[4] = { 0 };
@@ -225,8 +223,8 @@ static void mode_sense(const struct scsi_mmc *m, const uint8_t *cdb, bool ten, u
 	scsi_data_in(r, tmp, total, alloc, xfer_len, buf, buf_cap);
 }
 
-static void read_disc_information(const struct scsi_mmc *m, const uint8_t *cdb, uint32_t xfer_len, uint8_t *buf,
-				  uint32_t buf_cap, struct scsi_result *r)
+static void read_disc_information(const uint8_t *cdb, uint32_t xfer_len, uint8_t *buf, uint32_t buf_cap,
+				  struct scsi_result *r)
 {
 	if (cdb[1] & 0x07) { /* only standard disc information */
 		scsi_invalid_field(r);
@@ -243,7 +241,6 @@ static void read_disc_information(const struct scsi_mmc *m, const uint8_t *cdb, 
 	tmp[8] = 0x00;        /* disc type: CD-DA or CD-ROM */
 	scsi_put32(tmp + 16, 0xFFFFFFFFu); /* no lead-in / lead-out to write: a pressed disc */
 	scsi_put32(tmp + 20, 0xFFFFFFFFu);
-	(void)m;
 	scsi_data_in(r, tmp, sizeof(tmp), scsi_be16(cdb + 7), xfer_len, buf, buf_cap);
 }
 
@@ -396,7 +393,7 @@ void scsi_mmc_execute(const struct scsi_disk *d, const uint8_t *cdb, uint32_t xf
 		read_toc(m, cdb, xfer_len, buf, buf_cap, r);
 		return;
 	case 0x51:
-		read_disc_information(m, cdb, xfer_len, buf, buf_cap, r);
+		read_disc_information(cdb, xfer_len, buf, buf_cap, r);
 		return;
 	}
 }
