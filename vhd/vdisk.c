@@ -89,7 +89,7 @@ void vd_free(struct vdisk *d)
 
 int vdisk_open(const char *path, unsigned flags, struct vdisk **out)
 {
-	return vd_open(path, flags & VDISK_OPEN_RDWR, out);
+	return vd_open(path, flags & (VDISK_OPEN_RDWR | VDISK_OPEN_RAW), out);
 }
 
 int vd_open(const char *path, unsigned flags, struct vdisk **out)
