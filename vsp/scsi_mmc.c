@@ -244,6 +244,42 @@ static void read_disc_information(const uint8_t *cdb, uint32_t xfer_len, uint8_t
 	scsi_data_in(r, tmp, sizeof(tmp), scsi_be16(cdb + 7), xfer_len, buf, buf_cap);
 }
 
+/* READ TRACK INFORMATION: the one track (1, session 1), complete, by LBA, track or session. */
+static void read_track_information(const struct scsi_mmc *m, const uint8_t *cdb, uint32_t xfer_len, uint8_t *buf,
+				   uint32_t buf_cap, struct scsi_result *r)
+{
+	uint32_t number = scsi_be32(cdb + 2);
+	switch (cdb[1] & 0x03) {
+	case 0: /* the track holding LBA number */
+		if (number >= m->blocks) {
+			scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
+			return;
+		}
+		break;
+	case 1: /* track number */
+	case 2: /* the first track of session number */
+		if (number != 1) {
+			scsi_invalid_field(r);
+			return;
+		}
+		break;
+	default:
+		scsi_invalid_field(r);
+		return;
+	}
+	uint8_t tmp[48];
+	memset(tmp, 0, sizeof(tmp));
+	scsi_put16(tmp, sizeof(tmp) - 2);
+	tmp[2] = 1;    /* track */
+	tmp[3] = 1;    /* session */
+	tmp[5] = 0x04; /* track mode: data, recorded uninterrupted */
+	tmp[6] = 0x01; /* data mode 1 */
+	tmp[7] = 0x02; /* LRA_V: the last recorded address is valid */
+	scsi_put32(tmp + 24, m->blocks > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)m->blocks); /* track size */
+	scsi_put32(tmp + 28, m->blocks ? (uint32_t)(m->blocks - 1) : 0);                     /* last recorded */
+	scsi_data_in(r, tmp, sizeof(tmp), scsi_be16(cdb + 7), xfer_len, buf, buf_cap);
+}
+
 static void request_sense(struct scsi_mmc *m, const uint8_t *cdb, uint32_t xfer_len, uint8_t *buf, uint32_t buf_cap,
 			  struct scsi_result *r)
 {
@@ -351,7 +387,7 @@ void scsi_mmc_execute(const struct scsi_disk *d, const uint8_t *cdb, uint32_t xf
 		return;
 	}
 	bool known = op == 0x00 || op == 0x25 || op == 0x08 || op == 0x28 || op == 0xA8 || op == 0x88 || op == 0x43 ||
-		     op == 0x51;
+		     op == 0x51 || op == 0x52;
 	if (!known) {
 		scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_OPCODE);
 		return;
@@ -394,6 +430,9 @@ void scsi_mmc_execute(const struct scsi_disk *d, const uint8_t *cdb, uint32_t xf
 		return;
 	case 0x51:
 		read_disc_information(cdb, xfer_len, buf, buf_cap, r);
+		return;
+	case 0x52:
+		read_track_information(m, cdb, xfer_len, buf, buf_cap, r);
 		return;
 	}
 }

@@ -106,6 +106,8 @@ check "eject accepted" grep -q '"ok": *true' <<<"$ejected"
 check "after the eject the drive is empty" bash -c "grep -q 'after-eject mount rc=[1-9]' '$log' && grep -q '\"lun\": *1, *\"type\": *\"dvd\", *\"path\": *null' '$out/status3.json'"
 check "no SCSI errors besides the expected ones (no medium, out of range, write protect)" \
   bash -c "! grep -iE 'Medium Error|Hardware Error|Aborted Command|timing out|host reset|device offline' '$log'"
+check "no MMC command the guest sends whatever the disc was refused (storvsc logs failed SRBs)" \
+  bash -c "! grep -qiE 'cmd 0x(52|46|4a|5a|bb|1e|12|3) status' '$log'"
 check "no kernel oops or panic" bash -c "! grep -qE 'Oops|Kernel panic|BUG:' '$log'"
 [ "$fails" = 0 ] || { cat "$log"; cat "$out"/status*.json; }
 

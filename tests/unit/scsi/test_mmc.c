@@ -492,11 +492,40 @@ static void test_misc(void **s)
 	di[1] = 1; /* track resources: not supported */
 	exec(di, 10, 34);
 	assert_sense(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
+	/* READ TRACK INFORMATION: track 1 by number, session or LBA; others refused */
+	uint8_t ti[10] = { 0x52, 1, 0, 0, 0, 1, 0, 0, 48, 0 };
+	exec(ti, 10, 48);
+	assert_good(48);
+	assert_int_equal(be16(buf), 46);
+	assert_int_equal(buf[2], 1);
+	assert_int_equal(buf[5] & 0x0F, 4);
+	assert_int_equal(buf[7] & 0x02, 0x02);
+	assert_int_equal(be32(buf + 24), DVD_BLOCKS);
+	assert_int_equal(be32(buf + 28), DVD_BLOCKS - 1);
+	ti[1] = 2; /* session 1 */
+	exec(ti, 10, 48);
+	assert_good(48);
+	ti[1] = 0; /* the track of LBA 1 */
+	exec(ti, 10, 8);
+	assert_good(8);
+	memset(ti + 2, 0xFF, 4); /* an LBA past the disc */
+	exec(ti, 10, 48);
+	assert_sense(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
+	ti[1] = 1; /* track 0xFFFFFFFF (invisible track): none on a pressed disc */
+	exec(ti, 10, 48);
+	assert_sense(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
+	memset(ti + 2, 0, 4);
+	ti[5] = 2; /* track 2 */
+	exec(ti, 10, 48);
+	assert_sense(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
+	ti[1] = 3; /* reserved address type */
+	exec(ti, 10, 48);
+	assert_sense(SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
 	uint8_t speed[12] = { 0xBB, 0, 0xFF, 0xFF, 0xFF, 0xFF };
 	exec(speed, 12, 0);
 	assert_good(0);
 	/* unknown opcodes, disk-only commands and reserved groups */
-	static const uint8_t ops[] = { 0x52, 0x9E, 0x2F, 0xBD, 0xBE, 0xAD, 0x5C, 0xC0, 0x01 };
+	static const uint8_t ops[] = { 0x9E, 0x2F, 0xBD, 0xBE, 0xAD, 0x5C, 0xC0, 0x01 };
 	for (unsigned i = 0; i < sizeof(ops); i++) {
 		uint8_t cdb[16] = { ops[i] };
 		exec(cdb, 16, 512);
