@@ -110,12 +110,38 @@ static json_t *op_add_dvd(struct vmms *s, json_t *req)
 	return reply;
 }
 
+/* A running VM's guest may have ejected a disc (START STOP UNIT): the worker's status says so
+ * (path null) and the drive is empty from then on, also after a guest reset; the inventory
+ * follows, as Hyper-V's configuration does. */
+static void note_guest_ejects(struct vmms *s, struct inv_vm *vm)
+{
+	if (!vm->ndvds || (vm->status.state != VM_RUNNING && vm->status.state != VM_PAUSED))
+		return;
+	json_t *st = worker_vm_call(vm, "{\"op\":\"status\"}", 2000);
+	json_t *disks = json_object_get(st, "disks");
+	bool changed = false;
+	for (int k = 0; k < vm->ndvds; k++) {
+		json_t *d = json_array_get(disks, (size_t)(vm->ndisks + k));
+		const char *type = json_string_value(json_object_get(d, "type"));
+		if (!vm->dvds[k].path[0] || !type || strcmp(type, "dvd") || !json_is_null(json_object_get(d, "path")))
+			continue;
+		vm_event(s, vm->id, "Information", "the guest ejected the disc %s from the DVD drive at SCSI %d:%d",
+			 vm->dvds[k].path, vm->dvds[k].controller, vm->dvds[k].lun);
+		vm->dvds[k].path[0] = '\0';
+		changed = true;
+	}
+	json_decref(st);
+	if (changed && inv_update_event(s->inv, vm, "DVD drive disc ejected by the guest") < 0)
+		vm_event(s, vm->id, "Warning", "inventory: %s", inv_error(s->inv));
+}
+
 static json_t *op_get_dvd(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
 	json_t *reply = find_vm(s, req, &vm);
 	if (reply)
 		return reply;
+	note_guest_ejects(s, &vm);
 	json_t *arr = json_array();
 	for (int i = 0; i < vm.ndvds; i++)
 		json_array_append_new(arr, drive_json(&vm, &vm.dvds[i]));

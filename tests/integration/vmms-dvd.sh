@@ -4,7 +4,8 @@
 # refusals: a missing ISO, a taken location, IDE, hot-add/remove on a running VM), the drives
 # kept in the inventory across a vmms restart, the worker's command line (--dvd after the disks,
 # '' for an empty drive) and Set-VMDvdDrive on a running VM sent to the worker as a live
-# dvd-change at its LUN (a stand-in vmwp records it; storvsp-dvd.sh does it with a real guest).
+# dvd-change at its LUN, and a disc the guest ejected shown and stored as None (a stand-in vmwp
+# plays the worker; storvsp-dvd.sh does it with a real guest).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=$(cd "${VIRIDIAN_BUILD:-build}" && pwd)
@@ -47,7 +48,12 @@ while True:
     with open(os.path.join(folder, "requests"), "a") as f:
         f.write(json.dumps(req, sort_keys=True) + "\n")
     if op == "status":
-        r = dict(ok=True, state="Running", uptime_ms=1, heartbeat="NoContact")
+        for k in range(len(dvds)):  # the test plays a guest that ejects drive k's disc
+            if os.path.exists(os.path.join(folder, "guest-eject-%d" % k)):
+                os.unlink(os.path.join(folder, "guest-eject-%d" % k)); dvds[k] = ""
+        disks = [dict(lun=i, type="disk", path="d") for i in range(ndisks)]
+        disks += [dict(lun=ndisks + k, type="dvd", path=p or None) for k, p in enumerate(dvds)]
+        r = dict(ok=True, state="Running", uptime_ms=1, heartbeat="NoContact", disks=disks)
     elif op == "dvd-change":
         k = req.get("lun", -1) - ndisks
         if 0 <= k < len(dvds):
@@ -109,6 +115,10 @@ check "... sent to the worker as dvd-change at its LUN (2 disks + drive 1 = 3)" 
   grep -qF "{\"lun\": 3, \"op\": \"dvd-change\", \"path\": \"$t/a.iso\"}" "$t"/root/Virtual\ Machines/*/requests
 check "Set-VMDvdDrive -Path '' on a running VM: eject (path null)" bash -c "'$B/hv' Set-VMDvdDrive -VMName lab -ControllerLocation 1 -Path '' >/dev/null &&
   grep -qF '{\"lun\": 2, \"op\": \"dvd-change\", \"path\": null}' '$t'/root/Virtual\ Machines/*/requests"
+touch "$(dirname "$(ls "$t"/root/Virtual\ Machines/*/argv.json)")/guest-eject-1"
+check "a disc the guest ejected shows as None" bash -c "'$B/hv' Get-VMDvdDrive lab | grep -qE '^lab +SCSI +0 +5 +None'"
+check "... and stays so in the inventory (event logged)" bash -c "'$B/hv' Get-VMEvent lab | grep -q 'the guest ejected the disc $t/a.iso'"
+check "Set-VMDvdDrive puts a disc back" bash -c "'$B/hv' Set-VMDvdDrive -VMName lab -ControllerLocation 5 -Path '$t/a.iso' | grep -q ' ISO '"
 check "the inventory follows" bash -c "'$B/hv' Get-VMDvdDrive lab | grep -qE '^lab +SCSI +0 +1 +None' && '$B/hv' Get-VMDvdDrive lab | grep -qE '^lab +SCSI +0 +5 +ISO +$t/a.iso'"
 check "Stop-VM -TurnOff" hv Stop-VM lab -TurnOff
 check "Remove-VMDvdDrive" hv Remove-VMDvdDrive -VMName lab -ControllerLocation 1
