@@ -4,7 +4,7 @@
 # mounts it read-only and reads a file of random data whose sha256 matches the host's; writes
 # fail cleanly (the drive is read-only, no SCSI errors beyond that); an empty drive has no
 # medium; a live disc change through the worker's dvd-change control op is seen by the guest
-# (the remount shows the second ISO's file), so is an eject; odd-sized ISOs (zero bytes, not a
+# (the remount shows the second ISO's file), so is an eject (the host's and the guest's); odd-sized ISOs (zero bytes, not a
 # multiple of 2048) give a rounded-down capacity and reads beyond it fail. Then the same through
 # vmms: Add-VMDvdDrive, Start-VM, and a live Set-VMDvdDrive the guest sees on its remount.
 set -uo pipefail
@@ -41,6 +41,10 @@ umount /mnt/a
 dd if=$E of=/dev/null bs=2048 count=1 2>/tmp/e; echo "emptyread rc=$? $(cat /tmp/e)"
 dd if=$O of=/dev/null bs=2048 count=5 2>/dev/null; echo "oddread rc=$?"
 dd if=$Z of=/dev/null bs=2048 count=1 iflag=direct 2>/dev/null; echo "zeroread rc=$?"
+# a guest eject (START STOP UNIT LoEj): busybox has no eject, the cdrom driver ejects on close
+echo 1 > /proc/sys/dev/cdrom/autoeject; dd if=$O of=/dev/null bs=2048 count=1 2>/dev/null
+echo 0 > /proc/sys/dev/cdrom/autoeject
+dd if=$O of=/dev/null bs=2048 count=1 2>/tmp/e; echo "after-guest-eject rc=$? $(cat /tmp/e)"
 echo "VIRIDIAN-DVD: change-now"
 for i in $(seq 1 120); do
   if mount -t iso9660 -o ro $A /mnt/a 2>/dev/null; then
@@ -102,6 +106,8 @@ check "dvd-change accepted" grep -q '"ok": *true' <<<"$changed"
 check "status shows the new disc" grep -q "\"path\": *\"$w/b.iso\"" "$out/status2.json"
 check "dvd-change on a hard disk or with a missing ISO refused" bash -c "[ \$(grep -c '\"ok\": *false' <<<'$bad') = 2 ]"
 check "the guest sees the second disc after a live change" has "$log" "after-change second disc first=[]"
+check "the guest's own eject empties its drive (status: path null)" \
+  bash -c "grep -qE 'after-guest-eject rc=[1-9].*No medium found' '$log' && grep -q '\"lun\": *4, *\"type\": *\"dvd\", *\"path\": *null' '$out/status1.json'"
 check "eject accepted" grep -q '"ok": *true' <<<"$ejected"
 check "after the eject the drive is empty" bash -c "grep -q 'after-eject mount rc=[1-9]' '$log' && grep -q '\"lun\": *1, *\"type\": *\"dvd\", *\"path\": *null' '$out/status3.json'"
 check "no SCSI errors besides the expected ones (no medium, out of range, write protect)" \
