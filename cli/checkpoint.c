@@ -65,13 +65,6 @@ json_t *checkpoint_cmdlet_request(const struct args *a, char *err, size_t errlen
 	return req;
 }
 
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	puts(s ? s : "null");
-	free(s);
-}
-
 /* Follows a job to its end; 0 when it completed. */
 static int wait_job(const struct args *a, const char *id)
 {
@@ -156,14 +149,14 @@ static int run(const struct args *a)
 		json_t *one = json_object_get(r, "job"), *jobs = json_object_get(r, "jobs");
 		json_t *arr = one ? json_pack("[O]", one) : json_incref(jobs);
 		if (json)
-			print_json(arr);
+			cli_print_json(arr);
 		else
 			print_jobs(arr);
 		json_decref(arr);
 	} else if (is(a, "Get", "VMCheckpoint")) {
 		json_t *cps = json_object_get(r, "checkpoints");
 		if (json)
-			print_json(cps);
+			cli_print_json(cps);
 		else
 			print_checkpoints(cps, arg_str(a, "Name"));
 	} else if (job && arg_has(a, "AsJob")) {

@@ -65,6 +65,7 @@ void progress_done(struct progress *p);
 typedef struct json_t json_t;
 json_t *vmms_call(json_t *req, char *err, size_t errlen);
 json_t *call_ok(const struct args *a, json_t *req);
+void cli_print_json(json_t *j); /* indented, keys in order */
 
 /* -ComputerName HOST[:PORT] [-Credential TOKENFILE|USER] (cli/remote.c): vmms_call goes to
  * the host's vmmsweb over HTTPS instead of the local socket. remote_set: -1 with err for a bad
@@ -75,7 +76,6 @@ json_t *remote_call(json_t *req, char *err, size_t errlen);
 /* A file argument as the host running vmms names it: realpath() locally; with -ComputerName
  * the path as given (it must be absolute). NULL when it cannot be; malloc'd. */
 char *cli_host_path(const char *p);
-void cli_print_json(json_t *j); /* indented, keys in order */
 
 /* The table, for Get-Help. */
 extern const struct cmdlet *const cli_cmdlets[];

@@ -11,6 +11,8 @@ extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_s
 	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive,
 	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
 	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm, cmdlet_save_vm, cmdlet_remove_vmsavedstate;
+/* DVD drives (cli/dvd.c). */
+extern const struct cmdlet cmdlet_add_vmdvddrive, cmdlet_get_vmdvddrive, cmdlet_set_vmdvddrive, cmdlet_remove_vmdvddrive;
 /* Virtual switches and network adapters (cli/net.c). */
 extern const struct cmdlet cmdlet_new_vmswitch, cmdlet_get_vmswitch, cmdlet_remove_vmswitch, cmdlet_add_vmnetworkadapter,
 	cmdlet_remove_vmnetworkadapter, cmdlet_get_vmnetworkadapter, cmdlet_connect_vmnetworkadapter,
@@ -50,6 +52,10 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_add_vmharddiskdrive,
 	&cmdlet_get_vmharddiskdrive,
 	&cmdlet_remove_vmharddiskdrive,
+	&cmdlet_add_vmdvddrive,
+	&cmdlet_get_vmdvddrive,
+	&cmdlet_set_vmdvddrive,
+	&cmdlet_remove_vmdvddrive,
 	&cmdlet_connect_vm,
 	&cmdlet_get_vmhost,
 	&cmdlet_set_vmhost,

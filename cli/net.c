@@ -121,13 +121,6 @@ json_t *net_cmdlet_request(const struct args *a, char *err, size_t errlen)
 	return req;
 }
 
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	puts(s ? s : "null");
-	free(s);
-}
-
 static const char *str(json_t *o, const char *key)
 {
 	const char *v = json_string_value(json_object_get(o, key));
@@ -258,9 +251,9 @@ static int run(const struct args *a)
 		json_array_append_new(out, nic_out(x));
 	if (is(a, "Remove-VMSwitch")) {
 		if (json)
-			print_json(r);
+			cli_print_json(r);
 	} else if (json) {
-		print_json(out);
+		cli_print_json(out);
 	} else if (is(a, "New-VMSwitch") || is(a, "Get-VMSwitch")) {
 		print_switches(out);
 	} else if (is(a, "Get-VMNetworkAdapterVlan")) {

@@ -373,13 +373,6 @@ static void print_vm_table(json_t *vms)
 	}
 }
 
-static void print_json(json_t *j)
-{
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	puts(s ? s : "null");
-	free(s);
-}
-
 static volatile sig_atomic_t connect_stop;
 static void on_sigint(int sig)
 {
@@ -560,13 +553,13 @@ static int run(const struct args *a)
 	if (!strcasecmp(c, "Get-VM")) {
 		json_t *vms = json_object_get(r, "vms");
 		if (json)
-			print_json(vms);
+			cli_print_json(vms);
 		else
 			print_vm_table(vms);
 	} else if (!strcasecmp(c, "New-VM") || !strcasecmp(c, "Set-VM") || !strcasecmp(c, "Set-VMFirmware")) {
 		json_t *v = json_object_get(r, "vm");
 		if (json) {
-			print_json(v);
+			cli_print_json(v);
 		} else if (strcasecmp(c, "Set-VMFirmware")) {
 			json_t *one = json_array();
 			json_array_append(one, v);
@@ -595,7 +588,7 @@ static int run(const struct args *a)
 	} else if (!strcasecmp(c, "Get-VMEvent")) {
 		json_t *ev = json_object_get(r, "events");
 		if (json) {
-			print_json(ev);
+			cli_print_json(ev);
 		} else {
 			size_t i;
 			json_t *e;
@@ -628,7 +621,7 @@ static int run(const struct args *a)
 							     "State", st ? st : ""));
 		}
 		if (json) {
-			print_json(out);
+			cli_print_json(out);
 		} else {
 			printf("%-20s %-32s %-8s %s\n", "VMName", "Name", "Enabled", "PrimaryStatusDescription");
 			size_t i;
@@ -655,7 +648,7 @@ static int run(const struct args *a)
 							     "ControllerType", "SCSI", "ControllerNumber", json_object_get(d, "controller"),
 							     "ControllerLocation", json_object_get(d, "lun"), "Path", json_object_get(d, "path")));
 		if (json) {
-			print_json(out);
+			cli_print_json(out);
 		} else if (strcasecmp(c, "Remove-VMHardDiskDrive")) {
 			printf("%-20s %-14s %-16s %-18s %s\n", "VMName", "ControllerType", "ControllerNumber", "ControllerLocation", "Path");
 			printf("%-20s %-14s %-16s %-18s %s\n", "------", "--------------", "----------------", "------------------", "----");
@@ -675,7 +668,7 @@ static int run(const struct args *a)
 					"MemoryCapacity", json_object_get(h, "memory_capacity"),
 					"FullyQualifiedDomainName", json_object_get(h, "name"));
 		if (json) {
-			print_json(out);
+			cli_print_json(out);
 		} else if (!strcasecmp(c, "Get-VMHost")) {
 			const char *keys[] = { "Name", "VirtualMachinePath", "VirtualHardDiskPath", "LogicalProcessorCount",
 					       "MemoryCapacity", "FullyQualifiedDomainName" };

@@ -89,7 +89,7 @@ void vd_free(struct vdisk *d)
 
 int vdisk_open(const char *path, unsigned flags, struct vdisk **out)
 {
-	return vd_open(path, flags & VDISK_OPEN_RDWR, out);
+	return vd_open(path, flags & (VDISK_OPEN_RDWR | VDISK_OPEN_RAW), out);
 }
 
 int vd_open(const char *path, unsigned flags, struct vdisk **out)
@@ -125,7 +125,9 @@ int vd_open(const char *path, unsigned flags, struct vdisk **out)
 	if (size >= 8)
 		vf_pread(&d->f, first, 8, 0);
 	open_depth++;
-	if (vhdx_probe(first, size >= 8 ? 8 : 0))
+	if (flags & VDISK_OPEN_RAW)
+		r = raw_open(d);
+	else if (vhdx_probe(first, size >= 8 ? 8 : 0))
 		r = vhdx_open(d);
 	else if (vhd_probe(&d->f, size))
 		r = vhd_open(d);

@@ -84,6 +84,12 @@ struct vmms_job *vmms_merge_start(struct vmms *s, const char *vm_id, bool announ
 /* A journal entry of a fold or live merge a dead vmms left: finished, undone or resumed. */
 void vmms_merge_recover(struct vmms *s, const struct inv_journal *j);
 
+/* dvd.c */
+/* Add-/Get-/Set-/Remove-VMDvdDrive; NULL when op is not one of them. */
+json_t *vmms_dvd_request(struct vmms *s, const char *op, json_t *req);
+/* Is SCSI controller:lun of the VM taken by a disk or a DVD drive? */
+bool vmms_location_used(const struct inv_vm *vm, int controller, int lun);
+
 /* network.c */
 #define VMMS_NIC_ARG_MAX 300
 /* A request about switches or network adapters; NULL when op is not one of them. */

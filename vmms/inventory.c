@@ -29,6 +29,11 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS disks ("
 	" vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, controller INTEGER NOT NULL,"
 	" lun INTEGER NOT NULL, path TEXT NOT NULL, PRIMARY KEY (vm_id, controller, lun));"
+	/* DVD drives (Add-VMDvdDrive; a table of its own: an older vmms.db gains it here). path ''
+	 * is a drive with no disc. */
+	"CREATE TABLE IF NOT EXISTS dvd_drives ("
+	" vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, controller INTEGER NOT NULL,"
+	" lun INTEGER NOT NULL, path TEXT NOT NULL DEFAULT '', PRIMARY KEY (vm_id, controller, lun));"
 	"CREATE TABLE IF NOT EXISTS events ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
 	" time_ms INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);"
@@ -232,32 +237,44 @@ static int add_event(struct inventory *inv, const char *id, const char *level, c
 	return rc;
 }
 
-static int put_disks(struct inventory *inv, const struct inv_vm *vm)
+/* Replaces one drive table's rows of the VM (disks or dvd_drives). */
+static int put_drives(struct inventory *inv, const char *table, const char *vm_id, const struct inv_disk *d, int n)
 {
 	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(inv->db, "DELETE FROM disks WHERE vm_id=?", -1, &s, NULL) != SQLITE_OK)
-		return fail(inv, "disks");
-	bind_text(s, 1, vm->id);
-	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "disks");
+	char sql[128];
+	snprintf(sql, sizeof(sql), "DELETE FROM %s WHERE vm_id=?", table);
+	if (sqlite3_prepare_v2(inv->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, table);
+	bind_text(s, 1, vm_id);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, table);
 	sqlite3_finalize(s);
 	if (rc < 0)
 		return -1;
-	if (inv_test_hook)
+	if (inv_test_hook && !strcmp(table, "disks"))
 		inv_test_hook("disks-deleted");
-	if (sqlite3_prepare_v2(inv->db, "INSERT INTO disks(vm_id, controller, lun, path) VALUES (?,?,?,?)", -1, &s, NULL) != SQLITE_OK)
-		return fail(inv, "disks");
-	for (int i = 0; i < vm->ndisks && rc == 0; i++) {
+	snprintf(sql, sizeof(sql), "INSERT INTO %s(vm_id, controller, lun, path) VALUES (?,?,?,?)", table);
+	if (sqlite3_prepare_v2(inv->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, table);
+	for (int i = 0; i < n && rc == 0; i++) {
 		sqlite3_reset(s);
-		bind_text(s, 1, vm->id);
-		sqlite3_bind_int(s, 2, vm->disks[i].controller);
-		sqlite3_bind_int(s, 3, vm->disks[i].lun);
-		bind_text(s, 4, vm->disks[i].path);
+		bind_text(s, 1, vm_id);
+		sqlite3_bind_int(s, 2, d[i].controller);
+		sqlite3_bind_int(s, 3, d[i].lun);
+		bind_text(s, 4, d[i].path ? d[i].path : "");
 		if (sqlite3_step(s) != SQLITE_DONE)
-			rc = fail(inv, "disk");
+			rc = fail(inv, table);
 	}
 	sqlite3_finalize(s);
-	if (rc < 0)
+	return rc;
+}
+
+static int put_disks(struct inventory *inv, const struct inv_vm *vm)
+{
+	if (put_drives(inv, "disks", vm->id, vm->disks, vm->ndisks) < 0 ||
+	    put_drives(inv, "dvd_drives", vm->id, vm->dvds, vm->ndvds) < 0)
 		return -1;
+	sqlite3_stmt *s;
+	int rc;
 	if (sqlite3_prepare_v2(inv->db, "INSERT OR REPLACE INTO vm_ic(vm_id, disabled) VALUES (?,?)", -1, &s, NULL) != SQLITE_OK)
 		return fail(inv, "integration services");
 	bind_text(s, 1, vm->id);
@@ -317,20 +334,36 @@ static char *col_dup(sqlite3_stmt *s, int i)
 #define VM_COLUMNS "id, name, generation, cpus, memory, kernel, initrd, cmdline, notes, auto_start," \
 		   " auto_stop, path, state, opstate, worker_pid, worker_start, created, checkpoint_type, parent_checkpoint"
 
-static int read_disks(struct inventory *inv, struct inv_vm *vm)
+/* One drive table's rows of the VM in location order; the count or -1. */
+static int read_drives(struct inventory *inv, const char *table, const char *vm_id, struct inv_disk *out)
 {
 	sqlite3_stmt *s;
-	if (sqlite3_prepare_v2(inv->db, "SELECT controller, lun, path FROM disks WHERE vm_id=? ORDER BY controller, lun", -1, &s, NULL) != SQLITE_OK)
-		return fail(inv, "disks");
-	bind_text(s, 1, vm->id);
-	vm->ndisks = 0;
-	while (sqlite3_step(s) == SQLITE_ROW && vm->ndisks < INV_MAX_DISKS) {
-		struct inv_disk *d = &vm->disks[vm->ndisks++];
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT controller, lun, path FROM %s WHERE vm_id=? ORDER BY controller, lun", table);
+	if (sqlite3_prepare_v2(inv->db, sql, -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, table);
+	bind_text(s, 1, vm_id);
+	int n = 0;
+	while (sqlite3_step(s) == SQLITE_ROW && n < INV_MAX_DISKS) {
+		struct inv_disk *d = &out[n++];
 		d->controller = sqlite3_column_int(s, 0);
 		d->lun = sqlite3_column_int(s, 1);
 		d->path = col_dup(s, 2);
 	}
 	sqlite3_finalize(s);
+	return n;
+}
+
+static int read_disks(struct inventory *inv, struct inv_vm *vm)
+{
+	sqlite3_stmt *s;
+	vm->ndisks = read_drives(inv, "disks", vm->id, vm->disks);
+	vm->ndvds = read_drives(inv, "dvd_drives", vm->id, vm->dvds);
+	if (vm->ndisks < 0 || vm->ndvds < 0) {
+		vm->ndisks = vm->ndisks < 0 ? 0 : vm->ndisks;
+		vm->ndvds = vm->ndvds < 0 ? 0 : vm->ndvds;
+		return -1;
+	}
 	vm->ic_disabled = 0;
 	if (sqlite3_prepare_v2(inv->db, "SELECT disabled FROM vm_ic WHERE vm_id=?", -1, &s, NULL) != SQLITE_OK)
 		return fail(inv, "integration services");
@@ -513,6 +546,8 @@ void inv_vm_free(struct inv_vm *vm)
 	free(vm->path);
 	for (int i = 0; i < vm->ndisks; i++)
 		free(vm->disks[i].path);
+	for (int i = 0; i < vm->ndvds; i++)
+		free(vm->dvds[i].path);
 	memset(vm, 0, sizeof(*vm));
 }
 

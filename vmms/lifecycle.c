@@ -175,7 +175,7 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 	int nnics = vmms_nic_args(s, vm, nics, err, errlen);
 	if (nnics < 0)
 		return -1;
-	const char *argv[32 + 2 * INV_MAX_DISKS + 2 * INV_IC_COUNT + 2 * INV_MAX_NICS];
+	const char *argv[32 + 4 * INV_MAX_DISKS + 2 * INV_IC_COUNT + 2 * INV_MAX_NICS];
 	int n = 0;
 	argv[n++] = s->vmwp;
 	if (restore) {
@@ -203,6 +203,11 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 	for (int i = 0; i < vm->ndisks; i++) {
 		argv[n++] = "--disk";
 		argv[n++] = vm->disks[i].path;
+	}
+	/* DVD drives after the disks: the worker's LUN of disk i stays i (disk-switch, merges) */
+	for (int i = 0; i < vm->ndvds; i++) {
+		argv[n++] = "--dvd";
+		argv[n++] = vm->dvds[i].path;
 	}
 	for (int i = 0; i < INV_IC_COUNT; i++)
 		if (vm->ic_disabled & (1u << i)) {
@@ -285,6 +290,11 @@ static json_t *op_start(struct vmms *s, json_t *req)
 	for (int i = 0; i < vm.ndisks; i++)
 		if (!file_readable(vm.disks[i].path)) {
 			reply = err_reply(0, "'%s' cannot start: the disk '%s' is missing", vm.name, vm.disks[i].path);
+			goto out;
+		}
+	for (int i = 0; i < vm.ndvds; i++)
+		if (vm.dvds[i].path[0] && !file_readable(vm.dvds[i].path)) {
+			reply = err_reply(0, "'%s' cannot start: the DVD image '%s' is missing", vm.name, vm.dvds[i].path);
 			goto out;
 		}
 	if (mkdir_p(vm.path) < 0) {

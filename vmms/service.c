@@ -520,26 +520,20 @@ static json_t *op_add_disk(struct vmms *s, json_t *req)
 		reply = err_reply(0, "the virtual hard disk '%s' does not exist or cannot be read (absolute path needed)", path ? path : "");
 	} else if (!vm_op_allowed(vm.status, VM_OP_MODIFY)) {
 		reply = conflict(&vm, "get a disk while it is not Off (hot-add is not supported yet)");
-	} else if (n >= INV_MAX_DISKS) {
+	} else if (n + vm.ndvds >= INV_MAX_DISKS) {
 		reply = err_reply(VMMS_ERR_CONFLICT, "'%s' has no free location on SCSI controller 0 (error 32788: configuration conflict)", vm.name);
+	} else if (have_lun && vmms_location_used(&vm, (int)ctrl, (int)lun)) {
+		reply = err_reply(VMMS_ERR_CONFLICT, "SCSI 0:%lld of '%s' is in use (error 32788: configuration conflict)",
+				  (long long)lun, vm.name);
 	}
 	for (int i = 0; !reply && i < n; i++) {
 		if (!strcmp(vm.disks[i].path, path))
 			reply = err_reply(VMMS_ERR_CONFLICT, "'%s' is already attached to '%s' at SCSI 0:%d (error 32788: configuration conflict)",
 					  path, vm.name, vm.disks[i].lun);
-		else if (have_lun && vm.disks[i].controller == ctrl && vm.disks[i].lun == lun)
-			reply = err_reply(VMMS_ERR_CONFLICT, "SCSI 0:%lld of '%s' is in use by '%s' (error 32788: configuration conflict)",
-					  (long long)lun, vm.name, vm.disks[i].path);
 	}
-	if (!reply && !have_lun) { /* the lowest free LUN */
-		for (lun = 0; lun < INV_MAX_DISKS; lun++) {
-			bool used = false;
-			for (int i = 0; i < n; i++)
-				used |= vm.disks[i].controller == ctrl && vm.disks[i].lun == lun;
-			if (!used)
-				break;
-		}
-	}
+	if (!reply && !have_lun) /* the lowest free LUN */
+		for (lun = 0; lun < INV_MAX_DISKS && vmms_location_used(&vm, (int)ctrl, (int)lun); lun++)
+			;
 	if (!reply) {
 		char msg[PATH_MAX + 64];
 		snprintf(msg, sizeof(msg), "hard disk drive added at SCSI 0:%lld: %s", (long long)lun, path);
@@ -751,6 +745,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 	if (!strcmp(op, "job-status"))
 		return op_job_status(s, req);
 	json_t *r = vmms_lifecycle_request(s, op, req);
+	if (!r)
+		r = vmms_dvd_request(s, op, req);
 	if (!r)
 		r = vmms_net_request(s, op, req);
 	if (!r)

@@ -3,17 +3,13 @@
 #include <string.h>
 
 #include "vsp/scsi.h"
+#include "scsi_util.h"
 
 #define VENDOR  "Msft    "          /* Linux storvsc keys SPC level / WRITE SAME on "Msft" */
 #define PRODUCT "Virtual Disk    "
+#define PRODUCT_DVD "Virtual DVD-ROM "  /* what Hyper-V's SCSI DVD drive reports */
 #define REVISION "1.0 "
 
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
-static uint64_t be64(const uint8_t *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static void put32(uint8_t *p, uint32_t v) { put16(p, (uint16_t)(v >> 16)); put16(p + 2, (uint16_t)v); }
-static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)(v >> 32)); put32(p + 4, (uint32_t)v); }
 
 void scsi_set_sense(struct scsi_result *r, uint8_t key, uint16_t asc_ascq)
 {
@@ -43,21 +39,21 @@ void scsi_io_error(struct scsi_result *r, enum scsi_action op, int err)
 		scsi_set_sense(r, SCSI_SENSE_HARDWARE_ERROR, SCSI_ASC_INTERNAL_FAILURE);
 }
 
-static void invalid_field(struct scsi_result *r)
+void scsi_invalid_field(struct scsi_result *r)
 {
 	scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_CDB);
 }
 
-static void good(struct scsi_result *r)
+void scsi_good(struct scsi_result *r)
 {
 	r->action = SCSI_DONE;
 	r->status = SCSI_STATUS_GOOD;
 	r->sense_len = 0;
 }
 
-/* Finish a data-in answer of n bytes built in tmp: cut to the allocation length etc. */
-static void data_in(struct scsi_result *r, const uint8_t *tmp, uint32_t n, uint32_t alloc,
-		    uint32_t xfer_len, uint8_t *buf, uint32_t buf_cap)
+
+void scsi_data_in(struct scsi_result *r, const uint8_t *tmp, uint32_t n, uint32_t alloc,
+		  uint32_t xfer_len, uint8_t *buf, uint32_t buf_cap)
 {
 	if (n > alloc)
 		n = alloc;
@@ -67,7 +63,7 @@ static void data_in(struct scsi_result *r, const uint8_t *tmp, uint32_t n, uint3
 		n = buf_cap;
 	if (n)
 		memcpy(buf, tmp, n);
-	good(r);
+	scsi_good(r);
 	r->data_in_len = n;
 }
 
@@ -97,23 +93,33 @@ static uint32_t inquiry(const struct scsi_disk *d, bool evpd, uint8_t page, uint
 {
 	memset(tmp, 0, 256);
 	if (!evpd) {
-		tmp[0] = 0x00;           /* connected direct-access block device */
-		tmp[2] = 0x06;           /* SPC-4 */
+		if (d->mmc) {
+			tmp[0] = 0x05;   /* connected CD/DVD device */
+			tmp[1] = 0x80;   /* RMB: removable medium */
+			tmp[2] = 0x05;   /* SPC-3 */
+		} else {
+			tmp[0] = 0x00;   /* connected direct-access block device */
+			tmp[2] = 0x06;   /* SPC-4 */
+			tmp[7] = 0x02;   /* CmdQue */
+		}
 		tmp[3] = 0x12;           /* HiSup, response data format 2 */
 		tmp[4] = 36 - 5;
-		tmp[7] = 0x02;           /* CmdQue */
 		memcpy(tmp + 8, VENDOR, 8);
-		memcpy(tmp + 16, PRODUCT, 16);
+		memcpy(tmp + 16, d->mmc ? PRODUCT_DVD : PRODUCT, 16);
 		memcpy(tmp + 32, REVISION, 4);
 		return 36;
 	}
+	if (d->mmc && page >= 0xB0) /* block device pages: disks only */
+		return 0;
+	tmp[0] = d->mmc ? 0x05 : 0x00;
 	tmp[1] = page;
 	uint32_t n;
 	switch (page) {
 	case 0x00: {
 		static const uint8_t pages[] = { 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2 };
-		memcpy(tmp + 4, pages, sizeof(pages));
-		n = 4 + sizeof(pages);
+		uint32_t np = d->mmc ? 3 : sizeof(pages);
+		memcpy(tmp + 4, pages, np);
+		n = 4 + np;
 		break;
 	}
 	case 0x80: /* unit serial number: the id in hex */
@@ -148,20 +154,20 @@ static uint32_t inquiry(const struct scsi_disk *d, bool evpd, uint8_t page, uint
 	case 0xB0: /* block limits */
 		n = 0x40;
 		tmp[4] = 0x01;           /* WSNZ: WRITE SAME with 0 blocks is refused */
-		put16(tmp + 6, (uint16_t)(d->physical_sector / d->logical_sector));
-		put32(tmp + 8, max_transfer_blocks(d));
-		put32(tmp + 12, max_transfer_blocks(d));
+		scsi_put16(tmp + 6, (uint16_t)(d->physical_sector / d->logical_sector));
+		scsi_put32(tmp + 8, max_transfer_blocks(d));
+		scsi_put32(tmp + 12, max_transfer_blocks(d));
 		if (d->thin && !d->read_only) {
-			put32(tmp + 20, 0x400000);                 /* max unmap LBA count */
-			put32(tmp + 24, SCSI_MAX_UNMAP_DESCRIPTORS);
-			put32(tmp + 28, unmap_granularity(d));
-			put32(tmp + 32, 0x80000000u);              /* UGAVALID, alignment 0 */
+			scsi_put32(tmp + 20, 0x400000);                 /* max unmap LBA count */
+			scsi_put32(tmp + 24, SCSI_MAX_UNMAP_DESCRIPTORS);
+			scsi_put32(tmp + 28, unmap_granularity(d));
+			scsi_put32(tmp + 32, 0x80000000u);              /* UGAVALID, alignment 0 */
 		}
-		put64(tmp + 36, 0x400000);                         /* max WRITE SAME length */
+		scsi_put64(tmp + 36, 0x400000);                         /* max WRITE SAME length */
 		break;
 	case 0xB1: /* block device characteristics */
 		n = 0x40;
-		put16(tmp + 4, 1);       /* non-rotating medium */
+		scsi_put16(tmp + 4, 1);       /* non-rotating medium */
 		break;
 	case 0xB2: /* logical block provisioning */
 		n = 8;
@@ -173,7 +179,7 @@ static uint32_t inquiry(const struct scsi_disk *d, bool evpd, uint8_t page, uint
 	default:
 		return 0;
 	}
-	put16(tmp + 2, (uint16_t)(n - 4));
+	scsi_put16(tmp + 2, (uint16_t)(n - 4));
 	return n;
 }
 
@@ -198,7 +204,7 @@ static int mode_pages(const struct scsi_disk *d, uint8_t page, uint8_t pcontrol,
 		p[1] = 0x0A;
 		if (!changeable)
 			p[3] = 0x10; /* queue algorithm modifier 1: unrestricted reordering allowed */
-		put16(p + 8, 0xFFFF); /* busy timeout period: unlimited */
+		scsi_put16(p + 8, 0xFFFF); /* busy timeout period: unlimited */
 		n += 12;
 	}
 	(void)d;
@@ -212,13 +218,13 @@ static void mode_sense(const struct scsi_disk *d, const uint8_t *cdb, bool ten, 
 	bool dbd = cdb[1] & 0x08;
 	bool llbaa = ten && (cdb[1] & 0x10);
 	uint8_t pcontrol = cdb[2] >> 6, page = cdb[2] & 0x3F, subpage = cdb[3];
-	uint32_t alloc = ten ? be16(cdb + 7) : cdb[4];
+	uint32_t alloc = ten ? scsi_be16(cdb + 7) : cdb[4];
 	if (pcontrol == 3) {
-		scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, 0x3900); /* saving parameters not supported */
+		scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_SAVING_NOT_SUPPORTED);
 		return;
 	}
 	if (subpage != 0 && !(page == 0x3F && subpage == 0xFF)) {
-		invalid_field(r);
+		scsi_invalid_field(r);
 		return;
 	}
 	uint32_t hdr = ten ? 8 : 4;
@@ -226,31 +232,31 @@ static void mode_sense(const struct scsi_disk *d, const uint8_t *cdb, bool ten, 
 	memset(tmp, 0, sizeof(tmp));
 	int pages = mode_pages(d, page, pcontrol, tmp + hdr + bdlen);
 	if (pages < 0) {
-		invalid_field(r);
+		scsi_invalid_field(r);
 		return;
 	}
 	uint8_t devspec = (uint8_t)((d->read_only ? 0x80 : 0) | 0x10); /* WP, DPOFUA */
 	uint8_t *bd = tmp + hdr;
 	if (bdlen == 8) {
 		uint64_t b = d->blocks > 0xFFFFFFFFull ? 0xFFFFFFFFull : d->blocks;
-		put32(bd, (uint32_t)b);
-		put32(bd + 4, d->logical_sector & 0xFFFFFF);
+		scsi_put32(bd, (uint32_t)b);
+		scsi_put32(bd + 4, d->logical_sector & 0xFFFFFF);
 	} else if (bdlen == 16) {
-		put64(bd, d->blocks);
-		put32(bd + 12, d->logical_sector);
+		scsi_put64(bd, d->blocks);
+		scsi_put32(bd + 12, d->logical_sector);
 	}
 	uint32_t total = hdr + bdlen + (uint32_t)pages;
 	if (ten) {
-		put16(tmp, (uint16_t)(total - 2));
+		scsi_put16(tmp, (uint16_t)(total - 2));
 		tmp[3] = devspec;
 		tmp[4] = llbaa ? 1 : 0;
-		put16(tmp + 6, (uint16_t)bdlen);
+		scsi_put16(tmp + 6, (uint16_t)bdlen);
 	} else {
 		tmp[0] = (uint8_t)(total - 1);
 		tmp[2] = devspec;
 		tmp[3] = (uint8_t)bdlen;
 	}
-	data_in(r, tmp, total, alloc, xfer_len, buf, buf_cap);
+	scsi_data_in(r, tmp, total, alloc, xfer_len, buf, buf_cap);
 }
 
 /* READ/WRITE (6/10/12/16), WRITE SAME (10/16), VERIFY: LBA range check and byte range. */
@@ -265,6 +271,27 @@ static bool lba_range(const struct scsi_disk *d, uint64_t lba, uint64_t count, s
 	return true;
 }
 
+void scsi_transfer(uint64_t blocks, uint32_t bsize, uint32_t max_transfer, bool write, uint64_t lba, uint64_t count,
+		   bool fua, uint32_t xfer_len, struct scsi_result *r)
+{
+	if (count > max_transfer / bsize || count * bsize > xfer_len) {
+		scsi_invalid_field(r);
+		return;
+	}
+	if (lba > blocks || count > blocks - lba) {
+		scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_LBA_OUT_OF_RANGE);
+		return;
+	}
+	if (!count) {
+		scsi_good(r);
+		return;
+	}
+	r->offset = lba * bsize;
+	r->length = count * bsize;
+	r->action = write ? SCSI_WRITE : SCSI_READ;
+	r->fua = fua;
+}
+
 static void rw(const struct scsi_disk *d, bool write, uint64_t lba, uint64_t count, bool fua,
 	       uint32_t xfer_len, struct scsi_result *r)
 {
@@ -272,18 +299,7 @@ static void rw(const struct scsi_disk *d, bool write, uint64_t lba, uint64_t cou
 		scsi_set_sense(r, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
 		return;
 	}
-	if (count > max_transfer_blocks(d) || count * d->logical_sector > xfer_len) {
-		invalid_field(r);
-		return;
-	}
-	if (!lba_range(d, lba, count, r))
-		return;
-	if (!count) {
-		good(r);
-		return;
-	}
-	r->action = write ? SCSI_WRITE : SCSI_READ;
-	r->fua = fua;
+	scsi_transfer(d->blocks, d->logical_sector, d->max_transfer, write, lba, count, fua, xfer_len, r);
 }
 
 static uint32_t cdb_size(uint8_t opcode)
@@ -303,7 +319,7 @@ void scsi_execute(const struct scsi_target *t, uint32_t lun, const uint8_t *cdb,
 	uint8_t tmp[256];
 	memset(r, 0, sizeof(*r));
 	if (cdb_len == 0 || cdb_len > 16) {
-		invalid_field(r);
+		scsi_invalid_field(r);
 		return;
 	}
 	uint8_t op = cdb[0];
@@ -313,13 +329,13 @@ void scsi_execute(const struct scsi_target *t, uint32_t lun, const uint8_t *cdb,
 		return;
 	}
 	if (cdb_len < need) {
-		invalid_field(r);
+		scsi_invalid_field(r);
 		return;
 	}
 	if (op == 0xA0) { /* REPORT LUNS: answered for any LUN of the target */
-		uint32_t alloc = be32(cdb + 6);
+		uint32_t alloc = scsi_be32(cdb + 6);
 		if (alloc < 16) {
-			invalid_field(r);
+			scsi_invalid_field(r);
 			return;
 		}
 		uint8_t big[8 + 8 * SCSI_MAX_LUNS];
@@ -331,8 +347,8 @@ void scsi_execute(const struct scsi_target *t, uint32_t lun, const uint8_t *cdb,
 			big[8 + 8 * n + 1] = (uint8_t)i; /* peripheral addressing, LUN < 256 */
 			n++;
 		}
-		put32(big, n * 8);
-		data_in(r, big, 8 + 8 * n, alloc, xfer_len, buf, buf_cap);
+		scsi_put32(big, n * 8);
+		scsi_data_in(r, big, 8 + 8 * n, alloc, xfer_len, buf, buf_cap);
 		return;
 	}
 	const struct scsi_disk *d = lun < t->nluns && lun < SCSI_MAX_LUNS ? t->luns[lun] : NULL;
@@ -348,114 +364,118 @@ void scsi_execute(const struct scsi_target *t, uint32_t lun, const uint8_t *cdb,
 			memcpy(tmp + 8, VENDOR, 8);
 			memcpy(tmp + 16, PRODUCT, 16);
 			memcpy(tmp + 32, REVISION, 4);
-			data_in(r, tmp, 36, be16(cdb + 3), xfer_len, buf, buf_cap);
+			scsi_data_in(r, tmp, 36, scsi_be16(cdb + 3), xfer_len, buf, buf_cap);
 			return;
 		}
 		r->action = SCSI_NO_LUN;
+		return;
+	}
+	if (d->mmc && op != 0x12) {
+		scsi_mmc_execute(d, cdb, xfer_len, buf, buf_cap, r);
 		return;
 	}
 	switch (op) {
 	case 0x00: /* TEST UNIT READY */
 	case 0x1B: /* START STOP UNIT */
 	case 0x1E: /* PREVENT ALLOW MEDIUM REMOVAL */
-		good(r);
+		scsi_good(r);
 		return;
 	case 0x03: { /* REQUEST SENSE: nothing pending */
 		memset(tmp, 0, SCSI_SENSE_LEN);
 		tmp[0] = 0x70;
 		tmp[7] = SCSI_SENSE_LEN - 8;
 		if (cdb[1] & 1) { /* descriptor format not supported */
-			invalid_field(r);
+			scsi_invalid_field(r);
 			return;
 		}
-		data_in(r, tmp, SCSI_SENSE_LEN, cdb[4], xfer_len, buf, buf_cap);
+		scsi_data_in(r, tmp, SCSI_SENSE_LEN, cdb[4], xfer_len, buf, buf_cap);
 		return;
 	}
 	case 0x12: { /* INQUIRY */
 		bool evpd = cdb[1] & 1;
 		if ((cdb[1] & 0xFE) || (!evpd && cdb[2])) {
-			invalid_field(r);
+			scsi_invalid_field(r);
 			return;
 		}
 		uint32_t n = inquiry(d, evpd, cdb[2], tmp);
 		if (!n) {
-			invalid_field(r);
+			scsi_invalid_field(r);
 			return;
 		}
-		data_in(r, tmp, n, be16(cdb + 3), xfer_len, buf, buf_cap);
+		scsi_data_in(r, tmp, n, scsi_be16(cdb + 3), xfer_len, buf, buf_cap);
 		return;
 	}
 	case 0x25: { /* READ CAPACITY (10) */
 		memset(tmp, 0, 8);
 		uint64_t last = d->blocks ? d->blocks - 1 : 0;
-		put32(tmp, last > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)last);
-		put32(tmp + 4, d->logical_sector);
-		data_in(r, tmp, 8, 8, xfer_len, buf, buf_cap);
+		scsi_put32(tmp, last > 0xFFFFFFFFull ? 0xFFFFFFFFu : (uint32_t)last);
+		scsi_put32(tmp + 4, d->logical_sector);
+		scsi_data_in(r, tmp, 8, 8, xfer_len, buf, buf_cap);
 		return;
 	}
 	case 0x9E: { /* SERVICE ACTION IN (16) */
 		if ((cdb[1] & 0x1F) != 0x10) { /* only READ CAPACITY (16) */
-			invalid_field(r);
+			scsi_invalid_field(r);
 			return;
 		}
 		memset(tmp, 0, 32);
-		put64(tmp, d->blocks ? d->blocks - 1 : 0);
-		put32(tmp + 8, d->logical_sector);
+		scsi_put64(tmp, d->blocks ? d->blocks - 1 : 0);
+		scsi_put32(tmp + 8, d->logical_sector);
 		tmp[13] = (uint8_t)(log2u(d->physical_sector / d->logical_sector) & 0xF);
 		if (d->thin && !d->read_only)
 			tmp[14] = 0x80; /* LBPME */
-		data_in(r, tmp, 32, be32(cdb + 10), xfer_len, buf, buf_cap);
+		scsi_data_in(r, tmp, 32, scsi_be32(cdb + 10), xfer_len, buf, buf_cap);
 		return;
 	}
 	case 0x08: case 0x0A: { /* READ (6) / WRITE (6) */
-		uint64_t lba = (uint64_t)(cdb[1] & 0x1F) << 16 | be16(cdb + 2);
+		uint64_t lba = (uint64_t)(cdb[1] & 0x1F) << 16 | scsi_be16(cdb + 2);
 		uint32_t count = cdb[4] ? cdb[4] : 256;
 		rw(d, op == 0x0A, lba, count, false, xfer_len, r);
 		return;
 	}
 	case 0x28: case 0x2A: /* READ (10) / WRITE (10) */
-		rw(d, op == 0x2A, be32(cdb + 2), be16(cdb + 7), cdb[1] & 0x08, xfer_len, r);
+		rw(d, op == 0x2A, scsi_be32(cdb + 2), scsi_be16(cdb + 7), cdb[1] & 0x08, xfer_len, r);
 		return;
 	case 0xA8: case 0xAA: /* READ (12) / WRITE (12) */
-		rw(d, op == 0xAA, be32(cdb + 2), be32(cdb + 6), cdb[1] & 0x08, xfer_len, r);
+		rw(d, op == 0xAA, scsi_be32(cdb + 2), scsi_be32(cdb + 6), cdb[1] & 0x08, xfer_len, r);
 		return;
 	case 0x88: case 0x8A: /* READ (16) / WRITE (16) */
-		rw(d, op == 0x8A, be64(cdb + 2), be32(cdb + 10), cdb[1] & 0x08, xfer_len, r);
+		rw(d, op == 0x8A, scsi_be64(cdb + 2), scsi_be32(cdb + 10), cdb[1] & 0x08, xfer_len, r);
 		return;
 	case 0x2F: case 0x8F: { /* VERIFY (10/16): media is always good */
-		uint64_t lba = op == 0x2F ? be32(cdb + 2) : be64(cdb + 2);
-		uint64_t count = op == 0x2F ? be16(cdb + 7) : be32(cdb + 10);
+		uint64_t lba = op == 0x2F ? scsi_be32(cdb + 2) : scsi_be64(cdb + 2);
+		uint64_t count = op == 0x2F ? scsi_be16(cdb + 7) : scsi_be32(cdb + 10);
 		if (cdb[1] & 0x06) { /* BYTCHK: compare data-out; not supported */
-			invalid_field(r);
+			scsi_invalid_field(r);
 			return;
 		}
 		if (lba_range(d, lba, count, r))
-			good(r);
+			scsi_good(r);
 		return;
 	}
 	case 0x35: case 0x91: { /* SYNCHRONIZE CACHE (10/16) */
-		uint64_t lba = op == 0x35 ? be32(cdb + 2) : be64(cdb + 2);
-		uint64_t count = op == 0x35 ? be16(cdb + 7) : be32(cdb + 10);
+		uint64_t lba = op == 0x35 ? scsi_be32(cdb + 2) : scsi_be64(cdb + 2);
+		uint64_t count = op == 0x35 ? scsi_be16(cdb + 7) : scsi_be32(cdb + 10);
 		if (!lba_range(d, lba, count, r))
 			return;
 		if (d->read_only)
-			good(r);
+			scsi_good(r);
 		else
 			r->action = SCSI_FLUSH;
 		return;
 	}
 	case 0x42: { /* UNMAP */
-		uint32_t plen = be16(cdb + 7);
+		uint32_t plen = scsi_be16(cdb + 7);
 		if (d->read_only) {
 			scsi_set_sense(r, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
 			return;
 		}
 		if (!d->thin || (cdb[1] & 1)) { /* ANCHOR not supported */
-			invalid_field(r);
+			scsi_invalid_field(r);
 			return;
 		}
 		if (plen == 0) {
-			good(r);
+			scsi_good(r);
 			return;
 		}
 		if (plen < 8 || plen > xfer_len) {
@@ -467,8 +487,8 @@ void scsi_execute(const struct scsi_target *t, uint32_t lun, const uint8_t *cdb,
 		return;
 	}
 	case 0x41: case 0x93: { /* WRITE SAME (10/16) */
-		uint64_t lba = op == 0x41 ? be32(cdb + 2) : be64(cdb + 2);
-		uint64_t count = op == 0x41 ? be16(cdb + 7) : be32(cdb + 10);
+		uint64_t lba = op == 0x41 ? scsi_be32(cdb + 2) : scsi_be64(cdb + 2);
+		uint64_t count = op == 0x41 ? scsi_be16(cdb + 7) : scsi_be32(cdb + 10);
 		bool unmap = cdb[1] & 0x08;
 		if (d->read_only) {
 			scsi_set_sense(r, SCSI_SENSE_DATA_PROTECT, SCSI_ASC_WRITE_PROTECTED);
@@ -478,7 +498,7 @@ void scsi_execute(const struct scsi_target *t, uint32_t lun, const uint8_t *cdb,
 		bool ndob = op == 0x93 && (cdb[1] & 0x01);
 		if ((cdb[1] & 0x16) || (op == 0x41 && (cdb[1] & 0x01)) || count == 0 || count > 0x400000 ||
 		    (unmap && !d->thin)) {
-			invalid_field(r);
+			scsi_invalid_field(r);
 			return;
 		}
 		if (!ndob && xfer_len < d->logical_sector) {
@@ -512,7 +532,7 @@ int scsi_unmap_parse(const struct scsi_disk *d, const uint8_t *param, uint32_t l
 		scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH);
 		return -1;
 	}
-	uint32_t bdlen = be16(param + 2);
+	uint32_t bdlen = scsi_be16(param + 2);
 	if (bdlen % 16 || bdlen > len - 8) {
 		scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_PARAM_LIST_LENGTH);
 		return -1;
@@ -524,8 +544,8 @@ int scsi_unmap_parse(const struct scsi_disk *d, const uint8_t *param, uint32_t l
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *p = param + 8 + 16 * i;
-		uint64_t lba = be64(p);
-		uint32_t count = be32(p + 8);
+		uint64_t lba = scsi_be64(p);
+		uint32_t count = scsi_be32(p + 8);
 		if (count > 0x400000) {
 			scsi_set_sense(r, SCSI_SENSE_ILLEGAL_REQUEST, SCSI_ASC_INVALID_FIELD_IN_PARAM);
 			return -1;
@@ -535,7 +555,7 @@ int scsi_unmap_parse(const struct scsi_disk *d, const uint8_t *param, uint32_t l
 		out[i].offset = lba * d->logical_sector;
 		out[i].length = (uint64_t)count * d->logical_sector;
 	}
-	good(r);
+	scsi_good(r);
 	r->offset = r->length = 0;
 	return (int)n;
 }

@@ -52,6 +52,7 @@ struct storvsp {
 	struct vmbus_device_ops ops;
 	struct scsi_target target;
 	struct scsi_disk sdisk[SCSI_MAX_LUNS];
+	struct scsi_mmc mmc[SCSI_MAX_LUNS];       /* DVD drives' media state */
 	struct storvsp_disk disks[SCSI_MAX_LUNS];
 	unsigned ndisks;
 	struct chan_state cs[1 + STORVSP_MAX_SUBCHANNELS]; /* by sub-channel index; 0 = primary */
@@ -825,6 +826,15 @@ static struct scsi_disk describe(const struct storvsp_disk *d, unsigned lun, uin
 	struct scsi_disk sd;
 	memset(&sd, 0, sizeof(sd));
 	memset(&info, 0, sizeof(info));
+	if (d->dvd) { /* the media state is in s->mmc (the caller links it) */
+		sd.logical_sector = sd.physical_sector = SCSI_MMC_BLOCK;
+		sd.read_only = true;
+		sd.max_transfer = STORVSP_MAX_TRANSFER;
+		memcpy(sd.id, "VIRIDIAN-STORDVD", 16);
+		sd.id[14] = instance;
+		sd.id[15] = (uint8_t)lun;
+		return sd;
+	}
 	vdisk_info(d->disk, &info);
 	sd.logical_sector = info.logical_sector == 4096 ? 4096 : 512;
 	sd.physical_sector = info.physical_sector >= sd.logical_sector && info.physical_sector <= 65536 &&
@@ -872,6 +882,16 @@ struct storvsp *storvsp_new(struct vmbus_server *srv, const struct storvsp_host 
 	for (unsigned i = 0; i < ndisks; i++) {
 		s->disks[i] = disks[i];
 		s->sdisk[i] = describe(&disks[i], i, instance);
+		if (disks[i].dvd) {
+			s->disks[i].read_only = true;
+			s->mmc[i] = (struct scsi_mmc){ .media = disks[i].disk != NULL,
+						       .blocks = disks[i].disk ? disks[i].media_bytes / SCSI_MMC_BLOCK : 0 };
+			s->sdisk[i].mmc = &s->mmc[i];
+		} else if (!disks[i].disk) {
+			snprintf(err, errlen, "storvsp: LUN %u has no disk", i);
+			free(s);
+			return NULL;
+		}
 		s->target.luns[i] = &s->sdisk[i];
 	}
 	pthread_mutex_init(&s->qlock, NULL);
@@ -946,26 +966,21 @@ void storvsp_get_stats(struct storvsp *s, struct storvsp_stats *out)
 
 /* ---- swapping a LUN's image (disk-switch, the end of a live merge) ---- */
 
-int storvsp_swap_disk(struct storvsp *s, unsigned lun, struct vdisk *(*swap)(void *ctx, struct vdisk *old),
-		      void *ctx, unsigned timeout_ms)
+/* Runs fn(ctx) under host->lock once no request is in flight; -ETIMEDOUT after timeout_ms. */
+static int with_idle(struct storvsp *s, void (*fn)(struct storvsp *, void *), void *ctx, unsigned timeout_ms)
 {
-	if (lun >= s->ndisks)
-		return -EINVAL;
 	struct timespec t0, now;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		/* Under the VMBus lock no SRB is taken from a ring, so once the pool is empty nothing
-		 * can reach the old image until the lock is released. */
+		 * can reach the LUNs' images until the lock is released. */
 		if (s->host.lock)
 			pthread_mutex_lock(s->host.lock);
 		pthread_mutex_lock(&s->qlock);
 		bool idle = !s->outstanding;
 		pthread_mutex_unlock(&s->qlock);
-		if (idle) {
-			struct vdisk *d = swap(ctx, s->disks[lun].disk);
-			if (d)
-				s->disks[lun].disk = d;
-		}
+		if (idle)
+			fn(s, ctx);
 		if (s->host.lock)
 			pthread_mutex_unlock(s->host.lock);
 		if (idle)
@@ -976,4 +991,69 @@ int storvsp_swap_disk(struct storvsp *s, unsigned lun, struct vdisk *(*swap)(voi
 		/* The pool's requests cannot finish while we hold the lock: wait outside it. */
 		nanosleep(&(struct timespec){ .tv_nsec = 200000 }, NULL);
 	}
+}
+
+struct swap_args {
+	unsigned lun;
+	struct vdisk *(*swap)(void *ctx, struct vdisk *old);
+	void *ctx;
+};
+
+static void do_swap(struct storvsp *s, void *arg)
+{
+	struct swap_args *a = arg;
+	struct vdisk *d = a->swap(a->ctx, s->disks[a->lun].disk);
+	if (d)
+		s->disks[a->lun].disk = d;
+}
+
+int storvsp_swap_disk(struct storvsp *s, unsigned lun, struct vdisk *(*swap)(void *ctx, struct vdisk *old),
+		      void *ctx, unsigned timeout_ms)
+{
+	if (lun >= s->ndisks || s->disks[lun].dvd)
+		return -EINVAL;
+	struct swap_args a = { lun, swap, ctx };
+	return with_idle(s, do_swap, &a, timeout_ms);
+}
+
+/* ---- DVD media ---- */
+
+struct media_args {
+	unsigned lun;
+	struct vdisk *disk, *old;
+	uint64_t bytes;
+};
+
+static void do_media(struct storvsp *s, void *arg)
+{
+	struct media_args *a = arg;
+	a->old = s->disks[a->lun].disk;
+	s->disks[a->lun].disk = a->disk;
+	s->disks[a->lun].media_bytes = a->disk ? a->bytes : 0;
+	scsi_mmc_change(&s->mmc[a->lun], a->disk != NULL, a->bytes);
+}
+
+int storvsp_dvd_change(struct storvsp *s, unsigned lun, struct vdisk *disk, uint64_t media_bytes, struct vdisk **old,
+		       unsigned timeout_ms)
+{
+	*old = NULL;
+	if (lun >= s->ndisks || !s->disks[lun].dvd)
+		return -EINVAL;
+	struct media_args a = { .lun = lun, .disk = disk, .bytes = media_bytes };
+	int rc = with_idle(s, do_media, &a, timeout_ms);
+	if (rc == 0)
+		*old = a.old;
+	return rc;
+}
+
+bool storvsp_dvd_loaded(struct storvsp *s, unsigned lun)
+{
+	if (lun >= s->ndisks || !s->disks[lun].dvd)
+		return false;
+	if (s->host.lock)
+		pthread_mutex_lock(s->host.lock);
+	bool media = s->mmc[lun].media;
+	if (s->host.lock)
+		pthread_mutex_unlock(s->host.lock);
+	return media;
 }

@@ -76,8 +76,8 @@ static json_t *disks_array(void)
 			if (!strcmp(s.merge, "done"))
 				json_object_set_new(merge, "pivot_pause_ms", json_integer((json_int_t)s.pivot_pause_ms));
 		}
-		json_array_append_new(a, json_pack("{s:i, s:s, s:b, s:o}", "lun", (int)i, "path", s.path,
-						   "read_only", s.read_only, "merge", merge));
+		json_array_append_new(a, json_pack("{s:i, s:s, s:s?, s:b, s:o}", "lun", (int)i, "type", s.dvd ? "dvd" : "disk",
+						   "path", s.path, "read_only", s.read_only, "merge", merge));
 	}
 	return a;
 }
@@ -268,6 +268,16 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		if (worker_disk_switch(vm, (unsigned)json_integer_value(lun), path, &pause_ms, err, sizeof(err)) < 0)
 			return error_reply("%s", err);
 		return json_pack("{s:b, s:I}", "ok", 1, "pause_ms", (json_int_t)pause_ms);
+	}
+	if (!strcmp(op, "dvd-change")) {
+		json_t *lun = json_object_get(req, "lun"), *p = json_object_get(req, "path");
+		if (!json_is_integer(lun) || json_integer_value(lun) < 0 || json_integer_value(lun) >= WORKER_MAX_DISKS ||
+		    !(json_is_string(p) || json_is_null(p)))
+			return error_reply("dvd-change needs \"lun\" (an integer) and \"path\" (an ISO path, or null to eject)%s", NULL);
+		char err[400];
+		if (worker_dvd_change((unsigned)json_integer_value(lun), json_string_value(p), err, sizeof(err)) < 0)
+			return error_reply("%s", err);
+		return json_pack("{s:b}", "ok", 1);
 	}
 	if (!strcmp(op, "disk-merge")) {
 		json_t *lun = json_object_get(req, "lun");

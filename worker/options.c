@@ -47,7 +47,7 @@ const char *worker_ic_name(unsigned ic)
 const char *worker_options_usage(void)
 {
 	return "usage: vmwp --kernel PATH|--restore PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
-	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--control PATH.sock]\n"
+	       "            [--disk PATH[,ro]]... [--dvd ISO|'']... [--serial stdio|file:PATH] [--control PATH.sock]\n"
 	       "            [--nic [tap=NAME|switch=PATH][,...]]... [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
 	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
@@ -60,6 +60,8 @@ const char *worker_options_usage(void)
 	       "  --cpus N          virtual processors, 1..64 (default 1)\n"
 	       "  --disk PATH[,ro]  a VHD, VHDX or raw disk image on the synthetic SCSI controller\n"
 	       "                    (LUNs in order given; ,ro attaches it read-only)\n"
+	       "  --dvd ISO         a read-only DVD drive at the next LUN with the ISO file as its disc;\n"
+	       "                    --dvd '' is an empty drive (change the disc with dvd-change)\n"
 	       "  --serial stdio    guest console on stdout, keyboard from stdin (default;\n"
 	       "                    on a terminal Ctrl-A x stops the VM)\n"
 	       "  --serial file:PATH  guest console appended to PATH\n"
@@ -143,7 +145,7 @@ static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, c
 
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC, OPT_RESTORE };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC, OPT_RESTORE, OPT_DVD };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -152,6 +154,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ "cpus", required_argument, NULL, OPT_CPUS },
 		{ "serial", required_argument, NULL, OPT_SERIAL },
 		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "dvd", required_argument, NULL, OPT_DVD },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "no-reboot", no_argument, NULL, OPT_NO_REBOOT },
 		{ "help", no_argument, NULL, OPT_HELP },
@@ -219,6 +222,23 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 			}
 			memcpy(d->path, optarg, len);
 			d->path[len] = '\0';
+			d->arg = optarg;
+			o->ndisks++;
+			break;
+		}
+		case OPT_DVD: {
+			if (o->ndisks == WORKER_MAX_DISKS) {
+				snprintf(err, errlen, "--dvd: at most %d disks and DVD drives", WORKER_MAX_DISKS);
+				return false;
+			}
+			struct worker_disk *d = &o->disks[o->ndisks];
+			size_t len = strlen(optarg);
+			if (len >= sizeof(d->path)) {
+				snprintf(err, errlen, "--dvd: path too long");
+				return false;
+			}
+			memcpy(d->path, optarg, len + 1); /* "": an empty drive */
+			d->read_only = d->dvd = true;
 			d->arg = optarg;
 			o->ndisks++;
 			break;

@@ -36,7 +36,7 @@ int worker_state_digest(const struct worker_options *o, uint8_t out[STATE_DIGEST
 	size_t n = (size_t)snprintf(canon, sizeof(canon), "viridian-vm/1 memory=%llu cpus=%u ics-off=%#x disks=",
 				    (unsigned long long)o->memory, o->cpus, o->disabled_ics);
 	for (unsigned i = 0; i < o->ndisks; i++)
-		canon[n++] = o->disks[i].read_only ? 'r' : 'w';
+		canon[n++] = o->disks[i].dvd ? 'd' : o->disks[i].read_only ? 'r' : 'w';
 	n += (size_t)snprintf(canon + n, sizeof(canon) - n, " nics=");
 	for (unsigned i = 0; i < o->nnics; i++) {
 		const uint8_t *m = o->nics[i].mac;

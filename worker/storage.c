@@ -1,7 +1,9 @@
-/* Disk attachment: every --disk is opened with the vhd library (read-only with ,ro) and becomes
- * LUN i of one synthetic SCSI controller (storvsp), offered on the VMBus before the guest starts.
- * At exit the I/O threads are stopped and the images closed (which flushes them). */
+/* Disk attachment: every --disk is opened with the vhd library (read-only with ,ro), every --dvd
+ * ISO as a raw read-only file, and each becomes the next LUN of one synthetic SCSI controller
+ * (storvsp), offered on the VMBus before the guest starts. At exit the I/O threads are stopped
+ * and the images closed (which flushes them). */
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,22 +91,54 @@ void worker_detach_disks(void)
 	nattached = 0;
 }
 
+/* A DVD's disc: the ISO opened raw and read-only, with its size. Returns 0 or a negative errno
+ * with one line in err. */
+static int open_iso(const char *path, struct vdisk **out, uint64_t *bytes, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(path, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file (an ISO image is needed)", path);
+		return -EINVAL;
+	}
+	int rc = vdisk_open(path, VDISK_OPEN_RAW, out);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", vdisk_last_error());
+		return rc;
+	}
+	*bytes = (uint64_t)st.st_size;
+	return 0;
+}
+
 bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < o->ndisks; i++) {
 		struct vdisk *d = NULL;
-		int rc = vdisk_open(o->disks[i].path, o->disks[i].read_only ? 0 : VDISK_OPEN_RDWR, &d);
-		if (rc < 0) {
+		uint64_t bytes = 0;
+		if (o->disks[i].dvd) {
+			char e[300];
+			if (o->disks[i].path[0] && open_iso(o->disks[i].path, &d, &bytes, e, sizeof(e)) < 0) {
+				snprintf(err, errlen, "--dvd %s", e);
+				worker_detach_disks();
+				return false;
+			}
+		} else if (vdisk_open(o->disks[i].path, o->disks[i].read_only ? 0 : VDISK_OPEN_RDWR, &d) < 0) {
 			snprintf(err, errlen, "--disk %s: %s", o->disks[i].path, vdisk_last_error());
 			worker_detach_disks();
 			return false;
 		}
 		attached[nattached].disk = d;
 		attached[nattached].read_only = o->disks[i].read_only;
+		attached[nattached].dvd = o->disks[i].dvd;
+		attached[nattached].media_bytes = bytes;
 		paths[nattached] = strdup(o->disks[i].path);
 		args[nattached] = o->disks[i].arg;
 		if (!paths[nattached]) {
-			vdisk_close(d);
+			if (d)
+				vdisk_close(d);
 			snprintf(err, errlen, "out of memory");
 			worker_detach_disks();
 			return false;
@@ -120,7 +154,10 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < nattached; i++) {
 		struct vdisk_info info;
-		if (vdisk_info(attached[i].disk, &info) == 0)
+		if (attached[i].dvd)
+			vlog("storvsp: LUN %u: DVD drive, %s%s (%llu bytes)", i, paths[i][0] ? "disc " : "empty", paths[i],
+			     (unsigned long long)attached[i].media_bytes);
+		else if (vdisk_info(attached[i].disk, &info) == 0)
 			vlog("storvsp: LUN %u: %s (%s %s, %llu bytes, sectors %u/%u%s)", i, paths[i],
 			     vdisk_format_name(info.format), vdisk_type_name(info.type),
 			     (unsigned long long)info.size, info.logical_sector, info.physical_sector,
@@ -218,8 +255,8 @@ static bool lun_writable(unsigned lun, char *err, size_t errlen)
 		snprintf(err, errlen, "no LUN %u (the VM has %u disks)", lun, nattached);
 		return false;
 	}
-	if (attached[lun].read_only) {
-		snprintf(err, errlen, "LUN %u is read-only", lun);
+	if (attached[lun].dvd || attached[lun].read_only) {
+		snprintf(err, errlen, "LUN %u is %s", lun, attached[lun].dvd ? "a DVD drive" : "read-only");
 		return false;
 	}
 	return true;
@@ -271,7 +308,10 @@ bool worker_disk_status(unsigned lun, struct worker_disk_status *out)
 {
 	if (lun >= nattached)
 		return false;
-	*out = (struct worker_disk_status){ .path = paths[lun], .read_only = attached[lun].read_only };
+	*out = (struct worker_disk_status){ .path = paths[lun], .read_only = attached[lun].read_only,
+					    .dvd = attached[lun].dvd };
+	if (attached[lun].dvd && (!controller || !storvsp_dvd_loaded(controller, lun)))
+		out->path = NULL; /* empty, or the guest ejected the disc */
 	struct merge *m = merges[lun];
 	if (m) {
 		enum merge_state st = merge_state(m);
@@ -294,11 +334,53 @@ void worker_disks_exec_argv(char **argv)
 			if (a < b || a > b + strlen(argv[k]))
 				continue;
 			char *v;
-			if (asprintf(&v, "%s%s%s", a == b ? "" : "--disk=", paths[i], attached[i].read_only ? ",ro" : "") >= 0)
+			struct worker_disk_status st;
+			int rc = !attached[i].dvd ? asprintf(&v, "%s%s%s", a == b ? "" : "--disk=", paths[i], attached[i].read_only ? ",ro" : "")
+			       : worker_disk_status(i, &st) ? asprintf(&v, "%s%s", a == b ? "" : "--dvd=", st.path ? st.path : "")
+			       : -1;
+			if (rc >= 0)
 				argv[k] = v; /* exec'd right away: never freed */
 			break;
 		}
 	}
+}
+
+/* ---- dvd-change ---- */
+
+int worker_dvd_change(unsigned lun, const char *path, char *err, size_t errlen)
+{
+	if (!controller || lun >= nattached || !attached[lun].dvd) {
+		snprintf(err, errlen, "LUN %u is not a DVD drive", lun);
+		return -EINVAL;
+	}
+	if (path && (!path[0] || strlen(path) >= sizeof(((struct worker_disk *)0)->path))) {
+		snprintf(err, errlen, "\"path\" must be an ISO file's path shorter than 4096 bytes, or null to eject");
+		return -EINVAL;
+	}
+	struct vdisk *d = NULL, *old;
+	uint64_t bytes = 0;
+	int rc = path ? open_iso(path, &d, &bytes, err, errlen) : 0;
+	char *copy = strdup(path ? path : "");
+	if (rc == 0 && !copy) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+	}
+	if (rc == 0 && (rc = storvsp_dvd_change(controller, lun, d, bytes, &old, SWAP_TIMEOUT_MS)) < 0)
+		snprintf(err, errlen, "LUN %u: requests still in flight after %u ms", lun, SWAP_TIMEOUT_MS);
+	if (rc < 0) {
+		if (d)
+			vdisk_close(d);
+		free(copy);
+		return rc;
+	}
+	if (old)
+		vdisk_close(old);
+	vlog("storvsp: LUN %u: DVD %s -> %s", lun, paths[lun][0] ? paths[lun] : "(empty)", path ? path : "(empty)");
+	attached[lun].disk = d;
+	attached[lun].media_bytes = bytes;
+	free(paths[lun]);
+	paths[lun] = copy;
+	return 0;
 }
 
 /* ---- disk-merge ---- */

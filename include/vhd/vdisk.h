@@ -69,6 +69,7 @@ struct vdisk_info {
 
 /* Open flags. */
 #define VDISK_OPEN_RDWR  0x1         /* default is read-only */
+#define VDISK_OPEN_RAW   0x2         /* the file is raw data whatever it holds (a DVD's ISO): no probing */
 
 /* A human-readable description of the last failure on this thread. */
 const char *vdisk_last_error(void);

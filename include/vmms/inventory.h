@@ -35,6 +35,8 @@ struct inv_vm {
 	int64_t created;        /* unix time */
 	int ndisks;
 	struct inv_disk disks[INV_MAX_DISKS];
+	int ndvds;              /* DVD drives (Add-VMDvdDrive), SCSI 0 like the disks */
+	struct inv_disk dvds[INV_MAX_DISKS]; /* path "": no disc */
 	unsigned ic_disabled;   /* integration services turned off: bits INV_IC_* */
 	char checkpoint_type[16]; /* Standard, Production (default), ProductionOnly, Disabled */
 	char parent_checkpoint[37]; /* the checkpoint the VM's current state derives from ("": none) */

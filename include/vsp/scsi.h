@@ -23,6 +23,7 @@
 /* Sense keys */
 #define SCSI_SENSE_NO_SENSE        0x0
 #define SCSI_SENSE_NOT_READY       0x2
+#define SCSI_SENSE_UNIT_ATTENTION  0x6
 #define SCSI_SENSE_MEDIUM_ERROR    0x3
 #define SCSI_SENSE_HARDWARE_ERROR  0x4
 #define SCSI_SENSE_ILLEGAL_REQUEST 0x5
@@ -40,6 +41,32 @@
 #define SCSI_ASC_INVALID_FIELD_IN_PARAM 0x2600
 #define SCSI_ASC_WRITE_PROTECTED      0x2700
 #define SCSI_ASC_INTERNAL_FAILURE     0x4400
+#define SCSI_ASC_MEDIUM_MAY_HAVE_CHANGED 0x2800
+#define SCSI_ASC_SAVING_NOT_SUPPORTED 0x3900
+#define SCSI_ASC_MEDIUM_NOT_PRESENT   0x3A00
+#define SCSI_ASC_REMOVAL_PREVENTED    0x5302
+
+#define SCSI_MMC_BLOCK 2048u /* CD/DVD logical block */
+
+/* GET EVENT STATUS NOTIFICATION media event codes (MMC-6 table 3.5) */
+#define SCSI_MMC_EVENT_NONE          0
+#define SCSI_MMC_EVENT_NEW_MEDIA     2
+#define SCSI_MMC_EVENT_MEDIA_REMOVAL 3
+
+/* A CD/DVD drive's changing state (MMC). The SCSI target mutates it while executing commands,
+ * the host with scsi_mmc_change; both under the controller's lock. */
+struct scsi_mmc {
+	bool media;            /* a disc is in */
+	uint64_t blocks;       /* its size in SCSI_MMC_BLOCK blocks (the file size rounded down) */
+	bool unit_attention;   /* "medium may have changed", reported once by the next command */
+	uint8_t event;         /* media event for the next GET EVENT STATUS NOTIFICATION */
+	bool prevent;          /* PREVENT ALLOW MEDIUM REMOVAL: the guest locked the tray */
+	bool guest_ejected;    /* START STOP UNIT ejected the disc (the host should let it go) */
+};
+
+/* The host put a disc of `bytes` in (media) or took it out: the guest sees UNIT ATTENTION
+ * once and a media event (new media / media removal). */
+void scsi_mmc_change(struct scsi_mmc *m, bool media, uint64_t bytes);
 
 /* One logical unit (a disk). */
 struct scsi_disk {
@@ -51,6 +78,9 @@ struct scsi_disk {
 	uint32_t unmap_granularity; /* in logical blocks (the image's block size); 0: 1 */
 	uint32_t max_transfer;      /* bytes one READ/WRITE may move (the controller's limit) */
 	uint8_t id[16];             /* unique: NAA designator in VPD 0x83, serial in VPD 0x80 */
+	/* Non-NULL: a read-only CD/DVD drive (peripheral type 5, removable, MMC commands); the
+	 * media and its size are there, blocks/logical_sector/read_only are ignored. */
+	struct scsi_mmc *mmc;
 };
 
 struct scsi_target {

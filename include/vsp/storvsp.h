@@ -176,8 +176,12 @@ struct storvsp_host {
 };
 
 struct storvsp_disk {
-	struct vdisk *disk;
+	struct vdisk *disk;      /* NULL only for an empty DVD drive */
 	bool read_only;
+	/* A read-only CD/DVD drive (MMC, 2048-byte blocks) whose disc is disk (opened raw);
+	 * media_bytes is the ISO file's size (the disc has media_bytes / 2048 blocks). */
+	bool dvd;
+	uint64_t media_bytes;
 };
 
 struct storvsp;
@@ -205,6 +209,16 @@ int storvsp_drain(struct storvsp *s, unsigned timeout_ms);
  * (requests still in flight after timeout_ms; swap was not called). */
 int storvsp_swap_disk(struct storvsp *s, unsigned lun, struct vdisk *(*swap)(void *ctx, struct vdisk *old),
 		      void *ctx, unsigned timeout_ms);
+
+/* A DVD drive's disc changes (the host's Set-VMDvdDrive): like storvsp_swap_disk, waits until
+ * no request is in flight, then, under host->lock, puts disk (NULL: none; media_bytes its size)
+ * in LUN lun and hands back the one it had in *old (NULL if none; the caller closes it, also
+ * when the guest had ejected it). The guest gets UNIT ATTENTION (medium may have changed) and a
+ * new-media / media-removal event. 0, -EINVAL (no such LUN, or not a DVD drive) or -ETIMEDOUT. */
+int storvsp_dvd_change(struct storvsp *s, unsigned lun, struct vdisk *disk, uint64_t media_bytes, struct vdisk **old,
+		       unsigned timeout_ms);
+/* Whether DVD drive lun has a disc now (the guest may have ejected it: START STOP UNIT). */
+bool storvsp_dvd_loaded(struct storvsp *s, unsigned lun);
 
 /* Payload version of the controller's STATE_SECTION_STORVSP sections (docs/storvsp.md). */
 #define STORVSP_STATE_VERSION 1

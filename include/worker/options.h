@@ -26,8 +26,10 @@ struct worker_nic {
 };
 
 struct worker_disk {
-	char path[4096];         /* a copy: argv stays intact for the re-exec on guest reset */
+	char path[4096];         /* a copy: argv stays intact for the re-exec on guest reset; a DVD
+				  * drive's ISO ("" for an empty drive) */
 	bool read_only;
+	bool dvd;                /* --dvd: a CD/DVD drive (read-only) */
 	const char *arg;         /* the option's value in argv: a disk-switch rewrites it for the re-exec */
 };
 
@@ -40,7 +42,7 @@ struct worker_options {
 	uint32_t cpus;
 	const char *serial_path; /* NULL: stdio */
 	const char *control_path; /* NULL: no control socket */
-	struct worker_disk disks[WORKER_MAX_DISKS]; /* SCSI LUNs 0.. on the synthetic controller */
+	struct worker_disk disks[WORKER_MAX_DISKS]; /* SCSI LUNs 0.. on the synthetic controller (--disk, --dvd) */
 	unsigned ndisks;
 	struct worker_nic nics[WORKER_MAX_NICS];
 	unsigned nnics;

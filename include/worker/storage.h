@@ -9,7 +9,7 @@
 #include "worker/options.h"
 #include "worker/vmbus_host.h"
 
-/* Opens every disk in o (before the VM exists, so a bad disk is refused without KVM).
+/* Opens every disk and DVD drive ISO in o (before the VM exists, so a bad disk is refused without KVM).
  * Returns false with a message naming the disk and the problem. They are closed at exit. */
 bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen);
 /* Offers the controller with the opened disks on h's VMBus before the guest starts. */
@@ -40,9 +40,16 @@ int worker_disk_merge(struct vm *vm, unsigned lun, char *err, size_t errlen);
  * parent, the child is closed) or, after a failure, the LUN goes back to the child. */
 void worker_disks_tick(struct vm *vm);
 
+/* dvd-change (control.h): puts the ISO at path (NULL: none) in DVD drive lun, even if the guest
+ * locked the tray (the host's change wins, as in Hyper-V); the guest sees a media change. 0, or
+ * a negative errno with one line in err and the drive as it was. Main thread only. */
+int worker_dvd_change(unsigned lun, const char *path, char *err, size_t errlen);
+
 struct worker_disk_status {
-	const char *path;        /* the image the LUN uses now (valid until the next switch) */
+	const char *path;        /* the image the LUN uses now (valid until the next switch); NULL:
+				  * a DVD drive with no disc (empty, or the guest ejected it) */
 	bool read_only;
+	bool dvd;
 	const char *merge;       /* NULL (none since start), "running", "done" or "failed" */
 	unsigned merge_percent;
 	const char *merge_error; /* "" unless failed */

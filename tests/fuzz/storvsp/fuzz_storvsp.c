@@ -5,7 +5,9 @@
  * kind bit 0: GPA-direct packet whose body starts with [byte_count u32][byte_offset u16][npfn u8]
  * + npfn pfn bytes (mapped to guest pages 60.., some beyond guest RAM), the rest is the vstor
  * packet; else in-band. kind bit 1: also run the bytes as a CDB straight through scsi_execute
- * (LUN = kind >> 4). Completions are drained after every packet. */
+ * (LUN = kind >> 4; LUN 1 is a DVD drive). kind bit 2: the host changes the controller's DVD
+ * (LUN 2) and the direct DVD's media (in or out by bit 3). Completions are drained after every
+ * packet. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,9 +103,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static struct fake_guest g;
 	fg_init(&g);
 	struct storvsp_host host = { .gpa_to_hva = gpa, .opaque = &g };
-	struct storvsp_disk disks[2] = { { disk[0], false }, { disk[1], true } };
+	struct storvsp_disk disks[3] = { { disk[0], false, false, 0 }, { disk[1], true, false, 0 },
+					 { disk[0], true, true, (1 << 20) - 1000 } };
 	char err[200];
-	struct storvsp *s = storvsp_new(g.srv, &host, disks, 2, 0, err, sizeof(err));
+	struct storvsp *s = storvsp_new(g.srv, &host, disks, 3, 0, err, sizeof(err));
+	static struct scsi_mmc mmc;
+	mmc = (struct scsi_mmc){ .media = true, .blocks = 100 };
 	struct fg_chan ch;
 	if (!s || fg_connect(&g, VERSION_WIN10_V5_3) != 1 || fg_request_offers(&g) != 1 ||
 	    fg_open(&g, &ch, 1, 10, 10, 4, 4) != 0)
@@ -121,10 +126,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (len > size - i)
 			len = (uint8_t)(size - i);
 		send(&g, &ch, kind & 1, data + i, len);
+		if (kind & 4) {
+			bool in = kind & 8;
+			struct vdisk *old;
+			if (storvsp_dvd_change(s, 2, in ? disk[0] : NULL, len * 2048u + kind, &old, 1000) < 0)
+				abort();
+			scsi_mmc_change(&mmc, in, len * 2048u + kind);
+		}
 		if (kind & 2) {
 			static const struct scsi_disk d = { .blocks = 100, .logical_sector = 512, .physical_sector = 4096,
 							    .thin = true, .max_transfer = 1 << 20 };
-			static const struct scsi_target t = { .nluns = 1, .luns = { &d } };
+			static const struct scsi_disk dvd = { .max_transfer = 1 << 20, .mmc = &mmc };
+			static const struct scsi_target t = { .nluns = 2, .luns = { &d, &dvd } };
 			uint8_t out[512];
 			struct scsi_result r;
 			uint32_t xfer = len ? data[i] * 512u : 0;

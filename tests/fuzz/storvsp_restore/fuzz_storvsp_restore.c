@@ -36,7 +36,7 @@ static void *gpa(void *opaque, uint64_t a, uint64_t len)
 static struct storvsp *controller(struct fake_guest *g)
 {
 	fg_init(g);
-	struct storvsp_disk disks[2] = { { disk[0], false }, { disk[1], true } };
+	struct storvsp_disk disks[2] = { { .disk = disk[0] }, { .disk = disk[1], .read_only = true } };
 	struct storvsp_host host = { .gpa_to_hva = gpa, .opaque = g };
 	char err[200];
 	struct storvsp *s = storvsp_new(g->srv, &host, disks, 2, 0, err, sizeof(err));

@@ -17,6 +17,7 @@
 #include "state/savedstate.h"
 #include "state_rt.h"
 #include "vhd/vdisk.h"
+#include "vsp/scsi.h"
 #include "vsp/storvsp.h"
 
 #define DATA_PFN 64
@@ -51,7 +52,7 @@ static int setup_common(void **state, unsigned nthreads)
 		struct vdisk_create_params p = { .size = 8 << 20, .block_size = 1 << 20 };
 		assert_int_equal(vdisk_create(c->path[i], &p), 0);
 		assert_int_equal(vdisk_open(c->path[i], i ? 0 : VDISK_OPEN_RDWR, &c->d[i]), 0);
-		disks[i] = (struct storvsp_disk){ c->d[i], i == 1 };
+		disks[i] = (struct storvsp_disk){ .disk = c->d[i], .read_only = i == 1 };
 	}
 	struct storvsp_host host = { .gpa_to_hva = gpa, .grant = c->g.ops.grant, .opaque = &c->g, .lock = &c->lock,
 				     .nthreads = nthreads };
@@ -446,7 +447,7 @@ static void new_vm(struct ctx *c)
 	fg_free(&c->g);
 	storvsp_free(c->s);
 	fg_init(&c->g);
-	struct storvsp_disk disks[2] = { { c->d[0], false }, { c->d[1], true } };
+	struct storvsp_disk disks[2] = { { .disk = c->d[0] }, { .disk = c->d[1], .read_only = true } };
 	struct storvsp_host host = { .gpa_to_hva = gpa, .grant = c->g.ops.grant, .opaque = &c->g, .lock = &c->lock,
 				     .nthreads = c->threaded ? 2 : 0 };
 	char err[200];
@@ -664,6 +665,85 @@ static void test_restore_hostile(void **state)
 	close(fd);
 }
 
+/* A DVD drive behind the controller: LUN 1 has d[1] (8 MiB raw, read-only) as its disc. */
+static void test_dvd(void **state)
+{
+	struct ctx *c = *state;
+	fg_free(&c->g);
+	storvsp_free(c->s);
+	fg_init(&c->g);
+	uint64_t bytes = (8 << 20) - 100; /* not a multiple of 2048: 4095 blocks */
+	struct storvsp_disk disks[3] = { { .disk = c->d[0] }, { .disk = c->d[1], .dvd = true, .media_bytes = bytes },
+					 { .dvd = true } };
+	struct storvsp_host host = { .gpa_to_hva = gpa, .grant = c->g.ops.grant, .opaque = &c->g, .lock = &c->lock,
+				     .nthreads = c->threaded ? 2 : 0 };
+	char err[200];
+	c->s = storvsp_new(c->g.srv, &host, disks, 3, 0, err, sizeof(err));
+	assert_non_null(c->s);
+	assert_int_equal(fg_connect(&c->g, VERSION_WIN10_V5_3), 1);
+	assert_int_equal(fg_request_offers(&c->g), 1);
+	assert_int_equal(fg_open(&c->g, &c->ch, 1, 10, 10, 4, 4), 0);
+	c->cur = &c->ch;
+	init_ok(c);
+	uint8_t *page = fg_page(&c->g, DATA_PFN);
+	/* the disc's data, 2048-byte blocks */
+	uint8_t data[4096];
+	for (int i = 0; i < 4096; i++)
+		data[i] = (uint8_t)(i * 13 + 5);
+	uint8_t r10[10] = { 0x28, 0, 0, 0, 0x0F, 0xFE, 0, 0, 1, 0 }; /* LBA 4094, the last whole block */
+	struct vstor_packet r = srb(c, 0, 1, r10, 10, 2048, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_int_equal(r.vm_srb.data_transfer_length, 2048);
+	uint8_t want[2048];
+	assert_int_equal(vdisk_read(c->d[1], want, 4094ull * 2048, 2048), 0);
+	assert_memory_equal(page, want, 2048);
+	r10[5] = 0xFF; /* LBA 4095: the partial block is beyond the disc */
+	r = srb(c, 0, 1, r10, 10, 2048, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_ERROR | SRB_STATUS_AUTOSENSE_VALID);
+	assert_int_equal(r.vm_srb.sense_data[2], SCSI_SENSE_ILLEGAL_REQUEST);
+	assert_int_equal(r.vm_srb.sense_data[12], 0x21);
+	uint8_t w10[10] = { 0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0 };
+	memcpy(page, data, 2048);
+	r = srb(c, 0, 1, w10, 10, 2048, 0, WRITE_TYPE);
+	assert_int_equal(r.vm_srb.sense_data[2], SCSI_SENSE_DATA_PROTECT);
+	/* the empty drive */
+	uint8_t tur[6] = { 0 };
+	r = srb(c, 0, 2, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.sense_data[2], SCSI_SENSE_NOT_READY);
+	assert_int_equal(r.vm_srb.sense_data[12], 0x3A);
+	assert_false(storvsp_dvd_loaded(c->s, 2));
+	/* the host gives the empty drive a disc: UNIT ATTENTION once, then it reads */
+	struct vdisk *old = (struct vdisk *)1;
+	assert_int_equal(storvsp_dvd_change(c->s, 2, c->d[1], 4096, &old, 1000), 0);
+	assert_null(old);
+	assert_true(storvsp_dvd_loaded(c->s, 2));
+	r = srb(c, 0, 2, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.sense_data[2], SCSI_SENSE_UNIT_ATTENTION);
+	assert_int_equal(r.vm_srb.sense_data[12], 0x28);
+	r = srb(c, 0, 2, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	uint8_t rc[10] = { 0x25 };
+	r = srb(c, 0, 2, rc, 10, 8, 0, READ_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_int_equal(page[3], 1); /* last LBA 1: 4096 bytes */
+	/* the host ejects it again; the old disc comes back to be closed */
+	assert_int_equal(storvsp_dvd_change(c->s, 2, NULL, 0, &old, 1000), 0);
+	assert_ptr_equal(old, c->d[1]);
+	assert_false(storvsp_dvd_loaded(c->s, 2));
+	/* the guest ejects LUN 1's disc */
+	uint8_t eject[6] = { 0x1B, 0, 0, 0, 0x02, 0 };
+	r = srb(c, 0, 1, eject, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	assert_false(storvsp_dvd_loaded(c->s, 1));
+	/* a disk is not a DVD drive, a DVD drive is not a disk */
+	assert_int_equal(storvsp_dvd_change(c->s, 0, NULL, 0, &old, 1000), -EINVAL);
+	assert_int_equal(storvsp_dvd_change(c->s, 3, NULL, 0, &old, 1000), -EINVAL);
+	assert_int_equal(storvsp_swap_disk(c->s, 1, NULL, NULL, 1000), -EINVAL);
+	/* the disk at LUN 0 still works */
+	r = srb(c, 0, 0, tur, 6, 0, 0, UNKNOWN_TYPE);
+	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -678,6 +758,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_save_restore, setup_threads, teardown),
 		cmocka_unit_test_setup_teardown(test_save_busy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_hostile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dvd, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dvd, setup_threads, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -213,6 +213,32 @@ static void chain(const char *ext)
 	free(model);
 }
 
+/* VDISK_OPEN_RAW (a DVD's ISO): the file is raw data even when it starts like a VHDX, and the
+ * probe that refuses a damaged .vhdx does not apply. */
+static void test_open_raw(void **state)
+{
+	(void)state;
+	const char *p = path("disc.vhdx");
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite("vhdxfile", 1, 8, f), 8);
+	assert_int_equal(fputc('!', f), '!');
+	fclose(f);
+	struct vdisk *d;
+	assert_true(vdisk_open(p, 0, &d) < 0); /* probed: a damaged VHDX */
+	assert_int_equal(vdisk_open(p, VDISK_OPEN_RAW, &d), 0);
+	struct vdisk_info info;
+	assert_int_equal(vdisk_info(d, &info), 0);
+	assert_int_equal(info.format, VDISK_FORMAT_RAW);
+	uint8_t buf[512];
+	assert_int_equal(vdisk_read(d, buf, 0, sizeof(buf)), 0);
+	assert_memory_equal(buf, "vhdxfile!", 9);
+	assert_int_equal(buf[9], 0); /* the tail past the file reads as zeros */
+	assert_true(vdisk_write(d, buf, 0, sizeof(buf)) < 0); /* read-only */
+	vdisk_close(d);
+	unlink(p);
+}
+
 static void test_chain_vhdx(void **state)
 {
 	(void)state;
@@ -430,6 +456,7 @@ int main(void)
 		cmocka_unit_test(test_vhdx_roundtrip),
 		cmocka_unit_test(test_vhd_roundtrip),
 		cmocka_unit_test(test_bad_params),
+		cmocka_unit_test(test_open_raw),
 		cmocka_unit_test(test_chain_vhdx),
 		cmocka_unit_test(test_chain_vhd),
 		cmocka_unit_test(test_merge_into_parent),

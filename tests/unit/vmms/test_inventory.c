@@ -100,7 +100,22 @@ static void create_find_update_remove(void **state)
 	assert_null(got.initrd);
 	assert_int_equal(got.ndisks, 1);
 	assert_int_equal(got.disks[0].lun, 3);
+	assert_int_equal(got.ndvds, 0);
 	inv_vm_free(&got);
+	/* DVD drives: in their own table, in location order, "" for an empty drive */
+	vm.ndvds = 2;
+	vm.dvds[0] = (struct inv_disk){ 0, 9, "" };
+	vm.dvds[1] = (struct inv_disk){ 0, 4, "/iso/a.iso" };
+	assert_int_equal(inv_update(inv, &vm), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_int_equal(got.ndisks, 1);
+	assert_int_equal(got.ndvds, 2);
+	assert_int_equal(got.dvds[0].lun, 4);
+	assert_string_equal(got.dvds[0].path, "/iso/a.iso");
+	assert_int_equal(got.dvds[1].lun, 9);
+	assert_string_equal(got.dvds[1].path, "");
+	inv_vm_free(&got);
+	vm.ndvds = 0;
 	/* runtime status with its event in one transaction */
 	struct vm_status st = { VM_RUNNING, VM_OPS_NONE };
 	assert_int_equal(inv_set_status(inv, ID1, st, 1234, 99, "Information", "running"), 0);
@@ -111,9 +126,9 @@ static void create_find_update_remove(void **state)
 	inv_vm_free(&got);
 	struct inv_event ev[8];
 	int n = inv_events(inv, ID1, ev, 8);
-	assert_int_equal(n, 3);
+	assert_int_equal(n, 4); /* created, two updates, running */
 	assert_string_equal(ev[0].message, "virtual machine created");
-	assert_string_equal(ev[2].message, "running");
+	assert_string_equal(ev[3].message, "running");
 	assert_int_equal(inv_events(inv, ID1, ev, 1), 1);
 	assert_string_equal(ev[0].message, "running"); /* the newest */
 	/* list */
@@ -407,6 +422,96 @@ static void service_drives_ics_host(void **state)
 	free(s);
 }
 
+/* Add/Get/Set/Remove-VMDvdDrive: locations shared with the disks, kept in order, refusals. */
+static void service_dvds(void **state)
+{
+	(void)state;
+	struct vmms *s = calloc(1, sizeof(*s));
+	char err[256], root[128], iso[160], disk[160], q[512];
+	snprintf(root, sizeof(root), "%s/root", dir);
+	assert_int_equal(vmms_init(s, root, "/nonexistent/vmwp", err, sizeof(err)), 0);
+	snprintf(iso, sizeof(iso), "%s/a.iso", dir);
+	snprintf(disk, sizeof(disk), "%s/b.raw", dir);
+	for (int i = 0; i < 2; i++) {
+		FILE *f = fopen(i ? disk : iso, "w");
+		assert_non_null(f);
+		fclose(f);
+	}
+	snprintf(q, sizeof(q), "{\"op\":\"new\",\"name\":\"a\",\"vhd_path\":\"%s\"}", disk);
+	assert_true(ok(req(s, q)));
+	/* an empty drive at 3, one with a disc at the next free location (1: the disk has 0) */
+	assert_true(ok(req(s, "{\"op\":\"add-dvd\",\"vm\":\"a\",\"lun\":3}")));
+	snprintf(q, sizeof(q), "{\"op\":\"add-dvd\",\"vm\":\"a\",\"path\":\"%s\"}", iso);
+	json_t *r = req(s, q);
+	json_t *d = json_object_get(r, "dvd");
+	assert_int_equal(json_integer_value(json_object_get(d, "lun")), 1);
+	assert_string_equal(json_string_value(json_object_get(d, "media")), "ISO");
+	json_decref(r);
+	assert_true(ok(req(s, "{\"op\":\"add-dvd\",\"vm\":\"a\",\"lun\":2,\"path\":\"\"}")));
+	r = req(s, "{\"op\":\"get-dvd\",\"vm\":\"a\"}");
+	json_t *all = json_object_get(r, "dvds");
+	assert_int_equal(json_array_size(all), 3);
+	for (int i = 0; i < 3; i++) /* in location order */
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(all, (size_t)i), "lun")), i + 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(all, 2), "media")), "None");
+	json_decref(r);
+	/* a disk takes the next location free of both, and not a DVD drive's */
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\"}", iso);
+	r = req(s, q);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "disk"), "lun")), 4);
+	json_decref(r);
+	assert_true(ok(req(s, "{\"op\":\"remove-disk\",\"vm\":\"a\",\"lun\":4}")));
+	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\",\"lun\":3}", iso);
+	assert_int_equal(reply_id(req(s, q)), 32788);
+	const char *bad[] = {
+		"{\"op\":\"add-dvd\",\"vm\":\"a\",\"lun\":3}", /* taken by a DVD drive */
+		"{\"op\":\"add-dvd\",\"vm\":\"a\",\"lun\":0}", /* taken by the disk */
+		"{\"op\":\"add-dvd\",\"vm\":\"a\",\"path\":\"/nonexistent.iso\"}",
+		"{\"op\":\"add-dvd\",\"vm\":\"a\",\"path\":\"a.iso\"}",
+		"{\"op\":\"add-dvd\",\"vm\":\"a\",\"controller_type\":\"IDE\"}",
+		"{\"op\":\"add-dvd\",\"vm\":\"a\",\"controller\":1}",
+		"{\"op\":\"add-dvd\",\"vm\":\"a\",\"lun\":64}",
+		"{\"op\":\"add-dvd\",\"vm\":\"a\",\"lun\":-1}",
+		"{\"op\":\"add-dvd\",\"vm\":\"nobody\"}",
+		"{\"op\":\"set-dvd\",\"vm\":\"a\",\"lun\":0,\"path\":\"\"}", /* a disk */
+		"{\"op\":\"set-dvd\",\"vm\":\"a\",\"lun\":1}",               /* nothing to change */
+		"{\"op\":\"set-dvd\",\"vm\":\"a\",\"path\":\"\"}",           /* which drive? */
+		"{\"op\":\"set-dvd\",\"vm\":\"a\",\"lun\":1,\"path\":\"/nonexistent.iso\"}",
+		"{\"op\":\"remove-dvd\",\"vm\":\"a\",\"lun\":0}",
+		"{\"op\":\"remove-dvd\",\"vm\":\"a\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (ok(req(s, bad[i])))
+			fail_msg("accepted: %s", bad[i]);
+	/* set and remove; the rest stays in order */
+	assert_true(ok(req(s, "{\"op\":\"set-dvd\",\"vm\":\"a\",\"lun\":1,\"path\":\"\"}")));
+	snprintf(q, sizeof(q), "{\"op\":\"set-dvd\",\"vm\":\"a\",\"lun\":3,\"path\":\"%s\"}", iso);
+	assert_true(ok(req(s, q)));
+	assert_true(ok(req(s, "{\"op\":\"remove-dvd\",\"vm\":\"a\",\"lun\":2}")));
+	struct inv_vm vm;
+	assert_int_equal(inv_find(s->inv, "a", &vm), 1);
+	assert_int_equal(vm.ndvds, 2);
+	assert_int_equal(vm.dvds[0].lun, 1);
+	assert_string_equal(vm.dvds[0].path, "");
+	assert_int_equal(vm.dvds[1].lun, 3);
+	assert_string_equal(vm.dvds[1].path, iso);
+	/* a Running VM (faked): add and remove refused with 32788; a live change needs the worker */
+	assert_int_equal(inv_set_status(s->inv, vm.id, (struct vm_status){ VM_RUNNING, VM_OPS_NONE }, 0, 0, NULL, NULL), 0);
+	inv_vm_free(&vm);
+	assert_int_equal(reply_id(req(s, "{\"op\":\"add-dvd\",\"vm\":\"a\"}")), 32788);
+	assert_int_equal(reply_id(req(s, "{\"op\":\"remove-dvd\",\"vm\":\"a\",\"lun\":1}")), 32788);
+	snprintf(q, sizeof(q), "{\"op\":\"set-dvd\",\"vm\":\"a\",\"lun\":1,\"path\":\"%s\"}", iso);
+	r = req(s, q);
+	assert_false(json_is_true(json_object_get(r, "ok")));
+	assert_non_null(strstr(json_string_value(json_object_get(r, "error")), "worker does not answer"));
+	json_decref(r);
+	assert_int_equal(inv_find(s->inv, "a", &vm), 1); /* unchanged: still no disc */
+	assert_string_equal(vm.dvds[0].path, "");
+	inv_vm_free(&vm);
+	vmms_fini(s);
+	free(s);
+}
+
 /* Switches and network adapters in the inventory: one transaction per change. */
 static void switches_and_nics(void **state)
 {
@@ -547,6 +652,13 @@ static void upgrade_old_database(void **state)
 	struct inventory *inv = open_db();
 	struct inv_vm got;
 	assert_int_equal(inv_find(inv, "old", &got), 1);
+	assert_int_equal(got.ndvds, 0); /* the DVD drive table is created */
+	got.ndvds = 1;
+	got.dvds[0] = (struct inv_disk){ 0, 1, strdup("/iso/x.iso") };
+	assert_int_equal(inv_update(inv, &got), 0);
+	inv_vm_free(&got);
+	assert_int_equal(inv_find(inv, "old", &got), 1);
+	assert_int_equal(got.ndvds, 1);
 	inv_vm_free(&got);
 	struct inv_nic nic = { .slot = 0, .name = "Network Adapter", .mac = "00155D000001" };
 	assert_int_equal(inv_nics_put(inv, ID1, &nic, 1, "added"), 0);
@@ -767,6 +879,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(crash_mid_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_drives_ics_host, setup, teardown),
+		cmocka_unit_test_setup_teardown(service_dvds, setup, teardown),
 		cmocka_unit_test_setup_teardown(switches_and_nics, setup, teardown),
 		cmocka_unit_test_setup_teardown(crash_mid_nics_put, setup, teardown),
 		cmocka_unit_test_setup_teardown(upgrade_old_database, setup, teardown),

@@ -124,6 +124,24 @@ static void test_disks_leave_argv_intact(void **state)
 	assert_non_null(strstr(err, "--disk needs a path"));
 }
 
+static void test_dvd_drives(void **state)
+{
+	(void)state;
+	struct worker_options o;
+	char err[256];
+	/* DVD drives take the next LUN in command-line order; '' is an empty drive */
+	assert_true(PARSE(&o, err, "--kernel", "k", "--disk", "/vm/a.vhdx", "--dvd", "/iso/x.iso", "--dvd", "", "--dvd=/iso/y,ro.iso"));
+	assert_int_equal(o.ndisks, 4);
+	assert_false(o.disks[0].dvd);
+	assert_true(o.disks[1].dvd);
+	assert_true(o.disks[1].read_only);
+	assert_string_equal(o.disks[1].path, "/iso/x.iso");
+	assert_true(o.disks[2].dvd);
+	assert_string_equal(o.disks[2].path, "");
+	assert_string_equal(o.disks[3].path, "/iso/y,ro.iso");
+	assert_false(PARSE(&o, err, "--kernel", "k", "--dvd"));
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -444,6 +462,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_short_option_in_cluster_named),
 		cmocka_unit_test(test_parse_after_error_in_cluster),
 		cmocka_unit_test(test_disks_leave_argv_intact),
+		cmocka_unit_test(test_dvd_drives),
 		cmocka_unit_test(test_disable_ic),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
