@@ -65,6 +65,9 @@ void progress_done(struct progress *p);
 typedef struct json_t json_t;
 json_t *vmms_call(json_t *req, char *err, size_t errlen);
 json_t *call_ok(const struct args *a, json_t *req);
+/* Follows a vmms job to its end (cli/job.c): a progress bar on a terminal, a line per change
+ * otherwise; 0 when it completed, else the job's error printed. */
+int cli_wait_job(const struct args *a, const char *id);
 
 /* The table, for Get-Help. */
 extern const struct cmdlet *const cli_cmdlets[];

@@ -44,35 +44,6 @@ static void cp_state_path(const struct inv_vm *vm, const char *cp_id, char *out,
 	snprintf(out, len, "%s/Snapshots/%s.vmrs", vm->path, cp_id);
 }
 
-/* Copies a saved state whole: a temporary file, fsynced, renamed into place. */
-static int copy_file(const char *from, const char *to, char *err, size_t errlen)
-{
-	char tmp[PATH_MAX + 16];
-	snprintf(tmp, sizeof(tmp), "%s.partial", to);
-	int in = open(from, O_RDONLY | O_CLOEXEC), out = in < 0 ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	char buf[1 << 16];
-	ssize_t n = 0;
-	bool ok = out >= 0;
-	while (ok && (n = read(in, buf, sizeof(buf))) > 0)
-		for (char *p = buf; ok && n > 0;) {
-			ssize_t k = write(out, p, (size_t)n);
-			ok = k > 0;
-			p += k;
-			n -= k;
-		}
-	ok = ok && n == 0 && fsync(out) == 0;
-	int e = errno;
-	if (out >= 0 && close(out) < 0)
-		ok = false;
-	if (in >= 0)
-		close(in);
-	if (ok && rename(tmp, to) == 0)
-		return 0;
-	unlink(tmp);
-	snprintf(err, errlen, "cannot copy %s to %s: %s", from, to, strerror(e ? e : EIO));
-	return -1;
-}
-
 static bool is_vhd_path(const char *p)
 {
 	const char *dot = strrchr(p, '.');
@@ -273,7 +244,7 @@ static enum vmms_step take_disks(struct vmms *s, struct take_ctx *t, struct vmms
 {
 	char err[2 * PATH_MAX + 160], from[PATH_MAX];
 	vmms_saved_state_path(vm, from, sizeof(from));
-	if (t->saved && copy_file(from, t->state, err, sizeof(err)) < 0)
+	if (t->saved && vmms_copy_file(from, t->state, err, sizeof(err)) < 0)
 		return take_fail(s, t, j, vm, 0, err);
 	for (int i = 0; i < t->cp.ndisks; i++) {
 		/* a live VM's worker holds the image open (paused, flushed): read it without its lock */
@@ -702,7 +673,7 @@ static enum vmms_step apply_step(void *owner, struct vmms_job *j)
 	if (!ok)
 		snprintf(err, sizeof(err), "%s", vdisk_last_error());
 	vmms_crash_point("apply-children");
-	if (ok && c->state_file && copy_file(c->state_file, tmp, err, sizeof(err)) < 0)
+	if (ok && c->state_file && vmms_copy_file(c->state_file, tmp, err, sizeof(err)) < 0)
 		ok = false;
 	vmms_crash_point("apply-state");
 	/* the VM as the checkpoint was: its drives (new children), processors and memory */
@@ -1025,6 +996,8 @@ void vmms_checkpoints_recover(struct vmms *s)
 	if (inv_journal_list(s->inv, &js, &n) < 0)
 		return;
 	for (int i = 0; i < n; i++) {
+		if (vmms_export_recover(s, &js[i])) /* an import's VM is not in the inventory yet */
+			continue;
 		struct inv_vm vm;
 		json_t *d = json_loads(js[i].data ? js[i].data : "", 0, NULL);
 		if (inv_find(s->inv, js[i].vm_id, &vm) != 1 || !json_is_object(d)) {
