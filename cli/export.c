@@ -1,6 +1,6 @@
-/* Export-VM, Import-VM and Compare-VM. Export and a copying import are vmms jobs: the cmdlet
- * follows the job (cli_wait_job) unless -AsJob. The requests are built by export_cmdlet_request
- * (pure). */
+/* Export-VM, Import-VM, Compare-VM and Move-VMStorage: a VM's files going elsewhere. Export, a
+ * copying import and a storage move are vmms jobs: the cmdlet follows the job (cli_wait_job)
+ * unless -AsJob. The requests are built by export_cmdlet_request (pure). */
 #include "cmdlet.h"
 
 #include <jansson.h>
@@ -19,6 +19,25 @@ json_t *export_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		json_object_set_new(req, "op", json_string("export-vm"));
 		json_object_set_new(req, "vm", json_string(arg_str(a, "Name")));
 		json_object_set_new(req, "path", json_string(arg_str(a, "Path")));
+		return req;
+	}
+	if (!strcasecmp(c, "Move-VMStorage")) {
+		static const char *const keys[][2] = { { "DestinationStoragePath", "destination_storage_path" },
+						       { "VirtualMachinePath", "virtual_machine_path" },
+						       { "SnapshotFilePath", "snapshot_file_path" } };
+		json_object_set_new(req, "op", json_string("move-vm-storage"));
+		json_object_set_new(req, "vm", json_string(arg_str(a, "VMName")));
+		bool any = false;
+		for (int i = 0; i < 3; i++)
+			if (arg_has(a, keys[i][0])) {
+				json_object_set_new(req, keys[i][1], json_string(arg_str(a, keys[i][0])));
+				any = true;
+			}
+		if (!any) {
+			snprintf(err, errlen, "give -DestinationStoragePath, -VirtualMachinePath or -SnapshotFilePath");
+			json_decref(req);
+			return NULL;
+		}
 		return req;
 	}
 	json_object_set_new(req, "op", json_string(!strcasecmp(c, "Import-VM") ? "import-vm" : "compare-vm"));
@@ -125,6 +144,16 @@ static const struct param_spec import_params[] = {
 	{ 0 },
 };
 
+static const struct param_spec move_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID), Off or Saved" },
+	{ "DestinationStoragePath", PARAM_STRING, false, false, "everything: <P>/Virtual Hard Disks, <P>/Snapshots, <P>/Virtual Machines/<id>" },
+	{ "VirtualMachinePath", PARAM_STRING, false, false, "the VM's folder (and saved states): <P>/Virtual Machines/<id>" },
+	{ "SnapshotFilePath", PARAM_STRING, false, false, "the checkpoints' saved states: <P>/<id>.vmrs" },
+	{ "AsJob", PARAM_SWITCH, false, false, "print the job's id instead of waiting" },
+	{ 0 },
+};
+
 const struct cmdlet cmdlet_export_vm = { "Export-VM", "export a VM with its disks, checkpoints and saved state to a folder", export_params, run };
 const struct cmdlet cmdlet_import_vm = { "Import-VM", "import an exported VM (in place, or -Copy); fails with Compare-VM's report", import_params, run };
 const struct cmdlet cmdlet_compare_vm = { "Compare-VM", "what of an export would not match this host (missing disks, switches, names)", import_params, run };
+const struct cmdlet cmdlet_move_vmstorage = { "Move-VMStorage", "move a VM's disk chains, checkpoints and folder to other folders", move_params, run };

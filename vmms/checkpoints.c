@@ -996,7 +996,8 @@ void vmms_checkpoints_recover(struct vmms *s)
 	if (inv_journal_list(s->inv, &js, &n) < 0)
 		return;
 	for (int i = 0; i < n; i++) {
-		if (vmms_export_recover(s, &js[i])) /* an import's VM is not in the inventory yet */
+		/* an import's VM is not in the inventory yet */
+		if (vmms_export_recover(s, &js[i]) || vmms_storage_move_recover(s, &js[i]))
 			continue;
 		struct inv_vm vm;
 		json_t *d = json_loads(js[i].data ? js[i].data : "", 0, NULL);

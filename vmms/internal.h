@@ -131,6 +131,11 @@ bool vmms_export_recover(struct vmms *s, const struct inv_journal *e);
 /* Deletes a folder vmms made and what is in it (no links followed). */
 int vmms_remove_tree(const char *path);
 
+/* storage_move.c: Move-VMStorage */
+json_t *vmms_storage_move_request(struct vmms *s, const char *op, json_t *req); /* NULL: not it */
+/* A journal entry of a storage move a dead vmms left: finished or undone. false: not one. */
+bool vmms_storage_move_recover(struct vmms *s, const struct inv_journal *e);
+
 /* merge.c: folding images no one needs out of a VM's chains (include/vmms/cptree.h) */
 /* Starts the VM's merge job when there is something to do now; the job, or NULL. announce:
  * images that must wait (merge pending) are said in the event log. */
