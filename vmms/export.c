@@ -960,11 +960,12 @@ bool vmms_export_recover(struct vmms *s, const struct inv_journal *e)
 	if (exp) {
 		const char *partial = json_string_value(json_object_get(d, "partial"));
 		size_t n = partial ? strlen(partial) : 0;
+		bool whole = n > 8 && access(partial, F_OK) < 0; /* renamed: the export was complete */
 		if (n > 8 && !strcmp(partial + n - 8, ".partial")) /* only ever the folder it made */
 			vmms_remove_tree(partial);
 		vm_set_op(s, e->vm_id, VM_OPS_NONE);
-		vm_event(s, e->vm_id, "Warning", "the export to %s was interrupted by a vmms restart: the partial copy is deleted",
-			 json_string_value(json_object_get(d, "dir")) ?: "?");
+		vm_event(s, e->vm_id, "Warning", "the export to %s was interrupted by a vmms restart: %s",
+			 json_string_value(json_object_get(d, "dir")) ?: "?", whole ? "it had finished" : "the partial copy is deleted");
 	} else {
 		size_t i;
 		json_t *f;

@@ -186,7 +186,7 @@ static json_t *op_move(struct vmms *s, json_t *req)
 		reply = err_reply(0, "cannot move the storage of '%s': %s", vm.name, ncp >= 0 && cps ? err : inv_error(s->inv));
 		goto out;
 	}
-	char dst[2 * PATH_MAX], dir[PATH_MAX + 32];
+	char dst[2 * PATH_MAX + 64], dir[PATH_MAX + 32];
 	bool ok = true;
 	if (all) { /* the disks: <P>/Virtual Hard Disks/<file name> */
 		snprintf(dir, sizeof(dir), "%s/Virtual Hard Disks", all);

@@ -219,7 +219,7 @@ static int parse_images(struct parse *p, json_t *arr, struct vmcfg *c)
 	if (json_array_size(arr) > VMCFG_MAX_IMAGES)
 		return bad(p, "more than %d images", VMCFG_MAX_IMAGES);
 	char parents[VMCFG_MAX_IMAGES][VMCFG_PATH_MAX];
-	char where[32];
+	char where[48];
 	size_t i;
 	json_t *o;
 	json_array_foreach(arr, i, o) {
@@ -262,7 +262,7 @@ static int parse_nics(struct parse *p, json_t *arr, struct vmcfg *c)
 		return bad(p, "missing or not an array");
 	if (json_array_size(arr) > VMCFG_MAX_NICS)
 		return bad(p, "more than %d adapters", VMCFG_MAX_NICS);
-	char where[32];
+	char where[48];
 	size_t i;
 	json_t *o;
 	json_array_foreach(arr, i, o) {
@@ -301,7 +301,7 @@ static int parse_checkpoints(struct parse *p, json_t *arr, struct vmcfg *c)
 		return bad(p, "missing or not an array");
 	if (json_array_size(arr) > VMCFG_MAX_CHECKPOINTS)
 		return bad(p, "more than %d checkpoints", VMCFG_MAX_CHECKPOINTS);
-	char where[32];
+	char where[48];
 	size_t i;
 	json_t *o;
 	json_array_foreach(arr, i, o) {

@@ -113,7 +113,6 @@ same_b() { # the imported VM's disk reads as $1; flattened, it passes qemu-img c
 }
 check "the imported chains pass Test-VHD" chain_b_ok
 check "the imported disk reads as the reference (qemu-img check/compare of it flattened)" same_b "$t/ref.raw"
-b_disks=$(ls "$t/b/Virtual Hard Disks" | wc -l)
 
 if ! kvm_usable; then
   skip_part "starting the imported VM and a running export (no usable /dev/kvm here)"
@@ -129,6 +128,22 @@ check "...the disk is as it was at 'one' (qemu-img check/compare)" same_b "$t/re
 if kvm_usable; then
   check "...and the VM starts on it" hb Start-VM src
   hb Stop-VM src -TurnOff >/dev/null
+fi
+
+# ---- a Saved VM: its saved state travels and the imported VM restores from it ----
+if kvm_usable; then
+  ha New-VM -Name saved -MemoryStartupBytes 64MB -NewVHDPath saved.vhdx -NewVHDSizeBytes 8MB >/dev/null
+  ha Set-VMFirmware saved -KernelPath "$t/halt.bz"
+  ha Start-VM saved >/dev/null && ha Save-VM saved >/dev/null
+  sid=$(ha Get-VM saved -Json | py 'd[0]["id"]')
+  check "Export-VM of a Saved VM: Virtual Machines/<id>.vmrs beside the configuration" bash -c \
+    "VIRIDIAN_SOCKET=$t/a.sock '$B/hv' Export-VM -Name saved -Path '$t/exp' >/dev/null && [ -s '$t/exp/saved/Virtual Machines/$sid.vmrs' ] && grep -q '\"state\":\"Saved\"' '$t/exp/saved/Virtual Machines/$sid.json'"
+  check "...imported on the other host it is Saved" bash -c \
+    "VIRIDIAN_SOCKET=$t/b.sock '$B/hv' Import-VM -Path '$t/exp/saved' -Copy >/dev/null && [ \"\$(VIRIDIAN_SOCKET=$t/b.sock '$B/hv' Get-VM saved -Json | grep -o '\"state\": \"[A-Za-z]*\"')\" = '\"state\": \"Saved\"' ]"
+  check "...and Start-VM restores it from the imported saved state" hb Start-VM saved
+  hb Stop-VM saved -TurnOff >/dev/null; hb Remove-VM saved >/dev/null
+else
+  skip_part "a Saved VM's export (no usable /dev/kvm here)"
 fi
 
 # ---- refusals ----
@@ -153,6 +168,7 @@ cp "$E/Virtual Machines/$src_id.json" "$t/damaged/Virtual Machines/$src_id.json"
 rm "$t/damaged/Virtual Hard Disks/src.vhdx"
 check "Compare-VM: a missing parent disk (40010, blocking)" bash -c \
   "VIRIDIAN_SOCKET=$t/b.sock '$B/hv' Compare-VM -Path '$t/damaged' -Copy -GenerateNewId -Json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert not d[\"importable\"] and any(i[\"message_id\"]==40010 and i[\"blocking\"] for i in d[\"incompatibilities\"])'"
+b_disks=$(ls "$t/b/Virtual Hard Disks" | wc -l)
 check "Import-VM fails on it, nothing copied" bash -c \
   "! VIRIDIAN_SOCKET=$t/b.sock '$B/hv' Import-VM -Path '$t/damaged' -Copy -GenerateNewId 2>/dev/null && [ \$(ls '$t/b/Virtual Hard Disks' | wc -l) = $b_disks ]"
 check "Import-VM in place with a new id registers the export's own files" bash -c \
@@ -198,5 +214,5 @@ for step in import-intent import-copied; do
 done
 check "...and the import works then" hb Import-VM -Path "$E" -Copy -GenerateNewId -VhdDestinationPath "$t/disks-import-copied"
 
-[ $fails = 0 ] || { echo "$fails failed"; tail -5 "$t/a.log" "$t/b.log"; exit 1; }
+[ $fails = 0 ] || { echo "$fails failed"; tail -n 5 "$t/a.log" "$t/b.log"; exit 1; }
 echo "all passed"
