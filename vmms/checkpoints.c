@@ -31,13 +31,6 @@
 #define VSS_TIMEOUT_MS 10000
 #define OFF_TIMEOUT_MS 15000 /* Restore of a running VM: its worker turned off first */
 
-static int64_t unix_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A checkpoint's saved state: <VM folder>/Snapshots/<checkpoint id>.vmrs. */
 static void cp_state_path(const struct inv_vm *vm, const char *cp_id, char *out, size_t len)
 {
@@ -390,13 +383,6 @@ out:
 	return r;
 }
 
-static json_t *job_reply(struct vmms_job *j)
-{
-	if (j->state == VMMS_JOB_FAILED)
-		return err_reply(0, "%s", j->error);
-	return json_pack("{s:b, s:s, s:s}", "ok", 1, "job", j->id, "job_state", vmms_job_state_name(j->state));
-}
-
 static json_t *op_checkpoint(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
@@ -445,7 +431,7 @@ static json_t *op_checkpoint(struct vmms *s, json_t *req)
 		snprintf(t->cp.name, sizeof(t->cp.name), "%s", name);
 	else
 		cp_default_name(vm.name, &tm, t->cp.name, sizeof(t->cp.name));
-	t->cp.created_ms = unix_ms();
+	t->cp.created_ms = vmms_unix_ms();
 	t->cp.cpus = vm.cpus;
 	t->cp.memory = vm.memory;
 	/* Off: disks only, of the type asked for; a Saved or Paused VM has no guest to freeze */
@@ -480,7 +466,7 @@ static json_t *op_checkpoint(struct vmms *s, json_t *req)
 	inv_set_status(s->inv, vm.id, next, vm.worker_pid, vm.worker_start, NULL, NULL);
 	char id[37];
 	new_guid(id);
-	struct vmms_job *j = vmms_job_start(&s->jobs, id, vm.id, "checkpoint", take_step, take_release, t, unix_ms());
+	struct vmms_job *j = vmms_job_start(&s->jobs, id, vm.id, "checkpoint", take_step, take_release, t, vmms_unix_ms());
 	if (!j) {
 		take_undo(s, t, &vm, 0);
 		take_release(t);
@@ -490,8 +476,8 @@ static json_t *op_checkpoint(struct vmms *s, json_t *req)
 	}
 	char cp_id[37];
 	snprintf(cp_id, sizeof(cp_id), "%s", t->cp.id);
-	vmms_jobs_run(&s->jobs, s, unix_ms()); /* an Off or Saved VM's checkpoint is done here */
-	reply = job_reply(j);
+	vmms_jobs_run(&s->jobs, s, vmms_unix_ms()); /* an Off or Saved VM's checkpoint is done here */
+	reply = vmms_job_reply(j);
 	if (j->state != VMMS_JOB_FAILED)
 		json_object_set_new(reply, "checkpoint", json_string(cp_id));
 out:
@@ -755,7 +741,7 @@ static json_t *op_restore(struct vmms *s, json_t *req)
 	a = calloc(1, sizeof(*a));
 	char id[37];
 	new_guid(id);
-	struct vmms_job *j = a ? vmms_job_start(&s->jobs, id, vm.id, "apply-checkpoint", apply_step, free, a, unix_ms()) : NULL;
+	struct vmms_job *j = a ? vmms_job_start(&s->jobs, id, vm.id, "apply-checkpoint", apply_step, free, a, vmms_unix_ms()) : NULL;
 	if (!j) {
 		free(a);
 		reply = err_reply(0, "too many jobs running");
@@ -765,8 +751,8 @@ static json_t *op_restore(struct vmms *s, json_t *req)
 	snprintf(a->cp_id, sizeof(a->cp_id), "%s", set.cps[i].id);
 	a->deadline_ms = mono_ms() + OFF_TIMEOUT_MS;
 	if (!running)
-		vmms_jobs_run(&s->jobs, s, unix_ms());
-	reply = job_reply(j);
+		vmms_jobs_run(&s->jobs, s, vmms_unix_ms());
+	reply = vmms_job_reply(j);
 out:
 	cp_unload(&set);
 	inv_vm_free(&vm);
@@ -1065,7 +1051,7 @@ void vmms_checkpoints_vm_off(struct vmms *s, const char *vm_id)
 
 void vmms_checkpoints_tick(struct vmms *s)
 {
-	vmms_jobs_run(&s->jobs, s, unix_ms());
+	vmms_jobs_run(&s->jobs, s, vmms_unix_ms());
 	if (!s->merge_recheck)
 		return;
 	s->merge_recheck = false;

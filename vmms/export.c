@@ -33,13 +33,6 @@
 #define MSG_SWITCH_MISSING 33012
 #define MSG_VHD_MISSING 40010
 
-static int64_t unix_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st, (void)flag, (void)ftw;
@@ -124,7 +117,7 @@ static int build_config(struct vmms *s, const struct inv_vm *vm, const struct in
 			const struct vmms_chain *ch, struct vmcfg *c, char *err, size_t errlen)
 {
 	memset(c, 0, sizeof(*c));
-	c->exported_ms = unix_ms();
+	c->exported_ms = vmms_unix_ms();
 	snprintf(c->id, sizeof(c->id), "%s", vm->id);
 	snprintf(c->name, sizeof(c->name), "%s", vm->name);
 	c->generation = vm->generation;
@@ -269,13 +262,6 @@ static enum vmms_step export_step(void *owner, struct vmms_job *j)
 	return VMMS_STEP_DONE;
 }
 
-static json_t *job_reply(struct vmms_job *j)
-{
-	if (j->state == VMMS_JOB_FAILED)
-		return err_reply(0, "%s", j->error);
-	return json_pack("{s:b, s:s, s:s}", "ok", 1, "job", j->id, "job_state", vmms_job_state_name(j->state));
-}
-
 static json_t *op_export(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
@@ -367,7 +353,7 @@ static json_t *op_export(struct vmms *s, json_t *req)
 	inv_set_status(s->inv, vm.id, next, vm.worker_pid, vm.worker_start, NULL, NULL);
 	char id[37];
 	new_guid(id);
-	struct vmms_job *j = vmms_job_start(&s->jobs, id, vm.id, "export", export_step, export_release, x, unix_ms());
+	struct vmms_job *j = vmms_job_start(&s->jobs, id, vm.id, "export", export_step, export_release, x, vmms_unix_ms());
 	if (!j) {
 		vmms_remove_tree(x->partial);
 		inv_journal_drop(s->inv, x->jid);
@@ -378,8 +364,8 @@ static json_t *op_export(struct vmms *s, json_t *req)
 	char where[PATH_MAX];
 	snprintf(where, sizeof(where), "%s", x->dir);
 	x = NULL; /* the job's now */
-	vmms_jobs_run(&s->jobs, s, unix_ms());
-	reply = job_reply(j);
+	vmms_jobs_run(&s->jobs, s, vmms_unix_ms());
+	reply = vmms_job_reply(j);
 	if (j->state != VMMS_JOB_FAILED)
 		json_object_set_new(reply, "path", json_string(where));
 out:
@@ -799,11 +785,9 @@ static int import_register(struct vmms *s, struct import_plan *p, char *err, siz
 	return 0;
 }
 
-static json_t *vm_reply(struct vmms *s, struct import_plan *p)
+static json_t *vm_reply(struct import_plan *p)
 {
-	json_t *r = json_pack("{s:b, s:s, s:s, s:O}", "ok", 1, "vm_id", p->id, "name", p->cfg.name, "incompatibilities", p->report);
-	(void)s;
-	return r;
+	return json_pack("{s:b, s:s, s:s, s:O}", "ok", 1, "vm_id", p->id, "name", p->cfg.name, "incompatibilities", p->report);
 }
 
 /* Undoes a copy: the files made so far (and their partial copies) and the VM folder. */
@@ -881,7 +865,7 @@ static json_t *op_import(struct vmms *s, json_t *req)
 			plan_free(p);
 			return import_err("Import failed: %s", err);
 		}
-		json_t *r = vm_reply(s, p);
+		json_t *r = vm_reply(p);
 		plan_free(p);
 		return r;
 	}
@@ -928,7 +912,7 @@ static json_t *op_import(struct vmms *s, json_t *req)
 	vmms_crash_point("import-intent");
 	char id[37];
 	new_guid(id);
-	struct vmms_job *j = vmms_job_start(&s->jobs, id, p->id, "import", import_step, import_release, p, unix_ms());
+	struct vmms_job *j = vmms_job_start(&s->jobs, id, p->id, "import", import_step, import_release, p, vmms_unix_ms());
 	if (!j) {
 		import_cleanup(s, p);
 		plan_free(p);
@@ -938,8 +922,8 @@ static json_t *op_import(struct vmms *s, json_t *req)
 	char vm_id[37], name[VMCFG_NAME_MAX];
 	snprintf(vm_id, sizeof(vm_id), "%s", p->id);
 	snprintf(name, sizeof(name), "%s", p->cfg.name);
-	vmms_jobs_run(&s->jobs, s, unix_ms());
-	json_t *r = job_reply(j);
+	vmms_jobs_run(&s->jobs, s, vmms_unix_ms());
+	json_t *r = vmms_job_reply(j);
 	if (j->state != VMMS_JOB_FAILED) {
 		json_object_set_new(r, "vm_id", json_string(vm_id));
 		json_object_set_new(r, "name", json_string(name));

@@ -14,6 +14,9 @@
 #include "vmms/vmconfig.h"
 
 int64_t mono_ms(void);
+int64_t vmms_unix_ms(void); /* wall clock, Unix ms (jobs, checkpoints' times) */
+/* A request that started a job: {"ok":true,"job":ID,"job_state":S}, or the failed job's error. */
+json_t *vmms_job_reply(const struct vmms_job *j);
 /* {"ok":false,"error":...} with Hyper-V's error id when id is not 0. */
 json_t *err_reply(int id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The VM's state refuses the operation: error 32788. */

@@ -28,13 +28,6 @@ struct move_ctx {
 	bool saved;                     /* cs.f[n - 1] is the VM's saved state */
 };
 
-static int64_t unix_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void move_release(void *p)
 {
 	struct move_ctx *m = p;
@@ -246,7 +239,7 @@ static json_t *op_move(struct vmms *s, json_t *req)
 	inv_set_status(s->inv, vm.id, next, vm.worker_pid, vm.worker_start, NULL, NULL);
 	char id[37];
 	new_guid(id);
-	struct vmms_job *j = vmms_job_start(&s->jobs, id, vm.id, "storage-move", move_step, move_release, m, unix_ms());
+	struct vmms_job *j = vmms_job_start(&s->jobs, id, vm.id, "storage-move", move_step, move_release, m, vmms_unix_ms());
 	if (!j) {
 		inv_journal_drop(s->inv, m->jid);
 		vm_set_op(s, vm.id, VM_OPS_NONE);
@@ -254,9 +247,8 @@ static json_t *op_move(struct vmms *s, json_t *req)
 		goto out;
 	}
 	m = NULL;
-	vmms_jobs_run(&s->jobs, s, unix_ms());
-	reply = j->state == VMMS_JOB_FAILED ? err_reply(0, "%s", j->error)
-					     : json_pack("{s:b, s:s, s:s}", "ok", 1, "job", j->id, "job_state", vmms_job_state_name(j->state));
+	vmms_jobs_run(&s->jobs, s, vmms_unix_ms());
+	reply = vmms_job_reply(j);
 out:
 	if (m)
 		move_release(m);
