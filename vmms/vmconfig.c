@@ -109,6 +109,14 @@ static int get_rel(struct parse *p, json_t *o, const char *key, const char *fold
 	return 0;
 }
 
+static bool printable(const char *s)
+{
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		if (*c < 0x20 || *c == 0x7f)
+			return false;
+	return *s != '\0';
+}
+
 static bool memory_ok(uint64_t m)
 {
 	return vmms_valid_memory(m);
@@ -316,8 +324,8 @@ static int parse_checkpoints(struct parse *p, json_t *arr, struct vmcfg *c)
 		    get_int(p, o, "created_ms", 0, INT64_MAX, &v) < 0)
 			return -1;
 		cp->created_ms = v;
-		if (!vmms_valid_name(cp->name))
-			return bad(p, "\"name\" '%s' is not a valid checkpoint name", cp->name);
+		if (!printable(cp->name)) /* Hyper-V's default names hold '/' (the date): any printable text */
+			return bad(p, "\"name\" is empty or holds control characters");
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(c->checkpoints[k].id, cp->id))
 				return bad(p, "the id %s is used twice", cp->id);

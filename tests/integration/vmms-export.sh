@@ -59,6 +59,7 @@ w 1 0 $((4 * MiB)); cp "$t/ref.raw" "$t/ref1.raw"
 ha Checkpoint-VM -Name src -SnapshotName one >/dev/null
 w 2 $((2 * MiB)) $((6 * MiB)); cp "$t/ref.raw" "$t/ref2.raw"
 ha Checkpoint-VM -Name src -SnapshotName two >/dev/null
+ha Checkpoint-VM -Name src >/dev/null  # Hyper-V's default name: "src - (M/D/YYYY - h:mm:ss AM)"
 w 3 $((10 * MiB)) $((3 * MiB))
 src_id=$(ha Get-VM src -Json | py 'd[0]["id"]')
 
@@ -69,8 +70,8 @@ E=$t/exp/src
 check "Hyper-V's folder shape: Virtual Machines/<id>.json, Virtual Hard Disks/, Snapshots/" \
   test -f "$E/Virtual Machines/$src_id.json" -a -d "$E/Virtual Hard Disks" -a -d "$E/Snapshots"
 check "no .partial folder left" test ! -e "$E.partial"
-check "the whole chain is exported: a base disk and two AVHDXs" \
-  [ "$(ls "$E/Virtual Hard Disks" | grep -c '\.vhdx$')/$(ls "$E/Virtual Hard Disks" | grep -c '\.avhdx$')" = 1/2 ]
+check "the whole chain is exported: a base disk and three AVHDXs" \
+  [ "$(ls "$E/Virtual Hard Disks" | grep -c '\.vhdx$')/$(ls "$E/Virtual Hard Disks" | grep -c '\.avhdx$')" = 1/3 ]
 exp_chain_ok() {
   local f p ok=0
   for f in "$E/Virtual Hard Disks"/*; do
@@ -82,7 +83,7 @@ exp_chain_ok() {
 }
 check "every exported image passes Test-VHD and links to its parent in the export" exp_chain_ok
 check "the configuration has format, version, disks, adapters, images and the checkpoint tree" bash -c \
-  "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d[\"format\"]==\"viridian-vm\" and d[\"version\"]==1; assert len(d[\"images\"])==3 and len(d[\"checkpoints\"])==2 and len(d[\"network_adapters\"])==1; assert d[\"network_adapters\"][0][\"switch\"]==\"lan\"; c={x[\"name\"]:x for x in d[\"checkpoints\"]}; assert c[\"two\"][\"parent_id\"]==c[\"one\"][\"id\"]' '$E/Virtual Machines/$src_id.json'"
+  "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d[\"format\"]==\"viridian-vm\" and d[\"version\"]==1; assert len(d[\"images\"])==4 and len(d[\"checkpoints\"])==3 and len(d[\"network_adapters\"])==1; assert d[\"network_adapters\"][0][\"switch\"]==\"lan\"; c={x[\"name\"]:x for x in d[\"checkpoints\"]}; assert c[\"two\"][\"parent_id\"]==c[\"one\"][\"id\"]' '$E/Virtual Machines/$src_id.json'"
 check "the source VM is as it was (Off, idle)" [ "$(ha Get-VM src -Json | py 'd[0]["state"]+"/"+d[0]["operation"]')" = "Off/" ]
 check "Export-VM into an existing export refused" refused ha Export-VM -Name src -Path "$t/exp"
 check "Get-VMJob lists the export job Completed" bash -c "VIRIDIAN_SOCKET=$t/a.sock '$B/hv' Get-VMJob -Json | grep -A4 '\"kind\": \"export\"' | grep -q Completed"
@@ -95,7 +96,8 @@ new_id=$(hb Get-VM src -Json | py 'd[0]["id"]')
 check "...a new id" [ -n "$new_id" ] && [ "$new_id" != "$src_id" ]
 disk_b() { hb Get-VM src -Json | py 'd[0]["disks"][0]["path"]'; }
 check "...its disks in the host's Virtual Hard Disks folder" bash -c "case '$(disk_b)' in '$t/b/Virtual Hard Disks/'*) exit 0;; esac; exit 1"
-check "...the checkpoint tree: two, 'two' the child of 'one'" [ "$(hb Get-VMCheckpoint src -Json | py '[c["name"]+":"+c["parent_name"] for c in d]' | sort | tr '\n' ' ')" = "one: two:one " ]
+tree() { "$@" Get-VMCheckpoint src -Json | py '[c["name"]+" <- "+c["parent_name"] for c in d]' | sort; }
+check "...the checkpoint tree as on the first host (a default name with '/' too)" bash -c "[ \"\$(export VIRIDIAN_SOCKET=$t/a.sock; $(declare -f py tree); tree '$B/hv')\" = \"\$(export VIRIDIAN_SOCKET=$t/b.sock; $(declare -f py tree); tree '$B/hv')\" ] && [ \$(export VIRIDIAN_SOCKET=$t/a.sock; $(declare -f py tree); tree '$B/hv' | grep -c ' <- ') = 3 ]"
 check "...the adapter is there, not connected" [ "$(hb Get-VMNetworkAdapter -VMName src -Json | py '[a["Name"]+":"+(a["SwitchName"] or "-") for a in d]')" = "Network Adapter:-" ]
 check "...the export is left as it was" exp_chain_ok
 chain_b_ok() { # every image the imported VM and its checkpoints use passes Test-VHD

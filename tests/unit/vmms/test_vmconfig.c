@@ -54,7 +54,7 @@ static struct vmcfg *sample(void)
 	c->ncheckpoints = 2;
 	struct vmcfg_checkpoint *b = &c->checkpoints[0], *k = &c->checkpoints[1];
 	strcpy(b->id, GUID_B);
-	strcpy(b->name, "one");
+	strcpy(b->name, "web - (12/7/2026 - 2:10:53 AM)"); /* Hyper-V's default name has '/' */
 	strcpy(b->type, "Standard");
 	strcpy(b->state_file, "Snapshots/" GUID_B ".vmrs");
 	b->created_ms = 1;
@@ -145,6 +145,7 @@ static void m_vlan(json_t *d) { json_object_set_new(AT(d, "network_adapters", "#
 static void m_cp_parent(json_t *d) { json_object_set_new(AT(d, "checkpoints", "#1"), "parent_id", json_string(GUID_A)); }
 static void m_cp_cycle(json_t *d) { json_object_set_new(AT(d, "checkpoints", "#0"), "parent_id", json_string(GUID_C)); }
 static void m_cp_dup(json_t *d) { json_object_set_new(AT(d, "checkpoints", "#1"), "id", json_string(GUID_B)); }
+static void m_cp_name(json_t *d) { json_object_set_new(AT(d, "checkpoints", "#0"), "name", json_string("a\tb")); }
 static void m_cp_type(json_t *d) { json_object_set_new(AT(d, "checkpoints", "#1"), "type", json_string("Magic")); }
 static void m_current(json_t *d) { json_object_set_new(AT(d, "vm"), "parent_checkpoint", json_string(GUID_A)); }
 static void m_nul(json_t *d) { json_object_set_new(AT(d, "vm"), "notes", json_stringn("a\0b", 3)); }
@@ -191,6 +192,7 @@ static void refusals(void **state)
 	expect_refused(m_cp_parent, "checkpoints[1]: its parent " GUID_A " is not in \"checkpoints\"");
 	expect_refused(m_cp_cycle, "its parents form a cycle");
 	expect_refused(m_cp_dup, "is used twice");
+	expect_refused(m_cp_name, "checkpoints[0]: \"name\" is empty or holds control characters");
 	expect_refused(m_cp_type, "not Standard or Production");
 	expect_refused(m_current, "\"parent_checkpoint\" " GUID_A " is not in \"checkpoints\"");
 	expect_refused(m_nul, "not JSON");
