@@ -65,42 +65,6 @@ json_t *checkpoint_cmdlet_request(const struct args *a, char *err, size_t errlen
 	return req;
 }
 
-/* Follows a job to its end; 0 when it completed. */
-static int wait_job(const struct args *a, const char *id)
-{
-	struct progress p;
-	char label[64];
-	int last = -1;
-	for (;;) {
-		json_t *req = json_pack("{s:s, s:s}", "op", "job-status", "id", id);
-		json_t *r = call_ok(a, req);
-		json_decref(req);
-		if (!r)
-			return 1;
-		json_t *j = json_object_get(r, "job");
-		const char *state = json_string_value(json_object_get(j, "state"));
-		int pct = (int)json_integer_value(json_object_get(j, "percent"));
-		if (last < 0) {
-			snprintf(label, sizeof(label), "%s", json_string_value(json_object_get(j, "kind")) ?: "job");
-			progress_init(&p, label);
-		}
-		if (p.tty)
-			progress_update((uint64_t)pct, 100, &p);
-		else if (pct != last && state && !strcmp(state, "Running"))
-			printf("%s %s: %d%%\n", label, id, pct);
-		last = pct;
-		if (state && strcmp(state, "Running")) {
-			if (p.tty)
-				progress_done(&p);
-			int rc = strcmp(state, "Completed") ? cli_fail(a, "%s", json_string_value(json_object_get(j, "error")) ?: "the job failed") : 0;
-			json_decref(r);
-			return rc;
-		}
-		json_decref(r);
-		usleep(100 * 1000);
-	}
-}
-
 static void print_checkpoints(json_t *cps, const char *only)
 {
 	printf("%-20s %-40s %-12s %-22s %s\n", "VMName", "Name", "SnapshotType", "CreationTime", "ParentCheckpointName");
@@ -162,7 +126,7 @@ static int run(const struct args *a)
 	} else if (job && arg_has(a, "AsJob")) {
 		printf("%s\n", job);
 	} else if (job) {
-		rc = wait_job(a, job);
+		rc = cli_wait_job(a, job);
 	}
 	json_decref(r);
 	return rc;

@@ -76,6 +76,9 @@ json_t *remote_call(json_t *req, char *err, size_t errlen);
 /* A file argument as the host running vmms names it: realpath() locally; with -ComputerName
  * the path as given (it must be absolute). NULL when it cannot be; malloc'd. */
 char *cli_host_path(const char *p);
+/* Follows a vmms job to its end (cli/job.c): a progress bar on a terminal, a line per change
+ * otherwise; 0 when it completed, else the job's error printed. */
+int cli_wait_job(const struct args *a, const char *id);
 
 /* The table, for Get-Help. */
 extern const struct cmdlet *const cli_cmdlets[];

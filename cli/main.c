@@ -22,6 +22,7 @@ extern const struct cmdlet cmdlet_new_vmswitch, cmdlet_get_vmswitch, cmdlet_remo
 extern const struct cmdlet cmdlet_checkpoint_vm, cmdlet_get_vmcheckpoint, cmdlet_get_vmsnapshot, cmdlet_rename_vmcheckpoint,
 	cmdlet_rename_vmsnapshot, cmdlet_restore_vmcheckpoint, cmdlet_restore_vmsnapshot, cmdlet_remove_vmcheckpoint,
 	cmdlet_remove_vmsnapshot, cmdlet_get_vmjob;
+extern const struct cmdlet cmdlet_export_vm, cmdlet_import_vm, cmdlet_compare_vm, cmdlet_move_vmstorage;
 
 const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_get_help,
@@ -83,6 +84,10 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_new_vmmanagementtoken,
 	&cmdlet_get_vmmanagementtoken,
 	&cmdlet_remove_vmmanagementtoken,
+	&cmdlet_export_vm,
+	&cmdlet_import_vm,
+	&cmdlet_compare_vm,
+	&cmdlet_move_vmstorage,
 	NULL,
 };
 

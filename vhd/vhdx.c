@@ -58,6 +58,7 @@ struct vhdx {
 	uint64_t (*sb_dirty)[4];     /* per chunk: one bit per 4 KiB page of its bitmap */
 	uint64_t file_end;           /* next block goes here */
 	bool session;                /* this open has rewritten the header (new GUIDs) */
+	bool data_session;           /* ... with a new DataWriteGuid: data was written */
 	bool meta_dirty;
 	uint64_t log_seq;
 	uint32_t log_prev_pos, log_prev_len;
@@ -147,20 +148,31 @@ static int header_write(struct vdisk *d)
 }
 
 /* First modification in this open: new file/data GUIDs and a fresh log (spec 2.2.2.1). */
-static int session_begin(struct vdisk *d)
+/* The first change of this open rewrites the header: a new FileWriteGuid, and a new
+ * DataWriteGuid once user-visible data changes (data). Metadata alone (a parent locator) keeps
+ * the DataWriteGuid, so the children of a relinked disk still link to it (VHDX 2.2.2). */
+static int session_begin(struct vdisk *d, bool data)
 {
 	struct vhdx *v = V(d);
-	if (v->session)
+	if (v->session && (!data || v->data_session))
 		return 0;
-	guid_generate(&v->file_write);
-	guid_generate(&v->data_write);
-	guid_generate(&v->log_guid);
+	bool first = !v->session;
+	if (first) {
+		guid_generate(&v->file_write);
+		guid_generate(&v->log_guid);
+	}
+	if (data)
+		guid_generate(&v->data_write);
 	int r = header_write(d);
 	if (r < 0)
 		return r;
-	v->log_seq = 1;
-	v->log_prev_pos = 0;
-	v->log_prev_len = 0;
+	if (first) {
+		v->log_seq = 1;
+		v->log_prev_pos = 0;
+		v->log_prev_len = 0;
+	}
+	if (data)
+		__atomic_store_n(&v->data_session, true, __ATOMIC_RELEASE);
 	__atomic_store_n(&v->session, true, __ATOMIC_RELEASE);
 	return 0;
 }
@@ -1100,9 +1112,9 @@ static int vhdx_write(struct vdisk *d, const void *vbuf, uint64_t off, size_t le
 	struct vhdx *v = V(d);
 	const uint8_t *buf = vbuf;
 	int r = 0;
-	if (!__atomic_load_n(&v->session, __ATOMIC_ACQUIRE)) {
+	if (!__atomic_load_n(&v->data_session, __ATOMIC_ACQUIRE)) {
 		pthread_mutex_lock(&d->lock);
-		r = session_begin(d);
+		r = session_begin(d, true);
 		pthread_mutex_unlock(&d->lock);
 	}
 	while (r == 0 && len) {
@@ -1330,7 +1342,7 @@ static int commit_metadata(struct vdisk *d, uint64_t size)
 	for (size_t i = 0; r == 0 && i < np; i++)
 		pages[i] = (struct log_page){ v->meta_off + i * PAGE, PAGE, buf + i * PAGE };
 	if (r == 0)
-		r = session_begin(d);
+		r = session_begin(d, false);
 	if (r == 0)
 		r = vhdx_flush(d);
 	if (r == 0)
@@ -1376,7 +1388,7 @@ static int vhdx_set_parent(struct vdisk *d, struct vdisk *parent, const char *pa
  * DataWriteGuid it ends with before any merged data lands (mirror.c). */
 static int vhdx_begin_write(struct vdisk *d)
 {
-	return session_begin(d);
+	return session_begin(d, true);
 }
 
 static int vhdx_relink(struct vdisk *d, struct vdisk *parent)
@@ -1404,7 +1416,7 @@ static int vhdx_resize(struct vdisk *d, uint64_t size)
 	if (alloc_tables(v, old_entries, old_chunks) < 0)
 		return vd_err(ENOMEM, d->path, "out of memory");
 	pthread_mutex_lock(&d->lock);
-	int r = session_begin(d);
+	int r = session_begin(d, true);
 	/* Shrinking: blocks past the end go away (min_size guarantees none hold data). */
 	for (uint64_t b = v->data_blocks; r == 0 && b < old_blocks; b++)
 		if (payload_index(v, b) < v->bat_entries)

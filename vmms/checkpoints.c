@@ -31,46 +31,10 @@
 #define VSS_TIMEOUT_MS 10000
 #define OFF_TIMEOUT_MS 15000 /* Restore of a running VM: its worker turned off first */
 
-static int64_t unix_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A checkpoint's saved state: <VM folder>/Snapshots/<checkpoint id>.vmrs. */
 static void cp_state_path(const struct inv_vm *vm, const char *cp_id, char *out, size_t len)
 {
 	snprintf(out, len, "%s/Snapshots/%s.vmrs", vm->path, cp_id);
-}
-
-/* Copies a saved state whole: a temporary file, fsynced, renamed into place. */
-static int copy_file(const char *from, const char *to, char *err, size_t errlen)
-{
-	char tmp[PATH_MAX + 16];
-	snprintf(tmp, sizeof(tmp), "%s.partial", to);
-	int in = open(from, O_RDONLY | O_CLOEXEC), out = in < 0 ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	char buf[1 << 16];
-	ssize_t n = 0;
-	bool ok = out >= 0;
-	while (ok && (n = read(in, buf, sizeof(buf))) > 0)
-		for (char *p = buf; ok && n > 0;) {
-			ssize_t k = write(out, p, (size_t)n);
-			ok = k > 0;
-			p += k;
-			n -= k;
-		}
-	ok = ok && n == 0 && fsync(out) == 0;
-	int e = errno;
-	if (out >= 0 && close(out) < 0)
-		ok = false;
-	if (in >= 0)
-		close(in);
-	if (ok && rename(tmp, to) == 0)
-		return 0;
-	unlink(tmp);
-	snprintf(err, errlen, "cannot copy %s to %s: %s", from, to, strerror(e ? e : EIO));
-	return -1;
 }
 
 static bool is_vhd_path(const char *p)
@@ -273,7 +237,7 @@ static enum vmms_step take_disks(struct vmms *s, struct take_ctx *t, struct vmms
 {
 	char err[2 * PATH_MAX + 160], from[PATH_MAX];
 	vmms_saved_state_path(vm, from, sizeof(from));
-	if (t->saved && copy_file(from, t->state, err, sizeof(err)) < 0)
+	if (t->saved && vmms_copy_file(from, t->state, err, sizeof(err)) < 0)
 		return take_fail(s, t, j, vm, 0, err);
 	for (int i = 0; i < t->cp.ndisks; i++) {
 		/* a live VM's worker holds the image open (paused, flushed): read it without its lock */
@@ -419,13 +383,6 @@ out:
 	return r;
 }
 
-static json_t *job_reply(struct vmms_job *j)
-{
-	if (j->state == VMMS_JOB_FAILED)
-		return err_reply(0, "%s", j->error);
-	return json_pack("{s:b, s:s, s:s}", "ok", 1, "job", j->id, "job_state", vmms_job_state_name(j->state));
-}
-
 static json_t *op_checkpoint(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
@@ -474,7 +431,7 @@ static json_t *op_checkpoint(struct vmms *s, json_t *req)
 		snprintf(t->cp.name, sizeof(t->cp.name), "%s", name);
 	else
 		cp_default_name(vm.name, &tm, t->cp.name, sizeof(t->cp.name));
-	t->cp.created_ms = unix_ms();
+	t->cp.created_ms = vmms_unix_ms();
 	t->cp.cpus = vm.cpus;
 	t->cp.memory = vm.memory;
 	/* Off: disks only, of the type asked for; a Saved or Paused VM has no guest to freeze */
@@ -509,7 +466,7 @@ static json_t *op_checkpoint(struct vmms *s, json_t *req)
 	inv_set_status(s->inv, vm.id, next, vm.worker_pid, vm.worker_start, NULL, NULL);
 	char id[37];
 	new_guid(id);
-	struct vmms_job *j = vmms_job_start(&s->jobs, id, vm.id, "checkpoint", take_step, take_release, t, unix_ms());
+	struct vmms_job *j = vmms_job_start(&s->jobs, id, vm.id, "checkpoint", take_step, take_release, t, vmms_unix_ms());
 	if (!j) {
 		take_undo(s, t, &vm, 0);
 		take_release(t);
@@ -519,8 +476,8 @@ static json_t *op_checkpoint(struct vmms *s, json_t *req)
 	}
 	char cp_id[37];
 	snprintf(cp_id, sizeof(cp_id), "%s", t->cp.id);
-	vmms_jobs_run(&s->jobs, s, unix_ms()); /* an Off or Saved VM's checkpoint is done here */
-	reply = job_reply(j);
+	vmms_jobs_run(&s->jobs, s, vmms_unix_ms()); /* an Off or Saved VM's checkpoint is done here */
+	reply = vmms_job_reply(j);
 	if (j->state != VMMS_JOB_FAILED)
 		json_object_set_new(reply, "checkpoint", json_string(cp_id));
 out:
@@ -702,7 +659,7 @@ static enum vmms_step apply_step(void *owner, struct vmms_job *j)
 	if (!ok)
 		snprintf(err, sizeof(err), "%s", vdisk_last_error());
 	vmms_crash_point("apply-children");
-	if (ok && c->state_file && copy_file(c->state_file, tmp, err, sizeof(err)) < 0)
+	if (ok && c->state_file && vmms_copy_file(c->state_file, tmp, err, sizeof(err)) < 0)
 		ok = false;
 	vmms_crash_point("apply-state");
 	/* the VM as the checkpoint was: its drives (new children), processors and memory */
@@ -784,7 +741,7 @@ static json_t *op_restore(struct vmms *s, json_t *req)
 	a = calloc(1, sizeof(*a));
 	char id[37];
 	new_guid(id);
-	struct vmms_job *j = a ? vmms_job_start(&s->jobs, id, vm.id, "apply-checkpoint", apply_step, free, a, unix_ms()) : NULL;
+	struct vmms_job *j = a ? vmms_job_start(&s->jobs, id, vm.id, "apply-checkpoint", apply_step, free, a, vmms_unix_ms()) : NULL;
 	if (!j) {
 		free(a);
 		reply = err_reply(0, "too many jobs running");
@@ -794,8 +751,8 @@ static json_t *op_restore(struct vmms *s, json_t *req)
 	snprintf(a->cp_id, sizeof(a->cp_id), "%s", set.cps[i].id);
 	a->deadline_ms = mono_ms() + OFF_TIMEOUT_MS;
 	if (!running)
-		vmms_jobs_run(&s->jobs, s, unix_ms());
-	reply = job_reply(j);
+		vmms_jobs_run(&s->jobs, s, vmms_unix_ms());
+	reply = vmms_job_reply(j);
 out:
 	cp_unload(&set);
 	inv_vm_free(&vm);
@@ -1025,6 +982,9 @@ void vmms_checkpoints_recover(struct vmms *s)
 	if (inv_journal_list(s->inv, &js, &n) < 0)
 		return;
 	for (int i = 0; i < n; i++) {
+		/* an import's VM is not in the inventory yet */
+		if (vmms_export_recover(s, &js[i]) || vmms_storage_move_recover(s, &js[i]))
+			continue;
 		struct inv_vm vm;
 		json_t *d = json_loads(js[i].data ? js[i].data : "", 0, NULL);
 		if (inv_find(s->inv, js[i].vm_id, &vm) != 1 || !json_is_object(d)) {
@@ -1091,7 +1051,7 @@ void vmms_checkpoints_vm_off(struct vmms *s, const char *vm_id)
 
 void vmms_checkpoints_tick(struct vmms *s)
 {
-	vmms_jobs_run(&s->jobs, s, unix_ms());
+	vmms_jobs_run(&s->jobs, s, vmms_unix_ms());
 	if (!s->merge_recheck)
 		return;
 	s->merge_recheck = false;

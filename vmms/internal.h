@@ -5,13 +5,18 @@
 #define VIRIDIAN_VMMS_INTERNAL_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "vmms/service.h"
+#include "vmms/vmconfig.h"
 
 int64_t mono_ms(void);
+int64_t vmms_unix_ms(void); /* wall clock, Unix ms (jobs, checkpoints' times) */
+/* A request that started a job: {"ok":true,"job":ID,"job_state":S}, or the failed job's error. */
+json_t *vmms_job_reply(const struct vmms_job *j);
 /* {"ok":false,"error":...} with Hyper-V's error id when id is not 0. */
 json_t *err_reply(int id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The VM's state refuses the operation: error 32788. */
@@ -50,6 +55,55 @@ int vm_set_op(struct vmms *s, const char *vm_id, enum vm_opstate op);
 json_t *worker_vm_request(const struct inv_vm *vm, json_t *req, int timeout_ms);
 const char *worker_error(json_t *r); /* a failed worker reply's reason, in words */
 
+/* chaincopy.c: copying a VM's files. A file in bounded steps, holes kept, to "<dst>.partial"
+ * renamed at the end: */
+struct vmms_fcopy {
+	int in, out;
+	uint64_t off, size, done;   /* done: data bytes copied so far */
+	char *buf;
+	char src[PATH_MAX], dst[PATH_MAX], tmp[PATH_MAX + 16];
+};
+/* The source must be a regular file (not a link); the destination must not exist unless replace. */
+int vmms_fcopy_open(struct vmms_fcopy *c, const char *src, const char *dst, bool replace, char *err, size_t errlen);
+/* Copies up to max bytes: 1 more to do, 0 done (fsynced, renamed), -1 failed (cleaned up). */
+int vmms_fcopy_step(struct vmms_fcopy *c, uint64_t max, char *err, size_t errlen);
+void vmms_fcopy_abort(struct vmms_fcopy *c); /* the partial copy is deleted */
+int vmms_copy_file(const char *from, const char *to, char *err, size_t errlen); /* whole, at once; replaces to */
+int vmms_fsync_dir(const char *path);
+/* A set of files; an image's parent (another item's index, -1: none) is relinked to its copy
+ * once every file is copied. */
+struct vmms_copy_item {
+	char src[PATH_MAX], dst[PATH_MAX];
+	int parent;
+	uint64_t size;
+	bool copied;
+};
+struct vmms_copyset {
+	struct vmms_copy_item *f;
+	int n, cur;
+	bool open;
+	struct vmms_fcopy fc;
+	uint64_t total, done;
+};
+int vmms_copyset_add(struct vmms_copyset *cs, const char *src, const char *dst, int parent); /* index or -1 */
+/* Up to max bytes: 1 more to do, 0 all copied and relinked, -1 failed (err). */
+int vmms_copyset_step(struct vmms_copyset *cs, uint64_t max, char *err, size_t errlen);
+int vmms_copyset_percent(const struct vmms_copyset *cs);
+void vmms_copyset_free(struct vmms_copyset *cs, bool remove_copies);
+/* Every image of a VM's chains: its drives, its checkpoints' frozen disks and their ancestors
+ * (parents before their use is not promised: follow parent). */
+struct vmms_chain_image {
+	char path[PATH_MAX];
+	int parent;             /* index, -1 for a base disk */
+	bool owned;             /* the inventory's images: vmms created it */
+};
+struct vmms_chain {
+	int n;
+	struct vmms_chain_image img[VMCFG_MAX_IMAGES];
+};
+int vmms_chain_load(struct vmms *s, const struct inv_vm *vm, const struct inv_checkpoint *cps, int ncp,
+		    struct vmms_chain *c, char *err, size_t errlen);
+
 /* service.c */
 const char *vmms_ic_worker_name(int i); /* vmwp's --disable-ic name of INV_IC_* i */
 
@@ -76,6 +130,17 @@ void vmms_checkpoints_vm_off(struct vmms *s, const char *vm_id);
 /* tokens.c: New-/Get-/Remove-VMManagementToken and vmmsweb's check-token; NULL when op is
  * not one of them. */
 json_t *vmms_token_request(struct vmms *s, const char *op, json_t *req);
+/* export.c: Export-VM, Import-VM, Compare-VM */
+json_t *vmms_export_request(struct vmms *s, const char *op, json_t *req); /* NULL: not one of them */
+/* A journal entry of an export or import a dead vmms left: cleaned up. false: not one of them. */
+bool vmms_export_recover(struct vmms *s, const struct inv_journal *e);
+/* Deletes a folder vmms made and what is in it (no links followed). */
+int vmms_remove_tree(const char *path);
+
+/* storage_move.c: Move-VMStorage */
+json_t *vmms_storage_move_request(struct vmms *s, const char *op, json_t *req); /* NULL: not it */
+/* A journal entry of a storage move a dead vmms left: finished or undone. false: not one. */
+bool vmms_storage_move_recover(struct vmms *s, const struct inv_journal *e);
 
 /* merge.c: folding images no one needs out of a VM's chains (include/vmms/cptree.h) */
 /* Starts the VM's merge job when there is something to do now; the job, or NULL. announce:
@@ -91,6 +156,8 @@ json_t *vmms_dvd_request(struct vmms *s, const char *op, json_t *req);
 bool vmms_location_used(const struct inv_vm *vm, int controller, int lun);
 
 /* network.c */
+/* A dynamic MAC: Hyper-V's OUI 00:15:5D and three random bytes no adapter in the inventory has. */
+bool vmms_new_mac(struct vmms *s, char out[13]);
 #define VMMS_NIC_ARG_MAX 300
 /* A request about switches or network adapters; NULL when op is not one of them. */
 json_t *vmms_net_request(struct vmms *s, const char *op, json_t *req);

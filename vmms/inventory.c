@@ -989,6 +989,27 @@ int inv_image_repath(struct inventory *inv, const char *vm_id, const char *from,
 	return commit(inv);
 }
 
+int inv_image_move(struct inventory *inv, const char *vm_id, const char *from, const char *to)
+{
+	const char *v[] = { vm_id, from, to };
+	if (begin(inv) < 0)
+		return -1;
+	if (inv_image_repath(inv, vm_id, from, to) < 0 ||
+	    run_text(inv, "UPDATE images SET path=?3 WHERE vm_id=?1 AND path=?2", "images", 3, v) < 0)
+		return rollback(inv);
+	return commit(inv);
+}
+
+int inv_set_path(struct inventory *inv, const char *id, const char *path)
+{
+	return run_text(inv, "UPDATE vms SET path=?2 WHERE id=?1", "path", 2, (const char *[]){ id, path });
+}
+
+int inv_cp_set_state_file(struct inventory *inv, const char *id, const char *state_file)
+{
+	return run_text(inv, "UPDATE checkpoints SET state_file=?2 WHERE id=?1", "checkpoint", 2, (const char *[]){ id, state_file });
+}
+
 int64_t inv_journal_add(struct inventory *inv, const char *vm_id, const char *kind, const char *step, const char *data)
 {
 	if (run_text(inv, "INSERT INTO journal(vm_id, kind, step, data) VALUES (?,?,?,?)", "journal", 4,

@@ -43,13 +43,6 @@ struct merge_ctx {
 	uint8_t *buf;
 };
 
-static int64_t unix_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void close_files(struct merge_ctx *c)
 {
 	if (c->d)
@@ -446,7 +439,7 @@ static struct vmms_job *start_job(struct vmms *s, struct merge_ctx *c)
 {
 	char id[37];
 	new_guid(id);
-	struct vmms_job *j = vmms_job_start(&s->jobs, id, c->vm_id, "merge", merge_step, merge_release, c, unix_ms());
+	struct vmms_job *j = vmms_job_start(&s->jobs, id, c->vm_id, "merge", merge_step, merge_release, c, vmms_unix_ms());
 	if (!j) {
 		merge_release(c);
 		return NULL;

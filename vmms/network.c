@@ -806,7 +806,7 @@ static json_t *op_list_nics(struct vmms *s, json_t *req)
 }
 
 /* A dynamic MAC: Hyper-V's OUI 00:15:5D and three random bytes, unused in the inventory. */
-static bool new_mac(struct vmms *s, char out[13])
+bool vmms_new_mac(struct vmms *s, char out[13])
 {
 	struct inv_nic *all;
 	int n;
@@ -873,7 +873,7 @@ static json_t *op_add_nic(struct vmms *s, json_t *req)
 			free(all);
 		}
 	}
-	if (!reply && !mac && !new_mac(s, nic.mac))
+	if (!reply && !mac && !vmms_new_mac(s, nic.mac))
 		reply = err_reply(0, "cannot find a free dynamic MAC address: %s", inv_error(s->inv));
 	if (!reply) {
 		snprintf(nic.vm_id, sizeof(nic.vm_id), "%s", vm.id);

@@ -753,6 +753,10 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		r = vmms_checkpoint_request(s, op, req);
 	if (!r)
 		r = vmms_token_request(s, op, req);
+	if (!r)
+		r = vmms_export_request(s, op, req);
+	if (!r)
+		r = vmms_storage_move_request(s, op, req);
 	if (r)
 		return r;
 	return err_reply(0, "unknown op '%s'", op);

@@ -32,6 +32,7 @@ static const struct {
 	[VM_OP_MERGE_DISK] = { STABLE, NEED_IDLE, SAME, VM_OPS_MERGING_DISK },
 	[VM_OP_EXPORT] = { STABLE, NEED_IDLE, SAME, VM_OPS_EXPORTING },
 	[VM_OP_IMPORT] = { S(VM_OFF), NEED_IDLE, SAME, VM_OPS_IMPORTING },
+	[VM_OP_MOVE_STORAGE] = { STABLE, NEED_IDLE, SAME, VM_OPS_MOVING_STORAGE },
 	[VM_OP_WORKER_READY] = { S(VM_STARTING) | S(VM_RESTORING), NEED_IDLE, VM_RUNNING, SAME },
 	[VM_OP_WORKER_EXITED] = { S(VM_STARTING) | S(VM_RUNNING) | S(VM_PAUSED) | S(VM_STOPPING) | S(VM_SAVING) | S(VM_RESTORING),
 				  NEED_ANY, VM_OFF, VM_OPS_NONE },
@@ -76,10 +77,11 @@ static const char *const state_names[VM_STATE_COUNT] = { "Off", "Starting", "Run
 							 "Saving", "Restoring" };
 static const char *const opstate_names[VM_OPS_COUNT] = {
 	"", "Taking Checkpoint", "Applying Checkpoint", "Deleting Checkpoint", "Merging Disk", "Exporting", "Importing",
+	"Moving Storage",
 };
 static const char *const op_names[VM_OP_COUNT] = {
 	"start", "stop", "turn-off", "pause", "resume", "save", "discard-saved", "modify", "remove", "checkpoint",
-	"apply-checkpoint", "delete-checkpoint", "merge-disk", "export", "import", "worker-ready",
+	"apply-checkpoint", "delete-checkpoint", "merge-disk", "export", "import", "move-storage", "worker-ready",
 	"worker-exited", "stop-failed", "save-done", "save-failed", "restore-failed", "finish",
 };
 

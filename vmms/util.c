@@ -22,6 +22,20 @@ int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t vmms_unix_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+json_t *vmms_job_reply(const struct vmms_job *j)
+{
+	if (j->state == VMMS_JOB_FAILED)
+		return err_reply(0, "%s", j->error);
+	return json_pack("{s:b, s:s, s:s}", "ok", 1, "job", j->id, "job_state", vmms_job_state_name(j->state));
+}
+
 json_t *err_reply(int id, const char *fmt, ...)
 {
 	char msg[768];

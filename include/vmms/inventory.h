@@ -169,6 +169,10 @@ int inv_image_drop(struct inventory *inv, const char *path);
 /* What used image `from` (the VM's drives, its checkpoints' frozen disks, children's parent
  * links) uses `to`. */
 int inv_image_repath(struct inventory *inv, const char *vm_id, const char *from, const char *to);
+/* The image itself moved (Move-VMStorage): inv_image_repath and its own row. */
+int inv_image_move(struct inventory *inv, const char *vm_id, const char *from, const char *to);
+int inv_set_path(struct inventory *inv, const char *id, const char *path); /* the VM's folder */
+int inv_cp_set_state_file(struct inventory *inv, const char *id, const char *state_file);
 
 /* The journal of multi-step operations: the intent is written before acting, the step as each
  * completes; vmms finishes or rolls back what a dead vmms left (vmms/checkpoints.c). */

@@ -3,7 +3,7 @@
  * A VM has a power state (Off, Starting, Running, Paused, Saved, Stopping, Saving, Restoring)
  * and at most one
  * long operation in progress (Taking/Applying/Deleting Checkpoint, Merging Disk, Exporting,
- * Importing). Every request and every event from a worker is an operation; vm_transition
+ * Importing, Moving Storage). Every request and every event from a worker is an operation; vm_transition
  * says whether it is allowed from the current status and what the status becomes. A refused
  * operation is Hyper-V's error 32788 (configuration conflict). */
 #ifndef VIRIDIAN_VMMS_STATE_H
@@ -34,6 +34,7 @@ enum vm_opstate {
 	VM_OPS_MERGING_DISK,
 	VM_OPS_EXPORTING,
 	VM_OPS_IMPORTING,
+	VM_OPS_MOVING_STORAGE,  /* Move-VMStorage */
 	VM_OPS_COUNT,
 };
 
@@ -55,6 +56,7 @@ enum vm_op {
 	VM_OP_MERGE_DISK,       /* any stable state -> Merging Disk */
 	VM_OP_EXPORT,           /* Export-VM: any stable state -> Exporting */
 	VM_OP_IMPORT,           /* Import-VM: a new VM, Off -> Importing */
+	VM_OP_MOVE_STORAGE,     /* Move-VMStorage: any stable state -> Moving Storage */
 	/* events */
 	VM_OP_WORKER_READY,     /* the worker answers: Starting/Restoring -> Running */
 	VM_OP_WORKER_EXITED,    /* the worker is gone: Starting/Running/Paused/Stopping/Saving/Restoring -> Off
