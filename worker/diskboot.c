@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <et/com_err.h>
+#include <ext2fs/ext2_err.h>
 #include <ext2fs/ext2_io.h>
 #include <ext2fs/ext2fs.h>
 
@@ -579,6 +580,7 @@ static void child_main(const char *disk_path, int wfd)
 	if (wfd != CHILD_FD && dup2(wfd, CHILD_FD) < 0)
 		_exit(3);
 	close_range(CHILD_FD + 1, ~0u, 0); /* nothing of the worker's but the disk it opens next */
+	initialize_ext2_error_table(); /* error_message() names libext2fs's codes */
 	struct child c = { .err = "" };
 	if (!child_run(&c, disk_path)) {
 		struct diskboot_msg m = { .magic = DISKBOOT_MAGIC, .ok = 0, .text_len = (uint32_t)strlen(c.err) };

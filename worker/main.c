@@ -189,7 +189,6 @@ int main(int argc, char **argv)
 	if (boot_from_disk) {
 		if (!diskboot_load(opt.disks[0].path, opt.memory, &fromdisk, err, sizeof(err)))
 			return vfail("%s", err);
-		vlog("booting %s from %s", fromdisk.what, opt.disks[0].path);
 	}
 
 	/* Everything that needs no KVM first: on a host without it, bad input still gets its own
@@ -211,6 +210,7 @@ int main(int argc, char **argv)
 		cmdline = fromdisk.cmdline;
 		if ((why = bzimage_parse(&bz, kernel, kernel_size)))
 			return vfail("cannot boot from disk %s: the kernel of %s: %s", opt.disks[0].path, fromdisk.what, why);
+		vlog("booting %s from %s", fromdisk.what, opt.disks[0].path);
 	} else if (opt.kernel) { /* with --restore: checked now, booted when the guest resets */
 		if (!(kernel = read_file(opt.kernel, &kernel_size)))
 			return vfail("cannot read kernel %s: %s", opt.kernel, strerror(errno));
