@@ -277,6 +277,11 @@ static json_t *op_start(struct vmms *s, json_t *req)
 				  "discards the saved state)", vm.name, state_path);
 		goto out;
 	}
+	if (!restore && !vm.kernel && vm.generation == 2) {
+		reply = err_reply(0, "'%s' has nothing to boot: Generation 2 (UEFI) firmware boot is not supported yet; set a "
+				  "kernel with Set-VMFirmware -KernelPath (Generation 1 VMs boot from their first disk)", vm.name);
+		goto out;
+	}
 	if (!restore && !vm.kernel && vm.ndisks == 0) {
 		reply = err_reply(0, "'%s' has nothing to boot: no hard disk to boot from (Add-VMHardDiskDrive) and no kernel "
 				  "(Set-VMFirmware -KernelPath)", vm.name);
