@@ -440,8 +440,8 @@ static bool sandbox(void)
 		SCMP_SYS(read), SCMP_SYS(pread64), SCMP_SYS(preadv), SCMP_SYS(mmap), SCMP_SYS(munmap),
 		SCMP_SYS(mremap), SCMP_SYS(brk), SCMP_SYS(madvise), SCMP_SYS(exit), SCMP_SYS(exit_group),
 		SCMP_SYS(rt_sigreturn), SCMP_SYS(futex), SCMP_SYS(clock_gettime),
-		/* libext2fs's secure getenv asks these */
-		SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid), SCMP_SYS(getegid),
+		/* libext2fs's secure getenv asks these; AddressSanitizer's noreturn hook sigaltstack */
+		SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid), SCMP_SYS(getegid), SCMP_SYS(sigaltstack),
 	};
 	int r = 0;
 	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]) && r == 0; i++)

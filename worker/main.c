@@ -208,8 +208,11 @@ int main(int argc, char **argv)
 		kernel = fromdisk.kernel, kernel_size = fromdisk.kernel_size;
 		initrd = fromdisk.initrd, initrd_size = fromdisk.initrd_size;
 		cmdline = fromdisk.cmdline;
-		if ((why = bzimage_parse(&bz, kernel, kernel_size)))
-			return vfail("cannot boot from disk %s: the kernel of %s: %s", opt.disks[0].path, fromdisk.what, why);
+		if ((why = bzimage_parse(&bz, kernel, kernel_size))) {
+			vfail("cannot boot from disk %s: the kernel of %s: %s", opt.disks[0].path, fromdisk.what, why);
+			diskboot_free(&fromdisk);
+			return 1;
+		}
 		vlog("booting %s from %s", fromdisk.what, opt.disks[0].path);
 	} else if (opt.kernel) { /* with --restore: checked now, booted when the guest resets */
 		if (!(kernel = read_file(opt.kernel, &kernel_size)))
