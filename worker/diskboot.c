@@ -624,7 +624,8 @@ static int read_exact(int fd, void *buf, size_t len, int64_t deadline)
 	return 0;
 }
 
-static bool child_gone(pid_t pid, char *err, size_t errlen, const char *prefix, bool ok_so_far)
+/* Reaps the child; true when it exited 0, else err says how it ended. */
+static bool child_gone(pid_t pid, char *err, size_t errlen, const char *prefix)
 {
 	int st;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
@@ -635,7 +636,7 @@ static bool child_gone(pid_t pid, char *err, size_t errlen, const char *prefix, 
 			 sig == SIGSYS ? ": it made a system call its sandbox forbids" : "");
 		return false;
 	}
-	if (!ok_so_far || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		snprintf(err, errlen, "%s: the boot loader stopped early (exit status %d)", prefix, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 		return false;
 	}
@@ -663,22 +664,44 @@ bool diskboot_load(const char *disk_path, uint64_t initrd_max, struct diskboot_r
 	if (pid == 0)
 		child_main(disk_path, fds[1]);
 	close(fds[1]);
-	int64_t deadline = now_ms() + DISKBOOT_TIMEOUT_MS;
+	int rc = diskboot_read_reply(fds[0], DISKBOOT_TIMEOUT_MS, initrd_max, r, err, errlen);
+	close(fds[0]);
+	if (rc == DISKBOOT_REPLY_OK && child_gone(pid, err, errlen, prefix))
+		return true;
+	if (rc == DISKBOOT_REPLY_CUT) { /* how the child ended says more: a signal, an exit status */
+		if (child_gone(pid, err, errlen, prefix))
+			snprintf(err, errlen, "%s: the boot loader's reply ended early", prefix);
+	} else if (rc != DISKBOOT_REPLY_OK) {
+		char why[DISKBOOT_TEXT_MAX];
+		snprintf(why, sizeof(why), "%s", err);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		if (rc == DISKBOOT_REPLY_TIMEOUT)
+			snprintf(err, errlen, "%s: the boot loader did not finish within %d s (killed)", prefix, DISKBOOT_TIMEOUT_MS / 1000);
+		else
+			snprintf(err, errlen, "%s: %s%s", prefix, rc == DISKBOOT_REPLY_BAD ? "the boot loader sent " : "", why);
+	}
+	diskboot_free(r);
+	return false;
+}
+
+int diskboot_read_reply(int fd, int timeout_ms, uint64_t initrd_max, struct diskboot_result *r, char *err, size_t errlen)
+{
+	memset(r, 0, sizeof(*r));
+	int64_t deadline = now_ms() + timeout_ms;
 	struct diskboot_msg m;
 	char text[DISKBOOT_TEXT_MAX];
 	const char *bad = NULL;
-	int rc = read_exact(fds[0], &m, sizeof(m), deadline);
+	int rc = read_exact(fd, &m, sizeof(m), deadline);
 	if (rc == 0 && (m.magic != DISKBOOT_MAGIC || m.text_len >= sizeof(text) || m.cmdline_len >= sizeof(r->cmdline)))
 		bad = "a malformed reply";
 	if (rc == 0 && !bad)
-		rc = read_exact(fds[0], text, m.text_len, deadline);
+		rc = read_exact(fd, text, m.text_len, deadline);
 	if (rc == 0 && !bad) {
 		text[m.text_len] = '\0';
 		if (!m.ok) {
-			close(fds[0]);
-			waitpid(pid, NULL, 0);
-			snprintf(err, errlen, "%s: %s", prefix, text);
-			return false;
+			snprintf(err, errlen, "%s", text);
+			return DISKBOOT_REPLY_ERROR;
 		}
 		if (m.kernel_size == 0 || m.kernel_size > DISKBOOT_KERNEL_MAX || m.initrd_size > DISKBOOT_INITRD_MAX)
 			bad = "sizes out of range";
@@ -687,7 +710,7 @@ bool diskboot_load(const char *disk_path, uint64_t initrd_max, struct diskboot_r
 	}
 	if (rc == 0 && !bad) {
 		snprintf(r->what, sizeof(r->what), "%s", text);
-		rc = read_exact(fds[0], r->cmdline, m.cmdline_len, deadline);
+		rc = read_exact(fd, r->cmdline, m.cmdline_len, deadline);
 		r->cmdline[rc == 0 ? m.cmdline_len : 0] = '\0';
 		if (rc == 0 && strlen(r->cmdline) != m.cmdline_len)
 			bad = "a command line with a NUL byte";
@@ -696,26 +719,21 @@ bool diskboot_load(const char *disk_path, uint64_t initrd_max, struct diskboot_r
 		r->kernel = malloc((size_t)m.kernel_size);
 		r->initrd = m.initrd_size ? malloc((size_t)m.initrd_size) : NULL;
 		if (!r->kernel || (m.initrd_size && !r->initrd))
-			bad = "no memory for the kernel and initrd";
+			bad = "a kernel and initrd there is no memory for";
 	}
-	if (rc == 0 && !bad && (rc = read_exact(fds[0], r->kernel, (size_t)m.kernel_size, deadline)) == 0)
+	if (rc == 0 && !bad && (rc = read_exact(fd, r->kernel, (size_t)m.kernel_size, deadline)) == 0)
 		r->kernel_size = (size_t)m.kernel_size;
-	if (rc == 0 && !bad && m.initrd_size && (rc = read_exact(fds[0], r->initrd, (size_t)m.initrd_size, deadline)) == 0)
+	if (rc == 0 && !bad && m.initrd_size && (rc = read_exact(fd, r->initrd, (size_t)m.initrd_size, deadline)) == 0)
 		r->initrd_size = (size_t)m.initrd_size;
-	close(fds[0]);
-	if (rc == -ETIMEDOUT) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		snprintf(err, errlen, "%s: the boot loader did not finish within %d s (killed)", prefix, DISKBOOT_TIMEOUT_MS / 1000);
-	} else if (bad) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		snprintf(err, errlen, "%s: the boot loader sent %s", prefix, bad);
-	} else if (child_gone(pid, err, errlen, prefix, rc == 0)) {
-		return true;
-	}
+	if (rc == 0 && !bad)
+		return DISKBOOT_REPLY_OK;
 	diskboot_free(r);
-	return false;
+	if (bad) {
+		snprintf(err, errlen, "%s", bad);
+		return DISKBOOT_REPLY_BAD;
+	}
+	snprintf(err, errlen, rc == -ETIMEDOUT ? "no complete reply in time" : "the reply ended early");
+	return rc == -ETIMEDOUT ? DISKBOOT_REPLY_TIMEOUT : DISKBOOT_REPLY_CUT;
 }
 
 void diskboot_free(struct diskboot_result *r)

@@ -51,4 +51,10 @@ struct diskboot_result {
 bool diskboot_load(const char *disk_path, uint64_t initrd_max, struct diskboot_result *r, char *err, size_t errlen);
 void diskboot_free(struct diskboot_result *r);
 
+/* The worker's side of the pipe: reads one reply from fd within timeout_ms, checking every
+ * length against the limits above (and the initrd against initrd_max) before it allocates.
+ * OK fills r; ERROR: the loader's own error line in err; BAD, TIMEOUT, CUT: what was wrong. */
+enum { DISKBOOT_REPLY_OK, DISKBOOT_REPLY_ERROR, DISKBOOT_REPLY_BAD, DISKBOOT_REPLY_TIMEOUT, DISKBOOT_REPLY_CUT };
+int diskboot_read_reply(int fd, int timeout_ms, uint64_t initrd_max, struct diskboot_result *r, char *err, size_t errlen);
+
 #endif
