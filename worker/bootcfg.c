@@ -343,10 +343,11 @@ static bool expand(struct grub *g, struct wordbuf *w)
 	return put(g, w, v, strlen(v));
 }
 
-enum tok { TOK_WORD, TOK_END, TOK_EOF };
+enum tok { TOK_WORD, TOK_END, TOK_EOF, TOK_EMPTY };
 
-/* The next word, or the end of a command (newline, ';', after "{"), or of the file. */
-static enum tok lex_word(struct grub *g, struct wordbuf *w)
+/* The next word, or the end of a command (newline, ';'), or of the file; TOK_EMPTY for an
+ * unquoted expansion to nothing, which is no word. */
+static enum tok lex_one(struct grub *g, struct wordbuf *w)
 {
 	for (;;) {
 		int c = peek(g);
@@ -401,6 +402,8 @@ static enum tok lex_word(struct grub *g, struct wordbuf *w)
 		} else if (c == '\\') {
 			if ((c = next(g)) < 0)
 				break;
+			if (c == '\n') /* a line continued inside a word joins it */
+				continue;
 			char ch = (char)c;
 			if (!put(g, w, &ch, 1))
 				return TOK_EOF;
@@ -415,14 +418,22 @@ static enum tok lex_word(struct grub *g, struct wordbuf *w)
 	}
 	if (g->failed)
 		return TOK_EOF;
-	if (w->n == start && !quoted) /* an unquoted expansion to nothing is no word */
-		return lex_word(g, w);
+	if (w->n == start && !quoted)
+		return TOK_EMPTY;
 	if (w->nw == GRUB_MAX_WORDS)
 		return gfail(g, "more than %u words in a command", GRUB_MAX_WORDS), TOK_EOF;
 	if (!put(g, w, "", 1))
 		return TOK_EOF;
 	w->words[w->nw++] = w->buf + start;
 	return TOK_WORD;
+}
+
+static enum tok lex_word(struct grub *g, struct wordbuf *w)
+{
+	enum tok t;
+	while ((t = lex_one(g, w)) == TOK_EMPTY)
+		;
+	return t;
 }
 
 /* One command's words; false at the end of the file (or after an error). */

@@ -237,6 +237,18 @@ static void test_grub_malformed(void **state)
 	assert_non_null(strstr(err, "larger than"));
 	free(huge);
 
+	/* Many empty expansions on continued lines: no word each, no deep recursion. */
+	size_t nempty = 200000;
+	char *empty = malloc(nempty * 5 + 64);
+	strcpy(empty, "menuentry a { linux /k");
+	n = strlen(empty);
+	for (size_t i = 0; i < nempty; i++, n += 5)
+		memcpy(empty + n, " $e\\\n", 5);
+	strcpy(empty + n, " x\n}\n");
+	assert_true(grub(empty, NULL));
+	assert_string_equal(entry.cmdline, "BOOT_IMAGE=/k x");
+	free(empty);
+
 	/* Bytes that are no text at all are words like others: never a crash. */
 	const char junk[] = "menuentry \x01\xff { linux /k\x7f \x1b[2J\n}\n";
 	assert_true(grub(junk, NULL));
