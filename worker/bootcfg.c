@@ -2,6 +2,7 @@
  * No I/O: everything comes in as bytes the guest controls. */
 #include <ctype.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
