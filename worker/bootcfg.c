@@ -235,8 +235,8 @@ struct grub {
 	unsigned nvars;
 	const char *env;
 	size_t envlen;
-	struct grub_item *items;
-	unsigned nitems;
+	struct grub_item *items; /* grown as entries appear: most files have a few */
+	unsigned nitems, capacity;
 	struct frame frames[GRUB_MAX_DEPTH];
 	unsigned depth;
 	char *err;
@@ -575,6 +575,14 @@ static bool menu_start(struct grub *g, char **w, unsigned n, bool submenu)
 		return gfail(g, "submenus nested more than %u deep", GRUB_MAX_MENU_DEPTH);
 	if (g->nitems == BOOTCFG_MAX_ITEMS)
 		return gfail(g, "more than %u menu entries", BOOTCFG_MAX_ITEMS);
+	if (g->nitems == g->capacity) {
+		unsigned cap = g->capacity ? g->capacity * 2 : 8;
+		struct grub_item *more = realloc(g->items, cap * sizeof(*more));
+		if (!more)
+			return gfail(g, "out of memory");
+		g->items = more;
+		g->capacity = cap;
+	}
 	struct grub_item *it = &g->items[g->nitems];
 	memset(it, 0, sizeof(*it));
 	it->parent = parent;
@@ -732,19 +740,15 @@ bool bootcfg_grub_parse(const char *text, size_t len, const char *grubenv, size_
 		return fail(err, errlen, "grub.cfg is larger than %u bytes", BOOTCFG_FILE_MAX);
 	if (envlen > BOOTCFG_FILE_MAX)
 		grubenv = NULL;
-	struct grub *g = calloc(1, sizeof(*g));
+	struct grub *g = malloc(sizeof(*g));
 	struct wordbuf *w = malloc(sizeof(*w));
-	if (g)
-		g->items = calloc(BOOTCFG_MAX_ITEMS, sizeof(*g->items));
-	if (!g || !w || !g->items) {
-		if (g)
-			free(g->items);
+	if (!g || !w) {
 		free(g);
 		free(w);
 		return fail(err, errlen, "out of memory");
 	}
 	*g = (struct grub){ .p = text, .end = text + len, .line = 1, .env = grubenv, .envlen = grubenv ? envlen : 0,
-			    .items = g->items, .err = err, .errlen = errlen };
+			    .err = err, .errlen = errlen };
 	/* What GRUB 2 itself defines, so that the feature tests grub-mkconfig writes pass. */
 	static const char *const builtins[][2] = {
 		{ "feature_menuentry_id", "y" }, { "feature_default_font_path", "y" }, { "feature_all_video_module", "y" },
