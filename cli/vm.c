@@ -201,7 +201,7 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 			const char *p = arg_str(a, files[i][0]);
 			if (!p)
 				continue;
-			if (!*p && i == 1) { /* -InitrdPath "": no initrd */
+			if (!*p) { /* -KernelPath "": boot from the first disk; -InitrdPath "": no initrd */
 				json_object_set_new(req, files[i][1], json_string(""));
 				continue;
 			}
@@ -719,7 +719,7 @@ static const struct param_spec set_params[] = {
 };
 static const struct param_spec fw_params[] = {
 	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
-	{ "KernelPath", PARAM_STRING, false, false, "Linux bzImage for direct boot (our extension)" },
+	{ "KernelPath", PARAM_STRING, false, false, "Linux bzImage for direct boot (our extension; \"\": boot from the first disk, docs/boot.md)" },
 	{ "InitrdPath", PARAM_STRING, false, false, "initramfs (\"\" for none)" },
 	{ "KernelCommandLine", PARAM_STRING, false, false, "kernel command line" },
 	{ "Json", PARAM_SWITCH, false, false, "print the VM as JSON" },

@@ -155,8 +155,9 @@ void vmms_reap(struct vmms *s)
 	vmms_switches_reap(s);
 }
 
-/* vmwp for the VM: booting its kernel, or from the saved state at restore (same configuration;
- * the kernel is still given: it is what a reset of the restored guest boots). */
+/* vmwp for the VM: booting its kernel (none set: its first disk), or from the saved state at
+ * restore (same configuration; the kernel is still given: it is what a reset of the restored
+ * guest boots). */
 static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *restore, uint64_t request_ns, char *err,
 			  size_t errlen)
 {
@@ -182,15 +183,17 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 		argv[n++] = "--restore";
 		argv[n++] = restore;
 	}
-	argv[n++] = "--kernel";
-	argv[n++] = vm->kernel;
-	if (vm->initrd && *vm->initrd) {
-		argv[n++] = "--initrd";
-		argv[n++] = vm->initrd;
-	}
-	if (vm->cmdline && *vm->cmdline) {
-		argv[n++] = "--cmdline";
-		argv[n++] = vm->cmdline;
+	if (vm->kernel) { /* none: the worker boots from the first disk (docs/boot.md) */
+		argv[n++] = "--kernel";
+		argv[n++] = vm->kernel;
+		if (vm->initrd && *vm->initrd) {
+			argv[n++] = "--initrd";
+			argv[n++] = vm->initrd;
+		}
+		if (vm->cmdline && *vm->cmdline) {
+			argv[n++] = "--cmdline";
+			argv[n++] = vm->cmdline;
+		}
 	}
 	argv[n++] = "--memory";
 	argv[n++] = mem;
@@ -279,11 +282,17 @@ static json_t *op_start(struct vmms *s, json_t *req)
 				  "discards the saved state)", vm.name, state_path);
 		goto out;
 	}
-	if (!restore && !vm.kernel) {
-		reply = err_reply(0, "'%s' has nothing to boot: firmware boot is not supported yet; set a kernel with Set-VMFirmware -KernelPath", vm.name);
+	if (!restore && !vm.kernel && vm.generation == 2) {
+		reply = err_reply(0, "'%s' has nothing to boot: Generation 2 (UEFI) firmware boot is not supported yet; set a "
+				  "kernel with Set-VMFirmware -KernelPath (Generation 1 VMs boot from their first disk)", vm.name);
 		goto out;
 	}
-	if (!restore && (!file_readable(vm.kernel) || (vm.initrd && !file_readable(vm.initrd)))) {
+	if (!restore && !vm.kernel && vm.ndisks == 0) {
+		reply = err_reply(0, "'%s' has nothing to boot: no hard disk to boot from (Add-VMHardDiskDrive) and no kernel "
+				  "(Set-VMFirmware -KernelPath)", vm.name);
+		goto out;
+	}
+	if (!restore && vm.kernel && (!file_readable(vm.kernel) || (vm.initrd && !file_readable(vm.initrd)))) {
 		reply = err_reply(0, "'%s' cannot start: the kernel or initrd is missing", vm.name);
 		goto out;
 	}

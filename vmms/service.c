@@ -363,12 +363,12 @@ static json_t *op_set(struct vmms *s, json_t *req, bool firmware)
 		goto out;
 	}
 	if (firmware) {
-		if ((str = jstr(req, "kernel"))) {
-			if (str[0] != '/' || !file_readable(str)) {
+		if ((str = jstr(req, "kernel"))) { /* "": none, the VM boots from its first disk */
+			if (*str && (str[0] != '/' || !file_readable(str))) {
 				reply = err_reply(0, "the kernel '%s' does not exist or cannot be read (absolute path needed)", str);
 				goto out;
 			}
-			vm.kernel = (char *)str;
+			vm.kernel = *str ? (char *)str : NULL;
 		}
 		if ((str = jstr(req, "initrd"))) {
 			if (*str && (str[0] != '/' || !file_readable(str))) {

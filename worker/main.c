@@ -1,5 +1,6 @@
-/* vmwp: the worker process of one VM (the seed's VMWP). Boots a Linux kernel directly
- * into a Hyper-V-style partition and runs it until the guest powers off.
+/* vmwp: the worker process of one VM (the seed's VMWP). Boots a Linux kernel directly, given
+ * or found on its first disk (docs/boot.md), into a Hyper-V-style partition and runs it until
+ * the guest powers off.
  * Exit status: 0 guest powered off, 1 error, 3 guest reset with --no-reboot. */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include "vsp/ic.h"
 #include "worker/clock.h"
 #include "worker/control.h"
+#include "worker/diskboot.h"
 #include "worker/linux_boot.h"
 #include "worker/log.h"
 #include "worker/net.h"
@@ -180,6 +182,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	/* Booting from disk: the sandboxed loader is forked before anything of the VM exists, so
+	 * it inherits nothing but what it needs. */
+	struct diskboot_result fromdisk = { .kernel = NULL };
+	bool boot_from_disk = !opt.kernel && !opt.restore_path;
+	if (boot_from_disk) {
+		if (!diskboot_load(opt.disks[0].path, opt.memory, &fromdisk, err, sizeof(err)))
+			return vfail("%s", err);
+	}
+
 	/* Everything that needs no KVM first: on a host without it, bad input still gets its own
 	 * error, and a good one the single line saying what to do about KVM. */
 	int console_fd = STDOUT_FILENO;
@@ -192,7 +203,18 @@ int main(int argc, char **argv)
 	uint8_t *kernel = NULL, *initrd = NULL;
 	struct bzimage bz;
 	const char *why;
-	if (opt.kernel) { /* with --restore: checked now, booted when the guest resets */
+	const char *cmdline = opt.cmdline;
+	if (boot_from_disk) {
+		kernel = fromdisk.kernel, kernel_size = fromdisk.kernel_size;
+		initrd = fromdisk.initrd, initrd_size = fromdisk.initrd_size;
+		cmdline = fromdisk.cmdline;
+		if ((why = bzimage_parse(&bz, kernel, kernel_size))) {
+			vfail("cannot boot from disk %s: the kernel of %s: %s", opt.disks[0].path, fromdisk.what, why);
+			diskboot_free(&fromdisk);
+			return 1;
+		}
+		vlog("booting %s from %s", fromdisk.what, opt.disks[0].path);
+	} else if (opt.kernel) { /* with --restore: checked now, booted when the guest resets */
 		if (!(kernel = read_file(opt.kernel, &kernel_size)))
 			return vfail("cannot read kernel %s: %s", opt.kernel, strerror(errno));
 		if ((why = bzimage_parse(&bz, kernel, kernel_size)))
@@ -204,7 +226,7 @@ int main(int argc, char **argv)
 				 .disabled_ics = opt.disabled_ics };
 	if (!vm_config_check(&cfg, err, sizeof(err)))
 		return vfail("%s", err);
-	if (kernel && (why = linux_boot_check(cfg.memory, &bz, initrd_size, opt.cmdline)))
+	if (kernel && (why = linux_boot_check(cfg.memory, &bz, initrd_size, cmdline)))
 		return vfail("%s", why);
 	uint8_t digest[STATE_DIGEST_SIZE];
 	if (worker_state_digest(&opt, digest) < 0)
@@ -239,7 +261,7 @@ int main(int argc, char **argv)
 		     (unsigned long long)((monotonic_ns() - restore_start) / 1000000));
 	} else {
 		struct boot_info boot;
-		if ((why = linux_boot_load(&vm->mem, &bz, initrd, initrd_size, opt.cmdline, vm->rsdp, &boot)))
+		if ((why = linux_boot_load(&vm->mem, &bz, initrd, initrd_size, cmdline, vm->rsdp, &boot)))
 			return vfail("%s", why);
 		if (!vm_setup_linux_entry(vm, &boot, err, sizeof(err)) ||
 		    !worker_attach_disks(&vm->vmbus, err, sizeof(err)) || !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
@@ -271,8 +293,8 @@ int main(int argc, char **argv)
 			vlog("guest reset (%s; --no-reboot)", vm->error[0] ? vm->error : "reset");
 			return EXIT_GUEST_RESET;
 		}
-		if (!opt.kernel) {
-			vlog("guest reset (%s): no --kernel to boot it again", vm->error[0] ? vm->error : "reset");
+		if (!opt.kernel && !opt.ndisks) {
+			vlog("guest reset (%s): no --kernel or disk to boot it again", vm->error[0] ? vm->error : "reset");
 			return EXIT_GUEST_RESET;
 		}
 		vlog("guest reset (%s): restarting", vm->error[0] ? vm->error : "reset");
@@ -283,7 +305,7 @@ int main(int argc, char **argv)
 		vm_destroy(vm);
 		worker_disks_exec_argv(argv); /* the images a disk-switch or merge left on each LUN */
 		worker_detach_disks();
-		drop_restore(argv); /* the guest boots afresh */
+		drop_restore(argv); /* the guest boots afresh: from disk, what its configuration says now */
 		execv("/proc/self/exe", argv);
 		return vfail("cannot restart the worker: %s", strerror(errno));
 	case VM_STOPPED:

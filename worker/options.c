@@ -46,11 +46,13 @@ const char *worker_ic_name(unsigned ic)
 
 const char *worker_options_usage(void)
 {
-	return "usage: vmwp --kernel PATH|--restore PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
+	return "usage: vmwp [--kernel PATH [--initrd PATH] [--cmdline STR]] [--restore PATH] [--memory SIZE] [--cpus N]\n"
 	       "            [--disk PATH[,ro]]... [--dvd ISO|'']... [--serial stdio|file:PATH] [--control PATH.sock]\n"
 	       "            [--nic [tap=NAME|switch=PATH][,...]]... [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
-	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+)\n"
+	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+); without it the VM\n"
+	       "                    boots from its first --disk: the kernel, initrd and command line\n"
+	       "                    of the default GRUB or BLS entry of its ext2/3/4 /boot (docs/boot.md)\n"
 	       "  --initrd PATH     initial ramdisk\n"
 	       "  --cmdline STR     kernel command line (default: console=ttyS0)\n"
 	       "  --restore PATH    resume the VM saved to PATH (control request \"save\") instead of\n"
@@ -166,6 +168,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 	*o = (struct worker_options){ .cmdline = "console=ttyS0", .memory = WORKER_DEFAULT_MEMORY, .cpus = 1 };
 	optind = 0; /* 0, not 1: also resets glibc's position inside a short-option cluster */
 	opterr = 0;
+	bool cmdline_given = false;
 	int c;
 	for (;;) {
 		int arg_index = optind ? optind : 1;
@@ -176,7 +179,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		case OPT_KERNEL: o->kernel = optarg; break;
 		case OPT_RESTORE: o->restore_path = optarg; break;
 		case OPT_INITRD: o->initrd = optarg; break;
-		case OPT_CMDLINE: o->cmdline = optarg; break;
+		case OPT_CMDLINE: o->cmdline = optarg; cmdline_given = true; break;
 		case OPT_MEMORY:
 			if (!parse_memory_size(optarg, &o->memory) || o->memory < WORKER_MIN_MEMORY ||
 			    o->memory > WORKER_MAX_MEMORY || (o->memory & ((2u << 20) - 1))) {
@@ -283,8 +286,12 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		snprintf(err, errlen, "unexpected argument %s", argv[optind]);
 		return false;
 	}
-	if (!o->kernel && !o->restore_path) {
-		snprintf(err, errlen, "--kernel is required (or --restore)");
+	if (!o->kernel && !o->restore_path && !o->ndisks) {
+		snprintf(err, errlen, "nothing to boot: give --kernel, a --disk to boot from, or --restore");
+		return false;
+	}
+	if (!o->kernel && !o->restore_path && (o->initrd || cmdline_given)) {
+		snprintf(err, errlen, "--initrd and --cmdline go with --kernel (booting from disk takes them from its boot configuration)");
 		return false;
 	}
 	return true;

@@ -34,7 +34,7 @@ struct worker_disk {
 };
 
 struct worker_options {
-	const char *kernel;      /* NULL only with restore_path: a guest reset then ends the worker */
+	const char *kernel;      /* NULL: boot from disks[0] (with restore_path: what a reset boots) */
 	const char *restore_path; /* --restore: a saved state to resume instead of booting */
 	const char *initrd;      /* NULL: none */
 	const char *cmdline;

@@ -20,7 +20,7 @@ expect() { # expect "message pattern" args...
     echo "FAIL: vmwp $* -> rc=$rc, output: $out (wanted: $want)"; fails=$((fails + 1))
   fi
 }
-expect "kernel is required"               --memory 128M
+expect "nothing to boot"                  --memory 128M
 expect "cannot read kernel /nonexistent"  --kernel /nonexistent
 expect "not a bzImage"                    --kernel /etc/passwd
 expect "cpus 0: want a number from 1 to 64" --kernel "$kernel" --cpus 0

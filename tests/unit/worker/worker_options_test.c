@@ -200,15 +200,23 @@ static void test_reparse_resets_state(void **state)
 	assert_string_equal(o.kernel, "k2");
 }
 
+/* Something to boot: a kernel, a disk to boot from, or a saved state. */
 static void test_kernel_required(void **state)
 {
 	(void)state;
 	struct worker_options o;
 	char err[256];
 	assert_false(parse(&o, err, 1, (char *[]){ "vmwp", NULL }));
-	assert_non_null(strstr(err, "--kernel"));
+	assert_non_null(strstr(err, "nothing to boot"));
 	assert_false(PARSE(&o, err, "--memory", "1G"));
 	assert_non_null(strstr(err, "--kernel"));
+	assert_true(PARSE(&o, err, "--disk", "d.vhdx"));
+	assert_null(o.kernel);
+	/* A disk boot's initrd and command line come from the disk. */
+	assert_false(PARSE(&o, err, "--disk", "d.vhdx", "--cmdline", "quiet"));
+	assert_non_null(strstr(err, "go with --kernel"));
+	assert_false(PARSE(&o, err, "--disk", "d.vhdx", "--initrd", "i"));
+	assert_non_null(strstr(err, "go with --kernel"));
 }
 
 /* --restore resumes a saved VM: no kernel needed (one may be given for the next reboot). */
