@@ -35,7 +35,14 @@ for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
 
 modprobe tun 2>/dev/null
 [ -e /dev/net/tun ] || { mkdir -p /dev/net; mknod /dev/net/tun c 10 200; }
-check "New-VMSwitch deb (Internal)" bash -c "'$B/hv' New-VMSwitch -Name deb -SwitchType Internal >/dev/null"
+diag() {
+  echo "--- vmms log"; tail -30 "$out/vmms.log"
+  for f in "$t"/root/Virtual\ Machines/*/worker.log; do [ -f "$f" ] && { echo "--- worker log"; tail -40 "$f"; }; done
+  echo "--- console"; tail -60 "${log:-/dev/null}"
+}
+# setup CHECK...: a step the rest needs; if it fails, stop here with the evidence.
+setup() { check "$@" || { diag; finish; }; }
+setup "New-VMSwitch deb (Internal)" bash -c "'$B/hv' New-VMSwitch -Name deb -SwitchType Internal >/dev/null"
 tap=$(hv Get-VMSwitch deb -Json | sed -n 's/.*"HostAdapterName": "\(.*\)".*/\1/p')
 for _ in $(seq 50); do ip link show "$tap" >/dev/null 2>&1 && break; sleep 0.1; done
 ip addr add 192.168.61.1/24 dev "$tap" && ip link set "$tap" up
@@ -48,18 +55,18 @@ kver=$(sed -n 's/^kernel=//p' "$D/manifest")
 hv New-VHD -Path "$t/debian.avhdx" -ParentPath "$D/debian.vhdx" -Differencing >/dev/null
 hv New-VM -Name deb -MemoryStartupBytes 1GB -ProcessorCount 2 >/dev/null
 hv Set-VMFirmware -VMName deb -KernelPath "$D/vmlinuz" -InitrdPath "$D/initrd.img" -KernelCommandLine "$(cat "$D/cmdline")"
-check "Add-VMHardDiskDrive: the Debian disk (a child of the cached one)" bash -c "'$B/hv' Add-VMHardDiskDrive -VMName deb -Path '$t/debian.avhdx' >/dev/null"
-check "Add-VMNetworkAdapter on deb" bash -c "'$B/hv' Add-VMNetworkAdapter -VMName deb -SwitchName deb -StaticMacAddress 00:15:5d:61:00:02 >/dev/null"
+setup "Add-VMHardDiskDrive: the Debian disk (a child of the cached one)" bash -c "'$B/hv' Add-VMHardDiskDrive -VMName deb -Path '$t/debian.avhdx' >/dev/null"
+setup "Add-VMNetworkAdapter on deb" bash -c "'$B/hv' Add-VMNetworkAdapter -VMName deb -SwitchName deb -StaticMacAddress 00:15:5d:61:00:02 >/dev/null"
 con=$(echo "$t"/root/Virtual\ Machines)
 t0=$SECONDS
-check "Start-VM deb" hv Start-VM deb
 log=$(ls -d "$con"/*/ | head -1)console.log
+setup "Start-VM deb" hv Start-VM deb
 wait_log() { # SECONDS PATTERN
   local deadline=$((SECONDS + $1))
   while [ $SECONDS -lt $deadline ]; do grep -qs -- "$2" "$log" && return 0; sleep 1; done
   return 1
 }
-check "systemd reached multi-user.target (VIRIDIAN-READY on the console)" wait_log 900 "VIRIDIAN-READY"
+setup "systemd reached multi-user.target (VIRIDIAN-READY on the console)" wait_log 900 "VIRIDIAN-READY"
 ready_wall=$((SECONDS - t0))
 check "...booted the image's own kernel $kver" bash -c "grep -a 'VIRIDIAN-READY' '$log' | grep -q 'kernel=$kver'"
 check "the boot finished (VIRIDIAN-STATUS)" wait_log 180 "VIRIDIAN-STATUS"
@@ -96,5 +103,5 @@ check "Stop-VM: the guest shuts down through the shutdown IC -> Off" bash -c "'$
 up=$(grep -a -m1 -o 'VIRIDIAN-READY uptime=[0-9.]*' "$log" | sed 's/.*uptime=//')
 echo "boot to the ready line: guest uptime ${up:-?} s, ${ready_wall} s wall from Start-VM ($([ "${VIRIDIAN_IN_TESTHOST:-}" = 1 ] && echo "in the nested test host" || echo "on this host's KVM"))"
 cp "$log" "$out/deb.console.log" 2>/dev/null
-[ "$fails" = 0 ] || { echo "--- vmms log"; tail -30 "$out/vmms.log"; echo "--- console"; tail -60 "$log"; }
+[ "$fails" = 0 ] || diag
 finish
