@@ -1,5 +1,6 @@
 /* The management service: the inventory's requests (VM objects, configuration, drives, integration
  * services, the host), the request dispatch, start-up and shutdown. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,25 @@ bool vmms_is_guid(const char *s)
 		if ((i == 8 || i == 13 || i == 18 || i == 23) ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
 			return false;
 	return true;
+}
+
+void vmms_kvp_addresses(const char *value, int family, json_t *arr, size_t max)
+{
+	const char *p = value ? value : "";
+	while (*p && json_array_size(arr) < max) {
+		size_t n = strcspn(p, ";");
+		char tok[INET6_ADDRSTRLEN];
+		unsigned char bin[sizeof(struct in6_addr)];
+		if (n > 0 && n < sizeof(tok)) {
+			memcpy(tok, p, n);
+			tok[n] = '\0';
+			if (inet_pton(family, tok, bin) == 1)
+				json_array_append_new(arr, json_string(tok));
+		}
+		p += n;
+		if (*p)
+			p++;
+	}
 }
 
 static const char *canonical(const char *v, const char *const *names)
@@ -150,6 +170,15 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 	json_object_set_new(o, "cpu_usage", json_integer((json_int_t)(cpu + 0.5)));
 	json_object_set_new(o, "heartbeat", json_string(hb));
 	json_object_set_new(o, "status", json_string(status));
+	/* The guest's addresses from its KVP intrinsic pool (hv_kvp_daemon), as Hyper-V shows its
+	 * network adapters' IPAddresses; empty until the daemon has reported them. */
+	json_t *ips = json_array();
+	json_t *gi = st && !(vm->ic_disabled & (1u << INV_IC_KVP)) ? worker_vm_call(vm, "{\"op\":\"guest-info\"}", 2000) : NULL;
+	json_t *pool = json_object_get(gi, "guest");
+	vmms_kvp_addresses(json_string_value(json_object_get(pool, "NetworkAddressIPv4")), AF_INET, ips, 32);
+	vmms_kvp_addresses(json_string_value(json_object_get(pool, "NetworkAddressIPv6")), AF_INET6, ips, 64);
+	json_decref(gi);
+	json_object_set_new(o, "ip_addresses", ips);
 	if (st && ics) {
 		json_t *i = json_object_get(st, "integration_services");
 		*ics = i ? json_incref(i) : NULL;

@@ -84,6 +84,10 @@ bool vmms_valid_memory(uint64_t bytes);
 bool vmms_valid_auto_start(const char *v);
 bool vmms_valid_auto_stop(const char *v);
 bool vmms_is_guid(const char *s);
+/* The addresses of a KVP NetworkAddressIPv4/IPv6 value (hv_kvp_daemon joins them with ';'),
+ * appended to arr as strings; family AF_INET or AF_INET6. The value is the guest's: tokens that
+ * are not an address of that family are skipped, at most max are taken. */
+void vmms_kvp_addresses(const char *value, int family, json_t *arr, size_t max);
 /* An integration service's index (INV_IC_*) from its Hyper-V display name, status key or the
  * worker's name, case-insensitive; -1 when unknown. */
 int vmms_ic_index(const char *name);

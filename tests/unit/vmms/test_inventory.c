@@ -1,5 +1,6 @@
 /* The SQLite inventory (one transaction per change; a crash mid-change leaves the old
  * configuration) and the service's request handling without workers. */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -872,6 +873,33 @@ static void checkpoints_images_journal(void **state)
 	inv_close(inv);
 }
 
+/* KVP address values come from the guest: only real addresses of the family, bounded. */
+static void kvp_addresses(void **state)
+{
+	(void)state;
+	json_t *a = json_array();
+	vmms_kvp_addresses("192.168.50.100;10.0.0.2", AF_INET, a, 8);
+	assert_int_equal(json_array_size(a), 2);
+	assert_string_equal(json_string_value(json_array_get(a, 0)), "192.168.50.100");
+	assert_string_equal(json_string_value(json_array_get(a, 1)), "10.0.0.2");
+	vmms_kvp_addresses(";;fe80::1;192.168.1.1;not an address;", AF_INET6, a, 8);
+	assert_int_equal(json_array_size(a), 3);
+	assert_string_equal(json_string_value(json_array_get(a, 2)), "fe80::1");
+	json_array_clear(a);
+	vmms_kvp_addresses("1.2.3.4;1.2.3.5;1.2.3.6", AF_INET, a, 2);
+	assert_int_equal(json_array_size(a), 2);
+	json_array_clear(a);
+	char big[3000];
+	memset(big, '1', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	vmms_kvp_addresses(big, AF_INET, a, 8);
+	vmms_kvp_addresses("", AF_INET, a, 8);
+	vmms_kvp_addresses(NULL, AF_INET, a, 8);
+	vmms_kvp_addresses("1.2.3.4/24;999.1.1.1;1.2.3", AF_INET, a, 8);
+	assert_int_equal(json_array_size(a), 0);
+	json_decref(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -885,6 +913,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(upgrade_old_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_nics, setup, teardown),
 		cmocka_unit_test(validation),
+		cmocka_unit_test(kvp_addresses),
 		cmocka_unit_test_setup_teardown(checkpoints_images_journal, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
