@@ -18,6 +18,8 @@
 /* zstd's fastest regular level: saving must keep up with >= 1 GB/s of guest RAM. */
 #define RAM_ZSTD_LEVEL 1
 
+struct compressor;
+
 struct state_writer {
 	int fd;
 	int error;              /* sticky: the first failure, reported by every later call */
@@ -26,6 +28,7 @@ struct state_writer {
 	uint16_t version, flags;
 	uint8_t *buf;           /* the open section's payload */
 	size_t len, cap;
+	struct compressor *pages; /* state_writer_pages(): made on first use */
 };
 
 static int write_all(struct state_writer *w, const void *data, size_t len)
@@ -182,39 +185,48 @@ static void compressor_free(struct compressor *c)
 	free(c->gather);
 }
 
-/* One chunk of pages into c->payload: its length, 0 when every page is zero (no section), or a
- * negative errno. Pure, so chunks compress on several threads with the same bytes out. */
-static ssize_t compress_chunk(struct compressor *c, const uint8_t *ram, uint64_t offset, size_t pages)
+/* The pages of a chunk that mask selects (NULL: all) and that are not zero: their bits set in
+ * present, then compressed into one frame at out (which records its content size; a dense
+ * chunk is compressed in place, a sparse one gathered first). The frame's length, 0 when no
+ * page qualifies (no frame), or a negative errno. Pure, so chunks compress on several threads
+ * with the same bytes out. */
+static ssize_t compress_pages(struct compressor *c, const uint8_t *ram, size_t pages, const uint8_t *mask,
+			      uint8_t *present, uint8_t *out, size_t cap)
 {
-	struct state_ram_chunk *h = (struct state_ram_chunk *)c->payload;
-	memset(h, 0, sizeof(*h));
-	h->offset = htole64(offset);
-	size_t present = 0;
+	memset(present, 0, STATE_CHUNK_PAGES / 8);
+	size_t n_present = 0;
 	for (size_t i = 0; i < pages; i++)
-		if (!page_is_zero(ram + i * STATE_PAGE_SIZE)) {
-			h->present[i / 8] |= (uint8_t)(1u << (i % 8));
-			present++;
+		if ((!mask || (mask[i / 8] & (1u << (i % 8)))) && !page_is_zero(ram + i * STATE_PAGE_SIZE)) {
+			present[i / 8] |= (uint8_t)(1u << (i % 8));
+			n_present++;
 		}
-	if (!present)
+	if (!n_present)
 		return 0;
-
-	/* One frame of the present pages, which records its content size; a dense chunk is
-	 * compressed in place, a sparse one gathered first. */
 	const uint8_t *src = ram;
-	if (present < pages) {
+	if (n_present < pages) {
 		uint8_t *dst = c->gather;
 		for (size_t i = 0; i < pages; i++)
-			if (h->present[i / 8] & (1u << (i % 8))) {
+			if (present[i / 8] & (1u << (i % 8))) {
 				memcpy(dst, ram + i * STATE_PAGE_SIZE, STATE_PAGE_SIZE);
 				dst += STATE_PAGE_SIZE;
 			}
 		src = c->gather;
 	}
-	size_t n = ZSTD_compress2(c->cctx, c->payload + sizeof(*h), state_chunk_payload_max() - sizeof(*h), src,
-				  present * STATE_PAGE_SIZE);
+	size_t n = ZSTD_compress2(c->cctx, out, cap, src, n_present * STATE_PAGE_SIZE);
 	if (ZSTD_isError(n))
 		return state_fail(-EIO, "saved state: zstd: %s", ZSTD_getErrorName(n));
-	return (ssize_t)(sizeof(*h) + n);
+	return (ssize_t)n;
+}
+
+/* One chunk of pages into c->payload: its length, 0 when every page is zero (no section), or a
+ * negative errno. */
+static ssize_t compress_chunk(struct compressor *c, const uint8_t *ram, uint64_t offset, size_t pages)
+{
+	struct state_ram_chunk *h = (struct state_ram_chunk *)c->payload;
+	h->offset = htole64(offset);
+	ssize_t n = compress_pages(c, ram, pages, NULL, h->present, c->payload + sizeof(*h),
+				   state_chunk_payload_max() - sizeof(*h));
+	return n <= 0 ? n : (ssize_t)(sizeof(*h) + (size_t)n);
 }
 
 /* Guest RAM is compressed by up to RAM_THREADS threads while this one writes the chunks out in
@@ -339,7 +351,7 @@ static int write_ram_chunks(struct state_writer *w, const uint8_t *ram, uint64_t
 	return err;
 }
 
-int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size)
+int state_writer_ram_begin(struct state_writer *w, uint64_t size)
 {
 	if (w->error)
 		return w->error;
@@ -352,16 +364,66 @@ int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size)
 		.chunk_size = htole32(STATE_CHUNK_SIZE),
 		.compression = htole32(STATE_RAM_ZSTD),
 	};
-	int err = write_section(w, STATE_SECTION_RAM, 0, STATE_RAM_VERSION, 0, &h, sizeof(h));
+	return write_section(w, STATE_SECTION_RAM, 0, STATE_RAM_VERSION, 0, &h, sizeof(h));
+}
+
+int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size)
+{
+	int err = state_writer_ram_begin(w, size);
 	if (!err && size)
 		err = write_ram_chunks(w, ram, size);
 	return err ? (w->error = err) : 0;
+}
+
+int state_writer_pages(struct state_writer *w, const void *ram, uint64_t size, uint64_t offset,
+		       const uint8_t mask[STATE_CHUNK_PAGES / 8], uint64_t *sent)
+{
+	if (w->error)
+		return w->error;
+	if (w->in_section || offset % STATE_CHUNK_SIZE || offset >= size || size % STATE_PAGE_SIZE)
+		return w->error = state_fail(-EINVAL, "saved state: pages at %llu of %llu bytes of RAM",
+					     (unsigned long long)offset, (unsigned long long)size);
+	if (!w->pages) {
+		struct compressor *c = calloc(1, sizeof(*c));
+		if (!c)
+			return w->error = state_fail(-ENOMEM, "saved state: out of memory");
+		w->pages = c;
+		if (compressor_init(c) < 0)
+			return w->error = -ENOMEM;
+	}
+	uint64_t span = size - offset < STATE_CHUNK_SIZE ? size - offset : STATE_CHUNK_SIZE;
+	size_t pages = (size_t)(span / STATE_PAGE_SIZE), nsent = 0;
+	struct state_ram_pages *h = (struct state_ram_pages *)w->pages->payload;
+	memset(h->sent, 0, sizeof(h->sent));
+	for (size_t i = 0; i < pages; i++)
+		if (mask[i / 8] & (1u << (i % 8))) {
+			h->sent[i / 8] |= (uint8_t)(1u << (i % 8));
+			nsent++;
+		}
+	if (!nsent)
+		return 0;
+	h->offset = htole64(offset);
+	ssize_t n = compress_pages(w->pages, (const uint8_t *)ram + offset, pages, h->sent, h->data,
+				   w->pages->payload + sizeof(*h), state_chunk_payload_max() - sizeof(*h));
+	if (n < 0)
+		return w->error = (int)n;
+	size_t len = sizeof(*h) + (size_t)n;
+	int err = write_section(w, STATE_SECTION_RAM_PAGES, 0, STATE_RAM_PAGES_VERSION, 0, w->pages->payload, len);
+	if (err)
+		return w->error = err;
+	if (sent)
+		*sent += sizeof(struct state_section_header) + len;
+	return (int)nsent;
 }
 
 void state_writer_discard(struct state_writer *w)
 {
 	if (!w)
 		return;
+	if (w->pages) {
+		compressor_free(w->pages);
+		free(w->pages);
+	}
 	free(w->buf);
 	free(w);
 }

@@ -46,7 +46,7 @@ const char *worker_ic_name(unsigned ic)
 
 const char *worker_options_usage(void)
 {
-	return "usage: vmwp --kernel PATH|--restore PATH [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
+	return "usage: vmwp --kernel PATH|--restore PATH|--incoming ADDR [--initrd PATH] [--cmdline STR] [--memory SIZE] [--cpus N]\n"
 	       "            [--disk PATH[,ro]]... [--serial stdio|file:PATH] [--control PATH.sock]\n"
 	       "            [--nic [tap=NAME|switch=PATH][,...]]... [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
@@ -56,6 +56,9 @@ const char *worker_options_usage(void)
 	       "  --restore PATH    resume the VM saved to PATH (control request \"save\") instead of\n"
 	       "                    booting; the other options must describe the same VM. --kernel\n"
 	       "                    is then optional: it is what a guest reset boots\n"
+	       "  --incoming ADDR   receive the VM live-migrated from another worker (control request\n"
+	       "                    \"migrate-send\") on unix:PATH, tcp:HOST:PORT or a connected\n"
+	       "                    socket fd:N; the other options must describe the same VM\n"
 	       "  --memory SIZE     guest RAM: 512M, 2G ... (default 512M, multiple of 2 MiB)\n"
 	       "  --cpus N          virtual processors, 1..64 (default 1)\n"
 	       "  --disk PATH[,ro]  a VHD, VHDX or raw disk image on the synthetic SCSI controller\n"
@@ -143,7 +146,7 @@ static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, c
 
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC, OPT_RESTORE };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC, OPT_RESTORE, OPT_INCOMING };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -158,6 +161,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ "nic", required_argument, NULL, OPT_NIC },
 		{ "disable-ic", required_argument, NULL, OPT_DISABLE_IC },
 		{ "restore", required_argument, NULL, OPT_RESTORE },
+		{ "incoming", required_argument, NULL, OPT_INCOMING },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct worker_options){ .cmdline = "console=ttyS0", .memory = WORKER_DEFAULT_MEMORY, .cpus = 1 };
@@ -172,6 +176,13 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		switch (c) {
 		case OPT_KERNEL: o->kernel = optarg; break;
 		case OPT_RESTORE: o->restore_path = optarg; break;
+		case OPT_INCOMING:
+			if (strncmp(optarg, "unix:", 5) && strncmp(optarg, "tcp:", 4) && strncmp(optarg, "fd:", 3)) {
+				snprintf(err, errlen, "--incoming %s: want unix:PATH, tcp:HOST:PORT or fd:N", optarg);
+				return false;
+			}
+			o->incoming = optarg;
+			break;
 		case OPT_INITRD: o->initrd = optarg; break;
 		case OPT_CMDLINE: o->cmdline = optarg; break;
 		case OPT_MEMORY:
@@ -263,8 +274,12 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		snprintf(err, errlen, "unexpected argument %s", argv[optind]);
 		return false;
 	}
-	if (!o->kernel && !o->restore_path) {
-		snprintf(err, errlen, "--kernel is required (or --restore)");
+	if (o->restore_path && o->incoming) {
+		snprintf(err, errlen, "--restore and --incoming exclude each other");
+		return false;
+	}
+	if (!o->kernel && !o->restore_path && !o->incoming) {
+		snprintf(err, errlen, "--kernel is required (or --restore, --incoming)");
 		return false;
 	}
 	return true;
