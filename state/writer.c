@@ -185,48 +185,39 @@ static void compressor_free(struct compressor *c)
 	free(c->gather);
 }
 
-/* The pages of a chunk that mask selects (NULL: all) and that are not zero: their bits set in
- * present, then compressed into one frame at out (which records its content size; a dense
- * chunk is compressed in place, a sparse one gathered first). The frame's length, 0 when no
- * page qualifies (no frame), or a negative errno. Pure, so chunks compress on several threads
- * with the same bytes out. */
-static ssize_t compress_pages(struct compressor *c, const uint8_t *ram, size_t pages, const uint8_t *mask,
-			      uint8_t *present, uint8_t *out, size_t cap)
+/* One chunk of pages into c->payload: its length, 0 when every page is zero (no section), or a
+ * negative errno. Pure, so chunks compress on several threads with the same bytes out. */
+static ssize_t compress_chunk(struct compressor *c, const uint8_t *ram, uint64_t offset, size_t pages)
 {
-	memset(present, 0, STATE_CHUNK_PAGES / 8);
-	size_t n_present = 0;
+	struct state_ram_chunk *h = (struct state_ram_chunk *)c->payload;
+	memset(h, 0, sizeof(*h));
+	h->offset = htole64(offset);
+	size_t present = 0;
 	for (size_t i = 0; i < pages; i++)
-		if ((!mask || (mask[i / 8] & (1u << (i % 8)))) && !page_is_zero(ram + i * STATE_PAGE_SIZE)) {
-			present[i / 8] |= (uint8_t)(1u << (i % 8));
-			n_present++;
+		if (!page_is_zero(ram + i * STATE_PAGE_SIZE)) {
+			h->present[i / 8] |= (uint8_t)(1u << (i % 8));
+			present++;
 		}
-	if (!n_present)
+	if (!present)
 		return 0;
+
+	/* One frame of the present pages, which records its content size; a dense chunk is
+	 * compressed in place, a sparse one gathered first. */
 	const uint8_t *src = ram;
-	if (n_present < pages) {
+	if (present < pages) {
 		uint8_t *dst = c->gather;
 		for (size_t i = 0; i < pages; i++)
-			if (present[i / 8] & (1u << (i % 8))) {
+			if (h->present[i / 8] & (1u << (i % 8))) {
 				memcpy(dst, ram + i * STATE_PAGE_SIZE, STATE_PAGE_SIZE);
 				dst += STATE_PAGE_SIZE;
 			}
 		src = c->gather;
 	}
-	size_t n = ZSTD_compress2(c->cctx, out, cap, src, n_present * STATE_PAGE_SIZE);
+	size_t n = ZSTD_compress2(c->cctx, c->payload + sizeof(*h), state_chunk_payload_max() - sizeof(*h), src,
+				  present * STATE_PAGE_SIZE);
 	if (ZSTD_isError(n))
 		return state_fail(-EIO, "saved state: zstd: %s", ZSTD_getErrorName(n));
-	return (ssize_t)n;
-}
-
-/* One chunk of pages into c->payload: its length, 0 when every page is zero (no section), or a
- * negative errno. */
-static ssize_t compress_chunk(struct compressor *c, const uint8_t *ram, uint64_t offset, size_t pages)
-{
-	struct state_ram_chunk *h = (struct state_ram_chunk *)c->payload;
-	h->offset = htole64(offset);
-	ssize_t n = compress_pages(c, ram, pages, NULL, h->present, c->payload + sizeof(*h),
-				   state_chunk_payload_max() - sizeof(*h));
-	return n <= 0 ? n : (ssize_t)(sizeof(*h) + (size_t)n);
+	return (ssize_t)(sizeof(*h) + n);
 }
 
 /* Guest RAM is compressed by up to RAM_THREADS threads while this one writes the chunks out in
@@ -375,8 +366,24 @@ int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size)
 	return err ? (w->error = err) : 0;
 }
 
+uint64_t state_page_hash(const void *page)
+{
+	/* Four independent lanes keep the multiplies in flight: ~GB/s, and 64 bits make a
+	 * collision between two versions of one page as good as impossible. */
+	uint64_t h[4] = { 1, 2, 3, 4 };
+	const uint8_t *p = page;
+	for (size_t i = 0; i < STATE_PAGE_SIZE; i += 32)
+		for (unsigned l = 0; l < 4; l++) {
+			uint64_t v;
+			memcpy(&v, p + i + l * 8, 8);
+			h[l] = (h[l] ^ v) * 0x9E3779B97F4A7C15ull;
+			h[l] ^= h[l] >> 29;
+		}
+	return h[0] ^ (h[1] * 3) ^ (h[2] * 5) ^ (h[3] * 7);
+}
+
 int state_writer_pages(struct state_writer *w, const void *ram, uint64_t size, uint64_t offset,
-		       const uint8_t mask[STATE_CHUNK_PAGES / 8], uint64_t *sent)
+		       const uint8_t mask[STATE_CHUNK_PAGES / 8], uint64_t *hashes, uint64_t *sent)
 {
 	if (w->error)
 		return w->error;
@@ -392,22 +399,37 @@ int state_writer_pages(struct state_writer *w, const void *ram, uint64_t size, u
 			return w->error = -ENOMEM;
 	}
 	uint64_t span = size - offset < STATE_CHUNK_SIZE ? size - offset : STATE_CHUNK_SIZE;
-	size_t pages = (size_t)(span / STATE_PAGE_SIZE), nsent = 0;
+	size_t pages = (size_t)(span / STATE_PAGE_SIZE), nsent = 0, ndata = 0;
 	struct state_ram_pages *h = (struct state_ram_pages *)w->pages->payload;
 	memset(h->sent, 0, sizeof(h->sent));
-	for (size_t i = 0; i < pages; i++)
-		if (mask[i / 8] & (1u << (i % 8))) {
-			h->sent[i / 8] |= (uint8_t)(1u << (i % 8));
-			nsent++;
+	memset(h->data, 0, sizeof(h->data));
+	/* The selected pages are copied first: the guest may write them meanwhile, and the copy
+	 * is what the zero check, the hash and the frame all see. */
+	uint8_t *copy = w->pages->gather;
+	for (size_t i = 0; i < pages; i++) {
+		if (!(mask[i / 8] & (1u << (i % 8))))
+			continue;
+		h->sent[i / 8] |= (uint8_t)(1u << (i % 8));
+		nsent++;
+		memcpy(copy + ndata * STATE_PAGE_SIZE, (const uint8_t *)ram + offset + i * STATE_PAGE_SIZE, STATE_PAGE_SIZE);
+		if (hashes)
+			hashes[i] = state_page_hash(copy + ndata * STATE_PAGE_SIZE);
+		if (!page_is_zero(copy + ndata * STATE_PAGE_SIZE)) {
+			h->data[i / 8] |= (uint8_t)(1u << (i % 8));
+			ndata++;
 		}
+	}
 	if (!nsent)
 		return 0;
 	h->offset = htole64(offset);
-	ssize_t n = compress_pages(w->pages, (const uint8_t *)ram + offset, pages, h->sent, h->data,
-				   w->pages->payload + sizeof(*h), state_chunk_payload_max() - sizeof(*h));
-	if (n < 0)
-		return w->error = (int)n;
-	size_t len = sizeof(*h) + (size_t)n;
+	size_t len = sizeof(*h);
+	if (ndata) {
+		size_t n = ZSTD_compress2(w->pages->cctx, w->pages->payload + len, state_chunk_payload_max() - len, copy,
+					  ndata * STATE_PAGE_SIZE);
+		if (ZSTD_isError(n))
+			return w->error = state_fail(-EIO, "saved state: zstd: %s", ZSTD_getErrorName(n));
+		len += n;
+	}
 	int err = write_section(w, STATE_SECTION_RAM_PAGES, 0, STATE_RAM_PAGES_VERSION, 0, w->pages->payload, len);
 	if (err)
 		return w->error = err;

@@ -272,6 +272,7 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 			mo.max_downtime_ms = (uint32_t)json_integer_value(down);
 		if (passes)
 			mo.max_passes = (uint32_t)json_integer_value(passes);
+		mo.verify = json_is_true(json_object_get(req, "verify"));
 		char err[512];
 		int fd = migrate_connect(address, err, sizeof(err));
 		if (fd < 0)
@@ -283,16 +284,16 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 			vlog("migration to %s failed: %s", address, state_last_error());
 			return error_reply("%s", state_last_error());
 		}
-		vlog("migrated to %s: %llu bytes, %llu pages in %u passes, %llu ms, downtime %llu ms (last pass %llu pages), "
-		     "throttle %u%%", address, (unsigned long long)st.bytes, (unsigned long long)st.pages, st.passes,
-		     (unsigned long long)st.total_ms, (unsigned long long)st.downtime_ms, (unsigned long long)st.last_dirty,
-		     st.throttle_pct);
+		vlog("migrated to %s: %llu bytes, %llu pages in %u passes, %llu ms, downtime %llu ms (last pass %llu pages, "
+		     "%llu unlogged), throttle %u%%", address, (unsigned long long)st.bytes, (unsigned long long)st.pages,
+		     st.passes, (unsigned long long)st.total_ms, (unsigned long long)st.downtime_ms,
+		     (unsigned long long)st.last_dirty, (unsigned long long)st.unlogged, st.throttle_pct);
 		vm_request_exit(vm, VM_MIGRATED, NULL);
-		return json_pack("{s:b, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:i, s:I}", "ok", 1, "state", "Migrated", "bytes",
-				 (json_int_t)st.bytes, "pages", (json_int_t)st.pages, "passes", (int)st.passes, "total_ms",
-				 (json_int_t)st.total_ms, "downtime_ms", (json_int_t)st.downtime_ms, "last_pass_pages",
-				 (json_int_t)st.last_dirty, "throttle_pct", (int)st.throttle_pct, "rate_kbps",
-				 (json_int_t)st.rate_kbps);
+		return json_pack("{s:b, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:i, s:I}", "ok", 1, "state", "Migrated",
+				 "bytes", (json_int_t)st.bytes, "pages", (json_int_t)st.pages, "passes", (int)st.passes,
+				 "total_ms", (json_int_t)st.total_ms, "downtime_ms", (json_int_t)st.downtime_ms,
+				 "last_pass_pages", (json_int_t)st.last_dirty, "unlogged_pages", (json_int_t)st.unlogged,
+				 "throttle_pct", (int)st.throttle_pct, "rate_kbps", (json_int_t)st.rate_kbps);
 	}
 	if (!strcmp(op, "disk-switch")) {
 		json_t *lun = json_object_get(req, "lun");

@@ -233,7 +233,9 @@ struct sender {
 	int fd;
 	struct state_writer *w;
 	uint64_t *dirty, words;
+	uint64_t *hashes;        /* per page: state_page_hash() of what the destination has */
 	uint32_t throttle_pct;
+	bool verify;             /* migrate_options.verify */
 	char peer_error[MIGRATE_MESSAGE_MAX + 1]; /* the destination's ERROR, when it sent one */
 	struct migrate_stats *st;
 };
@@ -258,9 +260,14 @@ static int send_pass(struct sender *s, uint64_t *pages_sent, bool throttle)
 	uint64_t slice_start = monotonic_ns();
 	for (uint64_t off = 0; off < vm->mem.ram_size; off += STATE_CHUNK_SIZE) {
 		const uint8_t *mask = (const uint8_t *)&s->dirty[off / PAGE / 64];
-		int n = state_writer_pages(s->w, vm->mem.ram, vm->mem.ram_size, off, mask, &s->st->bytes);
-		if (n < 0)
-			return n;
+		int n = state_writer_pages(s->w, vm->mem.ram, vm->mem.ram_size, off, mask, &s->hashes[off / PAGE],
+					   &s->st->bytes);
+		if (n < 0) {
+			char why[256];
+			snprintf(why, sizeof(why), "%s", state_last_error());
+			return peer_failed(s) ? state_fail(n, "the destination failed: %s", s->peer_error)
+					      : state_fail(n, "the connection to the destination broke: %s", why);
+		}
 		*pages_sent += (uint64_t)n;
 		if (peer_failed(s))
 			return state_fail(-ECONNABORTED, "the destination failed: %s", s->peer_error);
@@ -275,9 +282,12 @@ static int send_pass(struct sender *s, uint64_t *pages_sent, bool throttle)
 	return 0;
 }
 
-static bool collect(struct sender *s, uint64_t *count)
+/* The pages dirtied since the last collect: the set afresh (fresh: the last pass sent the old
+ * one), or added to the set not yet sent. */
+static bool collect(struct sender *s, uint64_t *count, bool fresh)
 {
-	memset(s->dirty, 0, s->words * sizeof(*s->dirty));
+	if (fresh)
+		memset(s->dirty, 0, s->words * sizeof(*s->dirty));
 	if (!vm_dirty_collect(s->vm, s->dirty))
 		return false;
 	*count = popcount_words(s->dirty, s->words);
@@ -298,7 +308,7 @@ static int precopy(struct sender *s, const struct migrate_options *o)
 		s->st->pages += sent;
 		s->st->passes++;
 		uint64_t ns = monotonic_ns() - t0 + 1;
-		if (!collect(s, &left))
+		if (!collect(s, &left, true))
 			return state_fail(-errno, "cannot read the dirty log: %s", strerror(errno));
 		s->st->rate_kbps = (s->st->bytes - bytes0) * 1000000ull / ns;
 		/* What the paused pass would take, at this pass's time per page. */
@@ -315,6 +325,25 @@ static int precopy(struct sender *s, const struct migrate_options *o)
 	}
 }
 
+/* Paused, before the last pass (migrate_options.verify): every page the dirty set does not name
+ * must still be what the destination has. One that is not is a write that escaped the tracking
+ * (a host writer without a grant, a KVM that loses dirty bits): it goes in the last pass too,
+ * and is counted. */
+static uint64_t verify_clean_pages(struct sender *s)
+{
+	const uint8_t *ram = s->vm->mem.ram;
+	uint64_t unlogged = 0, pages = s->vm->mem.ram_size / PAGE;
+	for (uint64_t p = 0; p < pages; p++) {
+		if (s->dirty[p / 64] & (1ull << (p % 64)))
+			continue;
+		if (state_page_hash(ram + p * PAGE) != s->hashes[p]) {
+			s->dirty[p / 64] |= 1ull << (p % 64);
+			unlogged++;
+		}
+	}
+	return unlogged;
+}
+
 /* Paused: the last dirty pages and every device, then the destination's answer. */
 static int final_pass(struct sender *s, bool *unlocked)
 {
@@ -328,8 +357,11 @@ static int final_pass(struct sender *s, bool *unlocked)
 	*unlocked = true;
 	uint64_t left, sent = 0;
 	pthread_mutex_lock(&vm->vmbus.lock);
-	if (!collect(s, &left))
+	if (!collect(s, &left, false))
 		rc = state_fail(-errno, "cannot read the dirty log: %s", strerror(errno));
+	if (rc == 0 && s->verify && (s->st->unlogged = verify_clean_pages(s)))
+		vlog("migration: %llu pages changed that the dirty log did not name: sent again",
+		     (unsigned long long)s->st->unlogged);
 	if (rc == 0)
 		rc = send_pass(s, &sent, false);
 	if (rc == 0)
@@ -365,16 +397,21 @@ int migrate_send(struct vm *vm, int fd, const struct migrate_options *o, struct 
 	*st = (struct migrate_stats){ 0 };
 	if (vm_is_paused(vm))
 		return state_fail(-EINVAL, "the VM is paused: live migration moves a running VM");
-	struct sender s = { .vm = vm, .fd = fd, .st = st };
+	struct sender s = { .vm = vm, .fd = fd, .st = st, .verify = o->verify };
 	s.words = (vm->mem.ram_size / PAGE + 63) / 64;
-	if (!(s.dirty = calloc(s.words, sizeof(*s.dirty))))
+	s.dirty = calloc(s.words, sizeof(*s.dirty));
+	s.hashes = malloc(s.words * 64 * sizeof(*s.hashes));
+	if (!s.dirty || !s.hashes) {
+		free(s.dirty);
+		free(s.hashes);
 		return state_fail(-ENOMEM, "out of memory");
+	}
 	int rc = 0;
 	bool logging = false, unlocked = false, paused = false;
 	if (!(logging = vm_dirty_log(vm, true)))
 		rc = state_fail(-errno, "KVM cannot log dirty pages: %s", strerror(errno));
 	uint64_t ignored;
-	if (rc == 0 && !collect(&s, &ignored)) /* starts the host-write interval afresh */
+	if (rc == 0 && !collect(&s, &ignored, true)) /* starts the host-write interval afresh */
 		rc = state_fail(-errno, "cannot read the dirty log: %s", strerror(errno));
 	if (rc == 0 && (rc = state_writer_open(&s.w, fd, vm->config_digest)) == 0)
 		rc = state_writer_ram_begin(s.w, vm->mem.ram_size);
@@ -390,6 +427,7 @@ int migrate_send(struct vm *vm, int fd, const struct migrate_options *o, struct 
 	if (s.w)
 		state_writer_discard(s.w);
 	free(s.dirty);
+	free(s.hashes);
 	if (rc == 0) {
 		st->total_ms = (monotonic_ns() - t0) / 1000000;
 		return 0;

@@ -178,10 +178,14 @@ int state_writer_ram_begin(struct state_writer *w, uint64_t size);
 
 /* Live migration: one RAM_PAGES section with the pages of the chunk at offset (a multiple of
  * STATE_CHUNK_SIZE, below size) whose bits are set in mask (bit i, LSB first: page i of the
- * chunk); zero pages are sent as bits only. The number of pages sent (0: none was selected, no
- * section) with the section's bytes added to *sent (may be NULL), or a negative errno. */
+ * chunk); zero pages are sent as bits only. Each page is copied once and sent as copied; with
+ * hashes (may be NULL), hashes[i] gets state_page_hash() of what page i was sent as. The number
+ * of pages sent (0: none was selected, no section) with the section's bytes added to *sent (may
+ * be NULL), or a negative errno. */
 int state_writer_pages(struct state_writer *w, const void *ram, uint64_t size, uint64_t offset,
-		       const uint8_t mask[STATE_CHUNK_PAGES / 8], uint64_t *sent);
+		       const uint8_t mask[STATE_CHUNK_PAGES / 8], uint64_t *hashes, uint64_t *sent);
+/* A 64-bit hash of one STATE_PAGE_SIZE page: live migration's check that a page is as sent. */
+uint64_t state_page_hash(const void *page);
 
 /* Writes the END section and frees the writer (also on failure). */
 int state_writer_finish(struct state_writer *w);

@@ -37,6 +37,9 @@ int migrate_reply_check(const struct migrate_reply *r);
 struct migrate_options {
 	uint32_t max_downtime_ms; /* the pause the last pass may take at the measured rate */
 	uint32_t max_passes;      /* dirty passes at most, then the last pass whatever is left */
+	bool verify;              /* paused, hash every page not in the last dirty set against what
+				   * was sent, and resend those that differ (costs downtime: a
+				   * check of the dirty tracking) */
 };
 
 struct migrate_stats {
@@ -44,6 +47,7 @@ struct migrate_stats {
 	uint64_t pages;          /* pages sent, all passes */
 	uint32_t passes;         /* including the first full one and the last paused one */
 	uint64_t last_dirty;     /* pages the paused pass sent */
+	uint64_t unlogged;       /* verify: changed pages the tracking missed (found by hash) */
 	uint32_t throttle_pct;   /* the vCPU throttle auto-converge reached */
 	uint64_t rate_kbps;      /* measured in the pre-copy passes, kB/s of stream */
 	uint64_t downtime_ms;    /* paused until the destination's READY */

@@ -8,6 +8,8 @@
 #  - an idle guest to a second worker: the same counter goes on there (no reboot), its disk
 #    works, the source worker is gone;
 #  - back again while the guest dirties memory (auto-converge throttles it).
+# Both with "verify": paused, the source hashes every page its dirty set does not name against
+# what it sent: none may differ (KVM's dirty log and the host's own writes are all tracked).
 # Prints, for each, the worker's figures (bytes, passes, downtime) and the largest gap the guest
 # saw between two ticks of its counter.
 set -uo pipefail
@@ -82,9 +84,11 @@ migrate() { # migrate FROM-CTL FROM-PID TO-CTL NAME [EXTRA JSON]: sets reply, pb
   pb=$!
   wait_sock "$stream"
   lines=$(wc -l <"$log")
-  reply=$(ctl "$1" "{\"op\":\"migrate-send\",\"address\":\"unix:$stream\"${5:-}}")
+  reply=$(ctl "$1" "{\"op\":\"migrate-send\",\"address\":\"unix:$stream\",\"verify\":true${5:-}}")
   echo "$4: $reply"
   check "$4: migrate-send succeeds" grep -q '"ok":true,"state":"Migrated"' <<<"$reply"
+  # verify: every page outside the last dirty set was hashed against what was sent
+  check "$4: the dirty tracking missed no page (guest or host writes)" [ "$(field unlogged_pages "$reply")" = 0 ]
   for _ in $(seq 50); do kill -0 "$2" 2>/dev/null || break; sleep 0.2; done
   check "$4: the source worker is gone" bash -c "! kill -0 $2 2>/dev/null"
   t=$(last_tick)

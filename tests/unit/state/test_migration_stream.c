@@ -59,20 +59,24 @@ static void write_stream(int fd, uint8_t *ram)
 	uint8_t all[STATE_CHUNK_PAGES / 8];
 	memset(all, 0xff, sizeof(all));
 	uint64_t bytes = 0;
-	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, 0, all, &bytes), STATE_CHUNK_PAGES);
-	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, CHUNK, all, &bytes), STATE_CHUNK_PAGES);
-	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, 2 * CHUNK, all, &bytes), 3); /* clipped */
+	static uint64_t hashes[STATE_CHUNK_PAGES];
+	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, 0, all, hashes, &bytes), STATE_CHUNK_PAGES);
+	for (size_t i = 0; i < STATE_CHUNK_PAGES; i++) /* what each page was sent as */
+		assert_true(hashes[i] == state_page_hash(ram + i * PAGE));
+	assert_true(hashes[0] != hashes[1]);
+	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, CHUNK, all, NULL, &bytes), STATE_CHUNK_PAGES);
+	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, 2 * CHUNK, all, NULL, &bytes), 3); /* clipped */
 	assert_true(bytes > 0 && bytes < CHUNK + CHUNK / 5 + 3 * PAGE); /* zero pages cost bits only */
 	/* The guest writes on: a page changes, one becomes zero, a zero one gets data. */
 	uint8_t dirty[STATE_CHUNK_PAGES / 8] = { 0 };
 	fill(ram + 7 * PAGE, PAGE, 77), set_bit(dirty, 7);
 	memset(ram + 8 * PAGE, 0, PAGE), set_bit(dirty, 8);
 	uint8_t none[STATE_CHUNK_PAGES / 8] = { 0 };
-	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, CHUNK, none, &bytes), 0); /* nothing */
-	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, 0, dirty, &bytes), 2);
+	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, CHUNK, none, NULL, &bytes), 0); /* nothing */
+	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, 0, dirty, NULL, &bytes), 2);
 	memset(dirty, 0, sizeof(dirty));
 	fill(ram + CHUNK + PAGE, PAGE, 5), set_bit(dirty, 1);
-	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, CHUNK, dirty, &bytes), 1);
+	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, CHUNK, dirty, NULL, &bytes), 1);
 	assert_int_equal(state_section_begin(w, STATE_SECTION_UART, 0, 1, 0), 0);
 	state_put_u32(w, 0x1234);
 	assert_int_equal(state_section_end(w), 0);
@@ -180,7 +184,7 @@ static size_t pages_payload(uint8_t *out, uint64_t offset, const uint8_t *sent, 
 	uint8_t mask[STATE_CHUNK_PAGES / 8] = { 0 };
 	for (size_t i = 0; i < npages; i++)
 		set_bit(mask, i);
-	assert_int_equal(state_writer_pages(w, ram, CHUNK, 0, mask, NULL), (int)npages);
+	assert_int_equal(state_writer_pages(w, ram, CHUNK, 0, mask, NULL, NULL), (int)npages);
 	state_writer_discard(w);
 	off_t end = lseek(fd, 0, SEEK_END);
 	size_t frame = (size_t)end - sizeof(struct state_file_header) - sizeof(struct state_section_header) - sizeof(h);
@@ -233,10 +237,10 @@ static void test_writer_misuse(void **state)
 	int fd = memfd();
 	struct state_writer *w;
 	assert_int_equal(state_writer_open(&w, fd, digest), 0);
-	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, PAGE, mask, NULL), -EINVAL);
+	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, PAGE, mask, NULL, NULL), -EINVAL);
 	state_writer_discard(w);
 	assert_int_equal(state_writer_open(&w, fd, digest), 0);
-	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, 3 * CHUNK, mask, NULL), -EINVAL);
+	assert_int_equal(state_writer_pages(w, ram, RAM_SIZE, 3 * CHUNK, mask, NULL, NULL), -EINVAL);
 	state_writer_discard(w);
 	assert_int_equal(state_writer_open(&w, fd, digest), 0);
 	assert_int_equal(state_writer_ram_begin(w, RAM_SIZE + 1), -EINVAL);
