@@ -249,16 +249,27 @@ static void test_writer_misuse(void **state)
 	free(ram);
 }
 
-/* `state_migration_stream --seed FILE` writes write_stream()'s stream as a fuzz seed
- * (tests/fuzz/state/corpus): mode byte 1 (the target fixes checksums), then the stream. */
+/* `state_migration_stream --seed FILE` writes a small stream as a fuzz seed
+ * (tests/fuzz/state/corpus/migration): mode byte 1 (the target fixes checksums), then a RAM
+ * section and two passes of RAM_PAGES over a few patterned pages (compressible, so small). */
 static int write_seed(const char *path)
 {
-	uint8_t *ram = malloc(RAM_SIZE);
+	uint8_t *ram = calloc(1, RAM_SIZE);
+	for (size_t p = 0; p < 6; p++)
+		memset(ram + p * 97 * PAGE % RAM_SIZE, 0x11 * (int)(p + 1), PAGE);
 	int fd = memfd_create("seed", 0);
-	write_stream(fd, ram);
+	struct state_writer *w;
+	uint8_t mask[STATE_CHUNK_PAGES / 8];
+	memset(mask, 0xff, sizeof(mask));
+	int ok = state_writer_open(&w, fd, digest) == 0 && state_writer_ram_begin(w, RAM_SIZE) == 0;
+	for (uint64_t off = 0; ok && off < RAM_SIZE; off += CHUNK)
+		ok = state_writer_pages(w, ram, RAM_SIZE, off, mask, NULL, NULL) > 0;
+	memset(mask, 0, sizeof(mask));
+	set_bit(mask, 97), set_bit(mask, 5);
+	ok = ok && state_writer_pages(w, ram, RAM_SIZE, 0, mask, NULL, NULL) == 2 && state_writer_finish(w) == 0;
 	off_t end = lseek(fd, 0, SEEK_END);
 	uint8_t *buf = malloc((size_t)end);
-	int ok = pread(fd, buf, (size_t)end, 0) == end;
+	ok = ok && pread(fd, buf, (size_t)end, 0) == end;
 	FILE *f = fopen(path, "wb");
 	ok = ok && f && fputc(1, f) == 1 && fwrite(buf, 1, (size_t)end, f) == (size_t)end;
 	ok = f && !fclose(f) && ok;
