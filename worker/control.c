@@ -273,13 +273,18 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		if (passes)
 			mo.max_passes = (uint32_t)json_integer_value(passes);
 		mo.verify = json_is_true(json_object_get(req, "verify"));
+		struct migrate_tls_config tls = {
+			.cert = json_string_value(json_object_get(req, "cert")),
+			.key = json_string_value(json_object_get(req, "key")),
+			.trust = json_string_value(json_object_get(req, "trust")),
+		};
 		char err[512];
-		int fd = migrate_connect(address, err, sizeof(err));
-		if (fd < 0)
+		struct migrate_conn conn;
+		if (migrate_connect(address, &tls, &conn, err, sizeof(err)) < 0)
 			return error_reply("%s", err);
 		struct migrate_stats st;
-		int rc = migrate_send(vm, fd, &mo, &st);
-		close(fd);
+		int rc = migrate_send(vm, conn.fd, &mo, &st);
+		migrate_close(&conn); /* GO must be out before this worker exits */
 		if (rc < 0) {
 			vlog("migration to %s failed: %s", address, state_last_error());
 			return error_reply("%s", state_last_error());

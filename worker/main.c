@@ -232,8 +232,9 @@ int main(int argc, char **argv)
 	/* A migration's source still holds the disks and adapters: opened when it lets go. */
 	if (!opt.incoming && (!worker_open_disks(&opt, err, sizeof(err)) || !worker_open_nics(&opt, err, sizeof(err))))
 		return vfail("%s", err);
-	int incoming_fd = -1;
-	if (opt.incoming && (incoming_fd = migrate_accept(opt.incoming, err, sizeof(err))) < 0)
+	struct migrate_conn incoming = { .fd = -1 };
+	struct migrate_tls_config tls = { opt.migration_cert, opt.migration_key, opt.migration_trust };
+	if (opt.incoming && migrate_accept(opt.incoming, &tls, &incoming, err, sizeof(err)) < 0)
 		return vfail("%s", err);
 
 	struct vm *vm = vm_create(&cfg, err, sizeof(err));
@@ -243,9 +244,10 @@ int main(int argc, char **argv)
 	if (opt.incoming) {
 		uint64_t start = monotonic_ns();
 		void *ctx[2] = { vm, &opt };
-		if (migrate_receive(vm, incoming_fd, attach_incoming, ctx) < 0)
+		int rc = migrate_receive(vm, incoming.fd, attach_incoming, ctx);
+		migrate_close(&incoming); /* an ERROR goes out before the worker exits */
+		if (rc < 0)
 			return vfail("live migration from %s failed: %s", opt.incoming, state_last_error());
-		close(incoming_fd);
 		vmbus_host_restored(&vm->vmbus, hv_reference_time(&vm->hv, 0));
 		pthread_mutex_lock(&vm->vmbus.lock);
 		if (vm->vmbus.timesync)

@@ -63,9 +63,9 @@ static bool resolve(const char *address, bool passive, struct sockaddr_storage *
 		*len = sizeof(*un), *family = AF_UNIX;
 		return true;
 	}
-	const char *colon = strncmp(address, "tcp:", 4) ? NULL : strrchr(address + 4, ':');
+	const char *colon = strncmp(address, "tcp:", 4) && strncmp(address, "tls:", 4) ? NULL : strrchr(address + 4, ':');
 	if (!colon || colon == address + 4 || !colon[1] || colon - (address + 4) >= 256) {
-		snprintf(err, errlen, "%s: not unix:PATH or tcp:HOST:PORT", address);
+		snprintf(err, errlen, "%s: not unix:PATH, tcp:HOST:PORT or tls:HOST:PORT", address);
 		return false;
 	}
 	char host[256];
@@ -86,7 +86,7 @@ static bool resolve(const char *address, bool passive, struct sockaddr_storage *
 	return true;
 }
 
-int migrate_connect(const char *address, char *err, size_t errlen)
+static int connect_socket(const char *address, char *err, size_t errlen)
 {
 	struct sockaddr_storage sa;
 	socklen_t len;
@@ -104,7 +104,7 @@ int migrate_connect(const char *address, char *err, size_t errlen)
 	return fd;
 }
 
-int migrate_accept(const char *address, char *err, size_t errlen)
+static int accept_socket(const char *address, char *err, size_t errlen)
 {
 	if (!strncmp(address, "fd:", 3)) {
 		char *end;
@@ -147,6 +147,48 @@ int migrate_accept(const char *address, char *err, size_t errlen)
 	if (fd >= 0)
 		set_timeouts(fd);
 	return fd;
+}
+
+/* tls: runs the handshake over fd (which it then owns); else the socket is the stream. */
+static int secure(int fd, const char *address, bool server, const struct migrate_tls_config *tls,
+		  struct migrate_conn *out, char *err, size_t errlen)
+{
+	*out = (struct migrate_conn){ .fd = fd };
+	if (fd < 0)
+		return -1;
+	if (strncmp(address, "tls:", 4))
+		return 0;
+	if (!tls || migrate_tls_start(fd, server, tls, &out->fd, &out->tls, err, errlen) < 0) {
+		if (!tls) {
+			snprintf(err, errlen, "%s: TLS needs this host's certificate, key and trusted certificates", address);
+			close(fd);
+		}
+		out->fd = -1;
+		return -1;
+	}
+	set_timeouts(out->fd);
+	return 0;
+}
+
+int migrate_connect(const char *address, const struct migrate_tls_config *tls, struct migrate_conn *out,
+		    char *err, size_t errlen)
+{
+	return secure(connect_socket(address, err, errlen), address, false, tls, out, err, errlen);
+}
+
+int migrate_accept(const char *address, const struct migrate_tls_config *tls, struct migrate_conn *out,
+		   char *err, size_t errlen)
+{
+	return secure(accept_socket(address, err, errlen), address, true, tls, out, err, errlen);
+}
+
+void migrate_close(struct migrate_conn *c)
+{
+	if (c->tls)
+		migrate_tls_end(c->tls, c->fd);
+	else if (c->fd >= 0)
+		close(c->fd);
+	*c = (struct migrate_conn){ .fd = -1 };
 }
 
 static bool write_all(int fd, const void *buf, size_t len)

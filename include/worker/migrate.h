@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "worker/migrate_tls.h"
 #include "worker/vm.h"
 
 /* The reply record, little-endian: the destination's READY or ERROR, the source's GO. */
@@ -54,13 +55,22 @@ struct migrate_stats {
 	uint64_t total_ms;
 };
 
-/* Addresses: "unix:PATH", "tcp:HOST:PORT", and for --incoming also "fd:N" (a connected socket
- * the caller made, e.g. after authenticating the peer). */
-/* Source: a connected socket to address, or -1 with a message in err. */
-int migrate_connect(const char *address, char *err, size_t errlen);
-/* Destination: listens on address and accepts one connection (or takes fd:N): the socket, or
- * -1 with a message in err. */
-int migrate_accept(const char *address, char *err, size_t errlen);
+/* Addresses: "unix:PATH", "tcp:HOST:PORT" (plain: a trusted network or a test), "tls:HOST:PORT"
+ * (TCP with mutual TLS 1.3, worker/migrate_tls.h: tls names the certificates), and for
+ * --incoming also "fd:N" (a connected socket its caller made, e.g. after authenticating it). */
+struct migrate_conn {
+	int fd;                  /* what the stream reads and writes */
+	struct migrate_tls *tls; /* NULL unless tls: */
+};
+/* Source: connects to address. 0, or -1 with a message in err. */
+int migrate_connect(const char *address, const struct migrate_tls_config *tls, struct migrate_conn *out,
+		    char *err, size_t errlen);
+/* Destination: listens on address and accepts one connection (or takes fd:N). 0, or -1 with a
+ * message in err. */
+int migrate_accept(const char *address, const struct migrate_tls_config *tls, struct migrate_conn *out,
+		   char *err, size_t errlen);
+/* Delivers what was written (TLS) and closes. */
+void migrate_close(struct migrate_conn *c);
 
 /* Source (main thread, VM running): migrates over fd (not closed). 0: the destination runs
  * the VM; this worker must exit without touching the disks again. Negative errno with

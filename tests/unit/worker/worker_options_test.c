@@ -206,7 +206,12 @@ static void test_incoming(void **state)
 	assert_string_equal(o.incoming, "tcp:10.0.0.2:6600");
 	assert_true(PARSE(&o, err, "--incoming", "fd:3"));
 	assert_false(PARSE(&o, err, "--incoming", "10.0.0.2:6600"));
-	assert_non_null(strstr(err, "unix:PATH, tcp:HOST:PORT or fd:N"));
+	assert_non_null(strstr(err, "unix:PATH, tcp:HOST:PORT, tls:HOST:PORT or fd:N"));
+	assert_false(PARSE(&o, err, "--incoming", "tls:h:1", "--migration-cert", "c"));
+	assert_non_null(strstr(err, "--migration-key"));
+	assert_true(PARSE(&o, err, "--incoming", "tls:h:1", "--migration-cert", "c", "--migration-key", "k",
+			  "--migration-trust", "t"));
+	assert_string_equal(o.migration_trust, "t");
 	assert_false(PARSE(&o, err, "--incoming", "fd:3", "--restore", "/s"));
 	assert_non_null(strstr(err, "exclude each other"));
 }
