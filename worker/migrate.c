@@ -291,7 +291,8 @@ static bool peer_failed(struct sender *s)
 	char msg[MIGRATE_MESSAGE_MAX + 1];
 	int kind = read_reply(s->fd, 0, msg, sizeof(msg));
 	snprintf(s->peer_error, sizeof(s->peer_error), "%s",
-		 kind == MIGRATE_ERROR ? msg : "the destination closed the connection or sent garbage");
+		 kind == MIGRATE_ERROR ? msg : kind >= 0 ? "it answered out of turn" :
+		 errno == EPROTO ? "it sent something that is not a reply record" : "it closed the connection");
 	return true;
 }
 

@@ -7,7 +7,8 @@
 #    source says why and the guest keeps counting there;
 #  - an idle guest to a second worker: the same counter goes on there (no reboot), its disk
 #    works, the source worker is gone;
-#  - back again while the guest dirties memory (auto-converge throttles it).
+#  - a destination that does not trust the source's TLS certificate: refused, VM stays;
+#  - back again over TCP with mutual TLS while the guest dirties memory (auto-converge).
 # Both with "verify": paused, the source hashes every page its dirty set does not name against
 # what it sent: none may differ (KVM's dirty log and the host's own writes are all tracked).
 # Prints, for each, the worker's figures (bytes, passes, downtime) and the largest gap the guest
@@ -30,6 +31,7 @@ wait_log() { # wait_log SECONDS PATTERN [FROM-LINE]
   return 1
 }
 wait_sock() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done; return 1; }
+wait_port() { for _ in $(seq 100); do grep -q ":$(printf %04X "$1") 00000000:0000 0A" /proc/net/tcp && return 0; sleep 0.1; done; return 1; }
 last_tick() { grep -ao 'TICK=[0-9]*' "$log" | tail -1 | cut -d= -f2; }
 # The largest step of the guest's uptime between consecutive ticks after line $1, in ms.
 max_gap() { tail -n +"$1" "$log" | grep -aoE 'TICK=[0-9]+ UP=[0-9.]+' | awk -F'UP=' '{ t = $2 * 1000; if (p && t - p > m) m = t - p; p = t } END { printf "%d", m }'; }
@@ -79,12 +81,12 @@ d=$(grep -ao 'DISK-OK [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
 check "...and its disk works there" bash -c "$(declare -f wait_log); log='$log'; wait_log 60 'DISK-OK $((d + 2))'"
 
 # ---- an idle guest, A -> B ----
-migrate() { # migrate FROM-CTL FROM-PID TO-CTL NAME [EXTRA JSON]: sets reply, pb (the new worker)
-  "$B/vmwp" "${boot[@]}" "${args[@]}" --control "$3" --incoming "unix:$stream" </dev/null 2>"$out/vmwp-$4.err" &
+migrate() { # migrate FROM-CTL FROM-PID TO-CTL NAME ADDRESS EXTRA-JSON [DEST OPTIONS]: sets reply, pb (the new worker)
+  "$B/vmwp" "${boot[@]}" "${args[@]}" --control "$3" --incoming "$5" "${@:7}" </dev/null 2>"$out/vmwp-$4.err" &
   pb=$!
-  wait_sock "$stream"
+  case $5 in unix:*) wait_sock "${5#unix:}";; *) wait_port "${5##*:}";; esac
   lines=$(wc -l <"$log")
-  reply=$(ctl "$1" "{\"op\":\"migrate-send\",\"address\":\"unix:$stream\",\"verify\":true${5:-}}")
+  reply=$(ctl "$1" "{\"op\":\"migrate-send\",\"address\":\"$5\",\"verify\":true$6}")
   echo "$4: $reply"
   check "$4: migrate-send succeeds" grep -q '"ok":true,"state":"Migrated"' <<<"$reply"
   # verify: every page outside the last dirty set was hashed against what was sent
@@ -99,15 +101,32 @@ migrate() { # migrate FROM-CTL FROM-PID TO-CTL NAME [EXTRA JSON]: sets reply, pb
   check "$4: the guest saw no SCSI reset, rescind or oops" bash -c "! tail -n +$lines '$log' | grep -qaiE 'storvsc.*(reset|abort)|rescind|Call Trace|Oops|BUG:'"
   echo "FIGURES $4: total $(field total_ms "$reply") ms, downtime $(field downtime_ms "$reply") ms (worker), largest tick gap $(max_gap "$lines") ms (guest), $(field bytes "$reply") bytes, $(field passes "$reply") passes, last pass $(field last_pass_pages "$reply") pages, throttle $(field throttle_pct "$reply")%"
 }
-migrate "$ctl_a" $pa "$ctl_b" idle
+migrate "$ctl_a" $pa "$ctl_b" idle "unix:$stream" ""
 pa=""
 
-# ---- a guest dirtying memory, B -> A ----
+# ---- a guest dirtying memory, B -> A, over TCP with mutual TLS ----
+# Each side has its certificate and trusts the other's (tests/unit/worker/tls: self-signed).
+T=$PWD/tests/unit/worker/tls port=$((40000 + $$ % 20000))
+src_tls=",\"cert\":\"$T/b.pem\",\"key\":\"$T/b.key\",\"trust\":\"$T/a.pem\""
+dst_tls=(--migration-cert "$T/a.pem" --migration-key "$T/a.key")
+# Fault: the destination trusts another host's certificate only.
+"${VIRIDIAN_REAL_VMWP:-$B/vmwp}" "${boot[@]}" "${args[@]}" --incoming "tls:127.0.0.1:$port" "${dst_tls[@]}" \
+  --migration-trust "$T/c.pem" </dev/null 2>"$out/vmwp-badcert.err" &
+pc=$!
+wait_port $port
+reply=$(ctl "$ctl_b" "{\"op\":\"migrate-send\",\"address\":\"tls:127.0.0.1:$port\"$src_tls}")
+echo "untrusted certificate: $reply"
+check "a destination that does not trust the source's certificate refuses it" grep -q '"ok":false.*TLS: the destination refused' <<<"$reply"
+wait $pc; rc=$?
+check "...that destination exits 1: the certificate is not trusted" bash -c "[ $rc = 1 ] && grep -q 'not trusted' '$out/vmwp-badcert.err'"
+t=$(last_tick)
+check "...the guest counts on on the source" bash -c "$(declare -f wait_log); log='$log'; wait_log 60 'TICK=$((t + 10)) '"
+
 ctl "$ctl_b" '{"op":"kvp-set","key":"ViridianMigrate","value":"DirtyNow"}' >/dev/null
 check "the guest dirties memory" bash -c "$(declare -f wait_log); log='$log'; wait_log 90 'DIRTYING'"
 sleep 3
 pold=$pb
-migrate "$ctl_b" $pold "$ctl_a" dirtying ',"max_passes":12'
+migrate "$ctl_b" $pold "$ctl_a" dirtying "tls:127.0.0.1:$port" ',"max_passes":12'"$src_tls" "${dst_tls[@]}" --migration-trust "$T/b.pem"
 
 check "graceful shutdown at the end" bash -c "printf '%s\n' '{\"op\":\"shutdown\"}' | socat -t 5 - UNIX-CONNECT:$ctl_a | grep -q '\"ok\":true'"
 for _ in $(seq 120); do kill -0 $pb 2>/dev/null || break; sleep 1; done
