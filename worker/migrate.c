@@ -391,6 +391,8 @@ static uint64_t verify_clean_pages(struct sender *s)
 static int final_pass(struct sender *s, bool *unlocked)
 {
 	struct vm *vm = s->vm;
+	uint64_t t[5];
+	t[0] = monotonic_ns();
 	int rc = vm_quiesce_disks(vm);
 	if (rc < 0)
 		return rc;
@@ -402,14 +404,17 @@ static int final_pass(struct sender *s, bool *unlocked)
 	pthread_mutex_lock(&vm->vmbus.lock);
 	if (!collect(s, &left, false))
 		rc = state_fail(-errno, "cannot read the dirty log: %s", strerror(errno));
+	t[1] = monotonic_ns();
 	if (rc == 0 && s->verify && (s->st->unlogged = verify_clean_pages(s)))
 		vlog("migration: %llu pages changed that the dirty log did not name: sent again",
 		     (unsigned long long)s->st->unlogged);
+	t[2] = monotonic_ns();
 	if (rc == 0)
 		rc = send_pass(s, &sent, false);
 	if (rc == 0)
 		rc = vm_save_devices(vm, s->w);
 	pthread_mutex_unlock(&vm->vmbus.lock);
+	t[3] = monotonic_ns();
 	s->st->pages += sent;
 	s->st->last_dirty = sent;
 	s->st->passes++;
@@ -423,6 +428,11 @@ static int final_pass(struct sender *s, bool *unlocked)
 		return rc;
 	char msg[MIGRATE_MESSAGE_MAX + 1];
 	int kind = read_reply(s->fd, REPLY_TIMEOUT_MS, msg, sizeof(msg));
+	t[4] = monotonic_ns();
+	vlog("migration: paused pass: disks drained in %llu ms, verify %llu ms, %llu pages and the devices sent in "
+	     "%llu ms, the destination's restore %llu ms", (unsigned long long)((t[1] - t[0]) / 1000000),
+	     (unsigned long long)((t[2] - t[1]) / 1000000), (unsigned long long)sent,
+	     (unsigned long long)((t[3] - t[2]) / 1000000), (unsigned long long)((t[4] - t[3]) / 1000000));
 	if (kind == MIGRATE_ERROR)
 		return state_fail(-ECONNABORTED, "the destination failed: %s", msg);
 	if (kind != MIGRATE_READY)

@@ -99,6 +99,7 @@ migrate() { # migrate FROM-CTL FROM-PID TO-CTL NAME ADDRESS EXTRA-JSON [DEST OPT
   d=$(grep -ao 'DISK-OK [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   check "$4: its disk works on the destination" bash -c "$(declare -f wait_log); log='$log'; wait_log 60 'DISK-OK $((d + 2))' $lines"
   check "$4: the guest saw no SCSI reset, rescind or oops" bash -c "! tail -n +$lines '$log' | grep -qaiE 'storvsc.*(reset|abort)|rescind|Call Trace|Oops|BUG:'"
+  grep -h 'migration: pass\|paused pass' "$out"/vmwp-*.err | tail -4
   echo "FIGURES $4: total $(field total_ms "$reply") ms, downtime $(field downtime_ms "$reply") ms (worker), largest tick gap $(max_gap "$lines") ms (guest), $(field bytes "$reply") bytes, $(field passes "$reply") passes, last pass $(field last_pass_pages "$reply") pages, throttle $(field throttle_pct "$reply")%"
 }
 migrate "$ctl_a" $pa "$ctl_b" idle "unix:$stream" ""
