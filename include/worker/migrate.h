@@ -37,7 +37,8 @@ int migrate_reply_check(const struct migrate_reply *r);
 
 struct migrate_options {
 	uint32_t max_downtime_ms; /* the pause the last pass may take at the measured rate */
-	uint32_t max_passes;      /* dirty passes at most, then the last pass whatever is left */
+	uint32_t max_passes;      /* passes while the guest runs (the full one included), then the
+				   * paused pass whatever is left */
 	bool verify;              /* paused, hash every page not in the last dirty set against what
 				   * was sent, and resend those that differ (costs downtime: a
 				   * check of the dirty tracking) */

@@ -37,6 +37,7 @@ last_tick() { grep -ao 'TICK=[0-9]*' "$log" | tail -1 | cut -d= -f2; }
 max_gap() { tail -n +"$1" "$log" | grep -aoE 'TICK=[0-9]+ UP=[0-9.]+' | awk -F'UP=' '{ t = $2 * 1000; if (p && t - p > m) m = t - p; p = t } END { printf "%d", m }'; }
 field() { grep -o "\"$1\":[0-9]*" <<<"$2" | cut -d: -f2; }
 
+ip link set lo up 2>/dev/null # the TLS part goes over TCP on loopback
 "$B/hv" New-VHD -Path "$disk" -SizeBytes 64MB -Dynamic >/dev/null || exit 1
 guest='for i in $(seq 100); do [ -b /dev/sda ] && break; sleep 0.1; done
 (i=0; while :; do i=$((i+1)); read up idle </proc/uptime; echo "TICK=$i UP=$up"; sleep 0.1; done) &
