@@ -278,6 +278,14 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 			.key = json_string_value(json_object_get(req, "key")),
 			.trust = json_string_value(json_object_get(req, "trust")),
 		};
+		for (unsigned lun = 0; lun < worker_disk_count(); lun++) {
+			struct worker_disk_status ds;
+			if (worker_disk_status(lun, &ds) && ds.merge && !strcmp(ds.merge, "running")) {
+				char n[12];
+				snprintf(n, sizeof(n), "%u", lun);
+				return error_reply("a disk merge is running (LUN %s): migrate when it is done", n);
+			}
+		}
 		char err[512];
 		struct migrate_conn conn;
 		if (migrate_connect(address, &tls, &conn, err, sizeof(err)) < 0)
