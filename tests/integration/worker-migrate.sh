@@ -2,7 +2,7 @@
 # Live migration between two workers in one host (control request "migrate-send", vmwp
 # --incoming), over a Unix socket, with the stock guest sharing one disk image: the guest
 # prints a counter with its uptime every 0.1 s, writes and reads back its disk every second and,
-# once the host sets a KVP key, dirties 32 MiB of its RAM without pause.
+# once the host sets a KVP key, dirties 16 MiB of its RAM without pause.
 #  - faults first: a destination of another configuration, and one killed in mid-copy: the
 #    source says why and the guest keeps counting there;
 #  - an idle guest to a second worker: the same counter goes on there (no reboot), its disk
@@ -44,7 +44,7 @@ guest='for i in $(seq 100); do [ -b /dev/sda ] && break; sleep 0.1; done
 (i=0; while :; do i=$((i+1)); printf "block-%08d" $i | dd of=/dev/sda bs=4096 seek=$((i % 1000)) conv=sync oflag=direct 2>/dev/null
   [ "$(dd if=/dev/sda bs=4096 skip=$((i % 1000)) count=1 iflag=direct 2>/dev/null | head -c 14)" = "$(printf "block-%08d" $i)" ] && echo "DISK-OK $i"; sleep 1; done) &
 (while :; do if grep -qa DirtyNow /var/lib/hyperv/.kvp_pool_0 2>/dev/null; then [ -e /dev/shm/d ] || echo DIRTYING
-  dd if=/dev/urandom of=/dev/shm/d bs=1M count=32 conv=notrunc 2>/dev/null; else sleep 0.5; fi; done) &
+  dd if=/dev/urandom of=/dev/shm/d bs=1M count=16 conv=notrunc 2>/dev/null; else sleep 0.5; fi; done) &
 sleep 100000'
 args=(--memory 512M --cpus 2 --disk "$disk" --serial "file:$log")
 boot=(--kernel "$G/vmlinuz" --initrd "$G/initramfs.cpio.gz" --cmdline "console=ttyS0 quiet viridian.daemons $(viridian_cmdline_arg "$guest")")
@@ -128,7 +128,7 @@ ctl "$ctl_b" '{"op":"kvp-set","key":"ViridianMigrate","value":"DirtyNow"}' >/dev
 check "the guest dirties memory" bash -c "$(declare -f wait_log); log='$log'; wait_log 90 'DIRTYING'"
 sleep 3
 pold=$pb
-migrate "$ctl_b" $pold "$ctl_a" dirtying "tls:127.0.0.1:$port" ',"max_passes":12'"$src_tls" "${dst_tls[@]}" --migration-trust "$T/b.pem"
+migrate "$ctl_b" $pold "$ctl_a" dirtying "tls:127.0.0.1:$port" ',"max_passes":5'"$src_tls" "${dst_tls[@]}" --migration-trust "$T/b.pem"
 
 check "graceful shutdown at the end" bash -c "printf '%s\n' '{\"op\":\"shutdown\"}' | socat -t 5 - UNIX-CONNECT:$ctl_a | grep -q '\"ok\":true'"
 for _ in $(seq 120); do kill -0 $pb 2>/dev/null || break; sleep 1; done
