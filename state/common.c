@@ -53,6 +53,7 @@ const char *state_section_name(uint32_t type)
 	case STATE_SECTION_IC: return "ic";
 	case STATE_SECTION_RAM: return "ram";
 	case STATE_SECTION_RAM_CHUNK: return "ram-chunk";
+	case STATE_SECTION_RAM_PAGES: return "ram-pages";
 	}
 	return NULL;
 }
@@ -84,7 +85,8 @@ void state_encode_section_header(struct state_section_header *h, uint32_t type,
 
 size_t state_chunk_payload_max(void)
 {
-	return sizeof(struct state_ram_chunk) + ZSTD_compressBound(STATE_CHUNK_SIZE);
+	/* The larger header of the two page-carrying sections. */
+	return sizeof(struct state_ram_pages) + ZSTD_compressBound(STATE_CHUNK_SIZE);
 }
 
 /* The cursor: every get goes through take(), the one bounds check. */

@@ -19,7 +19,8 @@ void state_encode_section_header(struct state_section_header *h, uint32_t type,
 				 uint32_t instance, uint16_t version, uint16_t flags,
 				 const void *payload, uint64_t length);
 
-/* Bytes of the largest RAM_CHUNK payload: header plus the zstd bound of a full chunk. */
+/* Bytes of the largest RAM_CHUNK or RAM_PAGES payload: header plus the zstd bound of a full
+ * chunk. */
 size_t state_chunk_payload_max(void);
 
 #endif

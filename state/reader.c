@@ -41,7 +41,10 @@ struct state_reader {
 	bool ended;
 	bool ram_next;          /* the last section returned was RAM: state_reader_ram() may run */
 	bool in_ram;            /* RAM chunks may follow */
+	bool ram_seen;          /* RAM_PAGES may follow */
 	uint64_t ram_size;
+	ZSTD_DCtx *pages_dctx;  /* state_reader_pages(): made on first use */
+	uint8_t *pages_scratch;
 };
 
 static const uint8_t no_payload[1];
@@ -231,7 +234,10 @@ int state_reader_next(struct state_reader *r, struct state_section *sec)
 				return err;
 			continue;
 		}
-		if ((err = read_payload(r, &h, STATE_SECTION_MAX)))
+		bool pages = h.type == STATE_SECTION_RAM_PAGES;
+		if (pages && !r->ram_seen)
+			return fail(r, -EBADMSG, "corrupt: RAM pages before the RAM section", h.at);
+		if ((err = read_payload(r, &h, pages ? state_chunk_payload_max() : STATE_SECTION_MAX)))
 			return err;
 		if (h.type == STATE_SECTION_END) {
 			if (h.length)
@@ -242,7 +248,7 @@ int state_reader_next(struct state_reader *r, struct state_section *sec)
 		if (h.type == STATE_SECTION_RAM) {
 			if ((err = check_ram_header(r, &h)))
 				return err;
-			r->in_ram = r->ram_next = true;
+			r->in_ram = r->ram_next = r->ram_seen = true;
 		}
 		*sec = (struct state_section){
 			.type = h.type,
@@ -489,10 +495,69 @@ int state_reader_ram(struct state_reader *r, void *ram, uint64_t size, unsigned 
 	return 0;
 }
 
+int state_reader_pages(struct state_reader *r, const struct state_section *sec, void *ram, uint64_t size)
+{
+	if (r->error)
+		return r->error;
+	if (sec->type != STATE_SECTION_RAM_PAGES || size != r->ram_size)
+		return r->error = state_fail(-EINVAL, "saved state: not a RAM pages section, or RAM of "
+					     "%llu bytes for a saved %llu", (unsigned long long)size,
+					     (unsigned long long)r->ram_size);
+	if (sec->version != STATE_RAM_PAGES_VERSION)
+		return r->error = state_fail(-EPROTONOSUPPORT, "saved state: RAM pages version %u is not "
+					     "supported", sec->version);
+	struct state_ram_pages h;
+	if (sec->payload.size < sizeof(h))
+		return fail(r, -EBADMSG, "corrupt: a RAM pages section is too short", r->offset);
+	memcpy(&h, sec->payload.data, sizeof(h));
+	uint64_t offset = le64toh(h.offset);
+	if (offset % STATE_CHUNK_SIZE || offset >= size)
+		return fail(r, -EBADMSG, "corrupt: RAM pages outside RAM", r->offset);
+	uint64_t span = size - offset;
+	size_t pages = span < STATE_CHUNK_SIZE ? span / STATE_PAGE_SIZE : STATE_CHUNK_PAGES, ndata = 0;
+	for (size_t i = 0; i < STATE_CHUNK_PAGES; i++) {
+		bool sent = h.sent[i / 8] & (1u << (i % 8)), data = h.data[i / 8] & (1u << (i % 8));
+		if ((sent && i >= pages) || (data && !sent))
+			return fail(r, -EBADMSG, "corrupt: RAM pages past the end of RAM, or data for a page "
+				    "not sent", r->offset);
+		ndata += data;
+	}
+	const uint8_t *frame = sec->payload.data + sizeof(h);
+	size_t frame_len = sec->payload.size - sizeof(h);
+	if (ndata ? ZSTD_getFrameContentSize(frame, frame_len) != ndata * STATE_PAGE_SIZE : frame_len != 0)
+		return fail(r, -EBADMSG, "corrupt: a RAM pages frame's size does not match its pages", r->offset);
+	if (ndata && !r->pages_dctx) {
+		r->pages_dctx = ZSTD_createDCtx();
+		r->pages_scratch = malloc(STATE_CHUNK_SIZE);
+		if (!r->pages_dctx || !r->pages_scratch)
+			return r->error = state_fail(-ENOMEM, "saved state: out of memory");
+		ZSTD_DCtx_setParameter(r->pages_dctx, ZSTD_d_windowLogMax, RAM_WINDOW_LOG);
+	}
+	if (ndata) {
+		size_t n = ZSTD_decompressDCtx(r->pages_dctx, r->pages_scratch, ndata * STATE_PAGE_SIZE, frame, frame_len);
+		if (ZSTD_isError(n) || n != ndata * STATE_PAGE_SIZE)
+			return fail(r, -EBADMSG, "corrupt: a RAM pages frame does not decompress", r->offset);
+	}
+	/* Only once the whole frame is good does RAM change. */
+	uint8_t *dst = (uint8_t *)ram + offset;
+	const uint8_t *src = r->pages_scratch;
+	for (size_t i = 0; i < pages; i++, dst += STATE_PAGE_SIZE) {
+		if (!(h.sent[i / 8] & (1u << (i % 8))))
+			continue;
+		if (h.data[i / 8] & (1u << (i % 8)))
+			memcpy(dst, src, STATE_PAGE_SIZE), src += STATE_PAGE_SIZE;
+		else
+			memset(dst, 0, STATE_PAGE_SIZE);
+	}
+	return 0;
+}
+
 void state_reader_close(struct state_reader *r)
 {
 	if (!r)
 		return;
+	ZSTD_freeDCtx(r->pages_dctx);
+	free(r->pages_scratch);
 	free(r->buf);
 	free(r);
 }

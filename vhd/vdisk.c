@@ -187,6 +187,16 @@ int vdisk_flush(struct vdisk *d)
 	return d->writable ? d->ops->flush(d) : 0;
 }
 
+int vdisk_lock(struct vdisk *d, bool on)
+{
+	int op = on ? (d->writable ? LOCK_EX : LOCK_SH) | LOCK_NB : LOCK_UN;
+	if (flock(d->f.fd, op) == 0)
+		return 0;
+	int r = errno;
+	return vd_err(r == EWOULDBLOCK ? EBUSY : r, d->path, r == EWOULDBLOCK ? "in use by another process or handle" : "cannot lock: %s",
+		      strerror(r));
+}
+
 int vdisk_discard(struct vdisk *d, uint64_t off, uint64_t len)
 {
 	if (!d->writable)

@@ -17,6 +17,7 @@
 #include "vsp/vss.h"
 #include "worker/control.h"
 #include "worker/log.h"
+#include "worker/migrate.h"
 #include "worker/net.h"
 #include "worker/saved_state.h"
 #include "worker/storage.h"
@@ -31,7 +32,7 @@ static const char *ic_state_name(const struct ic_dev *ic)
 
 static json_t *error_reply(const char *fmt, const char *arg)
 {
-	char msg[256];
+	char msg[1024];
 	snprintf(msg, sizeof(msg), fmt, arg ? arg : "");
 	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
@@ -257,6 +258,55 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		     (unsigned long long)st.total_ms, (unsigned long long)st.ram_ms);
 		return json_pack("{s:b, s:s, s:I, s:I, s:I}", "ok", 1, "state", "Paused", "bytes", (json_int_t)st.bytes,
 				 "save_ms", (json_int_t)st.total_ms, "ram_ms", (json_int_t)st.ram_ms);
+	}
+	if (!strcmp(op, "migrate-send")) {
+		const char *address = json_string_value(json_object_get(req, "address"));
+		json_t *down = json_object_get(req, "max_downtime_ms"), *passes = json_object_get(req, "max_passes");
+		struct migrate_options mo = { .max_downtime_ms = 300, .max_passes = 30 };
+		if (!address || (down && (!json_is_integer(down) || json_integer_value(down) < 1 ||
+					  json_integer_value(down) > 60000)) ||
+		    (passes && (!json_is_integer(passes) || json_integer_value(passes) < 1 || json_integer_value(passes) > 1000)))
+			return error_reply("migrate-send needs \"address\" (unix:PATH or tcp:HOST:PORT); "
+					   "\"max_downtime_ms\" 1..60000 and \"max_passes\" 1..1000 are optional%s", "");
+		if (down)
+			mo.max_downtime_ms = (uint32_t)json_integer_value(down);
+		if (passes)
+			mo.max_passes = (uint32_t)json_integer_value(passes);
+		mo.verify = json_is_true(json_object_get(req, "verify"));
+		struct migrate_tls_config tls = {
+			.cert = json_string_value(json_object_get(req, "cert")),
+			.key = json_string_value(json_object_get(req, "key")),
+			.trust = json_string_value(json_object_get(req, "trust")),
+		};
+		for (unsigned lun = 0; lun < worker_disk_count(); lun++) {
+			struct worker_disk_status ds;
+			if (worker_disk_status(lun, &ds) && ds.merge && !strcmp(ds.merge, "running")) {
+				char n[12];
+				snprintf(n, sizeof(n), "%u", lun);
+				return error_reply("a disk merge is running (LUN %s): migrate when it is done", n);
+			}
+		}
+		char err[512];
+		struct migrate_conn conn;
+		if (migrate_connect(address, &tls, &conn, err, sizeof(err)) < 0)
+			return error_reply("%s", err);
+		struct migrate_stats st;
+		int rc = migrate_send(vm, conn.fd, &mo, &st);
+		migrate_close(&conn); /* GO must be out before this worker exits */
+		if (rc < 0) {
+			vlog("migration to %s failed: %s", address, state_last_error());
+			return error_reply("%s", state_last_error());
+		}
+		vlog("migrated to %s: %llu bytes, %llu pages in %u passes, %llu ms, downtime %llu ms (last pass %llu pages, "
+		     "%llu unlogged), throttle %u%%", address, (unsigned long long)st.bytes, (unsigned long long)st.pages,
+		     st.passes, (unsigned long long)st.total_ms, (unsigned long long)st.downtime_ms,
+		     (unsigned long long)st.last_dirty, (unsigned long long)st.unlogged, st.throttle_pct);
+		vm_request_exit(vm, VM_MIGRATED, NULL);
+		return json_pack("{s:b, s:s, s:I, s:I, s:i, s:I, s:I, s:I, s:I, s:i, s:I}", "ok", 1, "state", "Migrated",
+				 "bytes", (json_int_t)st.bytes, "pages", (json_int_t)st.pages, "passes", (int)st.passes,
+				 "total_ms", (json_int_t)st.total_ms, "downtime_ms", (json_int_t)st.downtime_ms,
+				 "last_pass_pages", (json_int_t)st.last_dirty, "unlogged_pages", (json_int_t)st.unlogged,
+				 "throttle_pct", (int)st.throttle_pct, "rate_kbps", (json_int_t)st.rate_kbps);
 	}
 	if (!strcmp(op, "disk-switch")) {
 		json_t *lun = json_object_get(req, "lun");

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "worker/diskboot.h"
 #include "worker/linux_boot.h"
 #include "worker/log.h"
+#include "worker/migrate.h"
 #include "worker/net.h"
 #include "worker/options.h"
 #include "worker/saved_state.h"
@@ -84,20 +86,33 @@ static struct state_reader *open_saved_state(const char *path, const uint8_t dig
 	return r;
 }
 
-/* Removes --restore PATH / --restore=PATH from argv (in place, keeping its NULL end). */
+/* Removes --restore and --incoming (PATH as the next argument or after '=') from argv, in
+ * place, keeping its NULL end. */
 static void drop_restore(char **argv)
 {
 	int out = 0;
 	for (int i = 0; argv[i]; i++) {
-		if (!strcmp(argv[i], "--restore") && argv[i + 1]) {
+		if ((!strcmp(argv[i], "--restore") || !strcmp(argv[i], "--incoming")) && argv[i + 1]) {
 			i++;
 			continue;
 		}
-		if (!strncmp(argv[i], "--restore=", 10))
+		if (!strncmp(argv[i], "--restore=", 10) || !strncmp(argv[i], "--incoming=", 11))
 			continue;
 		argv[out++] = argv[i];
 	}
 	argv[out] = NULL;
+}
+
+/* --incoming: the disks and adapters are opened once the source has let go of them. */
+static int attach_incoming(void *ctx)
+{
+	struct vm *vm = ((void **)ctx)[0];
+	const struct worker_options *o = ((void **)ctx)[1];
+	char err[512];
+	if (!worker_open_disks(o, err, sizeof(err)) || !worker_open_nics(o, err, sizeof(err)) ||
+	    !worker_attach_disks(&vm->vmbus, err, sizeof(err)) || !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
+		return state_fail(-EBUSY, "%s", err);
+	return 0;
 }
 
 static struct termios saved_tty;
@@ -173,6 +188,7 @@ int main(int argc, char **argv)
 {
 	struct worker_options opt;
 	char err[512];
+	signal(SIGPIPE, SIG_IGN); /* a peer's socket that goes away is an error return, not death */
 	if (!worker_options_parse(&opt, argc, argv, err, sizeof(err))) {
 		fprintf(stderr, "vmwp: error: %s (see vmwp --help)\n", err);
 		return 1;
@@ -185,7 +201,7 @@ int main(int argc, char **argv)
 	/* Booting from disk: the sandboxed loader is forked before anything of the VM exists, so
 	 * it inherits nothing but what it needs. */
 	struct diskboot_result fromdisk = { .kernel = NULL };
-	bool boot_from_disk = !opt.kernel && !opt.restore_path;
+	bool boot_from_disk = !opt.kernel && !opt.restore_path && !opt.incoming;
 	if (boot_from_disk) {
 		if (!diskboot_load(opt.disks[0].path, opt.memory, &fromdisk, err, sizeof(err)))
 			return vfail("%s", err);
@@ -235,19 +251,37 @@ int main(int argc, char **argv)
 	int saved_fd = -1;
 	if (opt.restore_path && !(saved = open_saved_state(opt.restore_path, digest, &saved_fd)))
 		return 1;
-	if (!worker_open_disks(&opt, err, sizeof(err)) || !worker_open_nics(&opt, err, sizeof(err)))
+	/* A migration's source still holds the disks and adapters: opened when it lets go. */
+	if (!opt.incoming && (!worker_open_disks(&opt, err, sizeof(err)) || !worker_open_nics(&opt, err, sizeof(err))))
+		return vfail("%s", err);
+	struct migrate_conn incoming = { .fd = -1 };
+	struct migrate_tls_config tls = { opt.migration_cert, opt.migration_key, opt.migration_trust };
+	if (opt.incoming && migrate_accept(opt.incoming, &tls, &incoming, err, sizeof(err)) < 0)
 		return vfail("%s", err);
 
 	struct vm *vm = vm_create(&cfg, err, sizeof(err));
 	if (!vm)
 		return vfail("%s", err);
 	memcpy(vm->config_digest, digest, sizeof(digest));
-	if (saved) {
+	if (opt.incoming) {
+		uint64_t start = monotonic_ns();
+		void *ctx[2] = { vm, &opt };
+		int rc = migrate_receive(vm, incoming.fd, attach_incoming, ctx);
+		migrate_close(&incoming); /* an ERROR goes out before the worker exits */
+		if (rc < 0)
+			return vfail("live migration from %s failed: %s", opt.incoming, state_last_error());
+		vmbus_host_restored(&vm->vmbus, hv_reference_time(&vm->hv, 0));
+		pthread_mutex_lock(&vm->vmbus.lock);
+		if (vm->vmbus.timesync)
+			ic_timesync_send(vm->vmbus.timesync, ICTIMESYNCFLAG_SYNC);
+		pthread_mutex_unlock(&vm->vmbus.lock);
+		vlog("live migration received in %llu ms", (unsigned long long)((monotonic_ns() - start) / 1000000));
+	} else if (saved) {
 		/* The devices are registered in the saved VM's order before their sections are read. */
 		if (!worker_attach_disks(&vm->vmbus, err, sizeof(err)) || !worker_attach_nics(&vm->vmbus, err, sizeof(err)))
 			return vfail("%s", err);
 		uint64_t restore_start = monotonic_ns();
-		if (vm_restore(vm, saved) < 0)
+		if (vm_restore(vm, saved, NULL, NULL) < 0)
 			return vfail("cannot restore %s: %s", opt.restore_path, state_last_error());
 		state_reader_close(saved);
 		close(saved_fd);
@@ -311,6 +345,11 @@ int main(int argc, char **argv)
 	case VM_STOPPED:
 		vlog("stopped by the host");
 		return 0;
+	case VM_MIGRATED:
+		/* The destination has the disks now: no close, no flush (quiesced before the hand-over). */
+		vlog("live-migrated: the VM runs on the destination");
+		fflush(NULL);
+		_exit(0);
 	case VM_FAILED:
 	default:
 		return vfail("%s", vm->error[0] ? vm->error : "the VM stopped unexpectedly");

@@ -46,7 +46,7 @@ const char *worker_ic_name(unsigned ic)
 
 const char *worker_options_usage(void)
 {
-	return "usage: vmwp [--kernel PATH [--initrd PATH] [--cmdline STR]] [--restore PATH] [--memory SIZE] [--cpus N]\n"
+	return "usage: vmwp [--kernel PATH [--initrd PATH] [--cmdline STR]] [--restore PATH|--incoming ADDR] [--memory SIZE] [--cpus N]\n"
 	       "            [--disk PATH[,ro]]... [--dvd ISO|'']... [--serial stdio|file:PATH] [--control PATH.sock]\n"
 	       "            [--nic [tap=NAME|switch=PATH][,...]]... [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
@@ -58,6 +58,13 @@ const char *worker_options_usage(void)
 	       "  --restore PATH    resume the VM saved to PATH (control request \"save\") instead of\n"
 	       "                    booting; the other options must describe the same VM. --kernel\n"
 	       "                    is then optional: it is what a guest reset boots\n"
+	       "  --incoming ADDR   receive the VM live-migrated from another worker (control request\n"
+	       "                    \"migrate-send\") on unix:PATH, tcp:HOST:PORT, tls:HOST:PORT (mutual\n"
+	       "                    TLS 1.3) or a connected socket fd:N; the other options must\n"
+	       "                    describe the same VM\n"
+	       "  --migration-cert PATH, --migration-key PATH, --migration-trust PATH\n"
+	       "                    tls: this host's certificate and key, and the certificates (or\n"
+	       "                    CAs) of the sources it accepts, PEM\n"
 	       "  --memory SIZE     guest RAM: 512M, 2G ... (default 512M, multiple of 2 MiB)\n"
 	       "  --cpus N          virtual processors, 1..64 (default 1)\n"
 	       "  --disk PATH[,ro]  a VHD, VHDX or raw disk image on the synthetic SCSI controller\n"
@@ -147,7 +154,7 @@ static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, c
 
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
-	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC, OPT_RESTORE, OPT_DVD };
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC, OPT_RESTORE, OPT_DVD, OPT_INCOMING, OPT_MIG_CERT, OPT_MIG_KEY, OPT_MIG_TRUST };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -163,6 +170,10 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		{ "nic", required_argument, NULL, OPT_NIC },
 		{ "disable-ic", required_argument, NULL, OPT_DISABLE_IC },
 		{ "restore", required_argument, NULL, OPT_RESTORE },
+		{ "incoming", required_argument, NULL, OPT_INCOMING },
+		{ "migration-cert", required_argument, NULL, OPT_MIG_CERT },
+		{ "migration-key", required_argument, NULL, OPT_MIG_KEY },
+		{ "migration-trust", required_argument, NULL, OPT_MIG_TRUST },
 		{ NULL, 0, NULL, 0 },
 	};
 	*o = (struct worker_options){ .cmdline = "console=ttyS0", .memory = WORKER_DEFAULT_MEMORY, .cpus = 1 };
@@ -178,6 +189,17 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		switch (c) {
 		case OPT_KERNEL: o->kernel = optarg; break;
 		case OPT_RESTORE: o->restore_path = optarg; break;
+		case OPT_INCOMING:
+			if (strncmp(optarg, "unix:", 5) && strncmp(optarg, "tcp:", 4) && strncmp(optarg, "tls:", 4) &&
+			    strncmp(optarg, "fd:", 3)) {
+				snprintf(err, errlen, "--incoming %s: want unix:PATH, tcp:HOST:PORT, tls:HOST:PORT or fd:N", optarg);
+				return false;
+			}
+			o->incoming = optarg;
+			break;
+		case OPT_MIG_CERT: o->migration_cert = optarg; break;
+		case OPT_MIG_KEY: o->migration_key = optarg; break;
+		case OPT_MIG_TRUST: o->migration_trust = optarg; break;
 		case OPT_INITRD: o->initrd = optarg; break;
 		case OPT_CMDLINE: o->cmdline = optarg; cmdline_given = true; break;
 		case OPT_MEMORY:
@@ -286,11 +308,19 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 		snprintf(err, errlen, "unexpected argument %s", argv[optind]);
 		return false;
 	}
-	if (!o->kernel && !o->restore_path && !o->ndisks) {
-		snprintf(err, errlen, "nothing to boot: give --kernel, a --disk to boot from, or --restore");
+	if (o->restore_path && o->incoming) {
+		snprintf(err, errlen, "--restore and --incoming exclude each other");
 		return false;
 	}
-	if (!o->kernel && !o->restore_path && (o->initrd || cmdline_given)) {
+	if (o->incoming && !strncmp(o->incoming, "tls:", 4) && (!o->migration_cert || !o->migration_key || !o->migration_trust)) {
+		snprintf(err, errlen, "--incoming tls: needs --migration-cert, --migration-key and --migration-trust");
+		return false;
+	}
+	if (!o->kernel && !o->restore_path && !o->incoming && !o->ndisks) {
+		snprintf(err, errlen, "nothing to boot: give --kernel, a --disk to boot from, --restore or --incoming");
+		return false;
+	}
+	if (!o->kernel && !o->restore_path && !o->incoming && (o->initrd || cmdline_given)) {
 		snprintf(err, errlen, "--initrd and --cmdline go with --kernel (booting from disk takes them from its boot configuration)");
 		return false;
 	}

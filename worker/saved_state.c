@@ -262,12 +262,10 @@ static int restore_irqchip(struct vm *vm, struct state_cursor *c)
 
 /* ---- the file ---- */
 
-static int save_sections(struct vm *vm, struct state_writer *w, struct vm_save_stats *stats)
+int vm_save_devices(struct vm *vm, struct state_writer *w)
 {
-	uint64_t t0 = monotonic_ns();
-	int rc = state_writer_ram(w, vm->mem.ram, vm->mem.ram_size);
-	stats->ram_ms = (monotonic_ns() - t0) / 1000000;
-	if (rc < 0 || (rc = save_irqchip(vm, w)) < 0)
+	int rc = save_irqchip(vm, w);
+	if (rc < 0)
 		return rc;
 	struct kvm_msr_list *msrs = msr_index_list(vm);
 	if (!msrs)
@@ -282,6 +280,31 @@ static int save_sections(struct vm *vm, struct state_writer *w, struct vm_save_s
 	rc = acpi_pm_save(&vm->pm, w);
 	pthread_mutex_unlock(&vm->pm_lock);
 	return rc < 0 ? rc : vmbus_server_save(vm->vmbus.server, w);
+}
+
+static int save_sections(struct vm *vm, struct state_writer *w, struct vm_save_stats *stats)
+{
+	uint64_t t0 = monotonic_ns();
+	int rc = state_writer_ram(w, vm->mem.ram, vm->mem.ram_size);
+	stats->ram_ms = (monotonic_ns() - t0) / 1000000;
+	return rc < 0 ? rc : vm_save_devices(vm, w);
+}
+
+int vm_quiesce_disks(struct vm *vm)
+{
+	int rc;
+	for (int tries = 1;; tries++) {
+		rc = worker_disks_quiesce(DRAIN_STEP_MS);
+		if (rc != -ETIMEDOUT || tries == DRAIN_TRIES)
+			break;
+		/* Completions may wait for ring space that only the guest frees: let it run a moment
+		 * (it may start new requests; the next drain waits for those too). */
+		vm_resume(vm);
+		usleep(20000);
+		if (!vm_pause(vm))
+			return state_fail(-ESHUTDOWN, "the VM stopped while its disks were drained");
+	}
+	return rc;
 }
 
 static int fsync_dir_of(const char *path)
@@ -304,18 +327,7 @@ int vm_save_file(struct vm *vm, const char *path, const uint8_t digest[STATE_DIG
 	char tmp[PATH_MAX];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.partial", path) >= sizeof(tmp))
 		return state_fail(-ENAMETOOLONG, "saved state path too long");
-	int rc;
-	for (int tries = 1;; tries++) {
-		rc = worker_disks_quiesce(DRAIN_STEP_MS);
-		if (rc != -ETIMEDOUT || tries == DRAIN_TRIES)
-			break;
-		/* Completions may wait for ring space that only the guest frees: let it run a moment
-		 * (it may start new requests; the next drain waits for those too). */
-		vm_resume(vm);
-		usleep(20000);
-		if (!vm_pause(vm))
-			return state_fail(-ESHUTDOWN, "the VM stopped during the save");
-	}
+	int rc = vm_quiesce_disks(vm);
 	if (rc < 0)
 		return rc;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -358,7 +370,8 @@ enum restore_stage { AT_RAM, AT_IRQCHIP, AT_VCPUS, AT_PARTITION, AT_DEVICES, AT_
 static int stage_of(uint32_t type)
 {
 	switch (type) {
-	case STATE_SECTION_RAM: return AT_RAM;
+	case STATE_SECTION_RAM:
+	case STATE_SECTION_RAM_PAGES: return AT_RAM;
 	case STATE_SECTION_IRQCHIP: return AT_IRQCHIP;
 	case STATE_SECTION_VCPU: return AT_VCPUS;
 	case STATE_SECTION_PARTITION:
@@ -390,6 +403,8 @@ static int restore_section(struct vm *vm, struct state_reader *r, struct state_s
 	switch (sec->type) {
 	case STATE_SECTION_RAM:
 		return restore_ram(vm, r);
+	case STATE_SECTION_RAM_PAGES:
+		return state_reader_pages(r, sec, vm->mem.ram, vm->mem.ram_size);
 	case STATE_SECTION_IRQCHIP:
 		return restore_irqchip(vm, &sec->payload);
 	case STATE_SECTION_VCPU:
@@ -421,7 +436,7 @@ static int restore_section(struct vm *vm, struct state_reader *r, struct state_s
 	}
 }
 
-int vm_restore(struct vm *vm, struct state_reader *r)
+int vm_restore(struct vm *vm, struct state_reader *r, int (*before_devices)(void *ctx), void *ctx)
 {
 	bool vcpu_done[VM_MAX_VCPUS] = { false };
 	uint32_t seen = 0; /* bit per stage */
@@ -438,6 +453,17 @@ int vm_restore(struct vm *vm, struct state_reader *r)
 		if (at < stage) {
 			rc = state_fail(-EINVAL, "the %s section comes too late: the file is not in the order vmwp writes",
 					name);
+			break;
+		}
+		if (at > AT_RAM && stage == AT_RAM && before_devices && (seen & 1u << AT_RAM)) {
+			pthread_mutex_unlock(&vm->vmbus.lock); /* attaching devices takes it */
+			rc = before_devices(ctx);
+			pthread_mutex_lock(&vm->vmbus.lock);
+			if (rc < 0)
+				break;
+		}
+		if (sec.type == STATE_SECTION_RAM && (seen & 1u << AT_RAM)) {
+			rc = state_fail(-EINVAL, "the saved state has two RAM sections");
 			break;
 		}
 		stage = at;

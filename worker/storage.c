@@ -190,6 +190,15 @@ int worker_disks_quiesce(unsigned timeout_ms)
 	return 0;
 }
 
+int worker_disks_lock(bool on)
+{
+	for (unsigned i = 0; i < nattached; i++) {
+		if (vdisk_lock(attached[i].disk, on) < 0)
+			return state_fail(-EBUSY, "disk %s: %s", paths[i], vdisk_last_error());
+	}
+	return 0;
+}
+
 /* ---- disk-switch ---- */
 
 struct switch_ctx {

@@ -67,10 +67,15 @@ static void *vm_guarded_gpa_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 	return guest_guard_hva(gpa, len);
 }
 
+/* Every host write into guest RAM comes with a grant: live migration resends those pages, and
+ * the guest-write check (when on) opens the view for them. */
 static void vm_grant(void *opaque, void *hva, uint64_t len, bool on)
 {
-	(void)opaque;
-	guest_guard_grant(hva, len, on);
+	struct vm *vm = opaque;
+	const uint8_t *base = guest_guard_active() ? guest_guard_hva(0, 1) : vm->mem.ram;
+	host_writes_grant(&vm->host_writes, (uint64_t)((const uint8_t *)hva - base), len, on);
+	if (guest_guard_active())
+		guest_guard_grant(hva, len, on);
 }
 
 /* Called on the vCPU's own thread (MSR exits), where reading its TSC is cheap and safe. */
@@ -217,6 +222,10 @@ static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen
 		madvise(ram, bytes, getenv("VIRIDIAN_VMWP_NOHUGEPAGE") ? MADV_NOHUGEPAGE : MADV_HUGEPAGE);
 	}
 	guest_layout_init(&vm->mem, ram, bytes);
+	if (!host_writes_init(&vm->host_writes, bytes)) {
+		set_error(err, errlen, "out of memory");
+		return false;
+	}
 	struct kvm_userspace_memory_region low = {
 		.slot = 0, .guest_phys_addr = 0, .memory_size = vm->mem.low_size,
 		.userspace_addr = (uint64_t)ram,
@@ -230,6 +239,59 @@ static bool setup_memory(struct vm *vm, uint64_t bytes, char *err, size_t errlen
 		set_error(err, errlen, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
 		return false;
 	}
+	return true;
+}
+
+/* The two memslots setup_memory made: RAM below the hole, then above 4 GiB. */
+static struct kvm_userspace_memory_region ram_slot(const struct vm *vm, unsigned slot, bool log)
+{
+	struct kvm_userspace_memory_region r = { .slot = slot, .flags = log ? KVM_MEM_LOG_DIRTY_PAGES : 0 };
+	if (slot == 0) {
+		r.memory_size = vm->mem.low_size;
+		r.userspace_addr = (uint64_t)vm->mem.ram;
+	} else {
+		r.guest_phys_addr = HIGH_RAM_START;
+		r.memory_size = vm->mem.ram_size - vm->mem.low_size;
+		r.userspace_addr = (uint64_t)vm->mem.ram + vm->mem.low_size;
+	}
+	return r;
+}
+
+bool vm_dirty_log(struct vm *vm, bool on)
+{
+	for (unsigned slot = 0; slot < 2; slot++) {
+		struct kvm_userspace_memory_region r = ram_slot(vm, slot, on);
+		if (r.memory_size && ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &r) < 0)
+			return false;
+	}
+	return true;
+}
+
+bool vm_dirty_collect(struct vm *vm, uint64_t *dirty)
+{
+	uint64_t *bits = NULL;
+	for (unsigned slot = 0; slot < 2; slot++) {
+		struct kvm_userspace_memory_region r = ram_slot(vm, slot, true);
+		if (!r.memory_size)
+			continue;
+		uint64_t pages = r.memory_size / 4096, words = (pages + 63) / 64;
+		free(bits);
+		if (!(bits = calloc(words, sizeof(*bits))))
+			return false;
+		struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bits };
+		if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0) {
+			int e = errno;
+			free(bits);
+			errno = e;
+			return false;
+		}
+		/* Slot 1's pages follow slot 0's in the packed RAM; low_size is whole 2 MiB. */
+		uint64_t first = (r.userspace_addr - (uint64_t)vm->mem.ram) / 4096;
+		for (uint64_t w = 0; w < words; w++)
+			dirty[first / 64 + w] |= bits[w];
+	}
+	free(bits);
+	host_writes_collect(&vm->host_writes, dirty);
 	return true;
 }
 
@@ -391,7 +453,7 @@ static bool create_vcpus(struct vm *vm, char *err, size_t errlen)
 			bool guarded = guest_guard_active();
 			struct hv_platform platform = {
 				.gpa_to_hva = guarded ? vm_guarded_gpa_to_hva : vm_gpa_to_hva, .guest_tsc = vm_guest_tsc,
-				.inject = vm_inject, .grant = guarded ? vm_grant : NULL, .opaque = vm,
+				.inject = vm_inject, .grant = vm_grant, .opaque = vm,
 			};
 			hv_partition_init(&vm->hv, vm->ncpus, vm->tsc_khz, VM_HYPERCALL_PORT, &platform);
 			if (!vmbus_host_init(&vm->vmbus, &vm->hv, vm->disabled_ics)) {
@@ -857,6 +919,7 @@ void vm_destroy(struct vm *vm)
 	hv_partition_destroy(&vm->hv);
 	if (vm->mem.ram)
 		munmap(vm->mem.ram, vm->mem.ram_size);
+	host_writes_free(&vm->host_writes);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)

@@ -58,6 +58,7 @@ enum state_section_type {
 	/* library: guest RAM */
 	STATE_SECTION_RAM = 0x0F00,       /* struct state_ram_header, then the RAM_CHUNKs */
 	STATE_SECTION_RAM_CHUNK = 0x0F01, /* struct state_ram_chunk, then one zstd frame */
+	STATE_SECTION_RAM_PAGES = 0x0F02, /* live migration: struct state_ram_pages, then one zstd frame */
 };
 
 /* Section flags. */
@@ -118,8 +119,23 @@ struct state_ram_chunk {
 _Static_assert(sizeof(struct state_ram_chunk) == 72, "ram chunk");
 _Static_assert(offsetof(struct state_ram_chunk, present) == 8, "present bitmap");
 
+/* STATE_SECTION_RAM_PAGES payload, version 1 (live migration, docs/savedstate.md): pages of
+ * one chunk that replace what the reader has. A page whose sent bit is clear is left as it is;
+ * one with sent set and data clear becomes zeros; one with both set is the next page of the
+ * frame. data is a subset of sent. They come after the RAM section (of a RAM with no chunks)
+ * in any order and number: a later one for a page wins. */
+struct state_ram_pages {
+	uint64_t offset;               /* into guest RAM, a multiple of chunk_size */
+	uint8_t sent[STATE_CHUNK_PAGES / 8];
+	uint8_t data[STATE_CHUNK_PAGES / 8];
+} __attribute__((packed));
+_Static_assert(sizeof(struct state_ram_pages) == 136, "ram pages");
+_Static_assert(offsetof(struct state_ram_pages, sent) == 8, "sent bitmap");
+_Static_assert(offsetof(struct state_ram_pages, data) == 72, "data bitmap");
+
 #define STATE_RAM_VERSION 1
 #define STATE_RAM_CHUNK_VERSION 1
+#define STATE_RAM_PAGES_VERSION 1
 
 /* A description of the last failure on this thread. */
 const char *state_last_error(void);
@@ -155,6 +171,21 @@ int state_section_end(struct state_writer *w);
 /* Guest RAM from one region: a RAM section, then a RAM_CHUNK for each 2 MiB chunk that has
  * a non-zero page. size must be a multiple of STATE_PAGE_SIZE. */
 int state_writer_ram(struct state_writer *w, const void *ram, uint64_t size);
+
+/* Live migration: the RAM section alone (RAM of size bytes, no chunks: all zeros so far);
+ * RAM_PAGES sections fill it. */
+int state_writer_ram_begin(struct state_writer *w, uint64_t size);
+
+/* Live migration: one RAM_PAGES section with the pages of the chunk at offset (a multiple of
+ * STATE_CHUNK_SIZE, below size) whose bits are set in mask (bit i, LSB first: page i of the
+ * chunk); zero pages are sent as bits only. Each page is copied once and sent as copied; with
+ * hashes (may be NULL), hashes[i] gets state_page_hash() of what page i was sent as. The number
+ * of pages sent (0: none was selected, no section) with the section's bytes added to *sent (may
+ * be NULL), or a negative errno. */
+int state_writer_pages(struct state_writer *w, const void *ram, uint64_t size, uint64_t offset,
+		       const uint8_t mask[STATE_CHUNK_PAGES / 8], uint64_t *hashes, uint64_t *sent);
+/* A 64-bit hash of one STATE_PAGE_SIZE page: live migration's check that a page is as sent. */
+uint64_t state_page_hash(const void *page);
 
 /* Writes the END section and frees the writer (also on failure). */
 int state_writer_finish(struct state_writer *w);
@@ -214,6 +245,11 @@ int state_reader_next(struct state_reader *r, struct state_section *sec);
  * flags has STATE_RAM_ZEROED (the region is known to be zero, e.g. a fresh mmap). */
 #define STATE_RAM_ZEROED 0x1
 int state_reader_ram(struct state_reader *r, void *ram, uint64_t size, unsigned flags);
+
+/* A RAM_PAGES section that state_reader_next() returned: its pages into ram (size bytes, the
+ * RAM section's size). Every bitmap, offset and frame size is checked first; 0, or a negative
+ * errno (then ram may hold some of its pages). */
+int state_reader_pages(struct state_reader *r, const struct state_section *sec, void *ram, uint64_t size);
 
 void state_reader_close(struct state_reader *r);
 

@@ -81,6 +81,10 @@ int vdisk_close(struct vdisk *d); /* flushes a writable disk; always frees it */
 int vdisk_read(struct vdisk *d, void *buf, uint64_t off, size_t len);
 int vdisk_write(struct vdisk *d, const void *buf, uint64_t off, size_t len);
 int vdisk_flush(struct vdisk *d);
+/* Drops (on false) or takes again (on true) the image's lock that vdisk_open took: live
+ * migration hands a flushed disk to another process and takes it back if that fails. The
+ * parents' shared locks stay. -EBUSY while another process holds it. */
+int vdisk_lock(struct vdisk *d, bool on);
 /* Trim: the range may read back as zeros afterwards (and in a differencing disk, no longer
  * as the parent's data). Unaligned edges are ignored. */
 int vdisk_discard(struct vdisk *d, uint64_t off, uint64_t len);

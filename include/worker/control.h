@@ -19,6 +19,9 @@
  *   {"op":"nic-disconnect","nic":N}      pull its cable
  *   {"op":"console-input","data":B64}    keyboard bytes (base64, at most 4096) into COM1;
  *                                        "accepted" says how many fit in its FIFO
+ *   {"op":"migrate-send","address":A,"max_downtime_ms":N,"max_passes":N,"verify":B}
+ *                                        live migration to vmwp --incoming A (worker/migrate.h);
+ *                                        on success the worker exits
  * Replies carry "ok": true, or "ok": false with "error". */
 #ifndef VIRIDIAN_WORKER_CONTROL_H
 #define VIRIDIAN_WORKER_CONTROL_H

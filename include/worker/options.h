@@ -36,6 +36,8 @@ struct worker_disk {
 struct worker_options {
 	const char *kernel;      /* NULL: boot from disks[0] (with restore_path: what a reset boots) */
 	const char *restore_path; /* --restore: a saved state to resume instead of booting */
+	const char *incoming;    /* --incoming: unix:PATH, tcp:HOST:PORT, tls:HOST:PORT or fd:N to receive a live migration on */
+	const char *migration_cert, *migration_key, *migration_trust; /* --migration-*: PEM files for tls: */
 	const char *initrd;      /* NULL: none */
 	const char *cmdline;
 	uint64_t memory;         /* bytes, a multiple of 2 MiB */

@@ -32,9 +32,19 @@ struct vm_save_stats {
 int vm_save_file(struct vm *vm, const char *path, const uint8_t digest[STATE_DIGEST_SIZE],
 		 struct vm_save_stats *stats);
 
-/* Restores the created, not yet started VM (disks and adapters attached) from r, opened with
- * the VM's digest. 0, or a negative errno with state_last_error() set (the VM is then unusable:
- * destroy it). */
-int vm_restore(struct vm *vm, struct state_reader *r);
+/* The parts of a save after guest RAM, in file order (IRQCHIP .. the VSPs' sections): the VM
+ * paused, its disks quiesced, vm->vmbus.lock held. Live migration sends them after the pages. */
+int vm_save_devices(struct vm *vm, struct state_writer *w);
+/* Pauses nothing: with the VM paused, waits until the disks have no request in flight and
+ * flushes them (letting the guest run a moment when a completion needs ring space). */
+int vm_quiesce_disks(struct vm *vm);
+
+/* Restores the created, not yet started VM from r, opened with the VM's digest. The disks and
+ * adapters must be attached before the VMBus sections: already, or by before_devices(ctx)
+ * (may be NULL), which runs once guest RAM is in (live migration opens the disks then, when
+ * the source has let go of them). A stream may follow its RAM section with RAM_PAGES sections
+ * (live migration). 0, or a negative errno with state_last_error() set (the VM is then
+ * unusable: destroy it). */
+int vm_restore(struct vm *vm, struct state_reader *r, int (*before_devices)(void *ctx), void *ctx);
 
 #endif

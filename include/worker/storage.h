@@ -19,6 +19,10 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen);
  * acknowledged write is only in a cache. 0, or a negative errno after state_fail(): -EBUSY
  * while a disk merge runs. */
 int worker_disks_quiesce(unsigned timeout_ms);
+/* Live migration, after worker_disks_quiesce(): drops (on false) or takes back (on true) every
+ * disk's lock so that the destination's worker can open them. 0, or a negative errno after
+ * state_fail() (taking back: another process still holds one; the others stay locked). */
+int worker_disks_lock(bool on);
 /* Stops the controller's I/O threads and closes (flushes) the disks: at exit, or after the VM
  * (whose channel close waits for the controller's disk work) is destroyed. A second call does
  * nothing. */

@@ -13,6 +13,7 @@
 #include "devices/rtc.h"
 #include "devices/uart.h"
 #include "hv/partition.h"
+#include "worker/host_writes.h"
 #include "worker/linux_boot.h"
 #include "worker/vmbus_host.h"
 
@@ -25,6 +26,7 @@ enum vm_exit {
 	VM_RESET,         /* reset line, reset register or triple fault */
 	VM_FAILED,        /* an error the guest cannot recover from; see vm->error */
 	VM_STOPPED,       /* stopped by the host (user, signal) */
+	VM_MIGRATED,      /* live-migrated: another worker runs it now */
 };
 
 struct vm;
@@ -49,6 +51,7 @@ struct vm {
 	int kvm_fd, vm_fd;
 	int run_size;
 	struct guest_layout mem;
+	struct host_writes host_writes; /* pages the worker's own threads write (live migration) */
 	uint32_t ncpus;
 	unsigned disabled_ics;   /* from vm_config */
 	uint64_t tsc_khz;
@@ -94,6 +97,12 @@ bool vm_start(struct vm *vm, char *err, size_t errlen);
 bool vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_is_paused(struct vm *vm);
+/* Live migration: KVM logs the guest's writes to its RAM (on) or stops (off). False with errno. */
+bool vm_dirty_log(struct vm *vm, bool on);
+/* ORs into dirty (one bit per 4 KiB page of vm->mem.ram, ram_size / 4096 bits) the pages the
+ * guest wrote since logging began or the last call, and those the host wrote (host_writes).
+ * False with errno. */
+bool vm_dirty_collect(struct vm *vm, uint64_t *dirty);
 /* Ask the VM to stop with reason `why` (first reason wins); safe from any thread. */
 void vm_request_exit(struct vm *vm, enum vm_exit why, const char *error);
 /* Stop and join the vCPU threads; returns why the VM stopped. */

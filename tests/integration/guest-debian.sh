@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The installed Debian guest (guest/build-debian) through vmms in the test host: its own kernel
-# and initramfs (copied out of the image by the build) with the command line of its grub.cfg,
-# the VHDX as SCSI LUN 0 through a differencing child (the cached base stays pristine), one
-# adapter on an Internal switch whose host side runs a DHCP server. Checks: systemd reaches
-# multi-user.target (the image's ready line), the system is running and hv-kvp-daemon and
-# hv-vss-daemon are active (the image prints their states), Get-VM shows the leased address
-# from KVP, ssh with the cached key runs `uname -r` and gives the installed kernel, and Stop-VM
-# shuts it down through the shutdown IC. Prints the boot time to the ready line.
+# The installed Debian guest (guest/build-debian) through vmms in the test host, booted from its
+# own disk: no kernel is configured, so the worker's loader reads the kernel, initramfs and
+# command line of grub.cfg's default entry from the VHDX (docs/boot.md). The VHDX is SCSI LUN 0
+# through a differencing child (the cached base stays pristine); one adapter on an Internal
+# switch whose host side runs a DHCP server. Checks: systemd reaches multi-user.target (the
+# image's ready line), the system is running and hv-kvp-daemon and hv-vss-daemon are active (the
+# image prints their states), Get-VM shows the leased address from KVP, ssh with the cached key
+# runs `uname -r` and gives the installed kernel, /proc/cmdline is GRUB's entry; then the guest
+# adds a second GRUB entry, makes it the default and reboots, and comes up on it; Stop-VM shuts
+# it down through the shutdown IC. Prints the boot time to the ready line.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib/guest.bash
@@ -54,7 +56,6 @@ busybox udhcpd -f "$t/udhcpd.conf" >"$out/udhcpd.log" 2>&1 & udhcpd=$!
 kver=$(sed -n 's/^kernel=//p' "$D/manifest")
 hv New-VHD -Path "$t/debian.avhdx" -ParentPath "$D/debian.vhdx" -Differencing >/dev/null
 hv New-VM -Name deb -MemoryStartupBytes 1GB -ProcessorCount 2 >/dev/null
-hv Set-VMFirmware -VMName deb -KernelPath "$D/vmlinuz" -InitrdPath "$D/initrd.img" -KernelCommandLine "$(cat "$D/cmdline")"
 setup "Add-VMHardDiskDrive: the Debian disk (a child of the cached one)" bash -c "'$B/hv' Add-VMHardDiskDrive -VMName deb -Path '$t/debian.avhdx' >/dev/null"
 setup "Add-VMNetworkAdapter on deb" bash -c "'$B/hv' Add-VMNetworkAdapter -VMName deb -SwitchName deb -StaticMacAddress 00:15:5d:61:00:02 >/dev/null"
 con=$(echo "$t"/root/Virtual\ Machines)
@@ -97,8 +98,33 @@ ssh_uname() { [ "$(sshg uname -r 2>>"$out/ssh.log")" = "$kver" ]; }
 ssh_root() { sshg findmnt -no UUID,OPTIONS / 2>>"$out/ssh.log" | grep -q "^$(sed -n 's/^root_uuid=//p' "$D/manifest") rw"; }
 check "ssh with the cached key runs uname -r: $kver" ssh_uname
 check "...the root file system is the image's (by UUID, read-write)" ssh_root
+grub_entry() { [ "$(sshg cat /proc/cmdline 2>>"$out/ssh.log")" = "BOOT_IMAGE=/boot/vmlinuz-$kver $(cat "$D/cmdline")" ]; }
+check "...booted through grub.cfg's default entry (BOOT_IMAGE and its command line in /proc/cmdline)" grub_entry
 # Where the boot's time went (for bench/boot): kernel, initrd, userspace, the slowest units.
 sshg 'systemd-analyze; systemd-analyze blame | head -n 8; systemd-analyze critical-chain --no-pager | tail -n +3 | head -n 12' 2>>"$out/ssh.log" | sed 's/^/guest: /'
+# The guest changes its own boot configuration and reboots: the worker re-execs on the reset
+# and its loader reads the disk again.
+sshg 'bash -s' >>"$out/ssh.log" 2>&1 <<'EOF'
+set -e
+f=/boot/grub/grub.cfg
+awk '/^menuentry /{p=1} p{print} p&&/^}/{exit}' "$f" |
+  sed "s/^menuentry '[^']*'/menuentry 'Debian, second entry'/; s/^\([[:space:]]*linux .*\)$/\1 viridian.entry=second/" >/tmp/entry
+grep -q 'viridian.entry=second' /tmp/entry
+cat /tmp/entry >>"$f"
+sed -i 's/^set default=0$/set default=1/' "$f"
+sync
+systemctl reboot
+EOF
+second_entry() {
+  local deadline=$((SECONDS + 900))
+  while [ $SECONDS -lt $deadline ]; do
+    sshg cat /proc/cmdline 2>>"$out/ssh.log" | grep -q 'viridian.entry=second' && return 0
+    sleep 5
+  done
+  return 1
+}
+check "after a reboot from inside, the guest is up on the new default entry (/proc/cmdline)" second_entry
+check "...on the same installed kernel $kver" ssh_uname
 check "Stop-VM: the guest shuts down through the shutdown IC -> Off" bash -c "'$B/hv' Stop-VM deb && for i in \$(seq 120); do '$B/hv' Get-VM deb -Json | grep -q '\"state\": \"Off\"' && exit 0; sleep 1; done; exit 1"
 up=$(grep -a -m1 -o 'VIRIDIAN-READY uptime=[0-9.]*' "$log" | sed 's/.*uptime=//')
 echo "boot to the ready line: guest uptime ${up:-?} s, ${ready_wall} s wall from Start-VM ($([ "${VIRIDIAN_IN_TESTHOST:-}" = 1 ] && echo "in the nested test host" || echo "on this host's KVM"))"

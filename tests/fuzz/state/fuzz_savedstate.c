@@ -1,5 +1,6 @@
-/* libFuzzer: arbitrary bytes as a saved-state file, read as a restore would: every section's
- * payload through the cursor, and the RAM into a bounded region. The reader must refuse or
+/* libFuzzer: arbitrary bytes as a saved-state file or live-migration stream, read as a restore
+ * would: every section's payload through the cursor, the RAM and the RAM_PAGES sections into a
+ * bounded region. The reader must refuse or
  * accept without crashing, over-reading or allocating without bound.
  *
  * Input: a mode byte, then the file. Mode bit 0 recomputes every header and payload CRC-32C
@@ -76,7 +77,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct state_reader *r;
 	if (!state_reader_open(&r, fd, NULL)) {
 		struct state_section s;
+		uint64_t ram_size = 0;
 		while (state_reader_next(r, &s) > 0) {
+			if (s.type == STATE_SECTION_RAM_PAGES) {
+				if (state_reader_pages(r, &s, ram, ram_size))
+					break;
+				continue;
+			}
 			if (s.type != STATE_SECTION_RAM) {
 				read_payload(&s.payload);
 				continue;
@@ -84,7 +91,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* The saved size when it fits, so chunks get read; else the mismatch. */
 			struct state_cursor c = s.payload;
 			uint64_t saved = state_get_u64(&c);
-			if (state_reader_ram(r, ram, saved <= MAX_RAM ? saved : MAX_RAM, 0))
+			ram_size = saved <= MAX_RAM ? saved : MAX_RAM;
+			if (state_reader_ram(r, ram, ram_size, 0))
 				break;
 		}
 		state_reader_close(r);

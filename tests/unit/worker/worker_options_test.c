@@ -219,6 +219,29 @@ static void test_kernel_required(void **state)
 	assert_non_null(strstr(err, "go with --kernel"));
 }
 
+/* --incoming receives a live migration: no kernel needed; only the three address kinds. */
+static void test_incoming(void **state)
+{
+	(void)state;
+	struct worker_options o;
+	char err[256];
+	assert_true(PARSE(&o, err, "--incoming", "unix:/tmp/m.sock", "--memory", "1G"));
+	assert_string_equal(o.incoming, "unix:/tmp/m.sock");
+	assert_null(o.kernel);
+	assert_true(PARSE(&o, err, "--incoming=tcp:10.0.0.2:6600", "--kernel", "k"));
+	assert_string_equal(o.incoming, "tcp:10.0.0.2:6600");
+	assert_true(PARSE(&o, err, "--incoming", "fd:3"));
+	assert_false(PARSE(&o, err, "--incoming", "10.0.0.2:6600"));
+	assert_non_null(strstr(err, "unix:PATH, tcp:HOST:PORT, tls:HOST:PORT or fd:N"));
+	assert_false(PARSE(&o, err, "--incoming", "tls:h:1", "--migration-cert", "c"));
+	assert_non_null(strstr(err, "--migration-key"));
+	assert_true(PARSE(&o, err, "--incoming", "tls:h:1", "--migration-cert", "c", "--migration-key", "k",
+			  "--migration-trust", "t"));
+	assert_string_equal(o.migration_trust, "t");
+	assert_false(PARSE(&o, err, "--incoming", "fd:3", "--restore", "/s"));
+	assert_non_null(strstr(err, "exclude each other"));
+}
+
 /* --restore resumes a saved VM: no kernel needed (one may be given for the next reboot). */
 static void test_restore(void **state)
 {
@@ -458,6 +481,7 @@ int main(void)
 		cmocka_unit_test(test_reparse_resets_state),
 		cmocka_unit_test(test_kernel_required),
 		cmocka_unit_test(test_restore),
+		cmocka_unit_test(test_incoming),
 		cmocka_unit_test(test_help),
 		cmocka_unit_test(test_cpus_range),
 		cmocka_unit_test(test_memory_range),
