@@ -182,6 +182,7 @@ while [ $SECONDS -lt $deadline ]; do
 done
 echo "  Merging Disk seen while the job ran: $merging"
 check "...the merge job completed" bash -c "'$B/hv' Get-VMJob -Id $job | tee -a '$out/jobs.txt' | grep -q 'merge.*Completed'"
+check "...the event log: merged live by the worker" bash -c "'$B/hv' Get-VMEvent g | grep -q 'merging .*$(basename "$d4") into .* (live)'"
 check "...the VM runs on c4's frozen disk, its child gone" [ "$(drive)" != "$d4" -a ! -e "$d4" ]
 # writes_on: the guest goes on writing and its disk reads as expected
 writes_on() { local at; at=$(mark); wait_n 60 $(( $(last_n) + 2 )) "$at" && sum_ok "$at"; }
@@ -199,7 +200,7 @@ check "...the guest writes on, its disk as expected" writes_on
 check "Stop-VM -TurnOff" quiet hv Stop-VM g -TurnOff
 check "...Off" wait_state 30 Off
 last=$(last_n)
-check "Test-VHD calls the base sound" hv Test-VHD -Path "$t/disk.vhdx"
+check "Test-VHD calls the base sound" quiet hv Test-VHD -Path "$t/disk.vhdx"
 check "qemu-img check calls it clean" qemu-img check -q -f vhdx "$t/disk.vhdx"
 # The reference: records 1..last written to a plain image, no checkpoint ever taken (the
 # guest may have written record last+1 before it printed its tick: that one is allowed too).
