@@ -66,7 +66,7 @@ for k in range(1, n + 1):
 print(hashlib.md5(buf).hexdigest())
 PY
 }
-# tick_ok FROM: the first tick after byte FROM has the disk the host expects for its n
+# first_tick FROM: the first tick after byte FROM; sum_ok FROM: its MD5 is what the host expects for its n
 first_tick() { ticks "$1" | head -1; }
 sum_ok() { local l; l=$(first_tick "$1"); [ -n "$l" ] && [ "$(tick_field sum <<<"$l")" = "$(ref_md5 "$(tick_field n <<<"$l")")" ]; }
 
