@@ -118,7 +118,7 @@ check "...the event log has the pause time" bash -c "'$B/hv' Get-VMEvent g | gre
 hv Get-VMEvent g | grep -E 'paused [0-9]+ ms' | sed 's/^/  /'
 check "the guest writes on" wait_n 120 $((c1hi + 6))
 check "Checkpoint-VM c2 (a child of c1)" checkpoint c2
-c2lo=$lo c2hi=$hi
+c2hi=$hi
 check "...c2's parent is c1" [ "$(cp_field c2 parent_name)" = c1 ]
 check "the guest writes more" wait_n 120 $((c2hi + 6))
 later=$(last_n)
@@ -140,7 +140,6 @@ check "...it keeps writing" wait_n 60 $((n + 3)) "$at"
 
 # A branch: checkpoint again after applying c1.
 check "Checkpoint-VM c3 after the apply" checkpoint c3
-c3hi=$hi
 check "...c3's parent is c1: c2 and c3 branch from c1" [ "$(cp_field c3 parent_name) $(cp_field c2 parent_name)" = "c1 c1" ]
 hv Get-VMCheckpoint g | sed 's/^/  /'
 
