@@ -106,10 +106,13 @@ r+=("vir_restore_ms $((t1 - t0))"
 wait_for 120 $vmms ticks_after "$log" "$at" 3 || fail "the restored guest does not tick"
 echo "  the restored guest ticks on: $(tail -c +$((at + 1)) "$log" | grep -a '^BT ' | head -1 | tr -d '\r')"
 at=$(stat -c %s "$log")
+# the gap is measured from the last tick before the checkpoint (the guest may print none after
+# the request and before the pause)
+before=$(tr -d '\r' <"$log" | grep -a '^BT ' | tail -1)
 t0=$(now_ms); hv Checkpoint-VM -Name bench -SnapshotName pause >/dev/null || fail "Checkpoint-VM"; t1=$(now_ms)
 wait_for 120 $vmms ticks_after "$log" "$at" 10 || fail "the guest does not tick after the checkpoint"
 # the largest step of the guest's uptime between two ticks, less the usual step (the median)
-gap=$(tail -c +$((at + 1)) "$log" | tr -d '\r' | awk '/^BT / { if (p != "") print int(($3 - p) * 1000); p = $3 }' |
+gap=$({ echo "$before"; tail -c +$((at + 1)) "$log" | tr -d '\r'; } | awk '/^BT / { if (p != "") print int(($3 - p) * 1000); p = $3 }' |
   sort -n | awk '{ a[NR] = $1 } END { printf "%d %d", a[NR], a[int((NR + 1) / 2)] }')
 r+=("ckpt_cmd_ms $((t1 - t0))"
     "ckpt_pause_ms $(hv Get-VMEvent bench | sed -n 's/.*paused \([0-9]*\) ms for the checkpoint.*/\1/p' | tail -1)"
