@@ -10,7 +10,7 @@
 # and merge; after a restart the chains are clean, the VM starts and its data is all there.
 # A stand-in vmwp (VIRIDIAN_VMWP) plays the worker: save as in vmms-savedstate.sh, plus
 # disk-switch, disk-merge (through hv Merge-VHD) and the VSS requests of docs/worker.md, with
-# knobs in the VM's folder (vss-fail, merge-delay, fail-merge); it refuses to start on a disk
+# knobs in the VM's folder (vss-fail, merge-hold: a merge waits while it exists, fail-merge); it refuses to start on a disk
 # that fails Test-VHD. "Guest writes" go into the VM's current disk through vhd-pattern.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +29,7 @@ start_vmms() {
   for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.05; done
 }
 stop_vmms() { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=""; }
-until_true() { for _ in $(seq 100); do "$@" && return 0; sleep 0.1; done; return 1; }
+until_true() { for _ in $(seq 600); do "$@" && return 0; sleep 0.1; done; return 1; } # up to 60 s: merges are slow on a loaded machine
 # py EXPR: evaluates EXPR over d, the JSON on stdin
 py() { python3 -c 'import json,sys; d=json.load(sys.stdin); r=eval(sys.argv[1]); print("\n".join(map(str,r)) if isinstance(r,list) else r)' "$1"; }
 state() { hv Get-VM "$1" -Json | py 'd[0]["state"]'; }
@@ -89,7 +89,10 @@ try: os.unlink(ctl)
 except OSError: pass
 lsock.bind(ctl); lsock.listen(8)
 def merge(d):
-    time.sleep(float(knob("merge-delay") or 0))
+    for _ in range(600):  # merge-hold: the test looks at the merge in progress, then lets it go
+        if not knob("merge-hold"):
+            break
+        time.sleep(0.1)
     if knob("fail-merge"):
         d["merge"] = dict(state="failed", percent=0, error="no space left on device (test)"); return
     parent = json.loads(subprocess.run([hv, "Get-VHD", d["path"], "-Json"], capture_output=True, text=True).stdout)["ParentPath"]
@@ -246,15 +249,15 @@ w cp 9 $((7 * MiB)) $((MiB))
 check "a running VM: the chains are clean, the data is the reference's" clean cp
 
 # Remove the newest (p2: its frozen disk is the parent of the running disk): a live merge.
-echo 1 >"$D/merge-delay"
+touch "$D/merge-hold"
 hv Remove-VMCheckpoint -VMName cp -Name p2 -AsJob >"$t/job"
 check "Remove-VMCheckpoint -AsJob prints the merge job" grep -Eq '^[0-9a-f-]{36}$' "$t/job"
 check "...Get-VM shows Merging Disk meanwhile" [ "$(status cp)" = "Merging Disk" ]
 check "...Stop-VM refused meanwhile (32788)" bash -c "'$B/hv' Stop-VM cp 2>&1 | grep -q 'Merging Disk (error 32788'"
 check "...Checkpoint-VM refused meanwhile (32788)" bash -c "'$B/hv' Checkpoint-VM cp 2>&1 | grep -q 32788"
 check "...Get-VMJob shows it Running" bash -c "'$B/hv' Get-VMJob -Id $(cat "$t/job") | grep -q 'merge.*Running'"
+rm "$D/merge-hold"
 check "...then done: the VM's disk is p2's frozen disk" until_true bash -c "[ \"\$('$B/hv' Get-VMJob -Id $(cat "$t/job") -Json | grep -c Completed)\" = 1 ]"
-rm "$D/merge-delay"
 check "...the VM runs on its parent, Operating normally" bash -c "[ '$(status cp)' = 'Operating normally' ] && [ '$(state cp)' = Running ]"
 check "...data unchanged, chains clean" clean cp
 
