@@ -108,7 +108,7 @@ sshg 'bash -s' >>"$out/ssh.log" 2>&1 <<'EOF'
 set -e
 f=/boot/grub/grub.cfg
 awk '/^menuentry /{p=1} p{print} p&&/^}/{exit}' "$f" |
-  sed "s/^menuentry '[^']*'/menuentry 'Debian, second entry'/; s/^\([[:space:]]*linux .*\)$/\1 viridian.entry=second/" >/tmp/entry
+  sed "s/^menuentry '[^']*'/menuentry 'Debian, second entry'/; s/^\([[:space:]]*linux[[:space:]].*\)$/\1 viridian.entry=second/" >/tmp/entry
 grep -q 'viridian.entry=second' /tmp/entry
 cat /tmp/entry >>"$f"
 sed -i 's/^set default=0$/set default=1/' "$f"
