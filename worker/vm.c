@@ -18,6 +18,7 @@
 #include "devices/acpi.h"
 #include "worker/guest_guard.h"
 #include "worker/log.h"
+#include "worker/sandbox.h"
 #include "worker/vm.h"
 
 #define KVM_TSS_ADDR          0xFFFBD000ull
@@ -725,6 +726,7 @@ static void *vcpu_thread(void *arg)
 	struct vm *vm = v->vm;
 	char msg[160];
 	bool trace_first_exit = v->id == 0 && vm->trace_start_ns;
+	sandbox_thread(SANDBOX_VCPU);
 	while (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING) {
 		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE))
 			vcpu_park(v);
