@@ -182,13 +182,25 @@ static void sandbox_config_for(const struct worker_options *o, struct sandbox_co
 	rw[n++] = o->control_path;
 	rw[n++] = o->serial_path;
 	rw[n++] = o->restore_path;
-	for (unsigned i = 0; i < n && c->nrw < SANDBOX_MAX_PATHS; i++)
-		if (rw[i] && realpath(rw[i], dirs[c->nrw])) {
-			char *slash = strrchr(dirs[c->nrw], '/');
-			slash[slash == dirs[c->nrw]] = 0; /* its folder ("/" stays "/") */
-			c->rw_dirs[c->nrw] = dirs[c->nrw];
+	const char *recorder = getenv("VIRIDIAN_FLIGHT_RECORDER"); /* reopened by a reset's re-exec */
+	if (recorder && *recorder && c->nrw < SANDBOX_MAX_PATHS)
+		c->rw_paths[c->nrw++] = recorder;
+	/* The folder each path names (not where a symlink there points). */
+	for (unsigned i = 0; i < n && c->nrw < SANDBOX_MAX_PATHS; i++) {
+		if (!rw[i])
+			continue;
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", rw[i]);
+		char *slash = strrchr(dir, '/');
+		if (!slash)
+			snprintf(dir, sizeof(dir), ".");
+		else
+			slash[slash == dir] = 0; /* "/x": "/" */
+		if (realpath(dir, dirs[c->nrw])) {
+			c->rw_paths[c->nrw] = dirs[c->nrw];
 			c->nrw++;
 		}
+	}
 	if (o->kernel)
 		c->ro_paths[c->nro++] = o->kernel;
 	if (o->initrd)

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "worker/sandbox.h"
@@ -215,8 +216,8 @@ static int landlock_enter(const struct sandbox_config *c, char *why, size_t whyl
 		if ((rc = ll_add(rs, c->ro_paths[i], LL_DIR_READ, handled)) < 0)
 			snprintf(why, whylen, "%s", c->ro_paths[i]);
 	for (unsigned i = 0; rc == 0 && i < c->nrw; i++)
-		if ((rc = ll_add(rs, c->rw_dirs[i], handled, handled)) < 0)
-			snprintf(why, whylen, "%s", c->rw_dirs[i]);
+		if ((rc = ll_add(rs, c->rw_paths[i], handled, handled)) < 0)
+			snprintf(why, whylen, "%s", c->rw_paths[i]);
 	if (rc == 0 && syscall(SYS_landlock_restrict_self, rs, 0) < 0)
 		rc = -errno;
 	close(rs);
@@ -305,6 +306,7 @@ bool sandbox_enter(enum sandbox_mode mode, const struct sandbox_config *c, char 
 		entered = true;
 		return true;
 	}
+	tzset(); /* gmtime_r (the RTC, on a vCPU thread) would open /etc/localtime the first time */
 	int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (c->has_tap ? 0 : CLONE_NEWNET);
 	if (unshare(flags) < 0) {
 		snprintf(err, errlen, "sandbox: unshare: %s", strerror(errno));

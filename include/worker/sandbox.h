@@ -2,14 +2,16 @@
  *
  * sandbox_enter runs once, after everything the VM needs at start is open and before the first
  * vCPU runs. In order, it:
- *   1. closes every file descriptor but stdin/out/err and those in keep_fds;
+ *   1. (sandbox_hold_self, at start) has closed every inherited descriptor but stdin/out/err,
+ *      so what is open is what the worker opened for its VM; glibc's lazy loads that would open
+ *      files on a device thread later (the time zone, for gmtime_r) are done now;
  *   2. unshares the mount, IPC and UTS namespaces, and the network one when no tap is in use
  *      (a switch port is a path Unix socket, which reaches across network namespaces); mounts
  *      propagate nowhere;
  *   3. sets NO_NEW_PRIVS and, where the kernel has Landlock, limits the file system to: reading
  *      and executing the system's libraries and this program; reading the files in ro_paths;
- *      full use of the folders in rw_dirs (the VM's own: its disks, console log, control socket,
- *      saved states); /dev/kvm, /dev/net/tun and /dev/null;
+ *      full use of the folders in rw_paths (the VM's own: its disks, console log, control socket,
+ *      saved states; a file there: reading and writing it); /dev/kvm, /dev/net/tun and /dev/null;
  *   4. drops to the VM's own identity (uid == gid, from SANDBOX_UID_BASE + a hash of id, or a
  *      configured user), keeping CAP_DAC_OVERRIDE (root's files in the VM's folders) and, with a
  *      tap, CAP_NET_ADMIN, as ambient capabilities so that a reset's re-exec keeps them; every
@@ -17,7 +19,7 @@
  *   5. loads the process-wide seccomp allow-list (SANDBOX_CONTROL), all threads at once.
  * Threads narrow themselves further with sandbox_thread (the filters stack: a call must pass
  * both). A re-exec'd worker (a guest reset) finds the sandbox in place and keeps it: all of the
- * above survives execve; only the closing of file descriptors runs again.
+ * above survives execve (a new process's filters stack on; none is added twice).
  *
  * The thread kinds and what each may call are data in worker/sandbox.c; the mode comes from
  * VIRIDIAN_SANDBOX: unset or "1" kills the process on a call outside the lists, "log" lets it
@@ -51,12 +53,10 @@ enum sandbox_kind {
 
 struct sandbox_config {
 	const char *id;                        /* names the per-VM identity (e.g. the control socket path) */
-	const char *rw_dirs[SANDBOX_MAX_PATHS]; /* folders the worker keeps full use of */
+	const char *rw_paths[SANDBOX_MAX_PATHS]; /* folders the worker keeps full use of (or files: read, write) */
 	unsigned nrw;
 	const char *ro_paths[SANDBOX_MAX_PATHS]; /* files or folders it may still read */
 	unsigned nro;
-	int keep_fds[SANDBOX_MAX_PATHS];
-	unsigned nkeep;
 	bool has_tap; /* keeps the host network namespace and CAP_NET_ADMIN */
 };
 
