@@ -73,6 +73,9 @@ const char *worker_options_usage(void)
 	       "  --no-reboot       exit with status 3 when the guest resets instead of restarting it\n"
 	       "  --disable-ic NAME do not offer an integration service to the guest: heartbeat,\n"
 	       "                    shutdown, timesync, kvp or vss (repeatable)\n"
+	       "Before the guest runs the worker enters its sandbox (docs/security.md): its own uid,\n"
+	       "namespaces, Landlock and seccomp. VIRIDIAN_SANDBOX=log logs forbidden calls instead of\n"
+	       "dying, =0 turns it off; VIRIDIAN_SANDBOX_USER=NAME runs it as that user.\n"
 	       "Exit status: 0 the guest powered off, 1 error, 3 guest reset with --no-reboot.\n";
 }
 

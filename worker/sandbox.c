@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "worker/log.h"
 #include "worker/sandbox.h"
 
 /* ---- seccomp allow-lists ---- */
@@ -338,6 +339,8 @@ bool sandbox_enter(enum sandbox_mode mode, const struct sandbox_config *c, char 
 		snprintf(err, errlen, "sandbox: Landlock (%s): %s", why, strerror(-rc));
 		return false;
 	}
+	if (rc == 0)
+		vlog("sandbox: this kernel has no Landlock: the file system is not limited (docs/security.md)");
 	uint64_t keep = (1ull << CAP_DAC_OVERRIDE) | (c->has_tap ? 1ull << CAP_NET_ADMIN : 0);
 	if ((rc = drop_identity(uid, gid, keep)) < 0) {
 		snprintf(err, errlen, "sandbox: cannot become uid %u: %s", (unsigned)uid, strerror(-rc));
