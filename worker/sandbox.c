@@ -303,24 +303,29 @@ bool sandbox_enter(enum sandbox_mode mode, const struct sandbox_config *c, char 
 {
 	if (mode == SANDBOX_OFF)
 		return true;
+	tzset(); /* gmtime_r (the RTC, on a vCPU thread) would open /etc/localtime the first time */
 	if (already_sandboxed()) { /* a reset's re-exec: everything below is still in force */
 		entered = true;
 		return true;
 	}
-	tzset(); /* gmtime_r (the RTC, on a vCPU thread) would open /etc/localtime the first time */
+	/* Run by hand by a user in the KVM device's group: no namespaces and no identity to drop to
+	 * (it has no privilege to lose); Landlock and seccomp still apply. */
+	bool root = geteuid() == 0;
+	if (!root)
+		vlog("sandbox: not run as root: no namespaces or per-VM identity, Landlock and seccomp only");
 	int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (c->has_tap ? 0 : CLONE_NEWNET);
-	if (unshare(flags) < 0) {
+	if (root && unshare(flags) < 0) {
 		snprintf(err, errlen, "sandbox: unshare: %s", strerror(errno));
 		return false;
 	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+	if (root && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
 		snprintf(err, errlen, "sandbox: private mounts: %s", strerror(errno));
 		return false;
 	}
 	uid_t uid = sandbox_uid_for(c->id);
 	gid_t gid = (gid_t)uid;
 	const char *user = getenv("VIRIDIAN_SANDBOX_USER");
-	if (user) {
+	if (user && root) {
 		struct passwd *pw = getpwnam(user);
 		if (!pw || pw->pw_uid == 0) {
 			snprintf(err, errlen, "sandbox: VIRIDIAN_SANDBOX_USER=%s: %s", user, pw ? "is root" : "no such user");
@@ -342,7 +347,7 @@ bool sandbox_enter(enum sandbox_mode mode, const struct sandbox_config *c, char 
 	if (rc == 0)
 		vlog("sandbox: this kernel has no Landlock: the file system is not limited (docs/security.md)");
 	uint64_t keep = (1ull << CAP_DAC_OVERRIDE) | (c->has_tap ? 1ull << CAP_NET_ADMIN : 0);
-	if ((rc = drop_identity(uid, gid, keep)) < 0) {
+	if (root && (rc = drop_identity(uid, gid, keep)) < 0) {
 		snprintf(err, errlen, "sandbox: cannot become uid %u: %s", (unsigned)uid, strerror(-rc));
 		return false;
 	}

@@ -17,6 +17,8 @@
  *      tap, CAP_NET_ADMIN, as ambient capabilities so that a reset's re-exec keeps them; every
  *      other capability leaves the bounding set;
  *   5. loads the process-wide seccomp allow-list (SANDBOX_CONTROL), all threads at once.
+ * Steps 2 and 4 need root; a worker run by a user of the KVM device's group skips them (it has
+ * no privilege to drop) and says so.
  * Threads narrow themselves further with sandbox_thread (the filters stack: a call must pass
  * both). A re-exec'd worker (a guest reset) finds the sandbox in place and keeps it: all of the
  * above survives execve (a new process's filters stack on; none is added twice).
