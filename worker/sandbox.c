@@ -166,19 +166,25 @@ int sandbox_load_filter(enum sandbox_kind kind, enum sandbox_mode mode, bool all
 #define LL_FILE_READ (LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_EXECUTE)
 #define LL_DIR_READ (LL_FILE_READ | LANDLOCK_ACCESS_FS_READ_DIR)
 
-/* Adds path with access (narrowed to what a file may carry when it is not a folder). */
-static int ll_add(int ruleset, const char *path, uint64_t access, uint64_t handled)
+/* Adds the file or folder open at fd with access (narrowed to what a file may carry when it is
+ * not a folder). */
+static int ll_add_fd(int ruleset, int fd, uint64_t access, uint64_t handled)
 {
-	int fd = open(path, O_PATH | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -errno; /* nothing there to reach */
 	struct stat st;
 	uint64_t file_rights = LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_READ_FILE |
 			       LANDLOCK_ACCESS_FS_TRUNCATE;
 	if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
 		access &= file_rights;
 	struct landlock_path_beneath_attr pb = { .allowed_access = access & handled, .parent_fd = fd };
-	int rc = syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0 ? -errno : 0;
+	return syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &pb, 0) < 0 ? -errno : 0;
+}
+
+static int ll_add(int ruleset, const char *path, uint64_t access, uint64_t handled)
+{
+	int fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno; /* nothing there to reach */
+	int rc = ll_add_fd(ruleset, fd, access, handled);
 	close(fd);
 	return rc;
 }
@@ -201,14 +207,14 @@ static int landlock_enter(const struct sandbox_config *c, char *why, size_t whyl
 	static const char *const system_ro[] = { "/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/proc/meminfo",
 						 "/sys/devices/system/cpu" };
 	static const char *const devices[] = { "/dev/kvm", "/dev/net/tun", "/dev/null" };
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	int rc = n > 0 ? 0 : -errno;
-	if (rc == 0) {
-		exe[n] = 0;
-		rc = ll_add(rs, exe, LL_FILE_READ, handled);
-		snprintf(why, whylen, "%s", exe);
-	}
+	/* The program itself through the kernel's own link: its path may not resolve from here (a
+	 * test host's 9p root names it /newroot/...). */
+	int self = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+	int rc = self < 0 ? -errno : ll_add_fd(rs, self, LL_FILE_READ, handled);
+	if (self >= 0)
+		close(self);
+	if (rc < 0)
+		snprintf(why, whylen, "/proc/self/exe");
 	for (size_t i = 0; rc == 0 && i < N(system_ro); i++)
 		rc = ll_add(rs, system_ro[i], LL_DIR_READ, handled);
 	for (size_t i = 0; rc == 0 && i < N(devices); i++)
