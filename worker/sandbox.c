@@ -38,9 +38,13 @@ struct rule {
 	struct scmp_arg_cmp cmp;
 };
 
-#define ALLOW(n) { n, 0, false, { 0 } }
+/* Argument conditions, every field given (libseccomp's SCMP_An leave datum_b to C). */
+#define ARG_EQ(n, v) ((struct scmp_arg_cmp){ .arg = (n), .op = SCMP_CMP_EQ, .datum_a = (v), .datum_b = 0 })
+#define ARG_MASKED(n, mask, v) ((struct scmp_arg_cmp){ .arg = (n), .op = SCMP_CMP_MASKED_EQ, .datum_a = (mask), .datum_b = (v) })
+
+#define ALLOW(n) { n, 0, false, { 0, 0, 0, 0 } }
 #define ALLOW_IF(n, c) { n, 0, true, c }
-#define FAIL(n, e) { n, e, false, { 0 } }
+#define FAIL(n, e) { n, e, false, { 0, 0, 0, 0 } }
 
 /* Every thread: memory, locks, time, signals' return, moving data on descriptors it has. */
 static const struct rule common_rules[] = {
@@ -59,19 +63,19 @@ static const struct rule common_rules[] = {
 
 /* vCPU and I/O threads map memory (malloc) but never executable memory. */
 static const struct rule data_thread_rules[] = {
-	ALLOW_IF("mmap", SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
-	ALLOW_IF("mprotect", SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
+	ALLOW_IF("mmap", ARG_MASKED(2, PROT_EXEC, 0)),
+	ALLOW_IF("mprotect", ARG_MASKED(2, PROT_EXEC, 0)),
 };
 
 /* vCPU threads: KVM's own ioctls on the vCPU (KVM_RUN, registers, interrupts); kicking a sibling
  * vCPU (tgkill, checked against this process below). */
 static const struct rule vcpu_rules[] = {
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, KVMIO << 8)),
+	ALLOW_IF("ioctl", ARG_MASKED(1, 0xff00, KVMIO << 8)),
 };
 
 /* I/O threads: a network adapter's thread (re)connects to its switch's port socket. */
 static const struct rule io_rules[] = {
-	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_UNIX)), ALLOW("connect"), ALLOW("setsockopt"), ALLOW("getsockopt"),
+	ALLOW_IF("socket", ARG_EQ(0, AF_UNIX)), ALLOW("connect"), ALLOW("setsockopt"), ALLOW("getsockopt"),
 };
 
 /* The control thread, and so the process as a whole (every thread starts from this list): what
@@ -86,27 +90,27 @@ static const struct rule control_rules[] = {
 	ALLOW("mkdir"), ALLOW("mkdirat"), ALLOW("chmod"), ALLOW("fchmod"), ALLOW("fchmodat"),
 	ALLOW("dup"), ALLOW("dup2"), ALLOW("dup3"), ALLOW("pipe2"), ALLOW("eventfd2"), ALLOW("memfd_create"),
 	ALLOW("close_range"),
-	ALLOW_IF("socket", SCMP_A0(SCMP_CMP_EQ, AF_UNIX)), ALLOW_IF("socketpair", SCMP_A0(SCMP_CMP_EQ, AF_UNIX)),
+	ALLOW_IF("socket", ARG_EQ(0, AF_UNIX)), ALLOW_IF("socketpair", ARG_EQ(0, AF_UNIX)),
 	ALLOW("bind"), ALLOW("listen"), ALLOW("accept"), ALLOW("accept4"), ALLOW("connect"), ALLOW("shutdown"),
 	ALLOW("getsockopt"), ALLOW("setsockopt"), ALLOW("getsockname"), ALLOW("getpeername"),
 	/* KVM, the terminal's mode (not TIOCSTI), the tap at a reset's re-exec. */
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, KVMIO << 8)),
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, 0x5401)), /* TCGETS */
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, 0x5402)), /* TCSETS */
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, 0x5403)), /* TCSETSW */
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, 0x5404)), /* TCSETSF */
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, 0x400454ca)), /* TUNSETIFF */
-	ALLOW_IF("ioctl", SCMP_A1(SCMP_CMP_EQ, 0x400454d0)), /* TUNSETOFFLOAD */
+	ALLOW_IF("ioctl", ARG_MASKED(1, 0xff00, KVMIO << 8)),
+	ALLOW_IF("ioctl", ARG_EQ(1, 0x5401)), /* TCGETS */
+	ALLOW_IF("ioctl", ARG_EQ(1, 0x5402)), /* TCSETS */
+	ALLOW_IF("ioctl", ARG_EQ(1, 0x5403)), /* TCSETSW */
+	ALLOW_IF("ioctl", ARG_EQ(1, 0x5404)), /* TCSETSF */
+	ALLOW_IF("ioctl", ARG_EQ(1, 0x400454ca)), /* TUNSETIFF */
+	ALLOW_IF("ioctl", ARG_EQ(1, 0x400454d0)), /* TUNSETOFFLOAD */
 	/* Threads only: clone3's flags are out of the filter's reach, so glibc falls back to clone. */
-	ALLOW_IF("clone", SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)), FAIL("clone3", ENOSYS),
-	ALLOW_IF("execveat", SCMP_A0(SCMP_CMP_EQ, SANDBOX_SELF_FD)),
+	ALLOW_IF("clone", ARG_MASKED(0, CLONE_THREAD, CLONE_THREAD)), FAIL("clone3", ENOSYS),
+	ALLOW_IF("execveat", ARG_EQ(0, SANDBOX_SELF_FD)),
 	ALLOW("rt_sigaction"), ALLOW("set_tid_address"), ALLOW("arch_prctl"), ALLOW("prlimit64"),
 	ALLOW("getuid"), ALLOW("geteuid"), ALLOW("getgid"), ALLOW("getegid"), ALLOW("getppid"), ALLOW("uname"),
 	ALLOW("sysinfo"), ALLOW("sched_getparam"), ALLOW("sched_getscheduler"),
-	ALLOW_IF("prctl", SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME)), ALLOW_IF("prctl", SCMP_A0(SCMP_CMP_EQ, PR_GET_NAME)),
-	ALLOW_IF("prctl", SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP)),
-	ALLOW_IF("prctl", SCMP_A0(SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS)),
-	ALLOW_IF("prctl", SCMP_A0(SCMP_CMP_EQ, PR_GET_NO_NEW_PRIVS)),
+	ALLOW_IF("prctl", ARG_EQ(0, PR_SET_NAME)), ALLOW_IF("prctl", ARG_EQ(0, PR_GET_NAME)),
+	ALLOW_IF("prctl", ARG_EQ(0, PR_GET_SECCOMP)),
+	ALLOW_IF("prctl", ARG_EQ(0, PR_SET_NO_NEW_PRIVS)),
+	ALLOW_IF("prctl", ARG_EQ(0, PR_GET_NO_NEW_PRIVS)),
 	ALLOW("seccomp"), /* a thread narrowing itself: filters only ever add restrictions */
 };
 
@@ -137,7 +141,7 @@ int sandbox_load_filter(enum sandbox_kind kind, enum sandbox_mode mode, bool all
 	int rc = add_rules(ctx, common_rules, N(common_rules));
 	/* Signals only to this process's own threads (the vCPU kick). */
 	if (rc == 0)
-		rc = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+		rc = seccomp_rule_add_exact(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, ARG_EQ(0, (scmp_datum_t)getpid()));
 	if (rc == 0 && kind == SANDBOX_CONTROL)
 		rc = add_rules(ctx, control_rules, N(control_rules));
 	if (rc == 0 && kind != SANDBOX_CONTROL)
