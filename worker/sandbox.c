@@ -55,7 +55,10 @@ static const struct rule common_rules[] = {
 	ALLOW("recvfrom"), ALLOW("sendto"), ALLOW("recvmsg"), ALLOW("sendmsg"),
 	ALLOW("poll"), ALLOW("ppoll"), ALLOW("futex"), ALLOW("sched_yield"), ALLOW("sched_getaffinity"),
 	ALLOW("munmap"), ALLOW("mremap"), ALLOW("madvise"), ALLOW("brk"),
-	ALLOW("clock_gettime"), ALLOW("clock_nanosleep"), ALLOW("nanosleep"), ALLOW("gettid"), ALLOW("getpid"),
+	/* time, gettimeofday, clock_getres and getcpu are the vDSO's fallbacks (a clocksource
+	 * without vDSO support, e.g. after the TSC is marked unstable). */
+	ALLOW("clock_gettime"), ALLOW("clock_getres"), ALLOW("time"), ALLOW("gettimeofday"), ALLOW("getcpu"),
+	ALLOW("clock_nanosleep"), ALLOW("nanosleep"), ALLOW("gettid"), ALLOW("getpid"),
 	ALLOW("getrandom"), ALLOW("rt_sigreturn"), ALLOW("rt_sigprocmask"), ALLOW("sigaltstack"),
 	ALLOW("restart_syscall"), ALLOW("set_robust_list"), ALLOW("rseq"), ALLOW("membarrier"),
 	ALLOW("exit"), ALLOW("exit_group"),
