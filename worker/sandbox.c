@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <linux/capability.h>
+#include <linux/kvm.h>
 #include <linux/landlock.h>
 #include <linux/prctl.h>
 #include <pwd.h>
@@ -76,8 +77,11 @@ static const struct rule vcpu_rules[] = {
 	ALLOW_IF("ioctl", ARG_MASKED(1, 0xff00, KVMIO << 8)),
 };
 
-/* I/O threads: a network adapter's thread (re)connects to its switch's port socket. */
+/* I/O threads: interrupting the guest when a request completes or a frame arrives (the VM's
+ * MSI and IRQ line, nothing else of KVM's); a network adapter's thread (re)connects to its
+ * switch's port socket. */
 static const struct rule io_rules[] = {
+	ALLOW_IF("ioctl", ARG_EQ(1, KVM_SIGNAL_MSI)), ALLOW_IF("ioctl", ARG_EQ(1, KVM_IRQ_LINE)),
 	ALLOW_IF("socket", ARG_EQ(0, AF_UNIX)), ALLOW("connect"), ALLOW("setsockopt"), ALLOW("getsockopt"),
 };
 

@@ -77,6 +77,12 @@ static int kvm_ioctl(void)
 	return ioctl(999, KVM_RUN, 0) == -1 && errno == EBADF ? 0 : 1;
 }
 
+static int guest_interrupt(void) /* an I/O thread's completion: the VM's MSI */
+{
+	struct kvm_msi msi = { 0 };
+	return ioctl(999, KVM_SIGNAL_MSI, &msi) == -1 && errno == EBADF ? 0 : 1;
+}
+
 static int unix_socket(void)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -178,6 +184,8 @@ static void test_allowed_by_kind(void **state)
 	assert_exit0(in_child(SANDBOX_CONTROL, kvm_ioctl));
 	assert_exit0(in_child(SANDBOX_CONTROL, unix_socket));
 	assert_exit0(in_child(SANDBOX_IO, unix_socket)); /* a switch port's reconnect */
+	assert_exit0(in_child(SANDBOX_IO, guest_interrupt));
+	assert_exit0(in_child(SANDBOX_VCPU, guest_interrupt));
 	assert_exit0(in_child(SANDBOX_CONTROL, open_dev_null));
 	assert_exit0(in_child(SANDBOX_CONTROL, clone3_is_enosys));
 	assert_exit0(in_child(SANDBOX_CONTROL, terminal_mode));
@@ -199,7 +207,7 @@ static void test_forbidden_by_kind(void **state)
 	assert_sigsys(in_child(SANDBOX_IO, do_open_shadow));
 	assert_sigsys(in_child(SANDBOX_VCPU, do_mmap_exec));
 	assert_sigsys(in_child(SANDBOX_IO, do_mmap_exec));
-	assert_sigsys(in_child(SANDBOX_IO, kvm_ioctl));
+	assert_sigsys(in_child(SANDBOX_IO, kvm_ioctl)); /* KVM_RUN is the vCPUs' alone */
 	assert_sigsys(in_child(SANDBOX_VCPU, unix_socket));
 	assert_sigsys(in_child(SANDBOX_VCPU, do_tty_ioctl_on_vcpu));
 	assert_sigsys(in_child(SANDBOX_CONTROL, do_tiocsti));
