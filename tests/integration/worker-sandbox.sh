@@ -16,6 +16,7 @@ t=$(mktemp -d /tmp/viridian-sandbox.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$t"; }
 trap cleanup EXIT
+ulimit -c 0 # the worker killed on purpose below leaves no core file
 fails=0
 check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fails=$((fails + 1)); fi; }
 python3 bench/boot/tiny-bzimage.py --halt "$t/halt.bz"
