@@ -306,6 +306,17 @@ static json_t *op_start(struct vmms *s, json_t *req)
 			reply = err_reply(0, "'%s' cannot start: the DVD image '%s' is missing", vm.name, vm.dvds[i].path);
 			goto out;
 		}
+	/* A non-root admin starts only what it can read itself, no symlink as the last component (a
+	 * file swapped since it was attached stops here; docs/security.md). */
+	for (int i = -2; i < vm.ndisks; i++) {
+		const char *p = i == -2 ? (restore ? NULL : vm.kernel) : i == -1 ? (restore ? NULL : vm.initrd) : vm.disks[i].path;
+		char canon[PATH_MAX];
+		int cerr;
+		if (p && vmms_caller_resolve(&s->caller, p, VMMS_CALLER_READ, canon, sizeof(canon), &cerr) < 0) {
+			reply = err_reply(0, "'%s' cannot start: '%s' cannot be used: %s", vm.name, p, vmms_caller_why(cerr));
+			goto out;
+		}
+	}
 	if (mkdir_p(vm.path) < 0) {
 		reply = err_reply(0, "%s: %s", vm.path, strerror(errno));
 		goto out;

@@ -25,7 +25,7 @@
 
 struct client {
 	int fd;
-	uid_t uid;
+	struct vmms_caller who;
 	size_t len;
 	char buf[65536];
 };
@@ -106,12 +106,14 @@ static void send_line(int fd, const char *s)
 	}
 }
 
-static void answer(int fd, const char *line)
+static void answer(int fd, const struct vmms_caller *who, const char *line)
 {
 	json_error_t jerr;
 	json_t *req = json_loads(line, 0, &jerr);
+	service.caller = *who; /* paths in the request resolve with the peer's rights */
 	json_t *reply = json_is_object(req) ? vmms_request(&service, req)
 					    : json_pack("{s:b, s:s}", "ok", 0, "error", "not a JSON object");
+	service.caller = (struct vmms_caller){ 0 }; /* vmms's own work: root */
 	json_decref(req);
 	char *out = json_dumps(reply, JSON_COMPACT);
 	json_decref(reply);
@@ -138,7 +140,7 @@ static void serve(int i)
 	while ((nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
 		*nl = '\0';
 		if (nl > start)
-			answer(c->fd, start);
+			answer(c->fd, &c->who, start);
 		start = nl + 1;
 	}
 	c->len -= (size_t)(start - c->buf);
@@ -147,16 +149,6 @@ static void serve(int i)
 		send_line(c->fd, "{\"ok\":false,\"error\":\"request too long\"}\n");
 		drop(i);
 	}
-}
-
-static bool peer_allowed(int fd, uid_t *uid)
-{
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
-		return false;
-	*uid = cr.uid;
-	return cr.uid == 0 || cr.uid == geteuid() || (viridian_gid != (gid_t)-1 && cr.gid == viridian_gid);
 }
 
 int main(int argc, char **argv)
@@ -274,9 +266,10 @@ int main(int argc, char **argv)
 				serve(cidx[k]);
 		if (fds[0].revents & POLLIN) {
 			int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-			uid_t uid = 0;
-			if (cfd >= 0 && !peer_allowed(cfd, &uid)) {
-				send_line(cfd, "{\"ok\":false,\"error\":\"access denied: vmms serves root, its own user and group viridian\"}\n");
+			struct vmms_caller who;
+			if (cfd >= 0 && (!vmms_caller_from_socket(cfd, &who) || !vmms_caller_may_manage(&who, viridian_gid))) {
+				send_line(cfd, "{\"ok\":false,\"error\":\"access denied: you do not have the required permission to "
+					       "manage virtual machines (root and members of group viridian do)\"}\n");
 				close(cfd);
 			} else if (cfd >= 0) {
 				int slot = -1;
@@ -289,7 +282,7 @@ int main(int argc, char **argv)
 					close(cfd);
 				} else {
 					cl->fd = cfd;
-					cl->uid = uid;
+					cl->who = who;
 					cl->len = 0;
 					clients[slot] = cl;
 				}

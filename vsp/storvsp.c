@@ -354,6 +354,8 @@ static void do_io(struct storvsp *s, struct req *q)
 static void *io_thread(void *arg)
 {
 	struct storvsp *s = arg;
+	if (s->host.thread_start)
+		s->host.thread_start();
 	pthread_mutex_lock(&s->qlock);
 	for (;;) {
 		while (!s->qhead && !s->stop)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "worker/migrate.h"
 #include "worker/net.h"
 #include "worker/options.h"
+#include "worker/sandbox.h"
 #include "worker/saved_state.h"
 #include "worker/storage.h"
 #include "worker/vm.h"
@@ -184,11 +186,55 @@ static void run_loop(struct vm *vm, bool console_input, struct control *ctl)
 	}
 }
 
+/* The folders a sandboxed worker keeps (its disks', console log's, control socket's and saved
+ * states'), the files it may still read (a reset boots the kernel again) and its identity. */
+static void sandbox_config_for(const struct worker_options *o, struct sandbox_config *c, char dirs[][PATH_MAX])
+{
+	memset(c, 0, sizeof(*c));
+	c->id = o->control_path ? o->control_path : o->serial_path ? o->serial_path : "vmwp";
+	const char *rw[WORKER_MAX_DISKS + 3];
+	unsigned n = 0;
+	for (unsigned i = 0; i < o->ndisks; i++)
+		rw[n++] = o->disks[i].path;
+	rw[n++] = o->control_path;
+	rw[n++] = o->serial_path;
+	rw[n++] = o->restore_path;
+	const char *recorder = getenv("VIRIDIAN_FLIGHT_RECORDER"); /* reopened by a reset's re-exec */
+	if (recorder && *recorder && c->nrw < SANDBOX_MAX_PATHS)
+		c->rw_paths[c->nrw++] = recorder;
+	/* The folder each path names (not where a symlink there points). */
+	for (unsigned i = 0; i < n && c->nrw < SANDBOX_MAX_PATHS; i++) {
+		if (!rw[i])
+			continue;
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", rw[i]);
+		char *slash = strrchr(dir, '/');
+		if (!slash)
+			snprintf(dir, sizeof(dir), ".");
+		else
+			slash[slash == dir] = 0; /* "/x": "/" */
+		if (realpath(dir, dirs[c->nrw])) {
+			c->rw_paths[c->nrw] = dirs[c->nrw];
+			c->nrw++;
+		}
+	}
+	if (o->kernel)
+		c->ro_paths[c->nro++] = o->kernel;
+	if (o->initrd)
+		c->ro_paths[c->nro++] = o->initrd;
+	for (unsigned i = 0; i < o->nnics; i++)
+		c->has_tap |= o->nics[i].tap[0] != 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct worker_options opt;
 	char err[512];
 	signal(SIGPIPE, SIG_IGN); /* a peer's socket that goes away is an error return, not death */
+	if (!sandbox_hold_self()) {
+		fprintf(stderr, "vmwp: error: cannot hold its own program file: %s\n", strerror(errno));
+		return 1;
+	}
 	if (!worker_options_parse(&opt, argc, argv, err, sizeof(err))) {
 		fprintf(stderr, "vmwp: error: %s (see vmwp --help)\n", err);
 		return 1;
@@ -263,6 +309,16 @@ int main(int argc, char **argv)
 	if (!vm)
 		return vfail("%s", err);
 	memcpy(vm->config_digest, digest, sizeof(digest));
+	/* Everything the VM needs from the host is open: the worker enters its sandbox before any
+	 * device thread starts, so each narrows itself to its kind. */
+	struct control ctl;
+	if (!control_open(&ctl, vm, opt.control_path, err, sizeof(err)))
+		return vfail("%s", err);
+	struct sandbox_config sbc;
+	static char sandbox_dirs[SANDBOX_MAX_PATHS][PATH_MAX];
+	sandbox_config_for(&opt, &sbc, sandbox_dirs);
+	if (!sandbox_enter(sandbox_mode(), &sbc, err, sizeof(err)))
+		return vfail("%s", err);
 	if (opt.incoming) {
 		uint64_t start = monotonic_ns();
 		void *ctx[2] = { vm, &opt };
@@ -307,9 +363,6 @@ int main(int argc, char **argv)
 	bool console_input = !opt.serial_path;
 	if (console_input)
 		console_raw();
-	struct control ctl;
-	if (!control_open(&ctl, vm, opt.control_path, err, sizeof(err)))
-		return vfail("%s", err);
 	if (!vm_start(vm, err, sizeof(err)))
 		return vfail("%s", err);
 	run_loop(vm, console_input, &ctl);
@@ -340,7 +393,7 @@ int main(int argc, char **argv)
 		worker_disks_exec_argv(argv); /* the images a disk-switch or merge left on each LUN */
 		worker_detach_disks();
 		drop_restore(argv); /* the guest boots afresh: from disk, what its configuration says now */
-		execv("/proc/self/exe", argv);
+		sandbox_reexec(argv);
 		return vfail("cannot restart the worker: %s", strerror(errno));
 	case VM_STOPPED:
 		vlog("stopped by the host");

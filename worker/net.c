@@ -22,6 +22,7 @@
 #include "vswitch/switch.h"
 #include "worker/log.h"
 #include "worker/net.h"
+#include "worker/sandbox.h"
 
 #define FRAME_MAX NETVSP_RX_GSO_MAX
 #define RECONNECT_MS 1000
@@ -234,6 +235,7 @@ static ssize_t backend_read(struct nic *nic, uint8_t *buf, struct netvsp_rx_meta
 static void *nic_thread(void *arg)
 {
 	struct nic *nic = arg;
+	sandbox_thread(SANDBOX_IO);
 	uint8_t *buf = malloc(FRAME_MAX);
 	size_t held = 0; /* a frame in buf the guest had no room for: no more reading until it goes */
 	struct netvsp_rx_meta meta;

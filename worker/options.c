@@ -84,6 +84,9 @@ const char *worker_options_usage(void)
 	       "  --no-reboot       exit with status 3 when the guest resets instead of restarting it\n"
 	       "  --disable-ic NAME do not offer an integration service to the guest: heartbeat,\n"
 	       "                    shutdown, timesync, kvp or vss (repeatable)\n"
+	       "With VIRIDIAN_SANDBOX=1 the worker enters its sandbox before the guest runs\n"
+	       "(docs/security.md): its own uid, namespaces, Landlock and seccomp; =log logs forbidden\n"
+	       "calls instead of dying; VIRIDIAN_SANDBOX_USER=NAME runs it as that user.\n"
 	       "Exit status: 0 the guest powered off, 1 error, 3 guest reset with --no-reboot.\n";
 }
 

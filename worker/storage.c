@@ -13,6 +13,7 @@
 #include "vsp/storvsp.h"
 #include "worker/clock.h"
 #include "worker/log.h"
+#include "worker/sandbox.h"
 #include "worker/storage.h"
 #include "worker/vm.h"
 
@@ -150,6 +151,11 @@ bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 	return true;
 }
 
+static void storage_io_thread_start(void)
+{
+	sandbox_thread(SANDBOX_IO);
+}
+
 bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < nattached; i++) {
@@ -168,7 +174,7 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 	struct storvsp_host host = {
 		.gpa_to_hva = vmbus_host_gpa_to_hva, .grant = h->hv->platform.grant ? vmbus_host_grant : NULL,
 		.opaque = h, .lock = &h->lock,
-		.nthreads = STORVSP_IO_THREADS,
+		.nthreads = STORVSP_IO_THREADS, .thread_start = storage_io_thread_start,
 	};
 	pthread_mutex_lock(&h->lock);
 	controller = storvsp_new(h->server, &host, attached, nattached, 0, err, errlen);

@@ -18,6 +18,7 @@
 #include "devices/acpi.h"
 #include "worker/guest_guard.h"
 #include "worker/log.h"
+#include "worker/sandbox.h"
 #include "worker/vm.h"
 
 #define KVM_TSS_ADDR          0xFFFBD000ull
@@ -505,6 +506,8 @@ struct vm *vm_create(const struct vm_config *cfg, char *err, size_t errlen)
 	vm->ncpus = cfg->cpus;
 	vm->disabled_ics = cfg->disabled_ics;
 	vm->vm_fd = vm->event_fd = -1;
+	const char *recorder = getenv("VIRIDIAN_FLIGHT_RECORDER");
+	vm->recorder_fd = recorder && *recorder ? open(recorder, O_WRONLY | O_CLOEXEC) : -1;
 	pthread_mutex_init(&vm->exit_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -701,19 +704,17 @@ static void describe_triple_fault(struct vcpu *v, char *out, size_t len)
 }
 
 /* tools/crashtrace records this VM's KVM events in a ring; stop it at the triple fault so that
- * the rebooted guest does not overwrite where the old one died. */
-static void stop_flight_recorder(void)
+ * the rebooted guest does not overwrite where the old one died. The file was opened with the VM:
+ * a vCPU thread may not open files. */
+static void stop_flight_recorder(struct vm *vm)
 {
 	const char *path = getenv("VIRIDIAN_FLIGHT_RECORDER");
 	if (!path || !*path)
 		return;
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "0", 1) != 1)
-		vlog("cannot stop the flight recorder %s: %s", path, strerror(errno));
+	if (vm->recorder_fd < 0 || write(vm->recorder_fd, "0", 1) != 1)
+		vlog("cannot stop the flight recorder %s: %s", path, vm->recorder_fd < 0 ? "not open" : strerror(errno));
 	else
 		vlog("flight recorder %s stopped at the triple fault", path);
-	if (fd >= 0)
-		close(fd);
 }
 
 /* Parks the calling vCPU while a pause is requested; either way it leaves immediate_exit clear
@@ -787,6 +788,7 @@ static void *vcpu_thread(void *arg)
 	struct vm *vm = v->vm;
 	char msg[160];
 	bool trace_first_exit = v->id == 0 && vm->trace_start_ns;
+	sandbox_thread(SANDBOX_VCPU);
 	while (__atomic_load_n(&vm->exit, __ATOMIC_ACQUIRE) == VM_RUNNING) {
 		if (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE))
 			vcpu_park(v);
@@ -821,7 +823,7 @@ static void *vcpu_thread(void *arg)
 		case KVM_EXIT_INTR:
 			break;
 		case KVM_EXIT_SHUTDOWN: /* triple fault: a PC resets */
-			stop_flight_recorder();
+			stop_flight_recorder(vm);
 			describe_triple_fault(v, msg, sizeof(msg));
 			vm_request_exit(vm, VM_RESET, msg);
 			break;
@@ -926,5 +928,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	if (vm->event_fd >= 0)
 		close(vm->event_fd);
+	if (vm->recorder_fd >= 0)
+		close(vm->recorder_fd);
 	free(vm);
 }

@@ -51,6 +51,32 @@ struct vmms_switch {
 	char last_error[256]; /* why it last exited */
 };
 
+/* Who asks: a management-socket peer (vmms/caller.c). Root and members of group viridian
+ * manage; paths they name are resolved with their own rights. */
+#define VMMS_CALLER_MAX_GROUPS 256
+struct vmms_caller {
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[VMMS_CALLER_MAX_GROUPS]; /* supplementary */
+	int ngroups;
+};
+
+/* The peer of a connected socket (SO_PEERCRED, SO_PEERGROUPS). */
+bool vmms_caller_from_socket(int fd, struct vmms_caller *c);
+/* root, vmms's own user, or a member of admins (its primary group, its process's groups, or
+ * the group database's list for its user); admins (gid_t)-1: no such group. */
+bool vmms_caller_may_manage(const struct vmms_caller *c, gid_t admins);
+
+enum { VMMS_CALLER_READ, VMMS_CALLER_WRITE, VMMS_CALLER_DIR };
+/* Resolves path as the caller would: a child with the caller's uid, gid and groups opens it
+ * (VMMS_CALLER_READ/WRITE: a regular file, read-only or read-write; VMMS_CALLER_DIR: a folder
+ * it may create in), never following a symlink as the last component; vmms then opens the
+ * canonical path the child found and checks it is the same file (a swap in between fails with
+ * ESTALE). canon gets that path (root: path as given). 0, or -1 with an errno in *err. */
+int vmms_caller_resolve(const struct vmms_caller *c, const char *path, int mode, char *canon, size_t canonlen, int *err);
+/* The reason for *err from vmms_caller_resolve, in words. */
+const char *vmms_caller_why(int err);
+
 struct vmms {
 	char root[PATH_MAX];
 	char vmwp[PATH_MAX];
@@ -64,6 +90,7 @@ struct vmms {
 	struct vmms_jobs jobs;   /* long operations (checkpoint merges ...) */
 	bool merge_recheck;      /* a VM turned off or vmms started: pending merges may go on */
 	struct token_store *tokens; /* <root>/tokens.db: the web API's tokens */
+	struct vmms_caller caller; /* the peer of the request being served (root for vmms's own) */
 };
 
 /* Opens <root>/vmms.db, creates the Hyper-V-like folders and re-attaches running workers. */

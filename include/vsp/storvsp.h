@@ -173,6 +173,7 @@ struct storvsp_host {
 	 * take it to post completions. NULL with nthreads = 0. */
 	pthread_mutex_t *lock;
 	unsigned nthreads; /* I/O threads; 0 = synchronous */
+	void (*thread_start)(void); /* optional: runs first on each I/O thread (the worker's sandbox) */
 };
 
 struct storvsp_disk {

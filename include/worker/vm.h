@@ -67,6 +67,7 @@ struct vm {
 	uint64_t rsdp;
 	uint64_t trace_start_ns; /* nonzero: log the first guest exit relative to it */
 	int event_fd;            /* becomes readable when the VM leaves VM_RUNNING */
+	int recorder_fd;         /* $VIRIDIAN_FLIGHT_RECORDER (tools/crashtrace), opened before the sandbox; -1 none */
 	uint8_t config_digest[32]; /* worker_state_digest(): what a saved state of it must match */
 	pthread_mutex_t pause_lock;  /* guards the three below; pause_cond signals changes */
 	pthread_cond_t pause_cond;
