@@ -28,11 +28,17 @@ static json_t *drive_json(const struct inv_vm *vm, const struct inv_disk *d)
 			 d->controller, "lun", d->lun, "media", d->path[0] ? "ISO" : "None", "path", d->path);
 }
 
-/* The request's ISO: absent or "" (no disc), else an absolute path to a readable file. */
-static json_t *check_iso(const char *path)
+/* The request's ISO: absent or "" (no disc), else an absolute path to a file the caller may
+ * read (resolved with its rights: canon gets the path to use). */
+static json_t *check_iso(struct vmms *s, const char **path, char *canon, size_t len)
 {
-	if (path && *path && (path[0] != '/' || !file_readable(path)))
-		return err_reply(0, "the ISO file '%s' does not exist or cannot be read (absolute path needed)", path);
+	if (!*path || !**path)
+		return NULL;
+	if ((*path)[0] != '/' || !file_readable(*path))
+		return err_reply(0, "the ISO file '%s' does not exist or cannot be read (absolute path needed)", *path);
+	json_t *reply = NULL;
+	if (!(*path = vmms_caller_path(s, *path, VMMS_CALLER_READ, "the ISO file", canon, len, &reply)))
+		return reply;
 	return NULL;
 }
 
@@ -77,9 +83,10 @@ static json_t *op_add_dvd(struct vmms *s, json_t *req)
 	if (reply)
 		return reply;
 	const char *path = jstr(req, "path");
+	char canon[PATH_MAX];
 	json_int_t ctrl, lun;
 	bool have_lun;
-	if ((reply = check_location(req, &ctrl, &lun, &have_lun)) || (reply = check_iso(path))) {
+	if ((reply = check_location(req, &ctrl, &lun, &have_lun)) || (reply = check_iso(s, &path, canon, sizeof(canon)))) {
 	} else if (!vm_op_allowed(vm.status, VM_OP_MODIFY)) {
 		reply = conflict(&vm, "get a DVD drive while it is not Off (hot-add is not supported)");
 	} else if (vm.ndisks + vm.ndvds >= INV_MAX_DISKS) {
@@ -171,11 +178,12 @@ static json_t *op_set_dvd(struct vmms *s, json_t *req)
 	if (reply)
 		return reply;
 	const char *path = jstr(req, "path");
+	char canon[PATH_MAX];
 	int k = find_drive(&vm, req, &reply);
 	if (k >= 0 && !json_object_get(req, "path"))
 		reply = err_reply(0, "nothing to change: give -Path (an ISO file, or '' for no disc)");
 	else if (k >= 0)
-		reply = check_iso(path);
+		reply = check_iso(s, &path, canon, sizeof(canon));
 	if (!path)
 		path = "";
 	enum vm_state st = vm.status.state;

@@ -277,8 +277,10 @@ static json_t *op_export(struct vmms *s, json_t *req)
 	struct export_ctx *x = NULL;
 	char err[PATH_MAX + 160];
 	struct vm_status next;
+	char checked[PATH_MAX];
 	if (!path || path[0] != '/' || stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		reply = err_reply(0, "-Path '%s' is not an existing folder (absolute path needed)", path ? path : "");
+	} else if (!vmms_caller_path(s, path, VMMS_CALLER_DIR, "-Path", checked, sizeof(checked), &reply)) {
 	} else if (vm.status.state != VM_OFF && vm.status.state != VM_SAVED) {
 		/* the worker holds the disks open read-write and a live checkpoint needs it to let go */
 		reply = conflict(&vm, "be exported while it runs (Save-VM or Stop-VM it first)");
@@ -546,9 +548,12 @@ static json_t *plan_import(struct vmms *s, json_t *req, struct import_plan **out
 	const char *snap_path = jstr(req, "snapshot_file_path");
 	json_t *e = NULL;
 	const char *opts[] = { vhd_dest, vm_path, snap_path };
+	char checked[PATH_MAX];
 	for (int i = 0; i < 3 && !e; i++)
 		if (opts[i] && (!p->copy || opts[i][0] != '/'))
 			e = err_reply(0, "-VhdDestinationPath, -VirtualMachinePath and -SnapshotFilePath need -Copy and an absolute path");
+		else if (opts[i])
+			vmms_caller_path(s, opts[i], VMMS_CALLER_DIR, "the destination", checked, sizeof(checked), &e);
 	if (!e)
 		e = find_config(jstr(req, "path"), p);
 	if (!e)

@@ -36,6 +36,11 @@ bool file_readable(const char *p);     /* a regular file we may read */
 void vmms_saved_state_path(const struct inv_vm *vm, char *out, size_t len);
 /* The VM a request names ("vm"); NULL and *vm filled, or an error reply. */
 json_t *find_vm(struct vmms *s, json_t *req, struct inv_vm *vm);
+/* A path the caller named, resolved with the caller's rights (vmms/caller.c) into buf: a file
+ * (VMMS_CALLER_READ/WRITE) or, for VMMS_CALLER_DIR, the nearest folder of path that exists (what
+ * vmms would create things in; path itself is returned). NULL with the reason in *reply. */
+const char *vmms_caller_path(struct vmms *s, const char *path, int mode, const char *what, char *buf, size_t len,
+			     json_t **reply);
 const char *jstr(json_t *req, const char *key);
 /* A cmdlet's -Name against an object: NULL matches everything; else the name (any case), a
  * wildcard pattern (* ? [...], any case) or, when id is not NULL, the object's GUID. */

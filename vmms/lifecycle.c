@@ -256,6 +256,18 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 	return pid;
 }
 
+/* The i-th file a start opens: the kernel and initrd (none when restoring: the saved state
+ * has the guest), the disks, the DVD images; NULL for one that is not there. */
+static const char *start_file(const struct inv_vm *vm, bool restore, int i)
+{
+	if (i < 2)
+		return restore ? NULL : i == 0 ? vm->kernel : vm->initrd;
+	if ((i -= 2) < vm->ndisks)
+		return vm->disks[i].path;
+	const char *iso = vm->dvds[i - vm->ndisks].path;
+	return iso[0] ? iso : NULL;
+}
+
 static json_t *op_start(struct vmms *s, json_t *req)
 {
 	struct inv_vm vm;
@@ -308,8 +320,8 @@ static json_t *op_start(struct vmms *s, json_t *req)
 		}
 	/* A non-root admin starts only what it can read itself, no symlink as the last component (a
 	 * file swapped since it was attached stops here; docs/security.md). */
-	for (int i = -2; i < vm.ndisks; i++) {
-		const char *p = i == -2 ? (restore ? NULL : vm.kernel) : i == -1 ? (restore ? NULL : vm.initrd) : vm.disks[i].path;
+	for (int i = 0; i < 2 + vm.ndisks + vm.ndvds; i++) {
+		const char *p = start_file(&vm, restore, i);
 		char canon[PATH_MAX];
 		int cerr;
 		if (p && vmms_caller_resolve(&s->caller, p, VMMS_CALLER_READ, canon, sizeof(canon), &cerr) < 0) {

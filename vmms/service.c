@@ -218,26 +218,6 @@ static bool is_dir(const char *p)
 	return p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* A path the caller named, resolved with the caller's rights (vmms/caller.c) into buf: a file
- * (VMMS_CALLER_READ/WRITE) or, for VMMS_CALLER_DIR, the nearest folder of path that exists (what
- * vmms would create things in). NULL with the reason in *reply. */
-static const char *caller_path(struct vmms *s, const char *path, int mode, const char *what, char *buf, size_t len,
-			       json_t **reply)
-{
-	char at[PATH_MAX];
-	if ((size_t)snprintf(at, sizeof(at), "%s", path) >= sizeof(at)) {
-		*reply = err_reply(0, "path too long");
-		return NULL;
-	}
-	for (char *slash; mode == VMMS_CALLER_DIR && access(at, F_OK) < 0 && (slash = strrchr(at, '/')) && slash != at;)
-		*slash = 0;
-	int err;
-	if (vmms_caller_resolve(&s->caller, at, mode, buf, len, &err) == 0)
-		return mode == VMMS_CALLER_DIR ? path : buf;
-	*reply = err_reply(0, "%s '%s' cannot be used: %s", what, path, vmms_caller_why(err));
-	return NULL;
-}
-
 static json_t *op_set_host(struct vmms *s, json_t *req)
 {
 	static const char *const keys[][2] = { { "virtual_machine_path", "VirtualMachinePath" },
@@ -252,7 +232,7 @@ static json_t *op_set_host(struct vmms *s, json_t *req)
 			return err_reply(0, "-%s '%s' is not an existing folder (absolute path needed)", keys[i][1], p);
 		char dir[PATH_MAX];
 		json_t *denied = NULL;
-		if (!caller_path(s, p, VMMS_CALLER_DIR, keys[i][1], dir, sizeof(dir), &denied))
+		if (!vmms_caller_path(s, p, VMMS_CALLER_DIR, keys[i][1], dir, sizeof(dir), &denied))
 			return denied;
 	}
 	if (!given)
@@ -318,12 +298,12 @@ static json_t *op_new(struct vmms *s, json_t *req)
 		return err_reply(0, "-VHDPath must be an absolute path");
 	char vhd_canon[PATH_MAX], checked[PATH_MAX];
 	json_t *denied = NULL;
-	if (vhd && !(vhd = caller_path(s, vhd, VMMS_CALLER_WRITE, "the virtual hard disk", vhd_canon, sizeof(vhd_canon), &denied)))
+	if (vhd && !(vhd = vmms_caller_path(s, vhd, VMMS_CALLER_WRITE, "the virtual hard disk", vhd_canon, sizeof(vhd_canon), &denied)))
 		return denied;
-	if (base && base[0] == '/' && !caller_path(s, base, VMMS_CALLER_DIR, "-Path", checked, sizeof(checked), &denied))
+	if (base && base[0] == '/' && !vmms_caller_path(s, base, VMMS_CALLER_DIR, "-Path", checked, sizeof(checked), &denied))
 		return denied;
 	if (new_vhd && new_vhd[0] == '/' &&
-	    !caller_path(s, new_vhd, VMMS_CALLER_DIR, "-NewVHDPath", checked, sizeof(checked), &denied))
+	    !vmms_caller_path(s, new_vhd, VMMS_CALLER_DIR, "-NewVHDPath", checked, sizeof(checked), &denied))
 		return denied;
 	struct inv_vm existing;
 	int r = inv_find(s->inv, name, &existing);
@@ -432,7 +412,7 @@ static json_t *op_set(struct vmms *s, json_t *req, bool firmware)
 				goto out;
 			}
 			if (*str) {
-				if (!(str = caller_path(s, str, VMMS_CALLER_READ, "the kernel", kernel_canon, sizeof(kernel_canon), &reply)))
+				if (!(str = vmms_caller_path(s, str, VMMS_CALLER_READ, "the kernel", kernel_canon, sizeof(kernel_canon), &reply)))
 					goto out;
 				vm.kernel = (char *)str;
 			} else {
@@ -444,7 +424,7 @@ static json_t *op_set(struct vmms *s, json_t *req, bool firmware)
 				reply = err_reply(0, "the initrd '%s' does not exist or cannot be read (absolute path needed)", str);
 				goto out;
 			}
-			if (*str && !(str = caller_path(s, str, VMMS_CALLER_READ, "the initrd", initrd_canon, sizeof(initrd_canon), &reply)))
+			if (*str && !(str = vmms_caller_path(s, str, VMMS_CALLER_READ, "the initrd", initrd_canon, sizeof(initrd_canon), &reply)))
 				goto out;
 			vm.initrd = *str ? (char *)str : NULL;
 		}
@@ -590,7 +570,7 @@ static json_t *op_add_disk(struct vmms *s, json_t *req)
 		reply = err_reply(0, "-ControllerLocation must be 0 to %d", INV_MAX_DISKS - 1);
 	} else if (!path || path[0] != '/' || !file_readable(path)) {
 		reply = err_reply(0, "the virtual hard disk '%s' does not exist or cannot be read (absolute path needed)", path ? path : "");
-	} else if (!(path = caller_path(s, path, VMMS_CALLER_WRITE, "the virtual hard disk", path_canon, sizeof(path_canon), &reply))) {
+	} else if (!(path = vmms_caller_path(s, path, VMMS_CALLER_WRITE, "the virtual hard disk", path_canon, sizeof(path_canon), &reply))) {
 		/* reply says why */
 	} else if (!vm_op_allowed(vm.status, VM_OP_MODIFY)) {
 		reply = conflict(&vm, "get a disk while it is not Off (hot-add is not supported yet)");

@@ -154,9 +154,12 @@ static json_t *op_move(struct vmms *s, json_t *req)
 	struct move_ctx *m = NULL;
 	char err[PATH_MAX + 160];
 	const char *given[] = { all, vmp, snap };
+	char checked[PATH_MAX];
 	for (int i = 0; i < 3 && !reply; i++)
 		if (given[i] && !abs_dir(given[i]))
 			reply = err_reply(0, "'%s' is not an existing folder (absolute path needed)", given[i]);
+		else if (given[i])
+			vmms_caller_path(s, given[i], VMMS_CALLER_DIR, "the destination", checked, sizeof(checked), &reply);
 	if (!reply && !all && !vmp && !snap)
 		reply = err_reply(0, "give -DestinationStoragePath, -VirtualMachinePath or -SnapshotFilePath");
 	else if (!reply && vm.status.state != VM_OFF && vm.status.state != VM_SAVED)

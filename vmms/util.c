@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -279,4 +280,22 @@ const char *worker_error(json_t *r)
 {
 	const char *e = r ? json_string_value(json_object_get(r, "error")) : "the worker does not answer";
 	return e ? e : "refused";
+}
+
+/* internal.h; for a folder, the nearest one of path that exists is checked. */
+const char *vmms_caller_path(struct vmms *s, const char *path, int mode, const char *what, char *buf, size_t len,
+			     json_t **reply)
+{
+	char at[PATH_MAX];
+	if ((size_t)snprintf(at, sizeof(at), "%s", path) >= sizeof(at)) {
+		*reply = err_reply(0, "path too long");
+		return NULL;
+	}
+	for (char *slash; mode == VMMS_CALLER_DIR && access(at, F_OK) < 0 && (slash = strrchr(at, '/')) && slash != at;)
+		*slash = 0;
+	int err;
+	if (vmms_caller_resolve(&s->caller, at, mode, buf, len, &err) == 0)
+		return mode == VMMS_CALLER_DIR ? path : buf;
+	*reply = err_reply(0, "%s '%s' cannot be used: %s", what, path, vmms_caller_why(err));
+	return NULL;
 }

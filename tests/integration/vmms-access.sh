@@ -65,6 +65,10 @@ reply=$(attach_raw "$t/u/link.vhdx")
 check "...nor name a symlink, even to its own file (vmms opens with O_NOFOLLOW): $reply" grep -q '"ok":false.*symbolic link' <<<"$reply"
 install -m 0600 "$B/vmwp" "$t/rootkernel"
 denied "...nor boot a kernel only root may read" "General access denied" admin Set-VMFirmware mine -KernelPath "$t/rootkernel"
+denied "...nor give the guest /etc/shadow as a DVD" "General access denied" admin Add-VMDvdDrive -VMName mine -Path /etc/shadow
+check "...no DVD drive was added" bash -c "! '$B/hv' Get-VMDvdDrive -VMName mine | grep -q shadow"
+denied "...nor export into a folder only root may write" "General access denied" admin Export-VM -Name mine -Path /etc
+check "...nothing was written there" test ! -e /etc/mine -a ! -e /etc/mine.partial
 check "root still attaches what it likes" "$B/hv" Add-VMHardDiskDrive mine -Path "$t/u/rootonly.vhdx"
 "$B/hv" Remove-VMHardDiskDrive mine -Path "$t/u/rootonly.vhdx" >/dev/null
 
