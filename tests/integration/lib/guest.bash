@@ -9,6 +9,9 @@
 #   run_root_vm LOG SCRIPT DISK... boots the default guest with DISK... as LUNs 0.. and the
 #                                # root file system on LUN 0, running SCRIPT there
 #   finish                       # exit status from $fails
+#   exit_if_no_init LOG          # a guest whose console LOG never showed /init hung in the
+#                                # emulator's early boot: say so and exit 126 (tests/run
+#                                # retries it once), instead of failing every check after it
 # $B is the build to test (VIRIDIAN_BUILD, default build; absolute), $G the default guest's
 # folder.
 . guest/lib.sh
@@ -47,8 +50,8 @@ in_vmhost() {
       [ -f "$f" ] || continue
       if grep -qE "$guest_crash" "$f"; then
         echo "--- a guest died in the test host: ${f##*/}: $(grep -m1 -oE "$guest_crash.{0,100}" "$f")"
-      elif grep -q "^vmwp-traced: exit status" "$f" && ! grep -q "VIRIDIAN-MARK: init-start" "$f"; then
-        echo "--- a guest hung in early boot in the test host (it never reached /init): ${f##*/}"
+      elif grep -q "^vmwp-traced: exit status" "$f" && ! grep -q "$init_mark" "$f"; then
+        early_boot_hang "$f"
       else
         continue
       fi
@@ -91,4 +94,12 @@ run_root_vm() {
 
 finish() {
   exit $((fails > 0))
+}
+
+init_mark="VIRIDIAN-MARK: init-start"
+early_boot_hang() { echo "--- a guest hung in early boot in the test host (it never reached /init): ${1##*/}"; }
+exit_if_no_init() {
+  grep -q "$init_mark" "$1" && return 0
+  early_boot_hang "$1"
+  exit 126
 }
