@@ -152,7 +152,7 @@ wait_for 600 $qpid migrated || fail "QEMU migrate to file"
 t1=$(now_ms)
 r+=("qemu_migrate_ms $((t1 - t0))" "qemu_file_bytes $(stat -c %s $qstate)")
 hmp cont >/dev/null
-running() { hmp "info status" | grep -q 'status: running'; }
+running() { grep -q 'status: running' <<<"$(hmp "info status")"; }
 wait_for 30 $qpid running || fail "QEMU does not run on after the migration"
 t0=$(now_ms); o=$(hmp "savevm bench"); t1=$(now_ms)
 [ -z "$(grep -v '^QEMU\|^(qemu)\|savevm' <<<"$o" | tr -d ' \n')" ] || echo "  savevm: $o"
@@ -171,7 +171,7 @@ rm -f $qcow; qemu-img create -q -f qcow2 $qcow 64M
 at=$(stat -c %s "$qlog")
 t0=$(now_ms)
 qemu -incoming "exec:cat $qstate"
-incoming_done() { hmp "info status" | grep -qE 'status: (paused|running)' && ! hmp "info status" | grep -q inmigrate; }
+incoming_done() { local s; s=$(hmp "info status"); grep -qE 'status: (paused|running)' <<<"$s" && ! grep -q inmigrate <<<"$s"; }
 wait_for 600 $qpid incoming_done || fail "QEMU -incoming"
 t1=$(now_ms)
 r+=("qemu_incoming_ms $((t1 - t0))")

@@ -41,7 +41,7 @@ python3 bench/boot/tiny-bzimage.py --halt "$t/halt.bz" # stays up (no exits): fo
 log=$("$B/hv" Get-VM start-bench -Json | sed -n 's/.*"path": "\(.*\)".*/\1/p')/worker.log
 for _ in $(seq "$starts"); do
   "$B/hv" Start-VM start-bench >/dev/null 2>&1 || true # it powers off at once
-  for _ in $(seq 100); do "$B/hv" Get-VM start-bench -Json | grep -q '"state": "Off"' && break; sleep 0.05; done
+  for _ in $(seq 100); do grep -q '"state": "Off"' <<<"$("$B/hv" Get-VM start-bench -Json)" && break; sleep 0.05; done
 done
 sed -n 's/.*first guest exit \([0-9.]*\) ms.*/\1/p' "$log" | awk '{printf "%d\n", $1 * 1000}' | stats | sed 's/^/Start-VM request -> first guest exit: /'
 "$B/hv" Set-VMFirmware start-bench -KernelPath "$t/halt.bz"

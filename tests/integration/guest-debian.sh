@@ -82,7 +82,7 @@ ip=$(sed -n 's/.*ipv4=\(192\.168\.61\.[0-9]*\).*/\1/p' <<<"$status")
 kvp_ip() {
   local i
   for i in $(seq 60); do
-    hv Get-VM deb -Json | tr -d ' \n' | grep -q "\"ip_addresses\":\[[^]]*\"${ip:-none}\"" && return 0
+    grep -q "\"ip_addresses\":\[[^]]*\"${ip:-none}\"" <<<"$(hv Get-VM deb -Json | tr -d ' \n')" && return 0
     sleep 1
   done
   hv Get-VM deb -Json >&2
@@ -95,7 +95,7 @@ sshg() {
 }
 install -m 600 "$D/id_ed25519" "$t/key"
 ssh_uname() { [ "$(sshg uname -r 2>>"$out/ssh.log")" = "$kver" ]; }
-ssh_root() { sshg findmnt -no UUID,OPTIONS / 2>>"$out/ssh.log" | grep -q "^$(sed -n 's/^root_uuid=//p' "$D/manifest") rw"; }
+ssh_root() { grep -q "^$(sed -n 's/^root_uuid=//p' "$D/manifest") rw" <<<"$(sshg findmnt -no UUID,OPTIONS / 2>>"$out/ssh.log")"; }
 check "ssh with the cached key runs uname -r: $kver" ssh_uname
 check "...the root file system is the image's (by UUID, read-write)" ssh_root
 grub_entry() { [ "$(sshg cat /proc/cmdline 2>>"$out/ssh.log")" = "BOOT_IMAGE=/boot/vmlinuz-$kver $(cat "$D/cmdline")" ]; }
@@ -118,7 +118,7 @@ EOF
 second_entry() {
   local deadline=$((SECONDS + 900))
   while [ $SECONDS -lt $deadline ]; do
-    sshg cat /proc/cmdline 2>>"$out/ssh.log" | grep -q 'viridian.entry=second' && return 0
+    grep -q 'viridian.entry=second' <<<"$(sshg cat /proc/cmdline 2>>"$out/ssh.log")" && return 0
     sleep 5
   done
   return 1

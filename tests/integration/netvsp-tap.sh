@@ -70,7 +70,7 @@ wait_log 30 NET-READY
 guest_ip_on_host() {
   local i
   for i in $(seq 40); do
-    printf '%s\n' '{"op":"guest-info"}' | socat -t 5 - "UNIX-CONNECT:$sock" | grep -q '"NetworkAddressIPv4":"[^"]*192\.168\.222\.2' && return 0
+    grep -q '"NetworkAddressIPv4":"[^"]*192\.168\.222\.2' <<<"$(printf '%s\n' '{"op":"guest-info"}' | socat -t 5 - "UNIX-CONNECT:$sock")" && return 0
     sleep 1
   done
   return 1

@@ -145,7 +145,7 @@ check "vmms: Set-VMDvdDrive on the running VM" hv Set-VMDvdDrive -VMName dvd -Co
 for _ in $(seq 150); do grep -q "vmms-after-change" "$console" 2>/dev/null && break; sleep 1; done
 check "vmms: the guest sees the new disc" grep -q "vmms-after-change \[second disc\]" "$console"
 check "vmms: Get-VMDvdDrive shows it" bash -c "'$B/hv' Get-VMDvdDrive dvd | grep -qE '^dvd +SCSI +0 +0 +ISO +$w/b.iso'"
-for _ in $(seq 60); do hv Get-VM dvd -Json | grep -q '"state": "Off"' && break; sleep 1; done
+for _ in $(seq 60); do grep -q '"state": "Off"' <<<"$(hv Get-VM dvd -Json)" && break; sleep 1; done
 check "vmms: Remove-VMDvdDrive once the guest powered off" hv Remove-VMDvdDrive -VMName dvd -ControllerLocation 0
 wp=$(hv Get-VM dvd -Json | sed -n 's/.*"worker_pid": \([0-9]*\).*/\1/p')
 hv Stop-VM dvd -TurnOff >/dev/null 2>&1

@@ -22,7 +22,7 @@ for ext in vhdx vhd; do
     $PAT l$i.$ext $((i * MiB + 512 * i)) $((MiB + 4096)) $((i + 10))
     $PAT l$i.$ext $((7 * MiB)) 4096 $((i + 20))
   done
-  "$HV" Get-VHD -Path l3.$ext -Json | grep -q '"VhdType": "Differencing"' || fail "$ext: Get-VHD type"
+  grep -q '"VhdType": "Differencing"' <<<"$("$HV" Get-VHD -Path l3.$ext -Json)" || fail "$ext: Get-VHD type"
   "$HV" Test-VHD -Path l3.$ext >/dev/null || fail "$ext: Test-VHD on the chain"
   "$HV" Convert-VHD -Path l3.$ext -DestinationPath flat.raw
   # The expectation, built independently in a raw file by the same writes.

@@ -11,24 +11,28 @@ cd "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 MiB=1048576
 
-"$HV" Get-Help | grep -q Merge-VHD || fail "Get-Help lists cmdlets"
-"$HV" get-help new-vhd | grep -q -- -ParentPath || fail "Get-Help NAME"
+# Outputs are captured before matching: under pipefail, `hv ... | grep -q` fails at random when grep
+# exits on the first match and hv's next write gets SIGPIPE (Get-Help is more than one stdio buffer).
+help=$("$HV" Get-Help)
+grep -q Merge-VHD <<<"$help" || fail "Get-Help lists cmdlets"
+grep -q -- -ParentPath <<<"$("$HV" get-help new-vhd)" || fail "Get-Help NAME"
 "$HV" new-vhd -path d.vhdx -sizebytes 1GB -blocksizebytes 8MB -logicalsectorsizebytes 4096 >/dev/null
 json=$("$HV" GET-VHD -PATH d.vhdx -json)
 for kv in '"VhdFormat": "VHDX"' '"VhdType": "Dynamic"' '"Size": 1073741824' '"BlockSize": 8388608' \
           '"LogicalSectorSize": 4096' '"PhysicalSectorSize": 4096' '"ParentPath": null'; do
   grep -q "$kv" <<<"$json" || fail "Get-VHD -Json lacks $kv: $json"
 done
-"$HV" Get-VHD d.vhdx | grep -qE '^VhdType +: Dynamic$' || fail "Get-VHD list format"
-"$HV" New-VHD -Path f.vhd -SizeBytes 16MB -Fixed | grep -qE '^VhdType +: Fixed$' || fail "fixed VHD"
+grep -qE '^VhdType +: Dynamic$' <<<"$("$HV" Get-VHD d.vhdx)" || fail "Get-VHD list format"
+grep -qE '^VhdType +: Fixed$' <<<"$("$HV" New-VHD -Path f.vhd -SizeBytes 16MB -Fixed)" || fail "fixed VHD"
 [ "$(stat -c %s f.vhd)" = $((16 * MiB + 512)) ] || fail "fixed VHD file size"
 
 # Resize: grow, refuse to cut data, shrink to what holds none.
 "$HV" New-VHD -Path r.vhdx -SizeBytes 64MB -BlockSizeBytes 1MB >/dev/null
 $PAT r.vhdx $((10 * MiB)) 4096 1
 "$HV" Resize-VHD -Path r.vhdx -SizeBytes 128MB
-"$HV" Get-VHD -Path r.vhdx -Json | grep -q '"Size": 134217728' || fail "grow"
-"$HV" Get-VHD -Path r.vhdx -Json | grep -q '"MinimumSize": 11534336' || fail "MinimumSize"
+json=$("$HV" Get-VHD -Path r.vhdx -Json)
+grep -q '"Size": 134217728' <<<"$json" || fail "grow"
+grep -q '"MinimumSize": 11534336' <<<"$json" || fail "MinimumSize"
 if "$HV" Resize-VHD -Path r.vhdx -SizeBytes 4MB 2>err.txt; then fail "shrink over data"; fi
 grep -q "minimum size" err.txt || fail "shrink error: $(cat err.txt)"
 "$HV" Resize-VHD -Path r.vhdx -SizeBytes 12MB

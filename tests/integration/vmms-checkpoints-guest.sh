@@ -52,7 +52,7 @@ wait_n() {
 }
 wait_con() { # wait_con SECONDS PATTERN [FROM]
   local deadline=$((SECONDS + $1))
-  while [ $SECONDS -lt $deadline ]; do con | tail -c +$(( ${3:-0} + 1 )) | grep -qa -- "$2" && return 0; sleep 0.5; done
+  while [ $SECONDS -lt $deadline ]; do grep -qa -- "$2" < <(con | tail -c +$(( ${3:-0} + 1 ))) && return 0; sleep 0.5; done
   echo "no '$2' on the console" >&2; return 1
 }
 # ref_md5 N: the MD5 of the disk's first MiB once records 1..N are written (what the guest prints)
@@ -145,7 +145,7 @@ hv Get-VMCheckpoint g | sed 's/^/  /'
 
 # Production: hv_vss_daemon freezes the guest's file systems around a disk-only checkpoint.
 check "Set-VM -CheckpointType ProductionOnly" quiet hv Set-VM g -CheckpointType ProductionOnly
-vss_ok() { for _ in $(seq 120); do hv Get-VMIntegrationService g | grep -qE '^g +VSS +True +OK' && return 0; sleep 1; done; return 1; }
+vss_ok() { for _ in $(seq 120); do grep -qE '^g +VSS +True +OK' <<<"$(hv Get-VMIntegrationService g)" && return 0; sleep 1; done; return 1; }
 check "...VSS ready in the guest" vss_ok
 at=$(mark)
 check "Checkpoint-VM c4 (ProductionOnly, the guest freezes)" checkpoint c4
@@ -176,7 +176,7 @@ check "Remove-VMCheckpoint c4 of the running VM starts a job" grep -Eq '^[0-9a-f
 deadline=$((SECONDS + 120))
 while [ $SECONDS -lt $deadline ]; do
   [ "$(vm_field status)" = "Merging Disk" ] && merging=1
-  hv Get-VMJob -Id "$job" -Json | grep -q '"state": *"Running"' || break
+  grep -q '"state": *"Running"' <<<"$(hv Get-VMJob -Id "$job" -Json)" || break
   sleep 0.2
 done
 echo "  Merging Disk seen while the job ran: $merging"

@@ -56,7 +56,7 @@ chains_ok() { # every image the VM and its checkpoints use, and their parents, p
 clean() { chains_ok "$1" && same "$1"; }
 is_state() { [ "$(state "$1")" = "$2" ]; }
 avhdx() { find "$t" -name '*.avhdx' | wc -l; }
-jobs_done() { ! hv Get-VMJob -Json | py '[j["state"] for j in d]' | grep -q Running; }
+jobs_done() { ! grep -q Running <<<"$(hv Get-VMJob -Json | py '[j["state"] for j in d]')"; }
 # new_vm NAME: an Off VM on a fresh 16 MB VHDX (1 MB blocks) with its reference raw file
 new_vm() {
   hv New-VHD -Path "$t/$1.vhdx" -SizeBytes 16MB -BlockSizeBytes 1MB >/dev/null

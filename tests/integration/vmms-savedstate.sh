@@ -281,7 +281,7 @@ hv Stop-VM web -TurnOff >/dev/null; hv Stop-VM idle -TurnOff >/dev/null
 # The real worker's save and restore: a tiny kernel that halts (bench/boot/tiny-bzimage.py).
 stop_vmms
 unset VIRIDIAN_VMWP
-if ! "$B/vmwp" --help 2>&1 | grep -q -- --restore; then
+if ! grep -q -- --restore <<<"$("$B/vmwp" --help 2>&1)"; then
   skip_part "the real worker's save/restore (this vmwp has no --restore)"
 elif ! kvm_usable; then
   skip_part "the real worker's save/restore (no usable /dev/kvm here)"

@@ -46,7 +46,7 @@ same() { # the VM's disk reads as $2; flattened it passes qemu-img check and com
   command -v qemu-img >/dev/null || return 0
   hv Convert-VHD -Path "$(disk "$1")" -DestinationPath "$t/flat.vhdx" >/dev/null && qemu-img check -q "$t/flat.vhdx" && qemu-img compare -q "$t/flat.vhdx" "$2"
 }
-jobs_done() { ! hv Get-VMJob -Json | grep -q '"Running"'; }
+jobs_done() { ! grep -q '"Running"' <<<"$(hv Get-VMJob -Json)"; }
 until_true() { for _ in $(seq 150); do "$@" && return 0; sleep 0.1; done; return 1; }
 MiB=1048576
 

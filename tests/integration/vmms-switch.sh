@@ -305,7 +305,7 @@ if kvm_usable; then
   hv Add-VMNetworkAdapter real -Name spare >/dev/null
   hv Set-VMNetworkAdapterVlan real -VMNetworkAdapterName "Network Adapter" -Access -VlanId 3 >/dev/null
   rd=$(sw_dir vmsw)
-  port_of() { printf '%s\n' '{"op":"status"}' | socat -t 5 - "UNIX-CONNECT:$rd/control.sock" | grep -q "\"name\":\"real/$1\",\"kind\":\"adapter\",\"mac\":\"$2\",\"vlan\":$3,"; }
+  port_of() { grep -q "\"name\":\"real/$1\",\"kind\":\"adapter\",\"mac\":\"$2\",\"vlan\":$3," <<<"$(printf '%s\n' '{"op":"status"}' | socat -t 5 - "UNIX-CONNECT:$rd/control.sock")"; }
   check "real vmwp: Start-VM with a switch adapter and one without" hv Start-VM real
   check "...its adapter is on the switch (VLAN 3)" until_true port_of 0 00:15:5d:aa:bb:77 3
   check "...Get-VMNetworkAdapter: Connected, from the worker's status" until_true bash -c "'$B/hv' Get-VMNetworkAdapter real -Name 'Network Adapter' | grep -q ' Ok  *True'"

@@ -41,5 +41,5 @@ expect "cannot open $tmp/no-kvm: No such file or directory: load kvm_intel or kv
 truncate -s 16M "$tmp/d.raw"
 expect "cannot open $tmp/no-kvm: No such file or directory: load kvm_intel" \
   --kernel "$kernel" --memory 256M --disk "$tmp/d.raw" --nic "switch=$tmp/no.sock"
-build/vmwp --help | grep -q -- "--kernel PATH" || { echo "FAIL: --help"; fails=$((fails + 1)); }
+grep -q -- "--kernel PATH" <<<"$(build/vmwp --help)" || { echo "FAIL: --help"; fails=$((fails + 1)); }
 exit $((fails > 0))

@@ -25,7 +25,7 @@ ctl() { printf '%s\n' "$2" | socat -t 600 - "UNIX-CONNECT:$1" 2>/dev/null; }
 wait_log() { # wait_log SECONDS PATTERN [FROM-LINE]
   local deadline=$((SECONDS + $1))
   while [ $SECONDS -lt $deadline ]; do
-    tail -n +"${3:-1}" "$log" | grep -qa -- "$2" && return 0
+    grep -qa -- "$2" < <(tail -n +"${3:-1}" "$log") && return 0
     sleep 0.3
   done
   return 1
@@ -55,7 +55,7 @@ check "the guest counts and writes its disk" bash -c "$(declare -f wait_log); lo
 grep -q "$init_mark" "$log" || tail -n 40 "$out/vmwp-a.err"
 exit_if_no_init "$log"
 # hv_kvp_daemon must be up before the dirtying switch can reach the guest later.
-for _ in $(seq 120); do ctl "$ctl_a" '{"op":"status"}' | grep -q '"KeyValuePairExchange":"ready"' && break; sleep 1; done
+for _ in $(seq 120); do grep -q '"KeyValuePairExchange":"ready"' <<<"$(ctl "$ctl_a" '{"op":"status"}')" && break; sleep 1; done
 
 # ---- faults: the VM stays on the source ----
 "${VIRIDIAN_REAL_VMWP:-$B/vmwp}" "${boot[@]}" "${args[@]/512M/256M}" --incoming "unix:$stream" </dev/null 2>"$out/vmwp-bad.err" &

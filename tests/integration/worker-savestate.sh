@@ -20,14 +20,14 @@ ctl() { printf '%s\n' "$1" | socat -t 60 - "UNIX-CONNECT:$sock" 2>/dev/null; }
 wait_log() { # wait_log SECONDS PATTERN [FROM-LINE]: until the log has PATTERN after line FROM-LINE
   local deadline=$((SECONDS + $1))
   while [ $SECONDS -lt $deadline ]; do
-    tail -n +"${3:-1}" "$log" | grep -qa -- "$2" && return 0
+    grep -qa -- "$2" < <(tail -n +"${3:-1}" "$log") && return 0
     sleep 0.5
   done
   return 1
 }
 wait_status() { # wait_status SECONDS PATTERN
   local deadline=$((SECONDS + $1))
-  while [ $SECONDS -lt $deadline ]; do ctl '{"op":"status"}' | grep -qE -- "$2" && return 0; sleep 1; done
+  while [ $SECONDS -lt $deadline ]; do grep -qE -- "$2" <<<"$(ctl '{"op":"status"}')" && return 0; sleep 1; done
   return 1
 }
 last_count() { grep -ao 'COUNT=[0-9]*' "$log" | tail -1 | cut -d= -f2; }
