@@ -13,6 +13,7 @@ MiB=1048576
 
 # Outputs are captured before matching: under pipefail, `hv ... | grep -q` fails at random when grep
 # exits on the first match and hv's next write gets SIGPIPE (Get-Help is more than one stdio buffer).
+# Where output is streamed, tests use `| grep ... >/dev/null` (grep reads to the end).
 help=$("$HV" Get-Help)
 grep -q Merge-VHD <<<"$help" || fail "Get-Help lists cmdlets"
 grep -q -- -ParentPath <<<"$("$HV" get-help new-vhd)" || fail "Get-Help NAME"

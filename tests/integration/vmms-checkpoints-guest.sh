@@ -52,7 +52,7 @@ wait_n() {
 }
 wait_con() { # wait_con SECONDS PATTERN [FROM]
   local deadline=$((SECONDS + $1))
-  while [ $SECONDS -lt $deadline ]; do grep -qa -- "$2" < <(con | tail -c +$(( ${3:-0} + 1 ))) && return 0; sleep 0.5; done
+  while [ $SECONDS -lt $deadline ]; do con | tail -c +$(( ${3:-0} + 1 )) | grep -a -- "$2" >/dev/null && return 0; sleep 0.5; done
   echo "no '$2' on the console" >&2; return 1
 }
 # ref_md5 N: the MD5 of the disk's first MiB once records 1..N are written (what the guest prints)

@@ -44,7 +44,7 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
 console() { cat "$t"/root/Virtual\ Machines/*/console.log 2>/dev/null; }
-wait_console() { for _ in $(seq "$1"); do grep -q -- "$2" < <(console) && return 0; sleep 1; done; return 1; }
+wait_console() { for _ in $(seq "$1"); do console | grep -- "$2" >/dev/null && return 0; sleep 1; done; return 1; }
 
 cp "$img/good.vhdx" /tmp/vmms-diskboot-good.vhdx
 hv New-VM -Name disk -MemoryStartupBytes 512MB >/dev/null

@@ -25,7 +25,7 @@ ctl() { printf '%s\n' "$2" | socat -t 600 - "UNIX-CONNECT:$1" 2>/dev/null; }
 wait_log() { # wait_log SECONDS PATTERN [FROM-LINE]
   local deadline=$((SECONDS + $1))
   while [ $SECONDS -lt $deadline ]; do
-    grep -qa -- "$2" < <(tail -n +"${3:-1}" "$log") && return 0
+    tail -n +"${3:-1}" "$log" | grep -a -- "$2" >/dev/null && return 0
     sleep 0.3
   done
   return 1

@@ -20,7 +20,7 @@ ctl() { printf '%s\n' "$1" | socat -t 60 - "UNIX-CONNECT:$sock" 2>/dev/null; }
 wait_log() { # wait_log SECONDS PATTERN [FROM-LINE]: until the log has PATTERN after line FROM-LINE
   local deadline=$((SECONDS + $1))
   while [ $SECONDS -lt $deadline ]; do
-    grep -qa -- "$2" < <(tail -n +"${3:-1}" "$log") && return 0
+    tail -n +"${3:-1}" "$log" | grep -a -- "$2" >/dev/null && return 0
     sleep 0.5
   done
   return 1
