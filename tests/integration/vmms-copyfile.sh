@@ -25,7 +25,7 @@ for _ in $(seq 100); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
 con() { cat "$t"/root/Virtual\ Machines/*/console.log 2>/dev/null | tr -d '\r'; }
 wait_con() { # wait_con SECONDS PATTERN
   local deadline=$((SECONDS + $1))
-  while [ $SECONDS -lt $deadline ]; do grep -qa -- "$2" < <(con) && return 0; sleep 0.5; done
+  while [ $SECONDS -lt $deadline ]; do con | grep -a -- "$2" >/dev/null && return 0; sleep 0.5; done
   echo "no '$2' on the console" >&2; return 1
 }
 # guest N CMD: the guest runs CMD (copied in as /tmp/cmd.N); prints its output
