@@ -23,6 +23,8 @@ extern const struct cmdlet cmdlet_checkpoint_vm, cmdlet_get_vmcheckpoint, cmdlet
 	cmdlet_rename_vmsnapshot, cmdlet_restore_vmcheckpoint, cmdlet_restore_vmsnapshot, cmdlet_remove_vmcheckpoint,
 	cmdlet_remove_vmsnapshot, cmdlet_get_vmjob;
 extern const struct cmdlet cmdlet_export_vm, cmdlet_import_vm, cmdlet_compare_vm, cmdlet_move_vmstorage;
+/* Guest services (cli/copyfile.c). */
+extern const struct cmdlet cmdlet_copy_vmfile;
 
 const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_get_help,
@@ -88,6 +90,7 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_import_vm,
 	&cmdlet_compare_vm,
 	&cmdlet_move_vmstorage,
+	&cmdlet_copy_vmfile,
 	NULL,
 };
 

@@ -609,7 +609,7 @@ static int run(const struct args *a)
 			{ "Heartbeat", "Heartbeat" }, { "Shutdown", "Shutdown" },
 			{ "TimeSynchronization", "Time Synchronization" },
 			{ "KeyValuePairExchange", "Key-Value Pair Exchange" },
-			{ "VSS", "VSS" },
+			{ "VSS", "VSS" }, { "GuestServiceInterface", "Guest Service Interface" },
 		};
 		json_t *out = json_array();
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -787,7 +787,7 @@ static const struct param_spec remove_disk_params[] = {
 };
 static const struct param_spec ic_params[] = {
 	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
-	{ "Name", PARAM_STRING, true, false, "Heartbeat, Shutdown, \"Time Synchronization\", \"Key-Value Pair Exchange\" or VSS" },
+	{ "Name", PARAM_STRING, true, false, "Heartbeat, Shutdown, \"Time Synchronization\", \"Key-Value Pair Exchange\", VSS or \"Guest Service Interface\"" },
 	{ 0 },
 };
 static const struct param_spec host_params[] = {

@@ -147,6 +147,9 @@ json_t *vmms_storage_move_request(struct vmms *s, const char *op, json_t *req); 
 /* A journal entry of a storage move a dead vmms left: finished or undone. false: not one. */
 bool vmms_storage_move_recover(struct vmms *s, const struct inv_journal *e);
 
+/* guest_files.c: Copy-VMFile */
+json_t *vmms_guest_files_request(struct vmms *s, const char *op, json_t *req); /* NULL: not it */
+
 /* merge.c: folding images no one needs out of a VM's chains (include/vmms/cptree.h) */
 /* Starts the VM's merge job when there is something to do now; the job, or NULL. announce:
  * images that must wait (merge pending) are said in the event log. */

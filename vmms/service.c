@@ -93,6 +93,7 @@ static const struct { const char *key, *display, *worker, *alias; } ic_names[INV
 	[INV_IC_TIMESYNC] = { "TimeSynchronization", "Time Synchronization", "timesync", NULL },
 	[INV_IC_KVP] = { "KeyValuePairExchange", "Key-Value Pair Exchange", "kvp", NULL },
 	[INV_IC_VSS] = { "VSS", "VSS", "vss", "Guest Service Interface (VSS)" },
+	[INV_IC_GSI] = { "GuestServiceInterface", "Guest Service Interface", "fcopy", NULL },
 };
 
 const char *vmms_ic_worker_name(int i)
@@ -359,6 +360,7 @@ static json_t *op_new(struct vmms *s, json_t *req)
 	vm.auto_start = "StartIfRunning";
 	vm.auto_stop = "Save";
 	vm.notes = "";
+	vm.ic_disabled = 1u << INV_IC_GSI; /* off until enabled, as in Hyper-V */
 	if (vhd || new_vhd) {
 		vm.ndisks = 1;
 		vm.disks[0] = (struct inv_disk){ 0, 0, (char *)(vhd ? vhd : vhdpath) };
@@ -656,7 +658,7 @@ static json_t *op_set_ic(struct vmms *s, json_t *req)
 	json_t *reply;
 	if (i < 0) {
 		reply = err_reply(0, "'%s' has no integration service named '%s' (Heartbeat, Shutdown, Time Synchronization, "
-				  "Key-Value Pair Exchange, VSS)", vm.name, name ? name : "");
+				  "Key-Value Pair Exchange, VSS, Guest Service Interface)", vm.name, name ? name : "");
 	} else if (!json_is_boolean(en)) {
 		reply = err_reply(0, "the request needs \"enabled\": true or false");
 	} else if (vm.status.state == VM_SAVED || vm.status.state == VM_SAVING || vm.status.state == VM_RESTORING) {
@@ -811,6 +813,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 		r = vmms_export_request(s, op, req);
 	if (!r)
 		r = vmms_storage_move_request(s, op, req);
+	if (!r)
+		r = vmms_guest_files_request(s, op, req);
 	if (r)
 		return r;
 	return err_reply(0, "unknown op '%s'", op);

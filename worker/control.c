@@ -16,6 +16,7 @@
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
 #include "worker/control.h"
+#include "worker/copy_file.h"
 #include "worker/log.h"
 #include "worker/migrate.h"
 #include "worker/net.h"
@@ -125,6 +126,7 @@ static json_t *status(struct vm *vm)
 				"TimeSynchronization", ic_state_name(h->timesync),
 				"KeyValuePairExchange", ic_state_name(h->kvp),
 				"VSS", ic_state_name(h->vss));
+	json_object_set_new(ics, "GuestServiceInterface", json_string(ic_state_name(h->fcopy)));
 	json_t *channels = channel_list(h);
 	pthread_mutex_unlock(&h->lock);
 	char vmbus_version[16];
@@ -137,6 +139,9 @@ static json_t *status(struct vm *vm)
 			      "heartbeat", hb_names[hb], "integration_services", ics, "channels", channels);
 	json_object_set_new(r, "nics", nics_array());
 	json_object_set_new(r, "disks", disks_array());
+	json_t *fc = worker_copy_file_status(h);
+	if (fc)
+		json_object_set_new(r, "file_copy", fc);
 	if (hb != HEARTBEAT_NO_CONTACT) {
 		json_object_set_new(r, "heartbeat_age_ms", json_integer((json_int_t)((now - last_seen) / 1000000)));
 		pthread_mutex_lock(&h->lock);
@@ -245,6 +250,8 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		const char *path = json_string_value(json_object_get(req, "path"));
 		if (!path || path[0] != '/')
 			return error_reply("save needs an absolute \"path\"", NULL);
+		if (worker_copy_file_busy(h))
+			return error_reply("a file copy into the guest is in progress: save when it is done%s", NULL);
 		bool was_paused = vm_is_paused(vm);
 		if (!vm_pause(vm))
 			return error_reply("the VM is stopping", NULL);
@@ -278,6 +285,8 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 			.key = json_string_value(json_object_get(req, "key")),
 			.trust = json_string_value(json_object_get(req, "trust")),
 		};
+		if (worker_copy_file_busy(h))
+			return error_reply("a file copy into the guest is in progress: migrate when it is done%s", NULL);
 		for (unsigned lun = 0; lun < worker_disk_count(); lun++) {
 			struct worker_disk_status ds;
 			if (worker_disk_status(lun, &ds) && ds.merge && !strcmp(ds.merge, "running")) {
@@ -384,6 +393,23 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 	}
 	if (!strcmp(op, "vss-status"))
 		return vss_status(h);
+	if (!strcmp(op, "copy-file")) {
+		const char *src = json_string_value(json_object_get(req, "source"));
+		const char *dst = json_string_value(json_object_get(req, "destination"));
+		if (!src || !dst)
+			return error_reply("copy-file needs \"source\" (a host file) and \"destination\" (the guest path); "
+					   "\"overwrite\" and \"create_full_path\" are optional%s", NULL);
+		char err[600];
+		if (worker_copy_file_start(h, src, dst, json_is_true(json_object_get(req, "overwrite")),
+					   json_is_true(json_object_get(req, "create_full_path")), now_ms, err, sizeof(err)) < 0)
+			return error_reply("%s", err);
+		return json_pack("{s:b, s:o}", "ok", 1, "file_copy", worker_copy_file_status(h));
+	}
+	if (!strcmp(op, "copy-file-cancel")) {
+		if (worker_copy_file_cancel(h, now_ms) < 0)
+			return error_reply("no file copy is in progress%s", NULL);
+		return json_pack("{s:b}", "ok", 1);
+	}
 	if (!strcmp(op, "console-input")) {
 		const char *data = json_string_value(json_object_get(req, "data"));
 		unsigned char buf[4096];

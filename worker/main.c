@@ -19,6 +19,7 @@
 #include "vsp/ic.h"
 #include "worker/clock.h"
 #include "worker/control.h"
+#include "worker/copy_file.h"
 #include "worker/diskboot.h"
 #include "worker/linux_boot.h"
 #include "worker/log.h"
@@ -155,7 +156,9 @@ static void run_loop(struct vm *vm, bool console_input, struct control *ctl)
 		int nctl = control_pollfds(ctl, fds + 2, 1 + CONTROL_MAX_CLIENTS);
 		if (poll(fds, (nfds_t)(2 + nctl), npending ? 10 : TICK_MS) < 0 && errno != EINTR)
 			break;
-		vmbus_host_tick(&vm->vmbus, monotonic_ns());
+		uint64_t now = monotonic_ns();
+		vmbus_host_tick(&vm->vmbus, now);
+		worker_copy_file_tick(&vm->vmbus, now / 1000000);
 		worker_disks_tick(vm);
 		control_handle(ctl, fds + 2, nctl);
 		if (npending) {

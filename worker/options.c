@@ -40,7 +40,7 @@ bool parse_memory_size(const char *s, uint64_t *bytes)
 
 const char *worker_ic_name(unsigned ic)
 {
-	static const char *const names[WORKER_IC_COUNT] = { "heartbeat", "shutdown", "timesync", "kvp", "vss" };
+	static const char *const names[WORKER_IC_COUNT] = { "heartbeat", "shutdown", "timesync", "kvp", "vss", "fcopy" };
 	return ic < WORKER_IC_COUNT ? names[ic] : NULL;
 }
 
@@ -83,7 +83,7 @@ const char *worker_options_usage(void)
 	       "  --control PATH    JSON control socket: status, shutdown, KVP, VSS (docs/worker.md)\n"
 	       "  --no-reboot       exit with status 3 when the guest resets instead of restarting it\n"
 	       "  --disable-ic NAME do not offer an integration service to the guest: heartbeat,\n"
-	       "                    shutdown, timesync, kvp or vss (repeatable)\n"
+	       "                    shutdown, timesync, kvp, vss or fcopy (repeatable)\n"
 	       "With VIRIDIAN_SANDBOX=1 the worker enters its sandbox before the guest runs\n"
 	       "(docs/security.md): its own uid, namespaces, Landlock and seccomp; =log logs forbidden\n"
 	       "calls instead of dying; VIRIDIAN_SANDBOX_USER=NAME runs it as that user.\n"
@@ -287,7 +287,7 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 			while (i < WORKER_IC_COUNT && strcasecmp(optarg, worker_ic_name(i)))
 				i++;
 			if (i == WORKER_IC_COUNT) {
-				snprintf(err, errlen, "--disable-ic %s: want heartbeat, shutdown, timesync, kvp or vss", optarg);
+				snprintf(err, errlen, "--disable-ic %s: want heartbeat, shutdown, timesync, kvp, vss or fcopy", optarg);
 				return false;
 			}
 			o->disabled_ics |= 1u << i;

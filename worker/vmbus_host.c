@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "worker/clock.h"
+#include "vsp/fcopy.h"
 #include "vsp/ic.h"
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
@@ -141,6 +142,8 @@ bool vmbus_host_init(struct vmbus_host *h, struct hv_partition *hv, unsigned dis
 		return false;
 	if (OFFERED(WORKER_IC_VSS) && !(h->vss = ic_vss_add(h->server, NULL, h)))
 		return false;
+	if (OFFERED(WORKER_IC_FCOPY) && !(h->fcopy = ic_fcopy_add(h->server)))
+		return false;
 #undef OFFERED
 	for (unsigned i = 0; i < WORKER_IC_COUNT; i++)
 		if (disabled_ics & (1u << i))
@@ -164,6 +167,8 @@ void vmbus_host_destroy(struct vmbus_host *h)
 		ic_kvp_free(h->kvp);
 	if (h->vss)
 		ic_vss_free(h->vss);
+	if (h->fcopy)
+		ic_fcopy_free(h->fcopy);
 	pthread_mutex_destroy(&h->lock);
 }
 
@@ -188,6 +193,8 @@ void vmbus_host_tick(struct vmbus_host *h, uint64_t now_ns)
 		ic_kvp_tick(h->kvp, now_ms);
 	if (h->vss)
 		ic_vss_tick(h->vss, now_ms);
+	if (h->fcopy)
+		ic_fcopy_tick(h->fcopy, now_ms);
 	if (h->kvp && ic_state(h->kvp) == IC_READY && !ic_kvp_busy(h->kvp) &&
 	    (!h->last_enumerate_ns || now_ns - h->last_enumerate_ns >= KVP_REFRESH_NS)) {
 		ic_kvp_enumerate(h->kvp, HV_KVP_POOL_AUTO, now_ms);

@@ -43,7 +43,7 @@ struct inv_vm {
 };
 
 /* Integration services (Enable/Disable-VMIntegrationService); the worker's --disable-ic names. */
-enum { INV_IC_HEARTBEAT, INV_IC_SHUTDOWN, INV_IC_TIMESYNC, INV_IC_KVP, INV_IC_VSS, INV_IC_COUNT };
+enum { INV_IC_HEARTBEAT, INV_IC_SHUTDOWN, INV_IC_TIMESYNC, INV_IC_KVP, INV_IC_VSS, INV_IC_GSI, INV_IC_COUNT };
 
 struct inv_event {
 	int64_t id;

@@ -54,7 +54,7 @@ struct worker_options {
 };
 
 /* Integration services --disable-ic can leave out (vmms's Disable-VMIntegrationService). */
-enum { WORKER_IC_HEARTBEAT, WORKER_IC_SHUTDOWN, WORKER_IC_TIMESYNC, WORKER_IC_KVP, WORKER_IC_VSS, WORKER_IC_COUNT };
+enum { WORKER_IC_HEARTBEAT, WORKER_IC_SHUTDOWN, WORKER_IC_TIMESYNC, WORKER_IC_KVP, WORKER_IC_VSS, WORKER_IC_FCOPY, WORKER_IC_COUNT };
 /* "heartbeat", "shutdown", "timesync", "kvp", "vss"; NULL out of range. */
 const char *worker_ic_name(unsigned ic);
 

@@ -16,7 +16,7 @@ struct vmbus_host {
 	pthread_mutex_t lock;
 	struct hv_partition *hv;
 	struct vmbus_server *server;
-	struct ic_dev *heartbeat, *shutdown, *timesync, *kvp, *vss;
+	struct ic_dev *heartbeat, *shutdown, *timesync, *kvp, *vss, *fcopy; /* fcopy: Guest Service Interface */
 	uint32_t logged_version;
 	uint64_t last_heartbeat_answers;
 	uint64_t last_heartbeat_ns;     /* when the guest last answered a heartbeat */

@@ -14,7 +14,7 @@ static const uint32_t fw_versions[] = {IC_FW_VERSION_3, IC_FW_VERSION_1};
 static int send_msg(struct ic_dev *dev, uint16_t type, struct ic_version frame, struct ic_version msg,
 		    const void *body, uint32_t len)
 {
-	uint8_t buf[IC_HDR_SIZE + sizeof(struct shutdown_msg_data)];
+	uint8_t buf[IC_HDR_SIZE + IC_MAX_BODY];
 	if (len > sizeof(buf) - IC_HDR_SIZE || !dev->chan)
 		return -1;
 	struct vmbuspipe_hdr pipe = {.flags = 0, .msgsize = (uint32_t)(sizeof(struct icmsg_hdr) + len)};

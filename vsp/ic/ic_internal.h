@@ -7,6 +7,9 @@
 
 struct ic_dev;
 
+/* The largest request body a service sends (the file copy's WRITE_TO_FILE fragment). */
+#define IC_MAX_BODY 6196
+
 /* The framework's part of a saved IC section (STATE_SECTION_IC), read and checked by ic.c but
  * not yet applied: a service's restore hook sees it to check its own fields against it. */
 struct ic_saved {

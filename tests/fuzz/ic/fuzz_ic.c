@@ -1,4 +1,4 @@
-/* libFuzzer target: arbitrary guest answers into the KVP and VSS integration services. Each run
+/* libFuzzer target: arbitrary guest answers into the KVP, VSS and file copy integration services. Each run
  * starts with both channels open and negotiated (the fake guest answers the negotiation like
  * hv_utils); then the input is a sequence of steps: host API calls, clock ticks, the guest
  * answering the outstanding request with fuzzed status / flags / transaction id / body bytes and
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "fake_guest.h"
+#include "vsp/fcopy.h"
 #include "vsp/kvp.h"
 #include "vsp/vss.h"
 #include "../fuzz_input.h"
@@ -67,6 +68,16 @@ static void noop_vss(void *ctx, struct ic_dev *dev, enum ic_vss_state st, enum i
 	(void)ctx, (void)dev, (void)st, (void)err;
 }
 
+/* The file copy's source: any bytes, or a read error when the offset says so */
+static int fuzz_read(void *ctx, uint64_t offset, void *buf, uint32_t len)
+{
+	(void)ctx;
+	if (offset % 7 == 3)
+		return -5;
+	memset(buf, (int)(offset & 0xff), len);
+	return (int)len;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fake_guest g;
@@ -74,26 +85,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fg_init(&g);
 	struct ic_dev *kvp = ic_kvp_add(g.srv, noop_kvp, NULL);
 	struct ic_dev *vss = ic_vss_add(g.srv, noop_vss, NULL);
-	struct fg_chan ch[2];
+	struct ic_dev *fc = ic_fcopy_add(g.srv);
+	struct fg_chan ch[3];
 	uint32_t gpadl = 10;
 	fg_connect(&g, VERSION_WIN10_V5_3);
 	fg_request_offers(&g);
 	fg_open(&g, &ch[0], 1, gpadl++, 8, 4, 4);
 	fg_open(&g, &ch[1], 2, gpadl++, 16, 4, 4);
-	bool open[2] = {true, true};
+	fg_open(&g, &ch[2], 3, gpadl++, 24, 4, 4);
+	bool open[3] = {true, true, true};
 	uint64_t now = 0;
 	uint32_t off;
 	uint64_t tid;
-	for (unsigned i = 0; i < 2; i++)
+	for (unsigned i = 0; i < 3; i++)
 		next_request(&g, &ch[i], &off, &tid);
 	ic_kvp_set(kvp, "VirtualMachineName", "fuzz", now);
 
 	for (int steps = 0; in.n && steps < 256; steps++) {
 		uint8_t op = take(&in);
-		unsigned which = op & 1;
-		switch ((op >> 1) % 8) {
+		unsigned which = op % 3;
+		switch ((op / 3) % 8) {
 		case 0: /* host API */
-			switch (take(&in) % 9) {
+			switch (take(&in) % 11) {
 			case 0: ic_kvp_set(kvp, (take(&in) & 1) ? "a" : "b", "value", now); break;
 			case 1: ic_kvp_set_u64(kvp, "n", take32(&in), now); break;
 			case 2: ic_kvp_delete(kvp, (take(&in) & 1) ? "a" : "VirtualMachineName", now); break;
@@ -102,13 +115,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case 5: ic_kvp_get_ip_info(kvp, "00:15:5D:00:00:01", take(&in), now); break;
 			case 6: ic_vss_freeze(vss, now); break;
 			case 7: ic_vss_thaw(vss, now); break;
-			default: ic_vss_set_timeouts(vss, take(&in) * 1000u, take(&in) * 100u); break;
+			case 8: ic_vss_set_timeouts(vss, take(&in) * 1000u, take(&in) * 100u); break;
+			case 9: ic_fcopy_start(fc, (take(&in) & 1) ? "/tmp/" : "tmp", (take(&in) & 1) ? "f\xc3\xa9" : "g\xff",
+					       (uint64_t)take32(&in) % 40000, take(&in) % 4, fuzz_read, NULL, now); break;
+			default: ic_fcopy_cancel(fc, now); break;
 			}
 			break;
 		case 1: /* time passes */
 			now += (uint64_t)take(&in) * 1000;
 			ic_kvp_tick(kvp, now);
 			ic_vss_tick(vss, now);
+			ic_fcopy_tick(fc, now);
 			break;
 		case 2: /* the guest answers the outstanding request in place, fuzzing its fields */
 		case 3: {
@@ -159,7 +176,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (open[which]) {
 				fg_close(&g, &ch[which]);
 				open[which] = false;
-			} else if (fg_open(&g, &ch[which], which + 1, gpadl++, which ? 16 : 8, 4, 4) == 0) {
+			} else if (fg_open(&g, &ch[which], which + 1, gpadl++, 8 + 8 * which, 4, 4) == 0) {
 				open[which] = true;
 				next_request(&g, &ch[which], &off, &tid);
 			}
@@ -174,5 +191,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fg_free(&g);
 	ic_kvp_free(kvp);
 	ic_vss_free(vss);
+	ic_fcopy_free(fc);
 	return 0;
 }

@@ -386,11 +386,12 @@ static void service_drives_ics_host(void **state)
 	assert_true(ok(req(s, "{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"Time Synchronization\",\"enabled\":false}")));
 	assert_true(ok(req(s, "{\"op\":\"set-ic\",\"vm\":\"a\",\"name\":\"timesync\",\"enabled\":true}")));
 	assert_int_equal(vmms_ic_index("Guest Service Interface (VSS)"), INV_IC_VSS);
+	assert_int_equal(vmms_ic_index("guest service interface"), INV_IC_GSI);
 	assert_int_equal(vmms_ic_index("Heartbeat"), INV_IC_HEARTBEAT);
 	assert_int_equal(vmms_ic_index("Heart"), -1);
 	/* a running VM (faked) refuses drive changes with 32788; IC changes wait for the next start */
 	assert_int_equal(inv_find(s->inv, "a", &vm), 1);
-	assert_int_equal(vm.ic_disabled, 1u << INV_IC_KVP);
+	assert_int_equal(vm.ic_disabled, (1u << INV_IC_KVP) | (1u << INV_IC_GSI)); /* GSI: off from New-VM on */
 	assert_int_equal(inv_set_status(s->inv, vm.id, (struct vm_status){ VM_RUNNING, VM_OPS_NONE }, 0, 0, NULL, NULL), 0);
 	inv_vm_free(&vm);
 	snprintf(q, sizeof(q), "{\"op\":\"add-disk\",\"vm\":\"a\",\"path\":\"%s\"}", disk[2]);
@@ -409,7 +410,7 @@ static void service_drives_ics_host(void **state)
 	vmms_fini(s);
 	assert_int_equal(vmms_init(s, root, "/nonexistent/vmwp", err, sizeof(err)), 0);
 	assert_int_equal(inv_find(s->inv, "a", &vm), 1);
-	assert_int_equal(vm.ic_disabled, (1u << INV_IC_KVP) | (1u << INV_IC_SHUTDOWN));
+	assert_int_equal(vm.ic_disabled, (1u << INV_IC_KVP) | (1u << INV_IC_SHUTDOWN) | (1u << INV_IC_GSI));
 	inv_vm_free(&vm);
 	assert_true(ok(req(s, "{\"op\":\"new\",\"name\":\"b\",\"new_vhd_path\":\"b.vhdx\",\"new_vhd_size\":1048576}")));
 	assert_int_equal(inv_find(s->inv, "b", &vm), 1);

@@ -466,6 +466,8 @@ static void test_disable_ic(void **state)
 		assert_non_null(worker_ic_name(i));
 	assert_null(worker_ic_name(WORKER_IC_COUNT));
 	assert_string_equal(worker_ic_name(WORKER_IC_KVP), "kvp");
+	assert_true(PARSE(&o, err, "--kernel", "k", "--disable-ic", "fcopy"));
+	assert_int_equal(o.disabled_ics, 1u << WORKER_IC_FCOPY);
 	assert_non_null(strstr(worker_options_usage(), "--disable-ic"));
 }
 
