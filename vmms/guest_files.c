@@ -77,11 +77,11 @@ static json_t *op_copy(struct vmms *s, json_t *req)
 		reply = err_reply(0, "the Guest Service Interface of '%s' is disabled (Enable-VMIntegrationService -VMName '%s' "
 				  "-Name 'Guest Service Interface')", vm.name, vm.name);
 	else if (vm.status.state != VM_RUNNING)
-		reply = conflict(&vm, "copy a file into it (it must be Running)");
+		reply = conflict(&vm, "take a file copy (it must be Running)");
 	else if (!worker_of(s, vm.id))
-		reply = conflict(&vm, "copy a file into it");
+		reply = conflict(&vm, "take a file copy");
 	else if (vmms_job_running_for(&s->jobs, vm.id))
-		reply = conflict(&vm, "copy a file into it while another of its jobs runs");
+		reply = conflict(&vm, "take a file copy while another of its jobs runs");
 	else
 		vmms_caller_path(s, src, VMMS_CALLER_READ, "the source", resolved, sizeof(resolved), &reply);
 	if (reply)

@@ -5,7 +5,7 @@
 # test copies a small script to /tmp/cmd.N, which the guest's loop runs, printing its output as
 # "OUT N: ..." on the console. Checks: the service is off by default and refused while off; a
 # 100 MiB random file lands intact (MD5 in the guest); an existing file is refused without
-# -Force and replaced with it; -CreateFullPath; a full guest file system (a 1 MiB tmpfs) fails
+# -Force and replaced with it; -CreateFullPath; a full guest file system (a 1200 KiB tmpfs) fails
 # with the guest's error and leaves no partial file; bad sources and destinations fail in one
 # line; -AsJob gives a job that completes; Save-VM waits for no copy (it is refused meanwhile).
 set -uo pipefail
@@ -47,7 +47,9 @@ fails_with() {
 }
 
 guest_script=$(cat <<'G'
-mkdir -p /small && mount -t tmpfs -o size=1m small /small
+# 1200 KiB: a whole number of 6 KiB fragments, so that the write that finds it full writes
+# nothing and fails with ENOSPC (hv_fcopy_daemon calls a short write a plain failure)
+mkdir -p /small && mount -t tmpfs -o size=1228800 small /small
 n=1
 while :; do
   f=/tmp/cmd.$n
@@ -100,7 +102,7 @@ check "-CreateFullPath makes the folders" quiet hv Copy-VMFile g -SourcePath "$t
 check "...and the file is there" [ "$(guest_md5 5 /tmp/a/b/c.bin)" = "$(host_md5 "$t/small.bin")" ]
 
 head -c $((3 << 20)) /dev/urandom >"$t/3m.bin"
-check "a full guest file system (1 MiB tmpfs, 3 MiB file): the guest's 'disk full'" \
+check "a full guest file system (1200 KiB tmpfs, 3 MiB file): the guest's 'disk full'" \
   fails_with "disk is full" hv Copy-VMFile g -SourcePath "$t/3m.bin" -DestinationPath /small/3m.bin -FileSource Host
 check "...no partial file is left" [ "$(guest 6 '[ -e /small/3m.bin ] && echo there || echo gone')" = gone ]
 
