@@ -65,14 +65,17 @@ _Static_assert(sizeof(struct hv_do_fcopy) == 6196, "hv_do_fcopy");
 _Static_assert(__builtin_offsetof(struct hv_do_fcopy, offset) == 40, "hv_do_fcopy.offset");
 _Static_assert(__builtin_offsetof(struct hv_do_fcopy, data) == 52, "hv_do_fcopy.data");
 
-/* The guest daemon's failure statuses (HRESULTs), besides IC_HV_E_FAIL */
+/* Failure statuses (HRESULTs) besides IC_HV_E_FAIL: hv_fcopy_daemon sends ALREADY_EXISTS and
+ * DISK_FULL (HV_E_FAIL for a missing folder); PATH_NOT_FOUND is not Linux's. */
 #define IC_HV_ERROR_PATH_NOT_FOUND 0x80070003u
 #define IC_HV_ERROR_ALREADY_EXISTS 0x80070050u
 #define IC_HV_ERROR_DISK_FULL      0x80070070u
 
 #define IC_FCOPY_CLASS VMBUS_GUID_INIT(0x34d14be3, 0xdee4, 0x41c8, 0x9a, 0xe7, 0x6b, 0x17, 0x49, 0x77, 0xc1, 0x92)
 
-/* Linux gives its daemon 30 s per request before answering HV_E_FAIL itself. */
+/* Linux gives its daemon 30 s per request before answering HV_E_FAIL itself; ours is longer so
+ * that its answer comes first. A request that times out (START included: the daemon may still
+ * create the file) is followed by a CANCEL. */
 #define IC_FCOPY_TIMEOUT_MS (60u * 1000u)
 
 /* ---- host API ---- */
@@ -83,7 +86,8 @@ enum ic_fcopy_state {
 	IC_FCOPY_COMPLETING,  /* COMPLETE_FCOPY outstanding */
 	IC_FCOPY_CANCELLING,  /* CANCEL_FCOPY outstanding after a failure or ic_fcopy_cancel() */
 	IC_FCOPY_DONE,        /* the guest closed the complete file */
-	IC_FCOPY_FAILED,      /* see ic_fcopy_error(); the guest removed a partial file */
+	IC_FCOPY_FAILED,      /* see ic_fcopy_error(); a partial file was cancelled (removed), but
+			       * after E_PROTOCOL, on which nothing more is sent */
 };
 
 enum ic_fcopy_error {
@@ -96,8 +100,9 @@ enum ic_fcopy_error {
 	IC_FCOPY_E_PROTOCOL,  /* the guest's answer was malformed */
 };
 
-/* Reads len bytes of the source at offset into buf: returns len, or a negative errno. Called from
- * inside vmbus_server_* or ic_fcopy_start() (device thread) for each fragment. */
+/* Reads len bytes of the source at offset into buf: returns len, or a negative errno (anything
+ * else, a short read included, counts as EIO). Called from inside vmbus_server_* (device thread)
+ * for each fragment, right before it is sent. */
 typedef int (*ic_fcopy_read_fn)(void *ctx, uint64_t offset, void *buf, uint32_t len);
 
 /* Add the device; free with ic_fcopy_free() (not ic_free: the service state would leak). */
@@ -109,11 +114,13 @@ void ic_fcopy_free(struct ic_dev *dev);
  * HV_FCOPY_MAX_PATH - 1 bytes (what Linux converts back). flags: HV_FCOPY_OVERWRITE,
  * HV_FCOPY_CREATE_PATH. 0 (now STARTING), or a negative errno: -EBUSY a copy is in progress,
  * -ENOTCONN the service is not ready, -EINVAL a name is empty, too long, not UTF-8, holds a '/'
- * (file_name) or is not absolute (guest_dir). */
+ * or is "." or ".." (file_name) or is not absolute (guest_dir), flags holds another bit, or read
+ * is NULL. Possible from IDLE, DONE and FAILED. */
 int ic_fcopy_start(struct ic_dev *dev, const char *guest_dir, const char *file_name, uint64_t size, uint32_t flags,
 		   ic_fcopy_read_fn read, void *ctx, uint64_t now_ms);
 /* Give up a copy in progress: the guest removes the partial file; ends FAILED(CANCELLED). 0, or -1
- * when no copy is in progress. */
+ * when no copy is in progress or there is nothing left to cancel (COMPLETING: every byte is
+ * written and the guest is closing the file; CANCELLING). */
 int ic_fcopy_cancel(struct ic_dev *dev, uint64_t now_ms);
 /* Times out an unanswered request (a timed-out copy is cancelled in the guest too). */
 void ic_fcopy_tick(struct ic_dev *dev, uint64_t now_ms);

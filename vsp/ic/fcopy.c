@@ -2,10 +2,13 @@
  * time (Linux drivers/hv/hv_fcopy.c + hv_fcopy_daemon on the other side; include/vsp/fcopy.h).
  *
  * START_FILE_COPY, then WRITE_TO_FILE fragments each sent once the last one is acknowledged,
- * then COMPLETE_FCOPY. A failure after START (the guest's, the source's, a time-out, a cancel)
- * sends CANCEL_FCOPY, on which the daemon closes and unlinks the partial file; the copy ends
- * FAILED with the first failure once that CANCEL is answered or times out. */
+ * then COMPLETE_FCOPY. Any failure but the guest refusing START or breaking the protocol (the
+ * guest's answer to a later request, the source's, a time-out, a cancel) sends CANCEL_FCOPY, on
+ * which the daemon closes and unlinks the partial file; the copy ends FAILED with the first
+ * failure once that CANCEL is answered or times out. */
 #include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,7 +30,10 @@ struct fcopy_priv {
 	uint32_t frag;                  /* data bytes of the WRITE outstanding */
 	ic_fcopy_read_fn read;
 	void *ctx;
-	struct hv_do_fcopy buf;         /* the fragment being built (6 KiB: not on the stack) */
+	union {                         /* the request being built (6 KiB: not on the stack) */
+		struct hv_start_fcopy start;
+		struct hv_do_fcopy write;
+	} buf;
 };
 
 static const uint32_t fcopy_versions[] = {IC_VERSION(1, 1)};
@@ -89,21 +95,23 @@ static void send_next(struct ic_dev *dev)
 	}
 	uint64_t left = p->size - p->offset;
 	uint32_t n = left < HV_FCOPY_FRAGMENT ? (uint32_t)left : HV_FCOPY_FRAGMENT;
-	memset(&p->buf, 0, offsetof(struct hv_do_fcopy, data));
-	int got = p->read(p->ctx, p->offset, p->buf.data, n);
+	struct hv_do_fcopy *w = &p->buf.write;
+	memset(w, 0, offsetof(struct hv_do_fcopy, data));
+	int got = p->read(p->ctx, p->offset, w->data, n);
 	if (got != (int)n) {
-		p->source_errno = got < 0 ? -got : EIO;
+		/* a short read (the source shrank) and a return that is no errno count as EIO */
+		p->source_errno = got < 0 && got != INT_MIN ? -got : EIO;
 		cancel(dev, IC_FCOPY_E_SOURCE);
 		return;
 	}
-	memset(p->buf.data + n, 0, HV_FCOPY_FRAGMENT - n);
-	p->buf.hdr.operation = HV_FCOPY_WRITE_TO_FILE;
-	p->buf.offset = p->offset;
-	p->buf.size = n;
+	memset(w->data + n, 0, HV_FCOPY_FRAGMENT - n);
+	w->hdr.operation = HV_FCOPY_WRITE_TO_FILE;
+	w->offset = p->offset;
+	w->size = n;
 	p->frag = n;
 	p->state = IC_FCOPY_WRITING;
 	/* the whole struct, as Linux hands sizeof(struct hv_do_fcopy) to its daemon */
-	if (send_op(dev, HV_FCOPY_WRITE_TO_FILE, &p->buf, sizeof(p->buf)) != 0)
+	if (send_op(dev, HV_FCOPY_WRITE_TO_FILE, w, sizeof(*w)) != 0)
 		settle(dev, IC_FCOPY_FAILED, IC_FCOPY_E_CLOSED);
 	else
 		p->offset += n;
@@ -134,19 +142,13 @@ static void fcopy_response(struct ic_dev *dev, const struct icmsg_hdr *hdr, cons
 			cancel(dev, IC_FCOPY_E_GUEST);
 		return;
 	}
-	switch (op) {
-	case HV_FCOPY_WRITE_TO_FILE:
-		p->acked += p->frag;
-		/* fall through */
-	case HV_FCOPY_START_FILE_COPY:
-		send_next(dev);
-		return;
-	case HV_FCOPY_COMPLETE:
+	if (op == HV_FCOPY_COMPLETE) {
 		settle(dev, IC_FCOPY_DONE, IC_FCOPY_OK);
 		return;
-	default:
-		return;
 	}
+	if (op == HV_FCOPY_WRITE_TO_FILE)
+		p->acked += p->frag;
+	send_next(dev);
 }
 
 static void fcopy_close(struct vmbus_chan *chan, void *ctx)
@@ -247,22 +249,26 @@ int ic_fcopy_start(struct ic_dev *dev, const char *guest_dir, const char *file_n
 	ic_advance(dev, now_ms);
 	if (ic_fcopy_busy(dev))
 		return -EBUSY;
-	if (!guest_dir || guest_dir[0] != '/' || !file_name || !file_name[0] || strchr(file_name, '/') || !read ||
+	if (!guest_dir || guest_dir[0] != '/' || !file_name || !file_name[0] || strchr(file_name, '/') ||
+	    !strcmp(file_name, ".") || !strcmp(file_name, "..") || !read ||
 	    (flags & ~(HV_FCOPY_OVERWRITE | HV_FCOPY_CREATE_PATH)))
 		return -EINVAL;
-	static struct hv_start_fcopy m; /* device thread only: 1 KiB off the stack */
-	memset(&m, 0, sizeof(m));
 	uint16_t name16[HV_FCOPY_MAX_PATH] = {0}, dir16[HV_FCOPY_MAX_PATH] = {0}; /* nothing of ours after the NUL */
 	if (to_utf16(file_name, name16) < 0 || to_utf16(guest_dir, dir16) < 0)
 		return -EINVAL;
-	memcpy(m.file_name, name16, sizeof(name16)); /* packed: no pointers into it */
-	memcpy(m.path_name, dir16, sizeof(dir16));
-	if (ic_state(dev) != IC_READY || dev->pending_tid != 0)
+	if (ic_state(dev) != IC_READY)
 		return -ENOTCONN;
-	m.hdr.operation = HV_FCOPY_START_FILE_COPY;
-	m.copy_flags = flags;
-	m.file_size = size;
-	if (send_op(dev, HV_FCOPY_START_FILE_COPY, &m, sizeof(m)) != 0)
+	/* No copy of ours is waiting, so a transaction the framework still holds came with a restored
+	 * device (its service state starts IDLE): its answer, if one comes, is no longer wanted. */
+	dev->pending_tid = 0;
+	struct hv_start_fcopy *m = &p->buf.start;
+	memset(m, 0, sizeof(*m));
+	memcpy(m->file_name, name16, sizeof(name16)); /* packed: no pointers into it */
+	memcpy(m->path_name, dir16, sizeof(dir16));
+	m->hdr.operation = HV_FCOPY_START_FILE_COPY;
+	m->copy_flags = flags;
+	m->file_size = size;
+	if (send_op(dev, HV_FCOPY_START_FILE_COPY, m, sizeof(*m)) != 0)
 		return -ENOTCONN;
 	p->state = IC_FCOPY_STARTING;
 	p->err = IC_FCOPY_OK;
@@ -279,7 +285,9 @@ int ic_fcopy_cancel(struct ic_dev *dev, uint64_t now_ms)
 {
 	struct fcopy_priv *p = priv(dev);
 	ic_advance(dev, now_ms);
-	if (!ic_fcopy_busy(dev) || p->state == IC_FCOPY_CANCELLING)
+	/* After COMPLETE the daemon has closed the file and forgotten its name: a CANCEL would
+	 * delete nothing, and the copy ends DONE. */
+	if (!ic_fcopy_busy(dev) || p->state == IC_FCOPY_COMPLETING || p->state == IC_FCOPY_CANCELLING)
 		return -1;
 	if (p->op != FCOPY_NO_OP) {
 		/* The outstanding request's answer is no longer wanted: it arrives with a stale id. The
@@ -312,7 +320,8 @@ void ic_fcopy_tick(struct ic_dev *dev, uint64_t now_ms)
 	p->op = FCOPY_NO_OP;
 	if (op == HV_FCOPY_CANCEL)
 		settle(dev, IC_FCOPY_FAILED, p->err);
-	else /* even after START: the daemon may create the file once we gave up */
+	else /* START too: the daemon may still create the file, and a START it failed leaves it no
+	      * name to delete (hv_start_fcopy clears target_fname) */
 		cancel(dev, IC_FCOPY_E_TIMEOUT);
 }
 

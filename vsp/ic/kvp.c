@@ -178,8 +178,9 @@ static struct ic_version ver(uint32_t v)
 	return (struct ic_version){.major = (uint16_t)(v >> 16), .minor = (uint16_t)v};
 }
 
-/* The framework's ic_send_request() caps bodies at the shutdown message (2060 bytes); KVP
- * messages are 2580 and 7428, so KVP frames its own with the same header and transaction rules. */
+/* The framework's ic_send_request() caps bodies at IC_MAX_BODY (6196 bytes, the file copy's
+ * fragment); KVP messages are 2580 and 7428, so KVP frames its own with the same header and
+ * transaction rules. */
 static int kvp_send(struct ic_dev *dev, uint32_t len)
 {
 	struct kvp_priv *p = priv(dev);

@@ -1,6 +1,6 @@
-/* libFuzzer target: arbitrary guest answers into the KVP, VSS and file copy integration services. Each run
- * starts with both channels open and negotiated (the fake guest answers the negotiation like
- * hv_utils); then the input is a sequence of steps: host API calls, clock ticks, the guest
+/* libFuzzer target: arbitrary guest answers into the KVP, VSS and file copy integration
+ * services. Each run starts with the three channels open and negotiated (the fake guest answers
+ * the negotiation like hv_utils); then the input is a sequence of steps: host API calls, clock ticks, the guest
  * answering the outstanding request with fuzzed status / flags / transaction id / body bytes and
  * length, raw packets, and channel close/reopen. */
 #include <stdint.h>
@@ -68,14 +68,33 @@ static void noop_vss(void *ctx, struct ic_dev *dev, enum ic_vss_state st, enum i
 	(void)ctx, (void)dev, (void)st, (void)err;
 }
 
-/* The file copy's source: any bytes, or a read error when the offset says so */
+/* The file copy's source: 16 KiB in memory (copies are up to 40000 bytes, so reads past its end
+ * come up short), and a read error when the offset says so */
+static uint8_t src[16384];
+
 static int fuzz_read(void *ctx, uint64_t offset, void *buf, uint32_t len)
 {
 	(void)ctx;
 	if (offset % 7 == 3)
 		return -5;
-	memset(buf, (int)(offset & 0xff), len);
-	return (int)len;
+	if (len > HV_FCOPY_FRAGMENT)
+		abort();
+	uint32_t n = offset >= sizeof(src) ? 0 : (uint32_t)(sizeof(src) - offset < len ? sizeof(src) - offset : len);
+	memcpy(buf, src + offset, n);
+	return (int)n;
+}
+
+/* What the file copy's state must always satisfy */
+static void check_fcopy(const struct ic_dev *fc)
+{
+	enum ic_fcopy_state st = ic_fcopy_state(fc);
+	bool failing = st == IC_FCOPY_FAILED || st == IC_FCOPY_CANCELLING;
+	if (failing != (ic_fcopy_error(fc) != IC_FCOPY_OK) || ic_fcopy_bytes_done(fc) > ic_fcopy_size(fc) ||
+	    ic_fcopy_busy(fc) != (st != IC_FCOPY_IDLE && st != IC_FCOPY_DONE && st != IC_FCOPY_FAILED) ||
+	    !strcmp(ic_fcopy_state_name(st), "?") || !strcmp(ic_fcopy_error_name(ic_fcopy_error(fc)), "?"))
+		abort();
+	if (st == IC_FCOPY_DONE && ic_fcopy_bytes_done(fc) != ic_fcopy_size(fc))
+		abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -101,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		next_request(&g, &ch[i], &off, &tid);
 	ic_kvp_set(kvp, "VirtualMachineName", "fuzz", now);
 
-	for (int steps = 0; in.n && steps < 256; steps++) {
+	for (int steps = 0; in.n && steps < 256; steps++, check_fcopy(fc)) {
 		uint8_t op = take(&in);
 		unsigned which = op % 3;
 		switch ((op / 3) % 8) {
