@@ -407,7 +407,7 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 	}
 	if (!strcmp(op, "copy-file-cancel")) {
 		if (worker_copy_file_cancel(h, now_ms) < 0)
-			return error_reply("no file copy is in progress%s", NULL);
+			return error_reply("no file copy to cancel (none running, or the guest is closing the finished file)%s", NULL);
 		return json_pack("{s:b}", "ok", 1);
 	}
 	if (!strcmp(op, "console-input")) {

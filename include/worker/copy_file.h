@@ -16,7 +16,7 @@
  * a copy in progress, a bad guest path). */
 int worker_copy_file_start(struct vmbus_host *h, const char *source, const char *dest, bool overwrite,
 			   bool create_path, uint64_t now_ms, char *err, size_t errlen);
-/* 0, or -1 when no copy is in progress. */
+/* 0, or -1 when no copy is in progress or the guest is already closing the complete file. */
 int worker_copy_file_cancel(struct vmbus_host *h, uint64_t now_ms);
 /* A copy is in progress (a save or migration waits for it). */
 bool worker_copy_file_busy(struct vmbus_host *h);
