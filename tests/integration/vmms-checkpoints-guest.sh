@@ -102,6 +102,14 @@ hv Add-VMHardDiskDrive -VMName g -Path "$t/disk.vhdx" >/dev/null
 check "Set-VM -CheckpointType Standard" quiet hv Set-VM g -CheckpointType Standard
 check "Start-VM" quiet hv Start-VM g
 check "the guest writes and counts" wait_n 300 5
+if [ "$fails" != 0 ]; then
+  # Nothing else can pass: keep the console where in_vmhost looks, and say whether the guest
+  # ever reached /init (an early-boot hang in the emulator is retried once by tests/run).
+  con >"$out/guest-console.log"
+  exit_if_no_init "$out/guest-console.log"
+  tail -n 40 "$out/guest-console.log"
+  exit 1
+fi
 pid0=$(ticks | head -1 | tick_field pid); boot0=$(ticks | head -1 | tick_field boot)
 check "...its disk reads as the host computes (MD5 of records 1..n)" sum_ok 0
 
