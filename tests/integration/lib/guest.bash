@@ -61,7 +61,9 @@ in_vmhost() {
   fi
   exit "$rc"
 }
-guest_crash='vmwp: guest reset \(triple fault|Kernel panic|BUG: |Oops|general protection fault'
+# An RCU stall report means the guest's own timers stopped (seen in the emulator: "timer wakeup
+# didn't happen ... Possible timer handling issue on cpu=0", with the LAPIC timer, KVM's).
+guest_crash='vmwp: guest reset \(triple fault|Kernel panic|BUG: |Oops|general protection fault|rcu: INFO: rcu_[a-z]* (self-)?detected stall'
 
 # In a test host, $B/vmwp runs under tools/crashtrace (lib/vmwp-traced): a guest that
 # triple-faults or hangs leaves its last KVM events in its log. VIRIDIAN_CRASHTRACE=0 turns it off.
