@@ -86,8 +86,8 @@ enum ic_fcopy_state {
 	IC_FCOPY_COMPLETING,  /* COMPLETE_FCOPY outstanding */
 	IC_FCOPY_CANCELLING,  /* CANCEL_FCOPY outstanding after a failure or ic_fcopy_cancel() */
 	IC_FCOPY_DONE,        /* the guest closed the complete file */
-	IC_FCOPY_FAILED,      /* see ic_fcopy_error(); a partial file was cancelled (removed), but
-			       * after E_PROTOCOL, on which nothing more is sent */
+	IC_FCOPY_FAILED,      /* see ic_fcopy_error(); a partial file was cancelled (removed),
+			       * except after E_PROTOCOL, on which nothing more is sent */
 };
 
 enum ic_fcopy_error {
