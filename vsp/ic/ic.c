@@ -142,6 +142,18 @@ static void ic_close(struct vmbus_chan *chan, void *ctx)
 	dev->chan = NULL;
 }
 
+enum ic_wait ic_wait_check(struct ic_dev *dev, uint64_t tid)
+{
+	if (dev->state != IC_READY)
+		return IC_WAIT_CLOSED;
+	if (dev->pending_tid != tid)
+		return IC_WAIT_LOST;
+	if (dev->now_ms < dev->deadline_ms)
+		return IC_WAIT_PENDING;
+	dev->pending_tid = 0;
+	return IC_WAIT_EXPIRED;
+}
+
 void ic_advance(struct ic_dev *dev, uint64_t now_ms)
 {
 	if (dev->rebase_clock) {

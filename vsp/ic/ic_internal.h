@@ -64,6 +64,12 @@ struct ic_dev *ic_add(struct vmbus_server *srv, const struct ic_service *svc);
 int ic_send_request(struct ic_dev *dev, const void *body, uint32_t len);
 /* Move the clock to the caller's now_ms (it never goes back). */
 void ic_advance(struct ic_dev *dev, uint64_t now_ms);
+/* A service's outstanding request (its transaction id tid), looked at from its tick:
+ * IC_WAIT_PENDING still waiting; IC_WAIT_CLOSED the channel is no longer ready; IC_WAIT_LOST the
+ * framework consumed an answer with tid but another message type; IC_WAIT_EXPIRED its deadline
+ * passed, and the framework forgets it, so a late answer carries a stale id and is ignored. */
+enum ic_wait { IC_WAIT_PENDING, IC_WAIT_CLOSED, IC_WAIT_LOST, IC_WAIT_EXPIRED };
+enum ic_wait ic_wait_check(struct ic_dev *dev, uint64_t tid);
 /* The end of a service's restore hook: fails unless the payload was read exactly to its end,
  * else applies the framework's part. */
 int ic_restore_commit(struct ic_dev *dev, const struct ic_saved *s, struct state_cursor *c);

@@ -712,14 +712,11 @@ void ic_kvp_tick(struct ic_dev *dev, uint64_t now_ms)
 	struct kvp_priv *p = priv(dev);
 	ic_advance(dev, now_ms);
 	if (p->cur != CUR_NONE) {
-		if (ic_state(dev) != IC_READY) {
-			abort_current(dev, IC_KVP_CLOSED);
-		} else if (dev->pending_tid != p->tid) {
-			/* the framework consumed an answer with our id but not our type */
-			abort_current(dev, IC_KVP_MALFORMED);
-		} else if (dev->now_ms >= dev->deadline_ms) {
-			dev->pending_tid = 0; /* a late answer now carries a stale id and is ignored */
-			abort_current(dev, IC_KVP_TIMEOUT);
+		switch (ic_wait_check(dev, p->tid)) {
+		case IC_WAIT_CLOSED: abort_current(dev, IC_KVP_CLOSED); break;
+		case IC_WAIT_LOST: abort_current(dev, IC_KVP_MALFORMED); break;
+		case IC_WAIT_EXPIRED: abort_current(dev, IC_KVP_TIMEOUT); break;
+		case IC_WAIT_PENDING: break;
 		}
 	}
 	pump(dev);

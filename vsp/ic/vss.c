@@ -272,19 +272,19 @@ void ic_vss_tick(struct ic_dev *dev, uint64_t now_ms)
 	ic_advance(dev, now_ms);
 	if (p->op == VSS_NO_OP)
 		return;
-	if (ic_state(dev) != IC_READY) {
+	switch (ic_wait_check(dev, p->tid)) {
+	case IC_WAIT_PENDING:
+		return;
+	case IC_WAIT_CLOSED:
 		settle(dev, IC_VSS_FAILED, IC_VSS_E_CLOSED);
 		return;
-	}
-	if (dev->pending_tid != p->tid) {
-		/* the framework consumed an answer with our id but another message type */
+	case IC_WAIT_LOST:
 		settle(dev, IC_VSS_FAILED, IC_VSS_E_PROTOCOL);
 		return;
+	case IC_WAIT_EXPIRED:
+		break;
 	}
-	if (dev->now_ms < dev->deadline_ms)
-		return;
 	uint8_t op = p->op;
-	dev->pending_tid = 0; /* a late answer now carries a stale id and is ignored */
 	p->op = VSS_NO_OP;
 	if (op == HV_VSS_OP_FREEZE)
 		recover(dev, IC_VSS_E_TIMEOUT);
