@@ -30,6 +30,7 @@ wait_log() { # wait_log SECONDS PATTERN [FROM-LINE]
   done
   return 1
 }
+# A destination killed with SIGKILL leaves its socket: callers remove it before starting the next.
 wait_sock() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done; return 1; }
 wait_port() { for _ in $(seq 100); do grep -q ":$(printf %04X "$1") 00000000:0000 0A" /proc/net/tcp && return 0; sleep 0.1; done; return 1; }
 last_tick() { grep -ao 'TICK=[0-9]*' "$log" | tail -1 | cut -d= -f2; }
@@ -58,6 +59,7 @@ exit_if_no_init "$log"
 for _ in $(seq 120); do grep -q '"KeyValuePairExchange":"ready"' <<<"$(ctl "$ctl_a" '{"op":"status"}')" && break; sleep 1; done
 
 # ---- faults: the VM stays on the source ----
+rm -f "$stream"
 "${VIRIDIAN_REAL_VMWP:-$B/vmwp}" "${boot[@]}" "${args[@]/512M/256M}" --incoming "unix:$stream" </dev/null 2>"$out/vmwp-bad.err" &
 pb=$!
 wait_sock "$stream"
@@ -69,6 +71,7 @@ check "...that destination exits 1 saying why" bash -c "[ $rc = 1 ] && grep -q '
 t=$(last_tick)
 check "...the guest counts on on the source" bash -c "$(declare -f wait_log); log='$log'; wait_log 60 'TICK=$((t + 10)) '"
 
+rm -f "$stream"
 "${VIRIDIAN_REAL_VMWP:-$B/vmwp}" "${boot[@]}" "${args[@]}" --incoming "unix:$stream" </dev/null 2>"$out/vmwp-killed.err" &
 pb=$!
 wait_sock "$stream"
@@ -86,6 +89,7 @@ check "...and its disk works there" bash -c "$(declare -f wait_log); log='$log';
 
 # ---- an idle guest, A -> B ----
 migrate() { # migrate FROM-CTL FROM-PID TO-CTL NAME ADDRESS EXTRA-JSON [DEST OPTIONS]: sets reply, pb (the new worker)
+  case $5 in unix:*) rm -f "${5#unix:}";; esac
   "$B/vmwp" "${boot[@]}" "${args[@]}" --control "$3" --incoming "$5" "${@:7}" </dev/null 2>"$out/vmwp-$4.err" &
   pb=$!
   case $5 in unix:*) wait_sock "${5#unix:}";; *) wait_port "${5##*:}";; esac
