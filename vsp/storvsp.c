@@ -10,6 +10,7 @@
 #include "state/savedstate.h"
 #include "vhd/vdisk.h"
 #include "vmbus/channel.h"
+#include "vsp/io_limit.h"
 #include "vsp/scsi.h"
 #include "vsp/storvsp.h"
 
@@ -43,6 +44,7 @@ struct req {
 	struct scsi_result r;
 	uint32_t done_bytes;
 	bool granted;                    /* iov is granted for host writes (host.grant) */
+	uint64_t release_ns;             /* held back by its LUN's limits until then */
 	uint32_t niov;
 	struct iovec iov[];
 };
@@ -68,6 +70,14 @@ struct storvsp {
 	bool stop;
 	pthread_t *threads;
 	unsigned nthreads;
+	/* Storage QoS (storvsp_set_limits), under qlock: per LUN its limits and the reads and
+	 * writes they hold back, oldest first (counted in busy and outstanding: they hold guest
+	 * buffers); the QoS thread hands each to the pool at its release time. */
+	struct io_limit limits[SCSI_MAX_LUNS];
+	struct req *held_head[SCSI_MAX_LUNS], *held_tail[SCSI_MAX_LUNS];
+	pthread_cond_t qos_cond;
+	pthread_t qos_thread;
+	bool qos_started, qos_stop;
 	struct storvsp_stats stats;
 };
 
@@ -389,6 +399,85 @@ static void *io_thread(void *arg)
 	return NULL;
 }
 
+static uint64_t monotonic_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Under qlock. */
+static void enqueue_locked(struct storvsp *s, struct req *q)
+{
+	q->next = NULL;
+	if (s->qtail)
+		s->qtail->next = q;
+	else
+		s->qhead = q;
+	s->qtail = q;
+	pthread_cond_signal(&s->qcond);
+}
+
+/* Under qlock: hands the held requests due by `now` to the pool; *next (if given) becomes the
+ * earliest release time still held, if sooner. */
+static void release_held_locked(struct storvsp *s, uint64_t now, uint64_t *next)
+{
+	for (unsigned lun = 0; lun < s->ndisks; lun++) {
+		struct req *q;
+		while ((q = s->held_head[lun]) && q->release_ns <= now) {
+			s->held_head[lun] = q->next;
+			if (!q->next)
+				s->held_tail[lun] = NULL;
+			enqueue_locked(s, q);
+		}
+		if (q && next && q->release_ns < *next)
+			*next = q->release_ns;
+	}
+}
+
+/* Holds q back if its LUN's limits say so (under qlock); false: it may run now. A LUN's
+ * requests keep their order: one arriving behind held ones waits its turn. */
+static bool hold_locked(struct storvsp *s, struct req *q)
+{
+	if ((q->r.action != SCSI_READ && q->r.action != SCSI_WRITE) || q->lun >= s->ndisks ||
+	    !io_limit_active(&s->limits[q->lun]))
+		return false;
+	uint64_t now = monotonic_ns();
+	q->release_ns = io_limit_admit(&s->limits[q->lun], q->r.length, now);
+	if (q->release_ns <= now && !s->held_head[q->lun])
+		return false;
+	stat_add(&s->stats.throttled);
+	q->next = NULL;
+	if (s->held_tail[q->lun])
+		s->held_tail[q->lun]->next = q;
+	else
+		s->held_head[q->lun] = q;
+	s->held_tail[q->lun] = q;
+	pthread_cond_signal(&s->qos_cond);
+	return true;
+}
+
+static void *qos_thread(void *arg)
+{
+	struct storvsp *s = arg;
+	if (s->host.thread_start)
+		s->host.thread_start();
+	pthread_mutex_lock(&s->qlock);
+	while (!s->qos_stop) {
+		uint64_t next = UINT64_MAX;
+		release_held_locked(s, monotonic_ns(), &next);
+		if (next == UINT64_MAX) {
+			pthread_cond_wait(&s->qos_cond, &s->qlock);
+			continue;
+		}
+		struct timespec at = { .tv_sec = (time_t)(next / 1000000000u), .tv_nsec = (long)(next % 1000000000u) };
+		pthread_cond_timedwait(&s->qos_cond, &s->qlock, &at);
+	}
+	release_held_locked(s, UINT64_MAX, NULL);
+	pthread_mutex_unlock(&s->qlock);
+	return NULL;
+}
+
 static void submit(struct storvsp *s, struct req *q)
 {
 	if (!s->nthreads) {
@@ -396,24 +485,22 @@ static void submit(struct storvsp *s, struct req *q)
 		complete_locked(q);
 		return;
 	}
-	q->next = NULL;
 	pthread_mutex_lock(&s->qlock);
-	if (s->qtail)
-		s->qtail->next = q;
-	else
-		s->qhead = q;
-	s->qtail = q;
 	s->busy++;
 	s->outstanding++;
-	pthread_cond_signal(&s->qcond);
+	if (!hold_locked(s, q))
+		enqueue_locked(s, q);
 	pthread_mutex_unlock(&s->qlock);
 }
 
+/* Waits until no request is with the pool. Held requests go to it at once: they hold guest
+ * buffers, and whoever waits here (a closing channel, a save) cannot wait for their turn. */
 static void wait_idle(struct storvsp *s)
 {
 	if (!s->nthreads)
 		return;
 	pthread_mutex_lock(&s->qlock);
+	release_held_locked(s, UINT64_MAX, NULL);
 	while (s->busy)
 		pthread_cond_wait(&s->idle, &s->qlock);
 	pthread_mutex_unlock(&s->qlock);
@@ -735,6 +822,7 @@ int storvsp_drain(struct storvsp *s, unsigned timeout_ms)
 	for (;;) {
 		/* The pool first: its completions are posted or queued before outstanding drops. */
 		pthread_mutex_lock(&s->qlock);
+		release_held_locked(s, UINT64_MAX, NULL);
 		int rc = 0;
 		while (s->outstanding && rc == 0)
 			rc = pthread_cond_timedwait(&s->idle, &s->qlock, &end);
@@ -902,6 +990,7 @@ struct storvsp *storvsp_new(struct vmbus_server *srv, const struct storvsp_host 
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->idle, &ca);
+	pthread_cond_init(&s->qos_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	s->ops.name = "storvsp";
 	s->ops.class_id = STORVSP_SCSI_CLASS_GUID;
@@ -921,7 +1010,11 @@ struct storvsp *storvsp_new(struct vmbus_server *srv, const struct storvsp_host 
 				break;
 			s->nthreads++;
 		}
-		if (s->nthreads != host->nthreads) {
+		/* Started with the pool, so that limits set later (from a sandboxed thread that may
+		 * not create threads) need none. It sleeps until a LUN holds a request. */
+		if (s->nthreads == host->nthreads && !pthread_create(&s->qos_thread, NULL, qos_thread, s))
+			s->qos_started = true;
+		if (s->nthreads != host->nthreads || !s->qos_started) {
 			snprintf(err, errlen, "storvsp: cannot start I/O threads");
 			storvsp_free(s);
 			return NULL;
@@ -940,6 +1033,13 @@ void storvsp_free(struct storvsp *s)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->qlock);
+	s->qos_stop = true; /* it hands what it holds to the pool as it goes */
+	pthread_cond_signal(&s->qos_cond);
+	pthread_mutex_unlock(&s->qlock);
+	if (s->qos_started)
+		pthread_join(s->qos_thread, NULL);
+	pthread_mutex_lock(&s->qlock);
+	release_held_locked(s, UINT64_MAX, NULL);
 	s->stop = true;
 	pthread_cond_broadcast(&s->qcond);
 	pthread_mutex_unlock(&s->qlock);
@@ -951,6 +1051,7 @@ void storvsp_free(struct storvsp *s)
 	pthread_mutex_destroy(&s->qlock);
 	pthread_cond_destroy(&s->qcond);
 	pthread_cond_destroy(&s->idle);
+	pthread_cond_destroy(&s->qos_cond);
 	free(s);
 }
 
@@ -964,6 +1065,31 @@ void storvsp_get_stats(struct storvsp *s, struct storvsp_stats *out)
 	out->errors = __atomic_load_n(&s->stats.errors, __ATOMIC_RELAXED);
 	out->bad_packets = __atomic_load_n(&s->stats.bad_packets, __ATOMIC_RELAXED);
 	out->protocol = __atomic_load_n(&s->stats.protocol, __ATOMIC_RELAXED);
+	out->throttled = __atomic_load_n(&s->stats.throttled, __ATOMIC_RELAXED);
+}
+
+/* ---- storage QoS ---- */
+
+int storvsp_set_limits(struct storvsp *s, unsigned lun, uint64_t max_iops, uint64_t max_bytes_per_s)
+{
+	if (lun >= s->ndisks || s->disks[lun].dvd)
+		return -EINVAL;
+	if (!s->nthreads)
+		return -ENOTSUP;
+	struct io_limit l;
+	if (!io_limit_set(&l, max_iops, max_bytes_per_s))
+		return -ERANGE;
+	pthread_mutex_lock(&s->qlock);
+	s->limits[lun] = l;
+	/* What the old limits held goes now: the new ones count from here. */
+	struct req *q;
+	while ((q = s->held_head[lun])) {
+		s->held_head[lun] = q->next;
+		enqueue_locked(s, q);
+	}
+	s->held_tail[lun] = NULL;
+	pthread_mutex_unlock(&s->qlock);
+	return 0;
 }
 
 /* ---- swapping a LUN's image (disk-switch, the end of a live merge) ---- */
@@ -979,6 +1105,7 @@ static int with_idle(struct storvsp *s, void (*fn)(struct storvsp *, void *), vo
 		if (s->host.lock)
 			pthread_mutex_lock(s->host.lock);
 		pthread_mutex_lock(&s->qlock);
+		release_held_locked(s, UINT64_MAX, NULL);
 		bool idle = !s->outstanding;
 		pthread_mutex_unlock(&s->qlock);
 		if (idle)

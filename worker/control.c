@@ -78,8 +78,13 @@ static json_t *disks_array(void)
 			if (!strcmp(s.merge, "done"))
 				json_object_set_new(merge, "pivot_pause_ms", json_integer((json_int_t)s.pivot_pause_ms));
 		}
-		json_array_append_new(a, json_pack("{s:i, s:s, s:s?, s:b, s:o}", "lun", (int)i, "type", s.dvd ? "dvd" : "disk",
-						   "path", s.path, "read_only", s.read_only, "merge", merge));
+		json_t *o = json_pack("{s:i, s:s, s:s?, s:b, s:o}", "lun", (int)i, "type", s.dvd ? "dvd" : "disk",
+				      "path", s.path, "read_only", s.read_only, "merge", merge);
+		if (!s.dvd) {
+			json_object_set_new(o, "max_iops", json_integer((json_int_t)s.max_iops));
+			json_object_set_new(o, "max_bandwidth", json_integer((json_int_t)s.max_bytes_per_s));
+		}
+		json_array_append_new(a, o);
 	}
 	return a;
 }
@@ -327,6 +332,23 @@ static json_t *dispatch(struct vm *vm, json_t *req)
 		if (worker_disk_switch(vm, (unsigned)json_integer_value(lun), path, &pause_ms, err, sizeof(err)) < 0)
 			return error_reply("%s", err);
 		return json_pack("{s:b, s:I}", "ok", 1, "pause_ms", (json_int_t)pause_ms);
+	}
+	if (!strcmp(op, "disk-limits")) {
+		json_t *lun = json_object_get(req, "lun"), *iops = json_object_get(req, "max_iops"),
+		       *bw = json_object_get(req, "max_bandwidth");
+		if (!json_is_integer(lun) || json_integer_value(lun) < 0 || json_integer_value(lun) >= WORKER_MAX_DISKS ||
+		    (iops && (!json_is_integer(iops) || json_integer_value(iops) < 0)) ||
+		    (bw && (!json_is_integer(bw) || json_integer_value(bw) < 0)) || (!iops && !bw))
+			return error_reply("disk-limits needs \"lun\" and \"max_iops\" and/or \"max_bandwidth\" "
+					   "(integers >= 0; 0 lifts the limit)%s", "");
+		struct worker_disk_status now;
+		if (!worker_disk_status((unsigned)json_integer_value(lun), &now))
+			now = (struct worker_disk_status){ 0 }; /* worker_disk_limits says why */
+		char err[200];
+		if (worker_disk_limits((unsigned)json_integer_value(lun), iops ? (uint64_t)json_integer_value(iops) : now.max_iops,
+				       bw ? (uint64_t)json_integer_value(bw) : now.max_bytes_per_s, err, sizeof(err)) < 0)
+			return error_reply("%s", err);
+		return json_pack("{s:b}", "ok", 1);
 	}
 	if (!strcmp(op, "dvd-change")) {
 		json_t *lun = json_object_get(req, "lun"), *p = json_object_get(req, "path");

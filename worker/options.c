@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "vsp/io_limit.h"
 #include "vswitch/port.h"
 #include "vswitch/switch.h"
 #include "worker/options.h"
@@ -47,7 +48,7 @@ const char *worker_ic_name(unsigned ic)
 const char *worker_options_usage(void)
 {
 	return "usage: vmwp [--kernel PATH [--initrd PATH] [--cmdline STR]] [--restore PATH|--incoming ADDR] [--memory SIZE] [--cpus N]\n"
-	       "            [--disk PATH[,ro]]... [--dvd ISO|'']... [--serial stdio|file:PATH] [--control PATH.sock]\n"
+	       "            [--disk PATH[,ro][,iops=N][,bw=N]]... [--dvd ISO|'']... [--serial stdio|file:PATH] [--control PATH.sock]\n"
 	       "            [--nic [tap=NAME|switch=PATH][,...]]... [--no-reboot] [--disable-ic NAME]...\n"
 	       "Boots a Linux bzImage in a Hyper-V-style partition on KVM.\n"
 	       "  --kernel PATH     bzImage to boot (64-bit boot protocol 2.12+); without it the VM\n"
@@ -67,8 +68,11 @@ const char *worker_options_usage(void)
 	       "                    CAs) of the sources it accepts, PEM\n"
 	       "  --memory SIZE     guest RAM: 512M, 2G ... (default 512M, multiple of 2 MiB)\n"
 	       "  --cpus N          virtual processors, 1..64 (default 1)\n"
-	       "  --disk PATH[,ro]  a VHD, VHDX or raw disk image on the synthetic SCSI controller\n"
-	       "                    (LUNs in order given; ,ro attaches it read-only)\n"
+	       "  --disk PATH[,ro][,iops=N][,bw=N]\n"
+	       "                    a VHD, VHDX or raw disk image on the synthetic SCSI controller\n"
+	       "                    (LUNs in order given; ,ro attaches it read-only; storage QoS:\n"
+	       "                    iops= at most N operations per second, normalized to 8 KiB as\n"
+	       "                    Hyper-V counts them, bw= at most N bytes per second)\n"
 	       "  --dvd ISO         a read-only DVD drive at the next LUN with the ISO file as its disc;\n"
 	       "                    --dvd '' is an empty drive (change the disc with dvd-change)\n"
 	       "  --serial stdio    guest console on stdout, keyboard from stdin (default;\n"
@@ -155,6 +159,34 @@ static bool parse_nic(const char *arg, unsigned index, struct worker_nic *nic, c
 	return true;
 }
 
+/* One ",flag" of a --disk value (s, n bytes): 1 parsed into d, 0 not a flag (part of the path),
+ * -1 a flag with a bad value. */
+static int disk_flag(const char *s, size_t n, struct worker_disk *d)
+{
+	if (n == 2 && !memcmp(s, "ro", 2)) {
+		d->read_only = true;
+		return 1;
+	}
+	uint64_t *field = n > 5 && !memcmp(s, "iops=", 5) ? &d->max_iops : n > 3 && !memcmp(s, "bw=", 3) ? &d->max_bytes_per_s : NULL;
+	if (!field)
+		return 0;
+	const char *v = (const char *)memchr(s, '=', n) + 1;
+	uint64_t max = field == &d->max_iops ? IO_LIMIT_MAX_IOPS : IO_LIMIT_MAX_BYTES_PER_S, x = 0;
+	for (; v < s + n; v++) {
+		if (*v < '0' || *v > '9' || (x = x * 10 + (uint64_t)(*v - '0')) > max)
+			return -1;
+	}
+	*field = x;
+	return 1;
+}
+
+bool worker_disk_flag_suffix(const char *value)
+{
+	const char *comma = strrchr(value, ',');
+	struct worker_disk d = { 0 };
+	return comma && disk_flag(comma + 1, strlen(comma + 1), &d) != 0;
+}
+
 bool worker_options_parse(struct worker_options *o, int argc, char **argv, char *err, size_t errlen)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEMORY, OPT_CPUS, OPT_SERIAL, OPT_DISK, OPT_CONTROL, OPT_NO_REBOOT, OPT_HELP, OPT_NIC, OPT_DISABLE_IC, OPT_RESTORE, OPT_DVD, OPT_INCOMING, OPT_MIG_CERT, OPT_MIG_KEY, OPT_MIG_TRUST };
@@ -239,10 +271,17 @@ bool worker_options_parse(struct worker_options *o, int argc, char **argv, char 
 			}
 			struct worker_disk *d = &o->disks[o->ndisks];
 			size_t len = strlen(optarg);
-			const char *comma = strrchr(optarg, ',');
-			if (comma && strcmp(comma, ",ro") == 0) {
+			const char *comma;
+			while ((comma = memrchr(optarg, ',', len))) {
+				int flag = disk_flag(comma + 1, (size_t)(optarg + len - comma - 1), d);
+				if (flag < 0) {
+					snprintf(err, errlen, "--disk %s: %.*s: want ro, iops=0..%llu or bw=0..%llu (bytes/s)", optarg,
+						 (int)(optarg + len - comma - 1), comma + 1, IO_LIMIT_MAX_IOPS, IO_LIMIT_MAX_BYTES_PER_S);
+					return false;
+				}
+				if (!flag)
+					break;
 				len = (size_t)(comma - optarg);
-				d->read_only = true;
 			}
 			if (len == 0 || len >= sizeof(d->path)) {
 				snprintf(err, errlen, len ? "--disk: path too long" : "--disk needs a path");

@@ -10,6 +10,7 @@
 
 #include "state/savedstate.h"
 #include "vhd/vdisk.h"
+#include "vsp/io_limit.h"
 #include "vsp/storvsp.h"
 #include "worker/clock.h"
 #include "worker/log.h"
@@ -26,6 +27,8 @@ static struct storvsp_disk attached[WORKER_MAX_DISKS];
  * what a disk-switch or merge put there), and the --disk value in argv. */
 static char *paths[WORKER_MAX_DISKS];
 static const char *args[WORKER_MAX_DISKS];
+/* Per LUN: its storage QoS limits now (--disk ,iops= ,bw=, or disk-limits since). */
+static uint64_t max_iops[WORKER_MAX_DISKS], max_bytes_per_s[WORKER_MAX_DISKS];
 static unsigned nattached;
 
 /* A live merge of a LUN's differencing disk into its parent: a thread runs the mirror's copy
@@ -137,6 +140,8 @@ bool worker_open_disks(const struct worker_options *o, char *err, size_t errlen)
 		attached[nattached].media_bytes = bytes;
 		paths[nattached] = strdup(o->disks[i].path);
 		args[nattached] = o->disks[i].arg;
+		max_iops[nattached] = o->disks[i].max_iops;
+		max_bytes_per_s[nattached] = o->disks[i].max_bytes_per_s;
 		if (!paths[nattached]) {
 			if (d)
 				vdisk_close(d);
@@ -179,7 +184,37 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 	pthread_mutex_lock(&h->lock);
 	controller = storvsp_new(h->server, &host, attached, nattached, 0, err, errlen);
 	pthread_mutex_unlock(&h->lock);
+	for (unsigned i = 0; controller && i < nattached; i++) {
+		if (!max_iops[i] && !max_bytes_per_s[i])
+			continue;
+		if (attached[i].dvd) {
+			snprintf(err, errlen, "LUN %u: a DVD drive takes no QoS limits", i);
+			return false;
+		}
+		storvsp_set_limits(controller, i, max_iops[i], max_bytes_per_s[i]); /* options.c checked the range */
+		vlog("storvsp: LUN %u: at most %llu IOPS (8 KiB normalized), %llu bytes/s (0: no limit)", i,
+		     (unsigned long long)max_iops[i], (unsigned long long)max_bytes_per_s[i]);
+	}
 	return controller != NULL;
+}
+
+int worker_disk_limits(unsigned lun, uint64_t iops, uint64_t bytes_per_s, char *err, size_t errlen)
+{
+	if (lun >= nattached || attached[lun].dvd) {
+		snprintf(err, errlen, lun >= nattached ? "no LUN %u (the VM has %u disks)" : "LUN %u is a DVD drive", lun, nattached);
+		return -EINVAL;
+	}
+	int rc = storvsp_set_limits(controller, lun, iops, bytes_per_s);
+	if (rc < 0) {
+		snprintf(err, errlen, rc == -ERANGE ? "at most %llu IOPS and %llu bytes/s" : "the controller refused the limits",
+			 IO_LIMIT_MAX_IOPS, IO_LIMIT_MAX_BYTES_PER_S);
+		return rc;
+	}
+	max_iops[lun] = iops;
+	max_bytes_per_s[lun] = bytes_per_s;
+	vlog("storvsp: LUN %u: at most %llu IOPS (8 KiB normalized), %llu bytes/s (0: no limit)", lun,
+	     (unsigned long long)iops, (unsigned long long)bytes_per_s);
+	return 0;
 }
 
 int worker_disks_quiesce(unsigned timeout_ms)
@@ -280,9 +315,10 @@ static bool lun_writable(unsigned lun, char *err, size_t errlen)
 int worker_disk_switch(struct vm *vm, unsigned lun, const char *path, uint64_t *pause_ms, char *err, size_t errlen)
 {
 	size_t len = strlen(path);
-	if (!len || len >= sizeof(((struct worker_disk *)0)->path) || (len >= 3 && !strcmp(path + len - 3, ",ro"))) {
-		/* ",ro" would make the re-exec's --disk read-only */
-		snprintf(err, errlen, "\"path\" must be an image path (not ending in \",ro\") shorter than 4096 bytes");
+	if (!len || len >= sizeof(((struct worker_disk *)0)->path) || worker_disk_flag_suffix(path)) {
+		/* the re-exec's --disk would read the end as a flag (",ro" as read-only) */
+		snprintf(err, errlen, "\"path\" must be an image path (not ending in \",ro\", \",iops=N\" or \",bw=N\") "
+			 "shorter than 4096 bytes");
 		return -EINVAL;
 	}
 	if (!lun_writable(lun, err, errlen))
@@ -324,7 +360,8 @@ bool worker_disk_status(unsigned lun, struct worker_disk_status *out)
 	if (lun >= nattached)
 		return false;
 	*out = (struct worker_disk_status){ .path = paths[lun], .read_only = attached[lun].read_only,
-					    .dvd = attached[lun].dvd };
+					    .dvd = attached[lun].dvd, .max_iops = max_iops[lun],
+					    .max_bytes_per_s = max_bytes_per_s[lun] };
 	if (attached[lun].dvd && (!controller || !storvsp_dvd_loaded(controller, lun)))
 		out->path = NULL; /* empty, or the guest ejected the disc */
 	struct merge *m = merges[lun];
@@ -350,7 +387,12 @@ void worker_disks_exec_argv(char **argv)
 				continue;
 			char *v;
 			struct worker_disk_status st;
-			int rc = !attached[i].dvd ? asprintf(&v, "%s%s%s", a == b ? "" : "--disk=", paths[i], attached[i].read_only ? ",ro" : "")
+			char qos[64] = "";
+			if (max_iops[i] || max_bytes_per_s[i])
+				snprintf(qos, sizeof(qos), ",iops=%llu,bw=%llu", (unsigned long long)max_iops[i],
+					 (unsigned long long)max_bytes_per_s[i]);
+			int rc = !attached[i].dvd ? asprintf(&v, "%s%s%s%s", a == b ? "" : "--disk=", paths[i],
+							     attached[i].read_only ? ",ro" : "", qos)
 			       : worker_disk_status(i, &st) ? asprintf(&v, "%s%s", a == b ? "" : "--dvd=", st.path ? st.path : "")
 			       : -1;
 			if (rc >= 0)

@@ -226,8 +226,18 @@ bool storvsp_dvd_loaded(struct storvsp *s, unsigned lun);
 
 struct storvsp_stats {
 	uint64_t srbs, reads, writes, flushes, unmaps, errors, bad_packets;
+	uint64_t throttled; /* reads and writes a LUN's limits held back */
 	uint16_t protocol;
 };
 void storvsp_get_stats(struct storvsp *s, struct storvsp_stats *out);
+
+/* Storage QoS (include/vsp/io_limit.h): LUN lun's reads and writes are held back to at most
+ * max_iops normalized (8 KiB) operations and max_bytes_per_s per second; 0 lifts a limit.
+ * Any time, from any thread; requests the old limits held go on at once. Held requests wait
+ * on a thread of their own, not on the I/O threads, so one throttled LUN does not slow the
+ * others; a closing channel, a save, a disk swap or storvsp_free lets them all go at once.
+ * 0, -EINVAL (no such LUN, or a DVD drive), -ENOTSUP (nthreads = 0) or -ERANGE (above
+ * IO_LIMIT_MAX_*). */
+int storvsp_set_limits(struct storvsp *s, unsigned lun, uint64_t max_iops, uint64_t max_bytes_per_s);
 
 #endif

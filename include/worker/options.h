@@ -30,8 +30,14 @@ struct worker_disk {
 				  * drive's ISO ("" for an empty drive) */
 	bool read_only;
 	bool dvd;                /* --dvd: a CD/DVD drive (read-only) */
+	uint64_t max_iops;       /* ,iops=N: storage QoS, normalized 8 KiB operations per second; 0: none */
+	uint64_t max_bytes_per_s; /* ,bw=N: bytes per second; 0: none */
 	const char *arg;         /* the option's value in argv: a disk-switch rewrites it for the re-exec */
 };
+
+/* Whether a --disk value ends in what parses as one of its ",ro", ",iops=N", ",bw=N" flags (a
+ * path that would be misread as one: disk-switch refuses it). */
+bool worker_disk_flag_suffix(const char *value);
 
 struct worker_options {
 	const char *kernel;      /* NULL: boot from disks[0] (with restore_path: what a reset boots) */

@@ -44,6 +44,11 @@ int worker_disk_merge(struct vm *vm, unsigned lun, char *err, size_t errlen);
  * parent, the child is closed) or, after a failure, the LUN goes back to the child. */
 void worker_disks_tick(struct vm *vm);
 
+/* disk-limits (control.h): storage QoS of disk LUN lun from now on (storvsp_set_limits: at most
+ * iops normalized 8 KiB operations and bytes_per_s per second; 0 lifts one); a guest reset's
+ * re-exec keeps them. 0, or a negative errno with one line in err. Main thread only. */
+int worker_disk_limits(unsigned lun, uint64_t iops, uint64_t bytes_per_s, char *err, size_t errlen);
+
 /* dvd-change (control.h): puts the ISO at path (NULL: none) in DVD drive lun, even if the guest
  * locked the tray (the host's change wins, as in Hyper-V); the guest sees a media change. 0, or
  * a negative errno with one line in err and the drive as it was. Main thread only. */
@@ -58,6 +63,7 @@ struct worker_disk_status {
 	unsigned merge_percent;
 	const char *merge_error; /* "" unless failed */
 	uint64_t pivot_pause_ms; /* done: how long the pivot paused the VM */
+	uint64_t max_iops, max_bytes_per_s; /* storage QoS limits; 0: none */
 };
 unsigned worker_disk_count(void);
 bool worker_disk_status(unsigned lun, struct worker_disk_status *out);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -17,6 +18,7 @@
 #include "state/savedstate.h"
 #include "state_rt.h"
 #include "vhd/vdisk.h"
+#include "vsp/io_limit.h"
 #include "vsp/scsi.h"
 #include "vsp/storvsp.h"
 
@@ -744,6 +746,99 @@ static void test_dvd(void **state)
 	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
 }
 
+static double elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* A 4 KiB READ(10) of LUN lun into guest page DATA_PFN + page, sent without waiting. */
+static void send_read(struct ctx *c, uint8_t lun, uint64_t tid, uint32_t page)
+{
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	struct vmscsi_request s;
+	memset(&s, 0, sizeof(s));
+	s.lun = lun;
+	s.cdb_length = 10;
+	uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+	memcpy(s.cdb, r10, 10);
+	s.data_transfer_length = 4096;
+	s.data_in = READ_TYPE;
+	memcpy(&p.vm_srb, &s, sizeof(s));
+	send_pkt(c, tid, &p, sizeof(p), 0, 4096, DATA_PFN + page);
+}
+
+/* Storage QoS: LUN 0 at 100 IOPS takes 16 reads sent at once in order over ~100 ms (the
+ * first 50 ms of them at once), while a read of LUN 1 sent after them is not held behind them. */
+static void test_limits(void **state)
+{
+	struct ctx *c = *state;
+	init_ok(c);
+	assert_int_equal(storvsp_set_limits(c->s, 0, 100, 0), 0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (uint32_t i = 0; i < 16; i++)
+		send_read(c, 0, 100 + i, i);
+	send_read(c, 1, 200, 20);
+	struct vstor_packet r;
+	uint64_t order[17];
+	for (int i = 0; i < 17; i++) {
+		order[i] = recv_pkt(c, &r);
+		assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
+	}
+	double ms = elapsed_ms(&t0);
+	assert_true(ms >= 85); /* request 15 may start at 150 - 50 ms */
+	unsigned lun1_at = 17, seen = 0;
+	for (int i = 0; i < 17; i++) {
+		if (order[i] == 200)
+			lun1_at = (unsigned)i;
+		else
+			seen |= 1u << (order[i] - 100);
+	}
+	assert_int_equal(seen, 0xFFFF);
+	assert_true(lun1_at < 8); /* ahead of the held ones (the first six go at once) */
+	struct storvsp_stats st;
+	storvsp_get_stats(c->s, &st);
+	assert_true(st.throttled >= 9);
+	/* lifted: at once */
+	assert_int_equal(storvsp_set_limits(c->s, 0, 0, 0), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (uint32_t i = 0; i < 16; i++)
+		send_read(c, 0, 300 + i, i);
+	for (int i = 0; i < 16; i++)
+		assert_true(recv_pkt(c, &r) >= 300);
+	storvsp_get_stats(c->s, &st);
+	uint64_t throttled = st.throttled;
+	/* 1 IOPS, 6 reads: a drain (a save) does not wait for their turn */
+	assert_int_equal(storvsp_set_limits(c->s, 0, 1, 0), 0);
+	for (uint32_t i = 0; i < 6; i++)
+		send_read(c, 0, 400 + i, i);
+	usleep(20000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(storvsp_drain(c->s, 2000), 0);
+	assert_true(elapsed_ms(&t0) < 1000);
+	for (int i = 0; i < 6; i++)
+		assert_true(recv_pkt(c, &r) >= 400);
+	storvsp_get_stats(c->s, &st);
+	assert_true(st.throttled > throttled);
+	/* held at teardown: the channel's close lets them go (teardown would hang otherwise) */
+	for (uint32_t i = 0; i < 4; i++)
+		send_read(c, 0, 500 + i, i);
+	/* settings */
+	assert_int_equal(storvsp_set_limits(c->s, 2, 100, 0), -EINVAL);
+	assert_int_equal(storvsp_set_limits(c->s, 0, IO_LIMIT_MAX_IOPS + 1, 0), -ERANGE);
+	assert_int_equal(storvsp_set_limits(c->s, 0, 0, IO_LIMIT_MAX_BYTES_PER_S + 1), -ERANGE);
+}
+
+static void test_limits_sync(void **state)
+{
+	struct ctx *c = *state;
+	assert_int_equal(storvsp_set_limits(c->s, 0, 100, 0), -ENOTSUP); /* no I/O threads to hold them */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -760,6 +855,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restore_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dvd, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dvd, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_limits, setup_threads, teardown),
+		cmocka_unit_test_setup_teardown(test_limits_sync, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

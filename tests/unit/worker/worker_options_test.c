@@ -124,6 +124,35 @@ static void test_disks_leave_argv_intact(void **state)
 	assert_non_null(strstr(err, "--disk needs a path"));
 }
 
+/* Storage QoS flags after the path, in any order; a comma inside a path stays the path's. */
+static void test_disk_limits(void **state)
+{
+	(void)state;
+	struct worker_options o;
+	char err[256];
+	assert_true(PARSE(&o, err, "--kernel", "k", "--disk", "/vm/a.vhdx,iops=500,ro,bw=1048576", "--disk", "/vm/b,c.vhdx,iops=0"));
+	assert_string_equal(o.disks[0].path, "/vm/a.vhdx");
+	assert_true(o.disks[0].read_only);
+	assert_int_equal(o.disks[0].max_iops, 500);
+	assert_int_equal(o.disks[0].max_bytes_per_s, 1048576);
+	assert_string_equal(o.disks[1].path, "/vm/b,c.vhdx");
+	assert_int_equal(o.disks[1].max_iops, 0);
+	assert_false(o.disks[1].read_only);
+	assert_true(PARSE(&o, err, "--kernel", "k", "--disk", "/vm/d.vhdx,iops=")); /* not a flag: part of the name */
+	assert_string_equal(o.disks[0].path, "/vm/d.vhdx,iops=");
+	assert_false(PARSE(&o, err, "--kernel", "k", "--disk", "/vm/a.vhdx,iops=12x"));
+	assert_non_null(strstr(err, "iops=12x"));
+	assert_false(PARSE(&o, err, "--kernel", "k", "--disk", "/vm/a.vhdx,iops=1000000001"));
+	assert_false(PARSE(&o, err, "--kernel", "k", "--disk", "/vm/a.vhdx,bw=99999999999999999999999"));
+	assert_false(PARSE(&o, err, "--kernel", "k", "--disk", ",iops=5"));
+	assert_non_null(strstr(err, "--disk needs a path"));
+	assert_true(worker_disk_flag_suffix("/x.vhdx,ro"));
+	assert_true(worker_disk_flag_suffix("/x.vhdx,iops=5"));
+	assert_true(worker_disk_flag_suffix("/x.vhdx,bw=x")); /* a bad flag is still one */
+	assert_false(worker_disk_flag_suffix("/x,y.vhdx"));
+	assert_false(worker_disk_flag_suffix("/x.vhdx"));
+}
+
 static void test_dvd_drives(void **state)
 {
 	(void)state;
@@ -496,6 +525,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_short_option_in_cluster_named),
 		cmocka_unit_test(test_parse_after_error_in_cluster),
 		cmocka_unit_test(test_disks_leave_argv_intact),
+		cmocka_unit_test(test_disk_limits),
 		cmocka_unit_test(test_dvd_drives),
 		cmocka_unit_test(test_disable_ic),
 	};
