@@ -238,9 +238,16 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		json_object_set_new(req, "op", json_string("events"));
 	} else if (!strcasecmp(c, "Get-VMIntegrationService") || !strcasecmp(c, "Get-VMHardDiskDrive") || !strcasecmp(c, "Connect-VM")) {
 		json_object_set_new(req, "op", json_string("get"));
-	} else if (!strcasecmp(c, "Add-VMHardDiskDrive") || !strcasecmp(c, "Remove-VMHardDiskDrive")) {
-		bool add = !strcasecmp(c, "Add-VMHardDiskDrive");
-		json_object_set_new(req, "op", json_string(add ? "add-disk" : "remove-disk"));
+	} else if (!strcasecmp(c, "Add-VMHardDiskDrive") || !strcasecmp(c, "Remove-VMHardDiskDrive") ||
+		   !strcasecmp(c, "Set-VMHardDiskDrive")) {
+		bool add = !strcasecmp(c, "Add-VMHardDiskDrive"), set = !strcasecmp(c, "Set-VMHardDiskDrive");
+		json_object_set_new(req, "op", json_string(add ? "add-disk" : set ? "set-disk" : "remove-disk"));
+		if (set && !arg_has(a, "MaximumIOPS") && !arg_has(a, "MaximumBandwidth"))
+			FAIL("nothing to change: give -MaximumIOPS and/or -MaximumBandwidth");
+		if (arg_has(a, "MaximumIOPS"))
+			json_object_set_new(req, "max_iops", json_integer((json_int_t)arg_size(a, "MaximumIOPS")));
+		if (arg_has(a, "MaximumBandwidth"))
+			json_object_set_new(req, "max_bandwidth", json_integer((json_int_t)arg_size(a, "MaximumBandwidth")));
 		const char *type = arg_str(a, "ControllerType");
 		if (type && strcasecmp(type, "SCSI"))
 			FAIL("-ControllerType %s: only SCSI controllers are supported", type);
@@ -633,23 +640,24 @@ static int run(const struct args *a)
 				       json_string_value(json_object_get(e, "PrimaryStatusDescription")));
 		}
 		json_decref(out);
-	} else if (!strcasecmp(c, "Get-VMHardDiskDrive") || !strcasecmp(c, "Add-VMHardDiskDrive") || !strcasecmp(c, "Remove-VMHardDiskDrive")) {
+	} else if (!strcasecmp(c, "Get-VMHardDiskDrive") || !strcasecmp(c, "Add-VMHardDiskDrive") ||
+		   !strcasecmp(c, "Remove-VMHardDiskDrive") || !strcasecmp(c, "Set-VMHardDiskDrive")) {
 		json_t *out = json_array();
 		json_t *v = json_object_get(r, "vm"), *one = json_object_get(r, "disk");
-		json_t *disks = one ? NULL : json_object_get(v, "disks");
+		json_t *disks = one ? json_pack("[O]", one) : json_incref(json_object_get(v, "disks"));
+		const char *vm_name = one ? json_string_value(json_object_get(one, "vm")) : json_string_value(json_object_get(v, "name"));
 		size_t i;
 		json_t *d;
-		if (one)
-			json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O, s:O}", "VMName", json_string_value(json_object_get(one, "vm")),
-							     "ControllerType", "SCSI", "ControllerNumber", json_object_get(one, "controller"),
-							     "ControllerLocation", json_object_get(one, "lun"), "Path", json_object_get(one, "path")));
 		json_array_foreach(disks, i, d)
-			json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O, s:O}", "VMName", json_string_value(json_object_get(v, "name")),
+			json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O, s:O, s:I, s:I}", "VMName", vm_name,
 							     "ControllerType", "SCSI", "ControllerNumber", json_object_get(d, "controller"),
-							     "ControllerLocation", json_object_get(d, "lun"), "Path", json_object_get(d, "path")));
+							     "ControllerLocation", json_object_get(d, "lun"), "Path", json_object_get(d, "path"),
+							     "MaximumIOPS", json_integer_value(json_object_get(d, "max_iops")),
+							     "MaximumBandwidth", json_integer_value(json_object_get(d, "max_bandwidth"))));
+		json_decref(disks);
 		if (json) {
 			cli_print_json(out);
-		} else if (strcasecmp(c, "Remove-VMHardDiskDrive")) {
+		} else if (strcasecmp(c, "Remove-VMHardDiskDrive") && strcasecmp(c, "Set-VMHardDiskDrive")) {
 			printf("%-20s %-14s %-16s %-18s %s\n", "VMName", "ControllerType", "ControllerNumber", "ControllerLocation", "Path");
 			printf("%-20s %-14s %-16s %-18s %s\n", "------", "--------------", "----------------", "------------------", "----");
 			json_array_foreach(out, i, d)
@@ -785,6 +793,17 @@ static const struct param_spec remove_disk_params[] = {
 	{ "Json", PARAM_SWITCH, false, false, "print the removed drive as JSON" },
 	{ 0 },
 };
+static const struct param_spec set_disk_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID); Off, Saved, Running or Paused" },
+	{ "ControllerLocation", PARAM_STRING, false, false, "the drive's LUN" },
+	{ "Path", PARAM_STRING, false, false, "or the drive's disk file" },
+	{ "ControllerType", PARAM_STRING, false, false, "SCSI" },
+	{ "ControllerNumber", PARAM_STRING, false, false, "0" },
+	{ "MaximumIOPS", PARAM_SIZE, false, false, "at most this many I/O operations per second, normalized to 8 KiB (0: no limit)" },
+	{ "MaximumBandwidth", PARAM_SIZE, false, false, "at most this many bytes per second: 100MB ... (0: no limit)" },
+	{ "Json", PARAM_SWITCH, false, false, "print the drive as JSON" },
+	{ 0 },
+};
 static const struct param_spec ic_params[] = {
 	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
 	{ "Name", PARAM_STRING, true, false, "Heartbeat, Shutdown, \"Time Synchronization\", \"Key-Value Pair Exchange\", VSS or \"Guest Service Interface\"" },
@@ -807,6 +826,7 @@ static const struct param_spec connect_params[] = {
 
 const struct cmdlet cmdlet_add_vmharddiskdrive = { "Add-VMHardDiskDrive", "attach a disk to a VM's SCSI controller (VM Off)", add_disk_params, run };
 const struct cmdlet cmdlet_get_vmharddiskdrive = { "Get-VMHardDiskDrive", "a VM's hard disk drives", vmname_params, run };
+const struct cmdlet cmdlet_set_vmharddiskdrive = { "Set-VMHardDiskDrive", "a drive's storage QoS: -MaximumIOPS, -MaximumBandwidth (live on a running VM)", set_disk_params, run };
 const struct cmdlet cmdlet_remove_vmharddiskdrive = { "Remove-VMHardDiskDrive", "detach a disk from a VM (the file is kept)", remove_disk_params, run };
 const struct cmdlet cmdlet_enable_vmintegrationservice = { "Enable-VMIntegrationService", "offer an integration service to the guest (next start)", ic_params, run };
 const struct cmdlet cmdlet_disable_vmintegrationservice = { "Disable-VMIntegrationService", "stop offering an integration service (next start)", ic_params, run };

@@ -447,7 +447,7 @@ static json_t *op_checkpoint(struct vmms *s, json_t *req)
 	for (int i = 0; i < vm.ndisks; i++) {
 		char g[37];
 		new_guid(g);
-		t->cp.disks[i] = (struct inv_disk){ vm.disks[i].controller, vm.disks[i].lun, strdup(vm.disks[i].path) };
+		t->cp.disks[i] = (struct inv_disk){ .controller = vm.disks[i].controller, .lun = vm.disks[i].lun, .path = strdup(vm.disks[i].path) };
 		if (!t->cp.disks[i].path || !cp_child_path(vm.disks[i].path, g, t->child[i], sizeof(t->child[i])))
 			reply = err_reply(0, "'%s' cannot be checkpointed: the path of %s is too long", vm.name, vm.disks[i].path);
 	}
@@ -666,7 +666,7 @@ static enum vmms_step apply_step(void *owner, struct vmms_job *j)
 	struct inv_vm nv = vm;
 	nv.ndisks = c->ndisks;
 	for (int k = 0; k < c->ndisks; k++)
-		nv.disks[k] = (struct inv_disk){ c->disks[k].controller, c->disks[k].lun, child[k] };
+		nv.disks[k] = (struct inv_disk){ .controller = c->disks[k].controller, .lun = c->disks[k].lun, .path = child[k] };
 	nv.cpus = c->cpus;
 	nv.memory = c->memory;
 	snprintf(nv.parent_checkpoint, sizeof(nv.parent_checkpoint), "%s", c->id);
@@ -906,7 +906,7 @@ static void recover_take(struct vmms *s, const struct inv_journal *e, json_t *d,
 	for (size_t i = 0; i < n; i++) {
 		const char *child = jstr(json_array_get(disks, i), "child");
 		snprintf(t->child[i], sizeof(t->child[i]), "%s", child ? child : "");
-		t->cp.disks[i] = (struct inv_disk){ vm->disks[i].controller, vm->disks[i].lun, strdup(vm->disks[i].path) };
+		t->cp.disks[i] = (struct inv_disk){ .controller = vm->disks[i].controller, .lun = vm->disks[i].lun, .path = strdup(vm->disks[i].path) };
 		json_t *wd = json_array_get(json_object_get(st, "disks"), i);
 		const char *wp = json_string_value(json_object_get(wd, "path"));
 		switched[i] = wp && child && !strcmp(wp, child);

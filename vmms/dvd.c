@@ -103,7 +103,7 @@ static json_t *op_add_dvd(struct vmms *s, json_t *req)
 		while (k < n && vm.dvds[k].lun < lun) /* kept in location order, as the inventory reads them */
 			k++;
 		memmove(&vm.dvds[k + 1], &vm.dvds[k], (size_t)(n - k) * sizeof(vm.dvds[0]));
-		vm.dvds[k] = (struct inv_disk){ (int)ctrl, (int)lun, (char *)(path ? path : "") };
+		vm.dvds[k] = (struct inv_disk){ .controller = (int)ctrl, .lun = (int)lun, .path = (char *)(path ? path : "") };
 		vm.ndvds = n + 1;
 		char msg[PATH_MAX + 64];
 		snprintf(msg, sizeof(msg), "DVD drive added at SCSI 0:%lld: %s", (long long)lun, path && *path ? path : "(empty)");

@@ -731,7 +731,7 @@ static int import_register(struct vmms *s, struct import_plan *p, char *err, siz
 			snprintf(vm.parent_checkpoint, sizeof(vm.parent_checkpoint), "%s", p->cp_id[k]);
 	vm.ndisks = c->ndisks;
 	for (int i = 0; i < c->ndisks; i++)
-		vm.disks[i] = (struct inv_disk){ c->disks[i].controller, c->disks[i].lun, p->img[c->disks[i].image] };
+		vm.disks[i] = (struct inv_disk){ .controller = c->disks[i].controller, .lun = c->disks[i].lun, .path = p->img[c->disks[i].image] };
 	struct inv_nic nics[VMCFG_MAX_NICS];
 	memset(nics, 0, sizeof(nics));
 	for (int i = 0; i < c->nnics; i++) {
@@ -763,7 +763,7 @@ static int import_register(struct vmms *s, struct import_plan *p, char *err, siz
 		cp.memory = x->memory;
 		cp.ndisks = x->ndisks;
 		for (int i = 0; i < x->ndisks; i++)
-			cp.disks[i] = (struct inv_disk){ x->disks[i].controller, x->disks[i].lun, p->img[x->disks[i].image] };
+			cp.disks[i] = (struct inv_disk){ .controller = x->disks[i].controller, .lun = x->disks[i].lun, .path = p->img[x->disks[i].image] };
 		rc = inv_cp_insert(s->inv, &cp);
 	}
 	for (int i = 0; !rc && i < c->nimages; i++)

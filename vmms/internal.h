@@ -160,6 +160,10 @@ void vmms_merge_recover(struct vmms *s, const struct inv_journal *j);
 /* dvd.c */
 /* Add-/Get-/Set-/Remove-VMDvdDrive; NULL when op is not one of them. */
 json_t *vmms_dvd_request(struct vmms *s, const char *op, json_t *req);
+/* Set-VMHardDiskDrive (disk_qos.c): "set-disk"; NULL for other ops. */
+json_t *vmms_disk_qos_request(struct vmms *s, const char *op, json_t *req);
+/* A hard disk drive as the disk requests answer it (Get/Add/Set/Remove-VMHardDiskDrive). */
+json_t *vmms_disk_json(const struct inv_vm *vm, const struct inv_disk *d);
 /* Is SCSI controller:lun of the VM taken by a disk or a DVD drive? */
 bool vmms_location_used(const struct inv_vm *vm, int controller, int lun);
 

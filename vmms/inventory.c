@@ -34,6 +34,11 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS dvd_drives ("
 	" vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, controller INTEGER NOT NULL,"
 	" lun INTEGER NOT NULL, path TEXT NOT NULL DEFAULT '', PRIMARY KEY (vm_id, controller, lun));"
+	/* Storage QoS by drive location (a table of its own: an older vmms.db gains it here). */
+	"CREATE TABLE IF NOT EXISTS disk_qos ("
+	" vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, controller INTEGER NOT NULL,"
+	" lun INTEGER NOT NULL, max_iops INTEGER NOT NULL DEFAULT 0, max_bandwidth INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY (vm_id, controller, lun));"
 	"CREATE TABLE IF NOT EXISTS events ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
 	" time_ms INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);"
@@ -265,6 +270,16 @@ static int put_drives(struct inventory *inv, const char *table, const char *vm_i
 			rc = fail(inv, table);
 	}
 	sqlite3_finalize(s);
+	if (rc == 0 && !strcmp(table, "disks")) {
+		/* a removed drive's QoS goes with it */
+		if (sqlite3_prepare_v2(inv->db, "DELETE FROM disk_qos WHERE vm_id=?1 AND NOT EXISTS (SELECT 1 FROM disks d "
+					   "WHERE d.vm_id=?1 AND d.controller=disk_qos.controller AND d.lun=disk_qos.lun)",
+				       -1, &s, NULL) != SQLITE_OK)
+			return fail(inv, "disk QoS");
+		bind_text(s, 1, vm_id);
+		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "disk QoS");
+		sqlite3_finalize(s);
+	}
 	return rc;
 }
 
@@ -338,8 +353,13 @@ static char *col_dup(sqlite3_stmt *s, int i)
 static int read_drives(struct inventory *inv, const char *table, const char *vm_id, struct inv_disk *out)
 {
 	sqlite3_stmt *s;
-	char sql[128];
-	snprintf(sql, sizeof(sql), "SELECT controller, lun, path FROM %s WHERE vm_id=? ORDER BY controller, lun", table);
+	char sql[192];
+	bool disks = !strcmp(table, "disks");
+	if (disks)
+		snprintf(sql, sizeof(sql), "SELECT d.controller, d.lun, d.path, q.max_iops, q.max_bandwidth FROM disks d LEFT JOIN "
+			 "disk_qos q USING (vm_id, controller, lun) WHERE d.vm_id=? ORDER BY d.controller, d.lun");
+	else
+		snprintf(sql, sizeof(sql), "SELECT controller, lun, path FROM %s WHERE vm_id=? ORDER BY controller, lun", table);
 	if (sqlite3_prepare_v2(inv->db, sql, -1, &s, NULL) != SQLITE_OK)
 		return fail(inv, table);
 	bind_text(s, 1, vm_id);
@@ -349,6 +369,8 @@ static int read_drives(struct inventory *inv, const char *table, const char *vm_
 		d->controller = sqlite3_column_int(s, 0);
 		d->lun = sqlite3_column_int(s, 1);
 		d->path = col_dup(s, 2);
+		d->max_iops = disks ? (uint64_t)sqlite3_column_int64(s, 3) : 0; /* NULL (no row) reads 0 */
+		d->max_bandwidth = disks ? (uint64_t)sqlite3_column_int64(s, 4) : 0;
 	}
 	sqlite3_finalize(s);
 	return n;
@@ -503,6 +525,36 @@ int inv_remove(struct inventory *inv, const char *id)
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "remove");
 	sqlite3_finalize(s);
 	return rc < 0 ? rollback(inv) : commit(inv);
+}
+
+int inv_set_disk_qos(struct inventory *inv, const char *id, int controller, int lun, uint64_t max_iops,
+		     uint64_t max_bandwidth, const char *event)
+{
+	if (begin(inv) < 0)
+		return -1;
+	sqlite3_stmt *s;
+	bool none = !max_iops && !max_bandwidth;
+	if (sqlite3_prepare_v2(inv->db, none ? "DELETE FROM disk_qos WHERE vm_id=?1 AND controller=?2 AND lun=?3"
+					     : "INSERT OR REPLACE INTO disk_qos(vm_id, controller, lun, max_iops, max_bandwidth)"
+					       " SELECT ?1, ?2, ?3, ?4, ?5 FROM disks WHERE vm_id=?1 AND controller=?2 AND lun=?3",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "disk QoS"), rollback(inv);
+	bind_text(s, 1, id);
+	sqlite3_bind_int(s, 2, controller);
+	sqlite3_bind_int(s, 3, lun);
+	if (!none) {
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)max_iops);
+		sqlite3_bind_int64(s, 5, (sqlite3_int64)max_bandwidth);
+	}
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "disk QoS");
+	sqlite3_finalize(s);
+	if (rc == 0 && !none && sqlite3_changes(inv->db) != 1) {
+		snprintf(inv->err, sizeof(inv->err), "no hard disk drive at %d:%d", controller, lun);
+		rc = -1;
+	}
+	if (rc < 0 || add_event(inv, id, "Information", event) < 0)
+		return rollback(inv);
+	return commit(inv);
 }
 
 int inv_add_event(struct inventory *inv, const char *id, const char *level, const char *msg)

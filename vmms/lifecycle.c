@@ -203,9 +203,22 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 	argv[n++] = sock;
 	argv[n++] = "--serial";
 	argv[n++] = serial;
+	/* a disk with storage QoS: PATH,iops=N,bw=N (worker/options.c) */
+	char *qos_args[INV_MAX_DISKS] = { 0 };
 	for (int i = 0; i < vm->ndisks; i++) {
+		const struct inv_disk *d = &vm->disks[i];
 		argv[n++] = "--disk";
-		argv[n++] = vm->disks[i].path;
+		argv[n++] = d->path;
+		if (!d->max_iops && !d->max_bandwidth)
+			continue;
+		if (asprintf(&qos_args[i], "%s,iops=%llu,bw=%llu", d->path, (unsigned long long)d->max_iops,
+			     (unsigned long long)d->max_bandwidth) < 0) {
+			snprintf(err, errlen, "out of memory");
+			for (int k = 0; k < i; k++)
+				free(qos_args[k]);
+			return -1;
+		}
+		argv[n - 1] = qos_args[i];
 	}
 	/* DVD drives after the disks: the worker's LUN of disk i stays i (disk-switch, merges) */
 	for (int i = 0; i < vm->ndvds; i++) {
@@ -223,14 +236,13 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 	}
 	argv[n] = NULL;
 	int logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (logfd < 0) {
-		snprintf(err, errlen, "%s: %s", log, strerror(errno));
-		return -1;
-	}
-	pid_t pid = fork();
+	pid_t pid = logfd < 0 ? -1 : fork();
 	if (pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		close(logfd);
+		snprintf(err, errlen, logfd < 0 ? "%s: %s" : "fork%.0s: %s", log, strerror(errno));
+		if (logfd >= 0)
+			close(logfd);
+		for (int i = 0; i < vm->ndisks; i++)
+			free(qos_args[i]);
 		return -1;
 	}
 	if (pid == 0) {
@@ -253,6 +265,8 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 		_exit(127);
 	}
 	close(logfd);
+	for (int i = 0; i < vm->ndisks; i++)
+		free(qos_args[i]);
 	return pid;
 }
 

@@ -116,8 +116,10 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 {
 	json_t *disks = json_array();
 	for (int i = 0; i < vm->ndisks; i++)
-		json_array_append_new(disks, json_pack("{s:i, s:i, s:s}", "controller", vm->disks[i].controller,
-						       "lun", vm->disks[i].lun, "path", vm->disks[i].path));
+		json_array_append_new(disks, json_pack("{s:i, s:i, s:s, s:I, s:I}", "controller", vm->disks[i].controller,
+						       "lun", vm->disks[i].lun, "path", vm->disks[i].path, "max_iops",
+						       (json_int_t)vm->disks[i].max_iops, "max_bandwidth",
+						       (json_int_t)vm->disks[i].max_bandwidth));
 	const char *ops = vm_opstate_name(vm->status.op);
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:s, s:s, s:o, s:s}",
 			      "id", vm->id, "name", vm->name, "state", vm_state_name(vm->status.state),
@@ -363,7 +365,7 @@ static json_t *op_new(struct vmms *s, json_t *req)
 	vm.ic_disabled = 1u << INV_IC_GSI; /* off until enabled, as in Hyper-V */
 	if (vhd || new_vhd) {
 		vm.ndisks = 1;
-		vm.disks[0] = (struct inv_disk){ 0, 0, (char *)(vhd ? vhd : vhdpath) };
+		vm.disks[0] = (struct inv_disk){ .controller = 0, .lun = 0, .path = (char *)(vhd ? vhd : vhdpath) };
 	}
 	if (inv_create(s->inv, &vm) < 0) {
 		json_t *e = err_reply(0, "%s", inv_error(s->inv));
@@ -593,13 +595,12 @@ static json_t *op_add_disk(struct vmms *s, json_t *req)
 	if (!reply) {
 		char msg[PATH_MAX + 64];
 		snprintf(msg, sizeof(msg), "hard disk drive added at SCSI 0:%lld: %s", (long long)lun, path);
-		vm.disks[n] = (struct inv_disk){ (int)ctrl, (int)lun, (char *)path };
+		vm.disks[n] = (struct inv_disk){ .controller = (int)ctrl, .lun = (int)lun, .path = (char *)path };
 		vm.ndisks = n + 1;
 		int rc = inv_update_event(s->inv, &vm, msg);
 		vm.ndisks = n; /* path is the request's, not ours to free */
 		reply = rc < 0 ? err_reply(0, "inventory: %s", inv_error(s->inv))
-			       : json_pack("{s:b, s:{s:s, s:s, s:i, s:i, s:s}}", "ok", 1, "disk", "vm", vm.name, "controller_type", "SCSI",
-					   "controller", (int)ctrl, "lun", (int)lun, "path", path);
+			       : json_pack("{s:b, s:o}", "ok", 1, "disk", vmms_disk_json(&vm, &vm.disks[n]));
 	}
 	inv_vm_free(&vm);
 	return reply;
@@ -638,8 +639,7 @@ static json_t *op_remove_disk(struct vmms *s, json_t *req)
 		int rc = inv_update_event(s->inv, &vm, msg);
 		vm.ndisks++;
 		reply = rc < 0 ? err_reply(0, "inventory: %s", inv_error(s->inv))
-			       : json_pack("{s:b, s:{s:s, s:s, s:i, s:i, s:s}}", "ok", 1, "disk", "vm", vm.name, "controller_type", "SCSI",
-					   "controller", gone.controller, "lun", gone.lun, "path", gone.path);
+			       : json_pack("{s:b, s:o}", "ok", 1, "disk", vmms_disk_json(&vm, &gone));
 	}
 	inv_vm_free(&vm);
 	return reply;
@@ -803,6 +803,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 	json_t *r = vmms_lifecycle_request(s, op, req);
 	if (!r)
 		r = vmms_dvd_request(s, op, req);
+	if (!r)
+		r = vmms_disk_qos_request(s, op, req);
 	if (!r)
 		r = vmms_net_request(s, op, req);
 	if (!r)

@@ -16,6 +16,11 @@ struct inv_disk {
 	int controller;
 	int lun;
 	char *path;
+	/* Hard disks' storage QoS (Set-VMHardDiskDrive -MaximumIOPS, -MaximumBandwidth; 0: none).
+	 * They belong to the drive's location, not to its image: read with the drives, written by
+	 * inv_set_disk_qos only (inv_update leaves them, so applying a checkpoint or moving
+	 * storage keeps them), gone with the drive. */
+	uint64_t max_iops, max_bandwidth;
 };
 
 struct inv_vm {
@@ -74,6 +79,9 @@ int inv_update_event(struct inventory *inv, const struct inv_vm *vm, const char 
 int inv_set_status(struct inventory *inv, const char *id, struct vm_status st, pid_t pid,
 		   uint64_t start, const char *level, const char *event);
 int inv_remove(struct inventory *inv, const char *id);
+/* The storage QoS of the VM's hard disk drive at controller:lun, with an event message. */
+int inv_set_disk_qos(struct inventory *inv, const char *id, int controller, int lun, uint64_t max_iops,
+		     uint64_t max_bandwidth, const char *event);
 int inv_add_event(struct inventory *inv, const char *id, const char *level, const char *msg);
 /* All VMs ordered by name; *out is malloc'd (free each with inv_vm_free, then the array). */
 int inv_list(struct inventory *inv, struct inv_vm **out, int *count);

@@ -56,8 +56,8 @@ static void sample(struct inv_vm *vm, const char *id, const char *name)
 	vm->memory = 1ull << 30;
 	vm->path = "/tmp/x";
 	vm->ndisks = 2;
-	vm->disks[0] = (struct inv_disk){ 0, 0, "/d/a.vhdx" };
-	vm->disks[1] = (struct inv_disk){ 0, 1, "/d/b.vhdx" };
+	vm->disks[0] = (struct inv_disk){ .controller = 0, .lun = 0, .path = "/d/a.vhdx" };
+	vm->disks[1] = (struct inv_disk){ .controller = 0, .lun = 1, .path = "/d/b.vhdx" };
 }
 
 #define ID1 "11111111-2222-4333-8444-555555555555"
@@ -92,7 +92,7 @@ static void create_find_update_remove(void **state)
 	vm.notes = "n";
 	vm.kernel = "/k";
 	vm.ndisks = 1;
-	vm.disks[0] = (struct inv_disk){ 0, 3, "/d/c.vhdx" };
+	vm.disks[0] = (struct inv_disk){ .controller = 0, .lun = 3, .path = "/d/c.vhdx" };
 	assert_int_equal(inv_update(inv, &vm), 0);
 	assert_int_equal(inv_find(inv, ID1, &got), 1);
 	assert_int_equal(got.cpus, 8);
@@ -105,8 +105,8 @@ static void create_find_update_remove(void **state)
 	inv_vm_free(&got);
 	/* DVD drives: in their own table, in location order, "" for an empty drive */
 	vm.ndvds = 2;
-	vm.dvds[0] = (struct inv_disk){ 0, 9, "" };
-	vm.dvds[1] = (struct inv_disk){ 0, 4, "/iso/a.iso" };
+	vm.dvds[0] = (struct inv_disk){ .controller = 0, .lun = 9, .path = "" };
+	vm.dvds[1] = (struct inv_disk){ .controller = 0, .lun = 4, .path = "/iso/a.iso" };
 	assert_int_equal(inv_update(inv, &vm), 0);
 	assert_int_equal(inv_find(inv, ID1, &got), 1);
 	assert_int_equal(got.ndisks, 1);
@@ -161,6 +161,44 @@ static void crash_now(const char *where)
 		_exit(42); /* no rollback, no close: as if the process died here */
 }
 
+/* Storage QoS belongs to a drive's location: kept by inv_update (new paths, a checkpoint
+ * applied), gone with the drive, refused for a location with no hard disk. */
+static void disk_qos(void **state)
+{
+	(void)state;
+	struct inventory *inv = open_db();
+	struct inv_vm vm, got;
+	sample(&vm, ID1, "Web");
+	assert_int_equal(inv_create(inv, &vm), 0);
+	assert_int_equal(inv_set_disk_qos(inv, ID1, 0, 1, 500, 1 << 20, "qos"), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_int_equal(got.disks[0].max_iops, 0);
+	assert_int_equal(got.disks[1].max_iops, 500);
+	assert_int_equal(got.disks[1].max_bandwidth, 1 << 20);
+	inv_vm_free(&got);
+	vm.disks[1].path = "/d/b-child.avhdx"; /* a checkpoint's child: same location */
+	assert_int_equal(inv_update(inv, &vm), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_string_equal(got.disks[1].path, "/d/b-child.avhdx");
+	assert_int_equal(got.disks[1].max_iops, 500);
+	inv_vm_free(&got);
+	assert_int_equal(inv_set_disk_qos(inv, ID1, 0, 7, 5, 0, "qos"), -1); /* no drive there */
+	assert_non_null(strstr(inv_error(inv), "no hard disk drive at 0:7"));
+	vm.ndisks = 1; /* the drive at 0:1 removed, then another added there */
+	assert_int_equal(inv_update(inv, &vm), 0);
+	vm.ndisks = 2;
+	assert_int_equal(inv_update(inv, &vm), 0);
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_int_equal(got.disks[1].max_iops, 0);
+	inv_vm_free(&got);
+	assert_int_equal(inv_set_disk_qos(inv, ID1, 0, 0, 9, 9, "qos"), 0);
+	assert_int_equal(inv_set_disk_qos(inv, ID1, 0, 0, 0, 0, "none"), 0); /* lifted: the row goes */
+	assert_int_equal(inv_find(inv, ID1, &got), 1);
+	assert_int_equal(got.disks[0].max_iops + got.disks[0].max_bandwidth, 0);
+	inv_vm_free(&got);
+	inv_close(inv);
+}
+
 static void crash_mid_update(void **state)
 {
 	(void)state;
@@ -184,7 +222,7 @@ static void crash_mid_update(void **state)
 			sample(&nv, ID1, "renamed");
 			nv.cpus = 16;
 			nv.ndisks = 1;
-			nv.disks[0] = (struct inv_disk){ 1, 7, "/d/new.vhdx" };
+			nv.disks[0] = (struct inv_disk){ .controller = 1, .lun = 7, .path = "/d/new.vhdx" };
 			inv_update(c, &nv);
 			_exit(0); /* the hook should have fired */
 		}
@@ -656,7 +694,7 @@ static void upgrade_old_database(void **state)
 	assert_int_equal(inv_find(inv, "old", &got), 1);
 	assert_int_equal(got.ndvds, 0); /* the DVD drive table is created */
 	got.ndvds = 1;
-	got.dvds[0] = (struct inv_disk){ 0, 1, strdup("/iso/x.iso") };
+	got.dvds[0] = (struct inv_disk){ .controller = 0, .lun = 1, .path = strdup("/iso/x.iso") };
 	assert_int_equal(inv_update(inv, &got), 0);
 	inv_vm_free(&got);
 	assert_int_equal(inv_find(inv, "old", &got), 1);
@@ -821,7 +859,7 @@ static void checkpoints_images_journal(void **state)
 	inv_vm_free(&got);
 	struct inv_checkpoint c = { .id = ID2, .vm_id = ID1, .name = "c1", .created_ms = 5, .type = "Standard",
 				    .state_file = "/s/c1.vmrs", .cpus = 2, .memory = 1 << 30, .ndisks = 1 };
-	c.disks[0] = (struct inv_disk){ 0, 0, "/d/a.vhdx" };
+	c.disks[0] = (struct inv_disk){ .controller = 0, .lun = 0, .path = "/d/a.vhdx" };
 	assert_int_equal(inv_cp_insert(inv, &c), 0);
 	assert_int_equal(inv_image_put(inv, ID1, "/d/a.vhdx", NULL, false), 0);
 	assert_int_equal(inv_image_put(inv, ID1, "/d/a_1.avhdx", "/d/a.vhdx", true), 0);
@@ -905,6 +943,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(create_find_update_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(disk_qos, setup, teardown),
 		cmocka_unit_test_setup_teardown(crash_mid_update, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_requests, setup, teardown),
 		cmocka_unit_test_setup_teardown(service_drives_ics_host, setup, teardown),
