@@ -236,7 +236,24 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		json_object_set_new(req, "op", json_string("remove"));
 	} else if (!strcasecmp(c, "Get-VMEvent")) {
 		json_object_set_new(req, "op", json_string("events"));
-	} else if (!strcasecmp(c, "Get-VMIntegrationService") || !strcasecmp(c, "Get-VMHardDiskDrive") || !strcasecmp(c, "Connect-VM")) {
+	} else if (!strcasecmp(c, "Set-VMProcessor")) {
+		json_object_set_new(req, "op", json_string("set-processor"));
+		static const char *const keys[][2] = {
+			{ "Count", "count" }, { "Maximum", "maximum" }, { "Reserve", "reserve" }, { "RelativeWeight", "relative_weight" },
+		};
+		bool any = false;
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			if (!arg_has(a, keys[k][0]))
+				continue;
+			if (!parse_int(arg_str(a, keys[k][0]), 0, 10000, &v))
+				FAIL("-%s must be a whole number", keys[k][0]);
+			json_object_set_new(req, keys[k][1], json_integer(v));
+			any = true;
+		}
+		if (!any)
+			FAIL("nothing to change: give -Count, -Maximum, -Reserve or -RelativeWeight");
+	} else if (!strcasecmp(c, "Get-VMIntegrationService") || !strcasecmp(c, "Get-VMHardDiskDrive") || !strcasecmp(c, "Connect-VM") ||
+		   !strcasecmp(c, "Get-VMProcessor")) {
 		json_object_set_new(req, "op", json_string("get"));
 	} else if (!strcasecmp(c, "Add-VMHardDiskDrive") || !strcasecmp(c, "Remove-VMHardDiskDrive") ||
 		   !strcasecmp(c, "Set-VMHardDiskDrive")) {
@@ -244,8 +261,11 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		json_object_set_new(req, "op", json_string(add ? "add-disk" : set ? "set-disk" : "remove-disk"));
 		if (set && !arg_has(a, "MaximumIOPS") && !arg_has(a, "MaximumBandwidth"))
 			FAIL("nothing to change: give -MaximumIOPS and/or -MaximumBandwidth");
-		if (arg_has(a, "MaximumIOPS"))
-			json_object_set_new(req, "max_iops", json_integer((json_int_t)arg_size(a, "MaximumIOPS")));
+		if (arg_has(a, "MaximumIOPS")) {
+			if (!parse_int(arg_str(a, "MaximumIOPS"), 0, 1000000000, &v))
+				FAIL("-MaximumIOPS must be a number from 0 (no limit) to 1000000000");
+			json_object_set_new(req, "max_iops", json_integer(v));
+		}
 		if (arg_has(a, "MaximumBandwidth"))
 			json_object_set_new(req, "max_bandwidth", json_integer((json_int_t)arg_size(a, "MaximumBandwidth")));
 		const char *type = arg_str(a, "ControllerType");
@@ -608,6 +628,24 @@ static int run(const struct args *a)
 				       json_string_value(json_object_get(e, "message")));
 			}
 		}
+	} else if (!strcasecmp(c, "Get-VMProcessor") || !strcasecmp(c, "Set-VMProcessor")) {
+		json_t *v = json_object_get(r, "vm");
+		json_t *p = json_is_object(v) ? json_object_get(v, "processor") : json_object_get(r, "processor");
+		const char *name = json_is_object(v) ? json_string_value(json_object_get(v, "name")) : json_string_value(v);
+		json_t *o = json_pack("{s:s, s:O, s:O, s:O, s:O}", "VMName", name ? name : "", "Count", json_object_get(p, "count"),
+				      "Maximum", json_object_get(p, "maximum"), "Reserve", json_object_get(p, "reserve"),
+				      "RelativeWeight", json_object_get(p, "relative_weight"));
+		if (json) {
+			cli_print_json(o);
+		} else if (!strcasecmp(c, "Get-VMProcessor")) { /* Set-VMProcessor: quiet, as Hyper-V without -Passthru */
+			printf("%-20s %-5s %-7s %-7s %s\n", "VMName", "Count", "Maximum", "Reserve", "RelativeWeight");
+			printf("%-20s %-5s %-7s %-7s %s\n", "------", "-----", "-------", "-------", "--------------");
+			printf("%-20s %-5lld %-7lld %-7lld %lld\n", name ? name : "", (long long)json_integer_value(json_object_get(p, "count")),
+			       (long long)json_integer_value(json_object_get(p, "maximum")),
+			       (long long)json_integer_value(json_object_get(p, "reserve")),
+			       (long long)json_integer_value(json_object_get(p, "relative_weight")));
+		}
+		json_decref(o);
 	} else if (!strcasecmp(c, "Get-VMIntegrationService")) {
 		json_t *v = json_object_get(r, "vm");
 		json_t *ics = json_object_get(v, "integration_services");
@@ -799,9 +837,18 @@ static const struct param_spec set_disk_params[] = {
 	{ "Path", PARAM_STRING, false, false, "or the drive's disk file" },
 	{ "ControllerType", PARAM_STRING, false, false, "SCSI" },
 	{ "ControllerNumber", PARAM_STRING, false, false, "0" },
-	{ "MaximumIOPS", PARAM_SIZE, false, false, "at most this many I/O operations per second, normalized to 8 KiB (0: no limit)" },
+	{ "MaximumIOPS", PARAM_STRING, false, false, "at most this many I/O operations per second, normalized to 8 KiB (0: no limit)" },
 	{ "MaximumBandwidth", PARAM_SIZE, false, false, "at most this many bytes per second: 100MB ... (0: no limit)" },
 	{ "Json", PARAM_SWITCH, false, false, "print the drive as JSON" },
+	{ 0 },
+};
+static const struct param_spec set_processor_params[] = {
+	{ "VMName", PARAM_STRING, true, true, "the VM (name or GUID)" },
+	{ "Count", PARAM_STRING, false, false, "virtual processors, 1-64 (VM Off)" },
+	{ "Maximum", PARAM_STRING, false, false, "at most this percent of its processors' time, 1-100 (default 100)" },
+	{ "Reserve", PARAM_STRING, false, false, "percent held for it, 0-100: it starts only if the host has that much left" },
+	{ "RelativeWeight", PARAM_STRING, false, false, "its share against other VMs when the host is busy, 1-10000 (default 100)" },
+	{ "Json", PARAM_SWITCH, false, false, "print the settings as JSON" },
 	{ 0 },
 };
 static const struct param_spec ic_params[] = {
@@ -846,4 +893,6 @@ const struct cmdlet cmdlet_save_vm = { "Save-VM", "save a VM's state to disk and
 const struct cmdlet cmdlet_remove_vmsavedstate = { "Remove-VMSavedState", "discard a Saved VM's state: it is Off", remove_saved_params, run };
 const struct cmdlet cmdlet_remove_vm = { "Remove-VM", "delete a VM's configuration (not its disks)", remove_params, run };
 const struct cmdlet cmdlet_get_vmevent = { "Get-VMEvent", "a VM's event log", vmname_params, run };
+const struct cmdlet cmdlet_get_vmprocessor = { "Get-VMProcessor", "a VM's processors: count, maximum, reserve, relative weight", vmname_params, run };
+const struct cmdlet cmdlet_set_vmprocessor = { "Set-VMProcessor", "a VM's processor count (Off) and limits: -Maximum, -Reserve, -RelativeWeight (live)", set_processor_params, run };
 const struct cmdlet cmdlet_get_vmintegrationservice = { "Get-VMIntegrationService", "a VM's integration services: enabled, status", vmname_params, run };

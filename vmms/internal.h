@@ -160,6 +160,16 @@ void vmms_merge_recover(struct vmms *s, const struct inv_journal *j);
 /* dvd.c */
 /* Add-/Get-/Set-/Remove-VMDvdDrive; NULL when op is not one of them. */
 json_t *vmms_dvd_request(struct vmms *s, const char *op, json_t *req);
+/* Set-VMProcessor (processor.c): "set-processor"; NULL for other ops. */
+json_t *vmms_processor_request(struct vmms *s, const char *op, json_t *req);
+/* Get-VM's "processor": count, maximum, reserve, relative_weight (Hyper-V's defaults filled in). */
+json_t *vmms_processor_json(const struct inv_vm *vm);
+/* Before a start: NULL if the VM's processor reserve fits the host beside the running VMs,
+ * its cgroup (limits set) in cgroup ("" when none could be made), *required when the worker
+ * must run in it (limits other than the defaults); else the refusal. */
+json_t *vmms_processor_prepare(struct vmms *s, const struct inv_vm *vm, char *cgroup, size_t len, bool *required);
+/* The VM's worker is gone: its cgroup goes. */
+void vmms_processor_release(struct vmms *s, const char *vm_id);
 /* Set-VMHardDiskDrive (disk_qos.c): "set-disk"; NULL for other ops. */
 json_t *vmms_disk_qos_request(struct vmms *s, const char *op, json_t *req);
 /* A hard disk drive as the disk requests answer it (Get/Add/Set/Remove-VMHardDiskDrive). */

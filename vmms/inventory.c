@@ -77,6 +77,9 @@ static const char schema[] =
 static const char *const vm_columns_added[][2] = {
 	{ "checkpoint_type", "ALTER TABLE vms ADD COLUMN checkpoint_type TEXT NOT NULL DEFAULT 'Production'" },
 	{ "parent_checkpoint", "ALTER TABLE vms ADD COLUMN parent_checkpoint TEXT NOT NULL DEFAULT ''" },
+	{ "cpu_maximum", "ALTER TABLE vms ADD COLUMN cpu_maximum INTEGER NOT NULL DEFAULT 0" },
+	{ "cpu_reserve", "ALTER TABLE vms ADD COLUMN cpu_reserve INTEGER NOT NULL DEFAULT 0" },
+	{ "cpu_weight", "ALTER TABLE vms ADD COLUMN cpu_weight INTEGER NOT NULL DEFAULT 0" },
 };
 
 static int fail(struct inventory *inv, const char *what)
@@ -299,7 +302,7 @@ static int put_disks(struct inventory *inv, const struct inv_vm *vm)
 	return rc;
 }
 
-/* Parameters ?1..?11 of both the INSERT and the UPDATE: a VM's id and configuration. */
+/* Parameters ?1..?11 and ?14..?18 of both the INSERT and the UPDATE: a VM's id and configuration. */
 static void bind_config(sqlite3_stmt *s, const struct inv_vm *vm)
 {
 	bind_text(s, 1, vm->id);
@@ -315,6 +318,9 @@ static void bind_config(sqlite3_stmt *s, const struct inv_vm *vm)
 	bind_text(s, 11, vm->auto_stop ? vm->auto_stop : "Save");
 	bind_text(s, 14, vm->checkpoint_type[0] ? vm->checkpoint_type : "Production");
 	bind_text(s, 15, vm->parent_checkpoint);
+	sqlite3_bind_int(s, 16, vm->cpu_maximum);
+	sqlite3_bind_int(s, 17, vm->cpu_reserve);
+	sqlite3_bind_int(s, 18, vm->cpu_weight);
 }
 
 int inv_create(struct inventory *inv, const struct inv_vm *vm)
@@ -324,8 +330,8 @@ int inv_create(struct inventory *inv, const struct inv_vm *vm)
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(inv->db,
 			       "INSERT INTO vms(id, name, generation, cpus, memory, kernel, initrd, cmdline, notes,"
-			       " auto_start, auto_stop, path, created, checkpoint_type, parent_checkpoint)"
-			       " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+			       " auto_start, auto_stop, path, created, checkpoint_type, parent_checkpoint, cpu_maximum,"
+			       " cpu_reserve, cpu_weight) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
 			       -1, &s, NULL) != SQLITE_OK)
 		return fail(inv, "create"), rollback(inv);
 	bind_config(s, vm);
@@ -347,7 +353,8 @@ static char *col_dup(sqlite3_stmt *s, int i)
 }
 
 #define VM_COLUMNS "id, name, generation, cpus, memory, kernel, initrd, cmdline, notes, auto_start," \
-		   " auto_stop, path, state, opstate, worker_pid, worker_start, created, checkpoint_type, parent_checkpoint"
+		   " auto_stop, path, state, opstate, worker_pid, worker_start, created, checkpoint_type, parent_checkpoint," \
+		   " cpu_maximum, cpu_reserve, cpu_weight"
 
 /* One drive table's rows of the VM in location order; the count or -1. */
 static int read_drives(struct inventory *inv, const char *table, const char *vm_id, struct inv_disk *out)
@@ -421,6 +428,9 @@ static void read_row(sqlite3_stmt *s, struct inv_vm *vm)
 	const unsigned char *ct = sqlite3_column_text(s, 17), *pc = sqlite3_column_text(s, 18);
 	snprintf(vm->checkpoint_type, sizeof(vm->checkpoint_type), "%s", ct ? (const char *)ct : "Production");
 	snprintf(vm->parent_checkpoint, sizeof(vm->parent_checkpoint), "%s", pc ? (const char *)pc : "");
+	vm->cpu_maximum = sqlite3_column_int(s, 19);
+	vm->cpu_reserve = sqlite3_column_int(s, 20);
+	vm->cpu_weight = sqlite3_column_int(s, 21);
 }
 
 int inv_find(struct inventory *inv, const char *name_or_id, struct inv_vm *out)
@@ -480,7 +490,8 @@ int inv_update_event(struct inventory *inv, const struct inv_vm *vm, const char 
 	sqlite3_stmt *s;
 	if (sqlite3_prepare_v2(inv->db,
 			       "UPDATE vms SET name=?2, generation=?3, cpus=?4, memory=?5, kernel=?6, initrd=?7,"
-			       " cmdline=?8, notes=?9, auto_start=?10, auto_stop=?11, checkpoint_type=?14, parent_checkpoint=?15"
+			       " cmdline=?8, notes=?9, auto_start=?10, auto_stop=?11, checkpoint_type=?14, parent_checkpoint=?15,"
+			       " cpu_maximum=?16, cpu_reserve=?17, cpu_weight=?18"
 			       " WHERE id=?1",
 			       -1, &s, NULL) != SQLITE_OK)
 		return fail(inv, "update"), rollback(inv);

@@ -128,6 +128,7 @@ static void worker_gone(struct vmms *s, struct vmms_worker *w, int wstatus, bool
 	char id[37];
 	snprintf(id, sizeof(id), "%s", w->id);
 	worker_drop(s, w);
+	vmms_processor_release(s, id);
 	vmms_checkpoints_vm_off(s, id);
 }
 
@@ -158,8 +159,8 @@ void vmms_reap(struct vmms *s)
 /* vmwp for the VM: booting its kernel (none set: its first disk), or from the saved state at
  * restore (same configuration; the kernel is still given: it is what a reset of the restored
  * guest boots). */
-static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *restore, uint64_t request_ns, char *err,
-			  size_t errlen)
+static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *restore, uint64_t request_ns,
+			  const char *cgroup, bool cgroup_required, char *err, size_t errlen)
 {
 	char sock[PATH_MAX], serial[PATH_MAX + 8], mem[32], cpus[16], log[PATH_MAX];
 	worker_sock_path(vm, sock, sizeof(sock));
@@ -260,6 +261,17 @@ static pid_t spawn_worker(struct vmms *s, const struct inv_vm *vm, const char *r
 		dup2(nul, 0);
 		dup2(logfd, 1);
 		dup2(logfd, 2);
+		if (*cgroup) { /* before exec: none of the worker's threads runs outside its limits */
+			char procs[PATH_MAX + 96];
+			snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgroup);
+			int fd = open(procs, O_WRONLY | O_CLOEXEC);
+			if ((fd < 0 || write(fd, "0", 1) != 1) && cgroup_required) {
+				dprintf(2, "vmms: cannot put the worker in %s: %s\n", cgroup, strerror(errno));
+				_exit(126);
+			}
+			if (fd >= 0)
+				close(fd);
+		}
 		execv(argv[0], (char *const *)argv);
 		dprintf(2, "vmms: cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -347,8 +359,13 @@ static json_t *op_start(struct vmms *s, json_t *req)
 		reply = err_reply(0, "%s: %s", vm.path, strerror(errno));
 		goto out;
 	}
-	pid_t pid = spawn_worker(s, &vm, restore ? state_path : NULL, request_ns, err, sizeof(err));
+	char cgroup[PATH_MAX + 64];
+	bool cgroup_required;
+	if ((reply = vmms_processor_prepare(s, &vm, cgroup, sizeof(cgroup), &cgroup_required)))
+		goto out;
+	pid_t pid = spawn_worker(s, &vm, restore ? state_path : NULL, request_ns, cgroup, cgroup_required, err, sizeof(err));
 	if (pid < 0) {
+		vmms_processor_release(s, vm.id);
 		reply = err_reply(0, "'%s' cannot start: %s", vm.name, err);
 		goto out;
 	}

@@ -38,7 +38,10 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmms --foreground --root DIR [--socket PATH]\n"
 		   "  --root DIR     inventory (vmms.db) and VM folders\n"
-		   "  --socket PATH  API socket (default $VIRIDIAN_SOCKET or " DEFAULT_SOCKET ")\n");
+		   "  --socket PATH  API socket (default $VIRIDIAN_SOCKET or " DEFAULT_SOCKET ")\n"
+		   "Environment: VIRIDIAN_VMWP, VIRIDIAN_VMSWITCH (the worker and switch programs),\n"
+		   "VIRIDIAN_CGROUP (the cgroup folder for the workers' processor limits; default: the\n"
+		   "cgroup v2 hierarchy with the cpu controller, else cgroup v1's cpu hierarchy).\n");
 }
 
 static int listen_on(const char *path)

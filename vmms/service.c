@@ -128,6 +128,7 @@ static json_t *vm_json(struct vmms *s, const struct inv_vm *vm, bool ask_worker,
 			      "automatic_start_action", vm->auto_start ? vm->auto_start : "",
 			      "automatic_stop_action", vm->auto_stop ? vm->auto_stop : "", "path", vm->path,
 			      "disks", disks, "version", "9.0");
+	json_object_set_new(o, "processor", vmms_processor_json(vm));
 	json_object_set_new(o, "checkpoint_type", json_string(vm->checkpoint_type[0] ? vm->checkpoint_type : "Production"));
 	json_object_set_new(o, "parent_checkpoint", json_string(vm->parent_checkpoint));
 	json_object_set_new(o, "kernel", vm->kernel ? json_string(vm->kernel) : json_null());
@@ -806,6 +807,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 	if (!r)
 		r = vmms_disk_qos_request(s, op, req);
 	if (!r)
+		r = vmms_processor_request(s, op, req);
+	if (!r)
 		r = vmms_net_request(s, op, req);
 	if (!r)
 		r = vmms_checkpoint_request(s, op, req);
@@ -838,6 +841,7 @@ int vmms_init(struct vmms *s, const char *root, const char *vmwp, char *err, siz
 	snprintf(s->vmswitch, sizeof(s->vmswitch), "%.*s%svmswitch", slash ? (int)(slash - s->vmwp) : 0, s->vmwp, slash ? "/" : "");
 	if (getenv("VIRIDIAN_VMSWITCH"))
 		snprintf(s->vmswitch, sizeof(s->vmswitch), "%s", getenv("VIRIDIAN_VMSWITCH"));
+	cpu_cgroups_init(&s->cg, getenv("VIRIDIAN_CGROUP"));
 	const char *dirs[] = { "Virtual Machines", "Virtual Hard Disks", "Snapshots" };
 	char p[PATH_MAX + 32];
 	for (size_t i = 0; i < 3; i++) {

@@ -45,6 +45,10 @@ struct inv_vm {
 	unsigned ic_disabled;   /* integration services turned off: bits INV_IC_* */
 	char checkpoint_type[16]; /* Standard, Production (default), ProductionOnly, Disabled */
 	char parent_checkpoint[37]; /* the checkpoint the VM's current state derives from ("": none) */
+	/* Set-VMProcessor (vmms/cpu_limits.c): -Maximum, percent of its processors' time, 1..100;
+	 * -Reserve, percent held for it, 0..100 (checked against the host at start);
+	 * -RelativeWeight, 1..10000. 0 in maximum and weight: Hyper-V's defaults (100, 100). */
+	int cpu_maximum, cpu_reserve, cpu_weight;
 };
 
 /* Integration services (Enable/Disable-VMIntegrationService); the worker's --disable-ic names. */

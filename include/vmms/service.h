@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "vmms/cpu_limits.h"
 #include "vmms/inventory.h"
 #include "vmms/jobs.h"
 #include "vmms/tokens.h"
@@ -91,6 +92,7 @@ struct vmms {
 	bool merge_recheck;      /* a VM turned off or vmms started: pending merges may go on */
 	struct token_store *tokens; /* <root>/tokens.db: the web API's tokens */
 	struct vmms_caller caller; /* the peer of the request being served (root for vmms's own) */
+	struct cpu_cgroups cg;   /* where the workers' processor limits go ($VIRIDIAN_CGROUP, or found) */
 };
 
 /* Opens <root>/vmms.db, creates the Hyper-V-like folders and re-attaches running workers. */

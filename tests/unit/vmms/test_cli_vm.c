@@ -14,7 +14,8 @@ extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_s
 	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
 	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive,
 	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
-	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm, cmdlet_save_vm, cmdlet_remove_vmsavedstate;
+	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm, cmdlet_save_vm, cmdlet_remove_vmsavedstate,
+	cmdlet_set_vmharddiskdrive, cmdlet_get_vmprocessor, cmdlet_set_vmprocessor;
 json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen);
 
 #define B(c, ...) cli_build(vm_cmdlet_request, &c, CLI_ARGC(__VA_ARGS__), (char *[]){ __VA_ARGS__ })
@@ -121,12 +122,37 @@ static void drives_ics_host(void **state)
 	assert_string_equal(B(cmdlet_connect_vm), "PARSE");
 }
 
+/* Storage QoS and processor limits: sizes with units, the settings given and no others. */
+static void qos_processor(void **state)
+{
+	(void)state;
+	assert_string_equal(B(cmdlet_set_vmharddiskdrive, "web", "-ControllerLocation", "1", "-MaximumIOPS", "500",
+			      "-MaximumBandwidth", "100MB"),
+			    "{\"lun\":1,\"max_bandwidth\":104857600,\"max_iops\":500,\"op\":\"set-disk\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_set_vmharddiskdrive, "web", "-Path", "/gone.vhdx", "-MaximumIOPS", "0"),
+			    "{\"max_iops\":0,\"op\":\"set-disk\",\"path\":\"/gone.vhdx\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_set_vmharddiskdrive, "web", "-ControllerLocation", "1"),
+			    "ERR:nothing to change: give -MaximumIOPS and/or -MaximumBandwidth");
+	assert_string_equal(B(cmdlet_set_vmharddiskdrive, "web", "-MaximumIOPS", "5"), "ERR:give -ControllerLocation or -Path (one of them)");
+	assert_string_equal(B(cmdlet_set_vmharddiskdrive, "web", "-ControllerLocation", "1", "-MaximumIOPS", "lots"),
+			    "ERR:-MaximumIOPS must be a number from 0 (no limit) to 1000000000");
+	assert_string_equal(B(cmdlet_set_vmharddiskdrive, "web", "-ControllerLocation", "1", "-MaximumBandwidth", "lots"), "PARSE");
+	assert_string_equal(B(cmdlet_get_vmprocessor, "web"), "{\"op\":\"get\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_set_vmprocessor, "web", "-Maximum", "25", "-RelativeWeight", "200"),
+			    "{\"maximum\":25,\"op\":\"set-processor\",\"relative_weight\":200,\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_set_vmprocessor, "web", "-Count", "2", "-Reserve", "10"),
+			    "{\"count\":2,\"op\":\"set-processor\",\"reserve\":10,\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_set_vmprocessor, "web"), "ERR:nothing to change: give -Count, -Maximum, -Reserve or -RelativeWeight");
+	assert_string_equal(B(cmdlet_set_vmprocessor, "web", "-Maximum", "x"), "ERR:-Maximum must be a whole number");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(new_vm),
 		cmocka_unit_test(other_cmdlets),
 		cmocka_unit_test(drives_ics_host),
+		cmocka_unit_test(qos_processor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
