@@ -10,13 +10,6 @@
 #include "vmms/inventory.h"
 #include "vsp/io_limit.h"
 
-json_t *vmms_disk_json(const struct inv_vm *vm, const struct inv_disk *d)
-{
-	return json_pack("{s:s, s:s, s:i, s:i, s:s, s:I, s:I}", "vm", vm->name, "controller_type", "SCSI", "controller",
-			 d->controller, "lun", d->lun, "path", d->path, "max_iops", (json_int_t)d->max_iops, "max_bandwidth",
-			 (json_int_t)d->max_bandwidth);
-}
-
 /* A limit of the request: absent (keeps *v), or an integer 0..max. */
 static json_t *limit_arg(json_t *req, const char *key, const char *param, uint64_t max, uint64_t *v)
 {
@@ -35,23 +28,12 @@ static json_t *op_set_disk(struct vmms *s, json_t *req)
 	json_t *reply = find_vm(s, req, &vm);
 	if (reply)
 		return reply;
-	const char *path = jstr(req, "path");
-	json_int_t ctrl = 0, lun = -1;
-	bool have_lun = jint(req, "lun", &lun);
-	jint(req, "controller", &ctrl);
-	int k = -1;
-	for (int i = 0; i < vm.ndisks; i++)
-		if (have_lun ? vm.disks[i].controller == ctrl && vm.disks[i].lun == lun : path && !strcmp(vm.disks[i].path, path))
-			k = i;
+	int k = vmms_find_disk(&vm, req, &reply);
 	uint64_t iops = k >= 0 ? vm.disks[k].max_iops : 0, bw = k >= 0 ? vm.disks[k].max_bandwidth : 0;
 	enum vm_state st = vm.status.state;
 	bool live = st == VM_RUNNING || st == VM_PAUSED;
-	if (!have_lun && !path) {
-		reply = err_reply(0, "name the drive: -ControllerLocation or -Path");
-	} else if (k < 0) {
-		char where[64];
-		snprintf(where, sizeof(where), "SCSI %lld:%lld", (long long)ctrl, (long long)lun);
-		reply = err_reply(0, "'%s' has no hard disk drive %s %s", vm.name, have_lun ? "at" : "with the path", have_lun ? where : path);
+	if (k < 0) {
+		/* reply says why */
 	} else if (!json_object_get(req, "max_iops") && !json_object_get(req, "max_bandwidth")) {
 		reply = err_reply(0, "nothing to change: give -MaximumIOPS and/or -MaximumBandwidth");
 	} else if (!(reply = limit_arg(req, "max_iops", "MaximumIOPS", IO_LIMIT_MAX_IOPS, &iops)) &&

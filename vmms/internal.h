@@ -172,8 +172,11 @@ json_t *vmms_processor_prepare(struct vmms *s, const struct inv_vm *vm, char *cg
 void vmms_processor_release(struct vmms *s, const char *vm_id);
 /* Set-VMHardDiskDrive (disk_qos.c): "set-disk"; NULL for other ops. */
 json_t *vmms_disk_qos_request(struct vmms *s, const char *op, json_t *req);
-/* A hard disk drive as the disk requests answer it (Get/Add/Set/Remove-VMHardDiskDrive). */
+/* A hard disk drive as the disk requests answer it (Add/Set/Remove-VMHardDiskDrive). */
 json_t *vmms_disk_json(const struct inv_vm *vm, const struct inv_disk *d);
+/* The hard disk drive a request names ("lun" with "controller", or "path"): its index in
+ * vm->disks, or -1 with the refusal in *reply. */
+int vmms_find_disk(const struct inv_vm *vm, json_t *req, json_t **reply);
 /* Is SCSI controller:lun of the VM taken by a disk or a DVD drive? */
 bool vmms_location_used(const struct inv_vm *vm, int controller, int lun);
 

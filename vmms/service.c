@@ -614,21 +614,10 @@ static json_t *op_remove_disk(struct vmms *s, json_t *req)
 	json_t *e = find_vm(s, req, &vm);
 	if (e)
 		return e;
-	const char *path = jstr(req, "path");
-	json_int_t ctrl = 0, lun = -1;
-	bool have_lun = jint(req, "lun", &lun);
-	jint(req, "controller", &ctrl);
 	json_t *reply = NULL;
-	int k = -1;
-	for (int i = 0; i < vm.ndisks; i++)
-		if (have_lun ? vm.disks[i].controller == ctrl && vm.disks[i].lun == lun : path && !strcmp(vm.disks[i].path, path))
-			k = i;
-	if (!have_lun && !path) {
-		reply = err_reply(0, "name the drive: -ControllerLocation or -Path");
-	} else if (k < 0) {
-		char where[64];
-		snprintf(where, sizeof(where), "SCSI %lld:%lld", (long long)ctrl, (long long)lun);
-		reply = err_reply(0, "'%s' has no hard disk drive %s %s", vm.name, have_lun ? "at" : "with the path", have_lun ? where : path);
+	int k = vmms_find_disk(&vm, req, &reply);
+	if (k < 0) {
+		/* reply says why */
 	} else if (!vm_op_allowed(vm.status, VM_OP_MODIFY)) {
 		reply = conflict(&vm, "lose a disk while it is not Off (hot-remove is not supported yet)");
 	} else {

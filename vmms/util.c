@@ -299,3 +299,30 @@ const char *vmms_caller_path(struct vmms *s, const char *path, int mode, const c
 	*reply = err_reply(0, "%s '%s' cannot be used: %s", what, path, vmms_caller_why(err));
 	return NULL;
 }
+
+json_t *vmms_disk_json(const struct inv_vm *vm, const struct inv_disk *d)
+{
+	return json_pack("{s:s, s:s, s:i, s:i, s:s, s:I, s:I}", "vm", vm->name, "controller_type", "SCSI", "controller",
+			 d->controller, "lun", d->lun, "path", d->path, "max_iops", (json_int_t)d->max_iops, "max_bandwidth",
+			 (json_int_t)d->max_bandwidth);
+}
+
+int vmms_find_disk(const struct inv_vm *vm, json_t *req, json_t **reply)
+{
+	const char *path = jstr(req, "path");
+	json_int_t ctrl = 0, lun = -1;
+	bool have_lun = jint(req, "lun", &lun);
+	jint(req, "controller", &ctrl);
+	for (int i = 0; i < vm->ndisks; i++)
+		if (have_lun ? vm->disks[i].controller == ctrl && vm->disks[i].lun == lun : path && !strcmp(vm->disks[i].path, path))
+			return i;
+	if (!have_lun && !path) {
+		*reply = err_reply(0, "name the drive: -ControllerLocation or -Path");
+	} else {
+		char where[64];
+		snprintf(where, sizeof(where), "SCSI %lld:%lld", (long long)ctrl, (long long)lun);
+		*reply = err_reply(0, "'%s' has no hard disk drive %s %s", vm->name, have_lun ? "at" : "with the path",
+				   have_lun ? where : path);
+	}
+	return -1;
+}

@@ -4,67 +4,14 @@
 # change, gone with the drive), shown by Get-VMHardDiskDrive -Json, passed to the worker as
 # --disk PATH,iops=N,bw=N, changed live on a running VM through the worker's disk-limits at the
 # drive's worker LUN (a refusal there changes nothing), one-line refusals for bad values and
-# missing drives. A stand-in vmwp plays the worker (tests/unit/web/test_route.c: the web route);
+# missing drives. A stand-in vmwp plays the worker (lib/stand-in-vmwp: it refuses disk-limits
+# while a file refuse-limits is in the VM's folder) (tests/unit/web/test_route.c: the web route);
 # storvsp-qos.sh measures the limits in a real guest.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-B=$(cd "${VIRIDIAN_BUILD:-build}" && pwd)
-[ -x "$B/vmms" ] && [ -x "$B/hv" ] || { echo "build $B/vmms and $B/hv first (make)"; exit 1; }
-t=$(mktemp -d /tmp/vmms-qos.XXXXXX)
-export VIRIDIAN_SOCKET=$t/vmms.sock VIRIDIAN_BOOT_ID=boot-1 VIRIDIAN_VMWP=$t/bin/vmwp
-pid=""
-wpids() { cat "$t"/root/Virtual\ Machines/*/stand-in.pid 2>/dev/null; }
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; for p in $(wpids); do kill $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$t"' EXIT
-fails=0
-check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
-refused() { ! "$@" >"$t/out" 2>"$t/err" && [ "$(wc -l <"$t/err")" = 1 ]; } # nonzero, one line
-says() { grep -q -- "$1" "$t/err"; }
-hv() { "$B/hv" "$@"; }
-start_vmms() {
-  "$B/vmms" --foreground --root "$t/root" 2>>"$t/vmms.log" & pid=$!
-  for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
-}
-stop_vmms() { kill "$pid"; wait "$pid" 2>/dev/null; pid=""; }
-state() { hv Get-VM "$1" -Json | sed -n 's/.*"state": "\([A-Za-z]*\)".*/\1/p'; }
-until_true() { for _ in $(seq 100); do "$@" && return 0; sleep 0.1; done; return 1; }
+. tests/integration/lib/vmms-standin.bash vmms-qos
 # drive_field LUN FIELD: Get-VMHardDiskDrive -Json's FIELD of the drive at LUN
 drive_field() { hv Get-VMHardDiskDrive lab -Json | /usr/bin/python3 -c "import json,sys; print([d['$2'] for d in json.load(sys.stdin) if d['ControllerLocation'] == $1][0])"; }
-folder() { ls -d "$t"/root/Virtual\ Machines/*/ | head -1; }
-
-# A stand-in worker: records its argv and every control request; refuses disk-limits for a LUN
-# it lacks and when the file refuse-limits exists in its folder.
-mkdir -p "$t/bin"
-cat >"$t/bin/vmwp" <<'EOF'
-#!/usr/bin/env python3
-import json, os, socket, sys
-args = sys.argv[1:]
-ctl = args[args.index("--control") + 1]
-folder = os.path.dirname(ctl)
-open(os.path.join(folder, "stand-in.pid"), "w").write(str(os.getpid()))
-open(os.path.join(folder, "argv.json"), "w").write(json.dumps(args))
-ndisks = sum(1 for i, a in enumerate(args) if i and args[i - 1] == "--disk")
-l = socket.socket(socket.AF_UNIX); l.bind(ctl); l.listen(8)
-while True:
-    c, _ = l.accept()
-    req = json.loads(c.makefile().readline() or "{}")
-    op = req.get("op")
-    with open(os.path.join(folder, "requests"), "a") as f:
-        f.write(json.dumps(req, sort_keys=True) + "\n")
-    if op == "status":
-        r = dict(ok=True, state="Running", uptime_ms=1, heartbeat="NoContact", disks=[])
-    elif op == "disk-limits":
-        if os.path.exists(os.path.join(folder, "refuse-limits")) or not 0 <= req.get("lun", -1) < ndisks:
-            r = dict(ok=False, error="the controller refused the limits")
-        else:
-            r = dict(ok=True)
-    elif op == "turn-off":
-        c.sendall((json.dumps(dict(ok=True)) + "\n").encode()); c.close()
-        os.unlink(ctl); sys.exit(0)
-    else:
-        r = dict(ok=False, error="unknown op")
-    c.sendall((json.dumps(r) + "\n").encode()); c.close()
-EOF
-chmod +x "$t/bin/vmwp"
 touch "$t/vmlinuz" "$t/a.iso"
 for d in d0 d1 d2; do hv New-VHD -Path "$t/$d.vhdx" -SizeBytes 16MB >/dev/null; done
 start_vmms

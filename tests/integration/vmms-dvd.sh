@@ -5,70 +5,10 @@
 # kept in the inventory across a vmms restart, the worker's command line (--dvd after the disks,
 # '' for an empty drive) and Set-VMDvdDrive on a running VM sent to the worker as a live
 # dvd-change at its LUN, and a disc the guest ejected shown and stored as None (a stand-in vmwp
-# plays the worker; storvsp-dvd.sh does it with a real guest).
+# plays the worker, lib/stand-in-vmwp; storvsp-dvd.sh does it with a real guest).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-B=$(cd "${VIRIDIAN_BUILD:-build}" && pwd)
-[ -x "$B/vmms" ] && [ -x "$B/hv" ] || { echo "build $B/vmms and $B/hv first (make)"; exit 1; }
-t=$(mktemp -d /tmp/vmms-dvd.XXXXXX)
-export VIRIDIAN_SOCKET=$t/vmms.sock VIRIDIAN_BOOT_ID=boot-1 VIRIDIAN_VMWP=$t/bin/vmwp
-pid=""
-wpids() { cat "$t"/root/Virtual\ Machines/*/stand-in.pid 2>/dev/null; }
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; for p in $(wpids); do kill $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$t"' EXIT
-fails=0
-check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
-refused() { ! "$@" >"$t/out" 2>"$t/err" && [ "$(wc -l <"$t/err")" = 1 ]; } # nonzero, one line
-says() { grep -q -- "$1" "$t/err"; }
-hv() { "$B/hv" "$@"; }
-start_vmms() {
-  "$B/vmms" --foreground --root "$t/root" 2>>"$t/vmms.log" & pid=$!
-  for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
-}
-stop_vmms() { kill "$pid"; wait "$pid" 2>/dev/null; pid=""; }
-state() { hv Get-VM "$1" -Json | sed -n 's/.*"state": "\([A-Za-z]*\)".*/\1/p'; }
-until_true() { for _ in $(seq 100); do "$@" && return 0; sleep 0.1; done; return 1; }
-
-# A stand-in worker: records its argv and every control request in its VM folder.
-mkdir -p "$t/bin"
-cat >"$t/bin/vmwp" <<'EOF'
-#!/usr/bin/env python3
-import json, os, socket, sys
-args = sys.argv[1:]
-ctl = args[args.index("--control") + 1]
-folder = os.path.dirname(ctl)
-open(os.path.join(folder, "stand-in.pid"), "w").write(str(os.getpid()))
-open(os.path.join(folder, "argv.json"), "w").write(json.dumps(args))
-dvds = [a for i, a in enumerate(args) if i and args[i - 1] == "--dvd"]
-ndisks = sum(1 for i, a in enumerate(args) if i and args[i - 1] == "--disk")
-l = socket.socket(socket.AF_UNIX); l.bind(ctl); l.listen(8)
-while True:
-    c, _ = l.accept()
-    req = json.loads(c.makefile().readline() or "{}")
-    op = req.get("op")
-    with open(os.path.join(folder, "requests"), "a") as f:
-        f.write(json.dumps(req, sort_keys=True) + "\n")
-    if op == "status":
-        for k in range(len(dvds)):  # the test plays a guest that ejects drive k's disc
-            if os.path.exists(os.path.join(folder, "guest-eject-%d" % k)):
-                os.unlink(os.path.join(folder, "guest-eject-%d" % k)); dvds[k] = ""
-        disks = [dict(lun=i, type="disk", path="d") for i in range(ndisks)]
-        disks += [dict(lun=ndisks + k, type="dvd", path=p or None) for k, p in enumerate(dvds)]
-        r = dict(ok=True, state="Running", uptime_ms=1, heartbeat="NoContact", disks=disks)
-    elif op == "dvd-change":
-        k = req.get("lun", -1) - ndisks
-        if 0 <= k < len(dvds):
-            dvds[k] = req.get("path") or ""
-            r = dict(ok=True)
-        else:
-            r = dict(ok=False, error="LUN %s is not a DVD drive" % req.get("lun"))
-    elif op == "turn-off":
-        c.sendall((json.dumps(dict(ok=True)) + "\n").encode()); c.close()
-        os.unlink(ctl); sys.exit(0)
-    else:
-        r = dict(ok=False, error="unknown op")
-    c.sendall((json.dumps(r) + "\n").encode()); c.close()
-EOF
-chmod +x "$t/bin/vmwp"
+. tests/integration/lib/vmms-standin.bash vmms-dvd
 touch "$t/a.iso" "$t/b.iso" "$t/vmlinuz"
 hv New-VHD -Path "$t/d0.vhdx" -SizeBytes 16MB >/dev/null; hv New-VHD -Path "$t/d1.vhdx" -SizeBytes 16MB >/dev/null
 start_vmms

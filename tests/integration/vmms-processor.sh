@@ -9,25 +9,7 @@
 # measures a capped guest.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-B=$(cd "${VIRIDIAN_BUILD:-build}" && pwd)
-[ -x "$B/vmms" ] && [ -x "$B/hv" ] || { echo "build $B/vmms and $B/hv first (make)"; exit 1; }
-t=$(mktemp -d /tmp/vmms-cpu.XXXXXX)
-export VIRIDIAN_SOCKET=$t/vmms.sock VIRIDIAN_BOOT_ID=boot-1 VIRIDIAN_VMWP=$t/bin/vmwp
-pid=""
-wpids() { cat "$t"/root/Virtual\ Machines/*/stand-in.pid 2>/dev/null; }
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; for p in $(wpids); do kill $p 2>/dev/null; done; wait 2>/dev/null; rm -rf "$t"' EXIT
-fails=0
-check() { if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
-refused() { ! "$@" >"$t/out" 2>"$t/err" && [ "$(wc -l <"$t/err")" = 1 ]; } # nonzero, one line
-says() { grep -q -- "$1" "$t/err"; }
-hv() { "$B/hv" "$@"; }
-start_vmms() {
-  "$B/vmms" --foreground --root "$t/root" 2>>"$t/vmms.log" & pid=$!
-  for _ in $(seq 50); do [ -S "$VIRIDIAN_SOCKET" ] && break; sleep 0.1; done
-}
-stop_vmms() { kill "$pid"; wait "$pid" 2>/dev/null; pid=""; }
-state() { hv Get-VM "$1" -Json | sed -n 's/.*"state": "\([A-Za-z]*\)".*/\1/p'; }
-until_true() { for _ in $(seq 100); do "$@" && return 0; sleep 0.1; done; return 1; }
+. tests/integration/lib/vmms-standin.bash vmms-cpu
 proc() { hv Get-VMProcessor "$1" -Json | /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print(' '.join(str(d[k]) for k in ('Count','Maximum','Reserve','RelativeWeight')))"; }
 vm_id() { hv Get-VM "$1" -Json | sed -n 's/.*"id": "\([0-9a-f-]*\)".*/\1/p' | head -1; }
 worker_pid() { cat "$t"/root/Virtual\ Machines/"$(vm_id "$1")"/stand-in.pid 2>/dev/null; }
@@ -47,29 +29,6 @@ limits() { # the VM's cgroup limits as "QUOTA WEIGHT" in v2 terms (v1: quota_us,
   else echo "$(cat "$d/cpu.cfs_quota_us") $(cat "$d/cpu.shares")"; fi
 }
 
-mkdir -p "$t/bin"
-cat >"$t/bin/vmwp" <<'EOF'
-#!/usr/bin/env python3
-import json, os, socket, sys
-args = sys.argv[1:]
-ctl = args[args.index("--control") + 1]
-folder = os.path.dirname(ctl)
-open(os.path.join(folder, "stand-in.pid"), "w").write(str(os.getpid()))
-l = socket.socket(socket.AF_UNIX); l.bind(ctl); l.listen(8)
-while True:
-    c, _ = l.accept()
-    req = json.loads(c.makefile().readline() or "{}")
-    op = req.get("op")
-    if op == "status":
-        r = dict(ok=True, state="Running", uptime_ms=1, heartbeat="NoContact", disks=[])
-    elif op == "turn-off":
-        c.sendall((json.dumps(dict(ok=True)) + "\n").encode()); c.close()
-        os.unlink(ctl); sys.exit(0)
-    else:
-        r = dict(ok=False, error="unknown op")
-    c.sendall((json.dumps(r) + "\n").encode()); c.close()
-EOF
-chmod +x "$t/bin/vmwp"
 touch "$t/vmlinuz"
 start_vmms
 host=$(nproc)
