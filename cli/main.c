@@ -9,7 +9,8 @@
 extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_set_vmfirmware, cmdlet_start_vm,
 	cmdlet_stop_vm, cmdlet_restart_vm, cmdlet_remove_vm, cmdlet_get_vmevent, cmdlet_get_vmintegrationservice,
 	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive, cmdlet_set_vmharddiskdrive,
-	cmdlet_get_vmprocessor, cmdlet_set_vmprocessor,
+	cmdlet_get_vmprocessor, cmdlet_set_vmprocessor, cmdlet_enable_vmresourcemetering, cmdlet_disable_vmresourcemetering,
+	cmdlet_reset_vmresourcemetering, cmdlet_measure_vm,
 	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
 	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm, cmdlet_save_vm, cmdlet_remove_vmsavedstate;
 /* DVD drives (cli/dvd.c). */
@@ -57,6 +58,10 @@ const struct cmdlet *const cli_cmdlets[] = {
 	&cmdlet_set_vmharddiskdrive,
 	&cmdlet_get_vmprocessor,
 	&cmdlet_set_vmprocessor,
+	&cmdlet_enable_vmresourcemetering,
+	&cmdlet_disable_vmresourcemetering,
+	&cmdlet_reset_vmresourcemetering,
+	&cmdlet_measure_vm,
 	&cmdlet_get_vmharddiskdrive,
 	&cmdlet_remove_vmharddiskdrive,
 	&cmdlet_add_vmdvddrive,

@@ -236,6 +236,12 @@ json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen)
 		json_object_set_new(req, "op", json_string("remove"));
 	} else if (!strcasecmp(c, "Get-VMEvent")) {
 		json_object_set_new(req, "op", json_string("events"));
+	} else if (!strcasecmp(c, "Enable-VMResourceMetering") || !strcasecmp(c, "Disable-VMResourceMetering") ||
+		   !strcasecmp(c, "Reset-VMResourceMetering") || !strcasecmp(c, "Measure-VM")) {
+		json_object_set_new(req, "op", json_string(!strcasecmp(c, "Measure-VM") ? "measure"
+							   : !strcasecmp(c, "Enable-VMResourceMetering") ? "enable-metering"
+							   : !strcasecmp(c, "Disable-VMResourceMetering") ? "disable-metering"
+							   : "reset-metering"));
 	} else if (!strcasecmp(c, "Set-VMProcessor")) {
 		json_object_set_new(req, "op", json_string("set-processor"));
 		static const char *const keys[][2] = {
@@ -628,6 +634,39 @@ static int run(const struct args *a)
 				       json_string_value(json_object_get(e, "message")));
 			}
 		}
+	} else if (!strcasecmp(c, "Measure-VM")) {
+		json_t *u = json_object_get(r, "usage");
+#define MB(k) ((json_int_t)(json_integer_value(json_object_get(u, k)) >> 20))
+		json_t *o = json_pack("{s:O, s:I, s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:I, s:I, s:I, s:I}", "VMName",
+				      json_object_get(u, "vm"), "MeteringDuration",
+				      (json_int_t)(json_integer_value(json_object_get(u, "duration_ms")) / 1000), "AvgCPU",
+				      json_object_get(u, "avg_cpu_mhz"), "AvgCPUPercent", json_object_get(u, "avg_cpu_percent"),
+				      "AvgRAM", json_object_get(u, "avg_ram_mb"), "MaxRAM", json_object_get(u, "max_ram_mb"),
+				      "MinRAM", json_object_get(u, "min_ram_mb"), "TotalDisk", json_object_get(u, "total_disk_mb"),
+				      "AggregatedAverageNormalizedIOPS", json_object_get(u, "avg_normalized_iops"),
+				      "AggregatedDiskDataRead", MB("disk_read_bytes"), "AggregatedDiskDataWritten", MB("disk_written_bytes"),
+				      "NetworkInbound", MB("network_in_bytes"), "NetworkOutbound", MB("network_out_bytes"));
+#undef MB
+		if (json) {
+			cli_print_json(o);
+		} else {
+			static const char *const cols[] = { "VMName", "AvgCPU(MHz)", "AvgRAM(M)", "MaxRAM(M)", "MinRAM(M)", "TotalDisk(M)",
+							    "NetworkInbound(M)", "NetworkOutbound(M)" };
+			static const char *const keys[] = { "VMName", "AvgCPU", "AvgRAM", "MaxRAM", "MinRAM", "TotalDisk",
+							    "NetworkInbound", "NetworkOutbound" };
+			for (size_t k = 0; k < 8; k++)
+				printf(k ? " %-*s" : "%-*s", k ? (int)strlen(cols[k]) : 20, cols[k]);
+			printf("\n");
+			for (size_t k = 0; k < 8; k++) {
+				json_t *v = json_object_get(o, keys[k]);
+				if (k)
+					printf(" %-*lld", (int)strlen(cols[k]), (long long)json_integer_value(v));
+				else
+					printf("%-20s", json_string_value(v));
+			}
+			printf("\n");
+		}
+		json_decref(o);
 	} else if (!strcasecmp(c, "Get-VMProcessor") || !strcasecmp(c, "Set-VMProcessor")) {
 		json_t *v = json_object_get(r, "vm");
 		json_t *p = json_is_object(v) ? json_object_get(v, "processor") : json_object_get(r, "processor");
@@ -893,6 +932,10 @@ const struct cmdlet cmdlet_save_vm = { "Save-VM", "save a VM's state to disk and
 const struct cmdlet cmdlet_remove_vmsavedstate = { "Remove-VMSavedState", "discard a Saved VM's state: it is Off", remove_saved_params, run };
 const struct cmdlet cmdlet_remove_vm = { "Remove-VM", "delete a VM's configuration (not its disks)", remove_params, run };
 const struct cmdlet cmdlet_get_vmevent = { "Get-VMEvent", "a VM's event log", vmname_params, run };
+const struct cmdlet cmdlet_enable_vmresourcemetering = { "Enable-VMResourceMetering", "count what a VM uses from now on (Measure-VM)", vmname_params, run };
+const struct cmdlet cmdlet_disable_vmresourcemetering = { "Disable-VMResourceMetering", "stop counting a VM's use (the counts go)", vmname_params, run };
+const struct cmdlet cmdlet_reset_vmresourcemetering = { "Reset-VMResourceMetering", "count a VM's use afresh from now", vmname_params, run };
+const struct cmdlet cmdlet_measure_vm = { "Measure-VM", "a VM's use since metering was enabled: processor, memory, disk, network", vmname_params, run };
 const struct cmdlet cmdlet_get_vmprocessor = { "Get-VMProcessor", "a VM's processors: count, maximum, reserve, relative weight", vmname_params, run };
 const struct cmdlet cmdlet_set_vmprocessor = { "Set-VMProcessor", "a VM's processor count (Off) and limits: -Maximum, -Reserve, -RelativeWeight (live)", set_processor_params, run };
 const struct cmdlet cmdlet_get_vmintegrationservice = { "Get-VMIntegrationService", "a VM's integration services: enabled, status", vmname_params, run };

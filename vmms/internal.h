@@ -160,6 +160,10 @@ void vmms_merge_recover(struct vmms *s, const struct inv_journal *j);
 /* dvd.c */
 /* Add-/Get-/Set-/Remove-VMDvdDrive; NULL when op is not one of them. */
 json_t *vmms_dvd_request(struct vmms *s, const char *op, json_t *req);
+/* Resource metering (metering.c): "enable-metering", "disable-metering", "reset-metering",
+ * "measure"; NULL for other ops. vmms_metering_tick samples the metered running VMs. */
+json_t *vmms_metering_request(struct vmms *s, const char *op, json_t *req);
+void vmms_metering_tick(struct vmms *s);
 /* Set-VMProcessor (processor.c): "set-processor"; NULL for other ops. */
 json_t *vmms_processor_request(struct vmms *s, const char *op, json_t *req);
 /* Get-VM's "processor": count, maximum, reserve, relative_weight (Hyper-V's defaults filled in). */

@@ -39,6 +39,14 @@ static const char schema[] =
 	" vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE, controller INTEGER NOT NULL,"
 	" lun INTEGER NOT NULL, max_iops INTEGER NOT NULL DEFAULT 0, max_bandwidth INTEGER NOT NULL DEFAULT 0,"
 	" PRIMARY KEY (vm_id, controller, lun));"
+	/* Resource metering: a row per VM while it is on (include/vmms/inventory.h). */
+	"CREATE TABLE IF NOT EXISTS metering ("
+	" vm_id TEXT PRIMARY KEY REFERENCES vms(id) ON DELETE CASCADE, since_ms INTEGER NOT NULL,"
+	" running_ms INTEGER NOT NULL, cpu_ms INTEGER NOT NULL, ram_mb_ms INTEGER NOT NULL, ram_min_mb INTEGER NOT NULL,"
+	" ram_max_mb INTEGER NOT NULL, disk_read INTEGER NOT NULL, disk_written INTEGER NOT NULL, disk_ops INTEGER NOT NULL,"
+	" net_in INTEGER NOT NULL, net_out INTEGER NOT NULL, base_worker INTEGER NOT NULL, base_at_ms INTEGER NOT NULL,"
+	" base_cpu_ticks INTEGER NOT NULL, base_read INTEGER NOT NULL, base_written INTEGER NOT NULL,"
+	" base_ops INTEGER NOT NULL, base_in INTEGER NOT NULL, base_out INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS events ("
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,"
 	" time_ms INTEGER NOT NULL, level TEXT NOT NULL, message TEXT NOT NULL);"
@@ -566,6 +574,62 @@ int inv_set_disk_qos(struct inventory *inv, const char *id, int controller, int 
 	if (rc < 0 || add_event(inv, id, "Information", event) < 0)
 		return rollback(inv);
 	return commit(inv);
+}
+
+#define METERING_COLUMNS "since_ms, running_ms, cpu_ms, ram_mb_ms, ram_min_mb, ram_max_mb, disk_read, disk_written," \
+			 " disk_ops, net_in, net_out, base_worker, base_at_ms, base_cpu_ticks, base_read, base_written," \
+			 " base_ops, base_in, base_out"
+#define METERING_FIELDS 19
+
+/* The row's fields in METERING_COLUMNS order. */
+static int64_t *metering_field(struct inv_metering *m, int i)
+{
+	int64_t *f[METERING_FIELDS] = { &m->since_ms, &m->running_ms, &m->cpu_ms, &m->ram_mb_ms, &m->ram_min_mb,
+					&m->ram_max_mb, &m->disk_read, &m->disk_written, &m->disk_ops, &m->net_in,
+					&m->net_out, &m->base_worker, &m->base_at_ms, &m->base_cpu_ticks, &m->base_read,
+					&m->base_written, &m->base_ops, &m->base_in, &m->base_out };
+	return f[i];
+}
+
+int inv_metering_get(struct inventory *inv, const char *id, struct inv_metering *out)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "SELECT " METERING_COLUMNS " FROM metering WHERE vm_id=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "metering");
+	bind_text(s, 1, id);
+	int rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		for (int i = 0; i < METERING_FIELDS; i++)
+			*metering_field(out, i) = sqlite3_column_int64(s, i);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(inv, "metering");
+}
+
+int inv_metering_put(struct inventory *inv, const char *id, const struct inv_metering *m)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "INSERT OR REPLACE INTO metering(vm_id, " METERING_COLUMNS ") VALUES (?1,"
+				   "?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "metering");
+	bind_text(s, 1, id);
+	struct inv_metering copy = *m;
+	for (int i = 0; i < METERING_FIELDS; i++)
+		sqlite3_bind_int64(s, i + 2, *metering_field(&copy, i));
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "metering");
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int inv_metering_delete(struct inventory *inv, const char *id)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "DELETE FROM metering WHERE vm_id=?", -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "metering");
+	bind_text(s, 1, id);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(inv, "metering");
+	sqlite3_finalize(s);
+	return rc;
 }
 
 int inv_add_event(struct inventory *inv, const char *id, const char *level, const char *msg)

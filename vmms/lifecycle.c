@@ -612,6 +612,7 @@ void vmms_tick(struct vmms *s)
 	vmms_reap(s);
 	vmms_switches_tick(s);
 	vmms_checkpoints_tick(s);
+	vmms_metering_tick(s);
 	int64_t now = mono_ms();
 	for (int i = 0; i < s->nworkers; i++) {
 		struct vmms_worker *w = &s->workers[i];

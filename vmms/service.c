@@ -798,6 +798,8 @@ json_t *vmms_request(struct vmms *s, json_t *req)
 	if (!r)
 		r = vmms_processor_request(s, op, req);
 	if (!r)
+		r = vmms_metering_request(s, op, req);
+	if (!r)
 		r = vmms_net_request(s, op, req);
 	if (!r)
 		r = vmms_checkpoint_request(s, op, req);

@@ -357,6 +357,11 @@ static void do_io(struct storvsp *s, struct req *q)
 		stat_add(&s->stats.errors);
 		scsi_io_error(&q->r, op, rc);
 	} else if (q->r.status == SCSI_STATUS_GOOD) {
+		if (op == SCSI_READ || op == SCSI_WRITE) {
+			__atomic_fetch_add(op == SCSI_READ ? &s->stats.read_bytes : &s->stats.write_bytes, q->r.length,
+					   __ATOMIC_RELAXED);
+			__atomic_fetch_add(&s->stats.normalized_ops, io_limit_ops(q->r.length), __ATOMIC_RELAXED);
+		}
 		q->r.action = SCSI_DONE;
 	}
 }
@@ -1066,6 +1071,9 @@ void storvsp_get_stats(struct storvsp *s, struct storvsp_stats *out)
 	out->bad_packets = __atomic_load_n(&s->stats.bad_packets, __ATOMIC_RELAXED);
 	out->protocol = __atomic_load_n(&s->stats.protocol, __ATOMIC_RELAXED);
 	out->throttled = __atomic_load_n(&s->stats.throttled, __ATOMIC_RELAXED);
+	out->read_bytes = __atomic_load_n(&s->stats.read_bytes, __ATOMIC_RELAXED);
+	out->write_bytes = __atomic_load_n(&s->stats.write_bytes, __ATOMIC_RELAXED);
+	out->normalized_ops = __atomic_load_n(&s->stats.normalized_ops, __ATOMIC_RELAXED);
 }
 
 /* ---- storage QoS ---- */

@@ -21,6 +21,7 @@
 #include "worker/migrate.h"
 #include "worker/net.h"
 #include "worker/saved_state.h"
+#include "vsp/storvsp.h"
 #include "worker/storage.h"
 
 static const char *ic_state_name(const struct ic_dev *ic)
@@ -144,6 +145,13 @@ static json_t *status(struct vm *vm)
 			      "heartbeat", hb_names[hb], "integration_services", ics, "channels", channels);
 	json_object_set_new(r, "nics", nics_array());
 	json_object_set_new(r, "disks", disks_array());
+	struct storvsp_stats io;
+	if (worker_storage_stats(&io))
+		json_object_set_new(r, "storage", json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "reads", (json_int_t)io.reads,
+							    "writes", (json_int_t)io.writes, "read_bytes", (json_int_t)io.read_bytes,
+							    "write_bytes", (json_int_t)io.write_bytes, "normalized_ops",
+							    (json_int_t)io.normalized_ops, "throttled", (json_int_t)io.throttled,
+							    "errors", (json_int_t)io.errors));
 	json_t *fc = worker_copy_file_status(h);
 	if (fc)
 		json_object_set_new(r, "file_copy", fc);

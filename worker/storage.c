@@ -355,6 +355,14 @@ unsigned worker_disk_count(void)
 	return nattached;
 }
 
+bool worker_storage_stats(struct storvsp_stats *out)
+{
+	if (!controller)
+		return false;
+	storvsp_get_stats(controller, out);
+	return true;
+}
+
 bool worker_disk_status(unsigned lun, struct worker_disk_status *out)
 {
 	if (lun >= nattached)

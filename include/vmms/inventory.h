@@ -83,6 +83,25 @@ int inv_update_event(struct inventory *inv, const struct inv_vm *vm, const char 
 int inv_set_status(struct inventory *inv, const char *id, struct vm_status st, pid_t pid,
 		   uint64_t start, const char *level, const char *event);
 int inv_remove(struct inventory *inv, const char *id);
+/* Resource metering (Enable-VMResourceMetering, Measure-VM: vmms/metering.c): what was used
+ * since since_ms, and the worker's counters at the last sample (base_*, of the worker whose
+ * /proc start time is base_worker) that the next sample counts from. A VM has a row while
+ * metering is on. */
+struct inv_metering {
+	int64_t since_ms;       /* wall clock, Unix ms */
+	int64_t running_ms;     /* of that time, sampled with a worker running */
+	int64_t cpu_ms;         /* processor time its worker used */
+	int64_t ram_mb_ms;      /* assigned memory (MiB) x running time: the average's sum */
+	int64_t ram_min_mb, ram_max_mb; /* 0 before the first sample */
+	int64_t disk_read, disk_written, disk_ops; /* bytes; normalized (8 KiB) operations */
+	int64_t net_in, net_out; /* bytes, all adapters */
+	int64_t base_worker, base_at_ms, base_cpu_ticks, base_read, base_written, base_ops, base_in, base_out;
+};
+/* 1 and *out, 0 (metering off), -1 error. */
+int inv_metering_get(struct inventory *inv, const char *id, struct inv_metering *out);
+int inv_metering_put(struct inventory *inv, const char *id, const struct inv_metering *m);
+int inv_metering_delete(struct inventory *inv, const char *id);
+
 /* The storage QoS of the VM's hard disk drive at controller:lun, with an event message. */
 int inv_set_disk_qos(struct inventory *inv, const char *id, int controller, int lun, uint64_t max_iops,
 		     uint64_t max_bandwidth, const char *event);

@@ -93,6 +93,7 @@ struct vmms {
 	struct token_store *tokens; /* <root>/tokens.db: the web API's tokens */
 	struct vmms_caller caller; /* the peer of the request being served (root for vmms's own) */
 	struct cpu_cgroups cg;   /* where the workers' processor limits go ($VIRIDIAN_CGROUP, or found) */
+	int64_t metering_at_ms;  /* the last resource-metering sample (mono_ms) */
 };
 
 /* Opens <root>/vmms.db, creates the Hyper-V-like folders and re-attaches running workers. */

@@ -226,6 +226,8 @@ bool storvsp_dvd_loaded(struct storvsp *s, unsigned lun);
 
 struct storvsp_stats {
 	uint64_t srbs, reads, writes, flushes, unmaps, errors, bad_packets;
+	uint64_t read_bytes, write_bytes; /* of the reads and writes that succeeded */
+	uint64_t normalized_ops; /* reads and writes counted as storage QoS does (8 KiB each) */
 	uint64_t throttled; /* reads and writes a LUN's limits held back */
 	uint16_t protocol;
 };

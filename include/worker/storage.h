@@ -66,6 +66,9 @@ struct worker_disk_status {
 	uint64_t max_iops, max_bytes_per_s; /* storage QoS limits; 0: none */
 };
 unsigned worker_disk_count(void);
+struct storvsp_stats;
+/* The controller's counters since the worker started (false: it has no disks). */
+bool worker_storage_stats(struct storvsp_stats *out);
 bool worker_disk_status(unsigned lun, struct worker_disk_status *out);
 /* Before the re-exec of a guest reset: points each --disk in argv at the LUN's current image. */
 void worker_disks_exec_argv(char **argv);

@@ -803,6 +803,8 @@ static void test_limits(void **state)
 	struct storvsp_stats st;
 	storvsp_get_stats(c->s, &st);
 	assert_true(st.throttled >= 9);
+	assert_int_equal(st.read_bytes, 17 * 4096); /* the counters Measure-VM reads */
+	assert_int_equal(st.normalized_ops, 17);
 	/* lifted: at once */
 	assert_int_equal(storvsp_set_limits(c->s, 0, 0, 0), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -15,7 +15,8 @@ extern const struct cmdlet cmdlet_new_vm, cmdlet_get_vm, cmdlet_set_vm, cmdlet_s
 	cmdlet_suspend_vm, cmdlet_resume_vm, cmdlet_add_vmharddiskdrive, cmdlet_get_vmharddiskdrive,
 	cmdlet_remove_vmharddiskdrive, cmdlet_enable_vmintegrationservice, cmdlet_disable_vmintegrationservice,
 	cmdlet_get_vmhost, cmdlet_set_vmhost, cmdlet_connect_vm, cmdlet_save_vm, cmdlet_remove_vmsavedstate,
-	cmdlet_set_vmharddiskdrive, cmdlet_get_vmprocessor, cmdlet_set_vmprocessor;
+	cmdlet_set_vmharddiskdrive, cmdlet_get_vmprocessor, cmdlet_set_vmprocessor, cmdlet_enable_vmresourcemetering,
+	cmdlet_disable_vmresourcemetering, cmdlet_reset_vmresourcemetering, cmdlet_measure_vm;
 json_t *vm_cmdlet_request(const struct args *a, char *err, size_t errlen);
 
 #define B(c, ...) cli_build(vm_cmdlet_request, &c, CLI_ARGC(__VA_ARGS__), (char *[]){ __VA_ARGS__ })
@@ -122,7 +123,7 @@ static void drives_ics_host(void **state)
 	assert_string_equal(B(cmdlet_connect_vm), "PARSE");
 }
 
-/* Storage QoS and processor limits: sizes with units, the settings given and no others. */
+/* Storage QoS, processor limits, metering: sizes with units, the settings given and no others. */
 static void qos_processor(void **state)
 {
 	(void)state;
@@ -144,6 +145,11 @@ static void qos_processor(void **state)
 			    "{\"count\":2,\"op\":\"set-processor\",\"reserve\":10,\"vm\":\"web\"}");
 	assert_string_equal(B(cmdlet_set_vmprocessor, "web"), "ERR:nothing to change: give -Count, -Maximum, -Reserve or -RelativeWeight");
 	assert_string_equal(B(cmdlet_set_vmprocessor, "web", "-Maximum", "x"), "ERR:-Maximum must be a whole number");
+	assert_string_equal(B(cmdlet_enable_vmresourcemetering, "-VMName", "web"), "{\"op\":\"enable-metering\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_disable_vmresourcemetering, "web"), "{\"op\":\"disable-metering\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_reset_vmresourcemetering, "web"), "{\"op\":\"reset-metering\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_measure_vm, "web", "-Json"), "{\"op\":\"measure\",\"vm\":\"web\"}");
+	assert_string_equal(B(cmdlet_measure_vm), "PARSE"); /* -VMName is required */
 }
 
 int main(void)

@@ -44,6 +44,8 @@ static void family_endpoints(void **st)
 		{ "POST", "/api/v1/vms/web/disks", "add-disk", ROLE_ADMINISTRATOR },
 		{ "POST", "/api/v1/vms/web/disks/qos", "set-disk", ROLE_ADMINISTRATOR },
 		{ "POST", "/api/v1/vms/web/processor", "set-processor", ROLE_ADMINISTRATOR },
+		{ "GET", "/api/v1/vms/web/metering", "measure", ROLE_READER },
+		{ "POST", "/api/v1/vms/web/metering/reset", "reset-metering", ROLE_ADMINISTRATOR },
 		{ "POST", "/api/v1/vms/web/checkpoints", "checkpoint", ROLE_OPERATOR },
 		{ "POST", "/api/v1/vms/web/checkpoints/cp1/restore", "restore-checkpoint", ROLE_OPERATOR },
 		{ "DELETE", "/api/v1/vms/web/checkpoints/cp1", "remove-checkpoint", ROLE_ADMINISTRATOR },
