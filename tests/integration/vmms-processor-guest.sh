@@ -2,7 +2,8 @@
 # Set-VMProcessor -Maximum with the stock guest (in the test host, on its cgroup v2 hierarchy):
 # a 1-processor guest that burns its CPU without pause; the host measures its worker's CPU time
 # over 10 s from /proc (every thread of the process): capped at 25 % from its start it uses at
-# most 27 % of a processor, raised live to 50 % at most 52 %, with the cap lifted clearly more.
+# most 27 % of a processor, raised live to 50 % at most 52 %, with the cap lifted clearly more;
+# Measure-VM has counted its processor time and memory meanwhile.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib/guest.bash
@@ -29,6 +30,7 @@ hv New-VM -Name burn -MemoryStartupBytes 256MB -ProcessorCount 1 >/dev/null
 hv Set-VMFirmware -VMName burn -KernelPath "$G/vmlinuz" -InitrdPath "$G/initramfs.cpio.gz" \
   -KernelCommandLine "console=ttyS0 quiet $(viridian_cmdline_arg 'echo BURNING; while :; do :; done')" >/dev/null
 check "Set-VMProcessor -Maximum 25" hv Set-VMProcessor burn -Maximum 25
+check "Enable-VMResourceMetering" hv Enable-VMResourceMetering burn
 check "Start-VM" hv Start-VM burn
 for _ in $(seq 300); do con | grep -a BURNING >/dev/null && break; sleep 1; done
 check "the guest burns its processor" bash -c "cat '$t'/root/Virtual\ Machines/*/console.log | grep -aq BURNING"
@@ -49,6 +51,11 @@ check "Set-VMProcessor -Maximum 50 of the running VM" hv Set-VMProcessor burn -M
 capped 50 35 52
 check "Set-VMProcessor -Maximum 100 lifts the cap" hv Set-VMProcessor burn -Maximum 100
 capped 100 60 110 # the vCPU and the worker's other threads
+hv Measure-VM burn -Json >"$out/measure.json"
+cat "$out/measure.json"
+meter() { /usr/bin/python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$out/measure.json" "$1"; }
+check "Measure-VM: the processor time it used (AvgCPUPercent $(meter AvgCPUPercent) > 10)" [ "$(meter AvgCPUPercent)" -gt 10 ]
+check "...its 256 MB (MaxRAM $(meter MaxRAM))" [ "$(meter MaxRAM)" = 256 ]
 check "Stop-VM -TurnOff" hv Stop-VM burn -TurnOff
 for _ in $(seq 50); do kill -0 "$w" 2>/dev/null || break; sleep 0.2; done
 id=$(hv Get-VM burn -Json | sed -n 's/.*"id": "\([0-9a-f-]*\)".*/\1/p' | head -1)

@@ -46,11 +46,13 @@ in_vmhost() {
   # 126, which tests/run retries once and lists (docs/testhost.md: guests die and hang in the
   # nested emulator at a measured rate; the retry is the last resort issue #19 allows).
   if [ "$rc" != 0 ] && [ "$rc" != 125 ]; then
-    for f in "$out"/*.log; do
+    # Consoles and worker logs (*.log), and workers' stderr kept apart (*.err: a guest reset is
+    # said only there when the console is a file of its own).
+    for f in "$out"/*.log "$out"/*.err; do
       [ -f "$f" ] || continue
       if grep -qE "$guest_crash" "$f"; then
         echo "--- a guest died in the test host: ${f##*/}: $(grep -m1 -oE "$guest_crash.{0,100}" "$f")"
-      elif grep -q "^vmwp-traced: exit status" "$f" && ! grep -q "$init_mark" "$f"; then
+      elif [ "${f%.log}" != "$f" ] && grep -q "^vmwp-traced: exit status" "$f" && ! grep -q "$init_mark" "$f"; then
         early_boot_hang "$f"
       else
         continue
