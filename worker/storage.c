@@ -186,11 +186,7 @@ bool worker_attach_disks(struct vmbus_host *h, char *err, size_t errlen)
 	pthread_mutex_unlock(&h->lock);
 	for (unsigned i = 0; controller && i < nattached; i++) {
 		if (!max_iops[i] && !max_bytes_per_s[i])
-			continue;
-		if (attached[i].dvd) {
-			snprintf(err, errlen, "LUN %u: a DVD drive takes no QoS limits", i);
-			return false;
-		}
+			continue; /* (a --dvd takes no flags: DVD drives have none) */
 		storvsp_set_limits(controller, i, max_iops[i], max_bytes_per_s[i]); /* options.c checked the range */
 		vlog("storvsp: LUN %u: at most %llu IOPS (8 KiB normalized), %llu bytes/s (0: no limit)", i,
 		     (unsigned long long)max_iops[i], (unsigned long long)max_bytes_per_s[i]);
