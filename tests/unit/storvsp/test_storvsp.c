@@ -343,6 +343,24 @@ static void test_errors(void **state)
 	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
 }
 
+/* A 4 KiB READ(10) of LUN lun into guest page DATA_PFN + page, sent without waiting. */
+static void send_read(struct ctx *c, uint8_t lun, uint64_t tid, uint32_t page)
+{
+	struct vstor_packet p;
+	memset(&p, 0, sizeof(p));
+	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
+	struct vmscsi_request s;
+	memset(&s, 0, sizeof(s));
+	s.lun = lun;
+	s.cdb_length = 10;
+	uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
+	memcpy(s.cdb, r10, 10);
+	s.data_transfer_length = 4096;
+	s.data_in = READ_TYPE;
+	memcpy(&p.vm_srb, &s, sizeof(s));
+	send_pkt(c, tid, &p, sizeof(p), 0, 4096, DATA_PFN + page);
+}
+
 static void test_threaded(void **state)
 {
 	struct ctx *c = *state;
@@ -353,19 +371,8 @@ static void test_threaded(void **state)
 	struct vstor_packet r = srb(c, 0, 0, w10, 10, 4096, 0, WRITE_TYPE);
 	assert_int_equal(r.vm_srb.srb_status, SRB_STATUS_SUCCESS);
 	/* many reads in flight at once */
-	struct vstor_packet p;
-	memset(&p, 0, sizeof(p));
-	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
-	struct vmscsi_request s;
-	memset(&s, 0, sizeof(s));
-	s.cdb_length = 10;
-	uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
-	memcpy(s.cdb, r10, 10);
-	s.data_transfer_length = 4096;
-	s.data_in = READ_TYPE;
-	memcpy(&p.vm_srb, &s, sizeof(s));
-	for (int i = 0; i < 16; i++)
-		send_pkt(c, 100 + i, &p, sizeof(p), 0, 4096, DATA_PFN + 1 + i);
+	for (uint32_t i = 0; i < 16; i++)
+		send_read(c, 0, 100 + i, 1 + i);
 	unsigned seen = 0;
 	for (int i = 0; i < 16; i++) {
 		uint64_t tid = recv_pkt(c, &r);
@@ -751,24 +758,6 @@ static double elapsed_ms(const struct timespec *t0)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
-/* A 4 KiB READ(10) of LUN lun into guest page DATA_PFN + page, sent without waiting. */
-static void send_read(struct ctx *c, uint8_t lun, uint64_t tid, uint32_t page)
-{
-	struct vstor_packet p;
-	memset(&p, 0, sizeof(p));
-	p.operation = VSTOR_OPERATION_EXECUTE_SRB;
-	struct vmscsi_request s;
-	memset(&s, 0, sizeof(s));
-	s.lun = lun;
-	s.cdb_length = 10;
-	uint8_t r10[10] = { 0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0 };
-	memcpy(s.cdb, r10, 10);
-	s.data_transfer_length = 4096;
-	s.data_in = READ_TYPE;
-	memcpy(&p.vm_srb, &s, sizeof(s));
-	send_pkt(c, tid, &p, sizeof(p), 0, 4096, DATA_PFN + page);
 }
 
 /* Storage QoS: LUN 0 at 100 IOPS takes 16 reads sent at once in order over ~100 ms (the
