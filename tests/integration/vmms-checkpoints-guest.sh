@@ -104,7 +104,7 @@ check "Start-VM" quiet hv Start-VM g
 check "the guest writes and counts" wait_n 300 5
 if [ "$fails" != 0 ]; then
   # Nothing else can pass: keep the console where in_vmhost looks, and say whether the guest
-  # ever reached /init (an early-boot hang in the emulator is retried once by tests/run).
+  # ever reached /init (an early-boot hang in the emulator is run again by tests/run).
   con >"$out/guest-console.log"
   exit_if_no_init "$out/guest-console.log"
   tail -n 40 "$out/guest-console.log"

@@ -43,8 +43,8 @@ in_vmhost() {
   fi
   # A failed test whose guest died (triple fault, panic, oops) or hung before /init (its
   # worker's log has the recorder's dump but no init-start): say so with the evidence and exit
-  # 126, which tests/run retries once and lists (docs/testhost.md: guests die and hang in the
-  # nested emulator at a measured rate; the retry is the last resort issue #19 allows).
+  # 126, which tests/run runs again (at most twice) and lists (docs/testhost.md: guests die and
+  # hang in the nested emulator at a measured rate; the retry is issue #19's last resort).
   if [ "$rc" != 0 ] && [ "$rc" != 125 ]; then
     # Consoles and worker logs (*.log), and workers' stderr kept apart (*.err: a guest reset is
     # said only there when the console is a file of its own).
