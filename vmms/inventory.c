@@ -586,8 +586,8 @@ static int64_t *metering_field(struct inv_metering *m, int i)
 {
 	int64_t *f[METERING_FIELDS] = { &m->since_ms, &m->running_ms, &m->cpu_ms, &m->ram_mb_ms, &m->ram_min_mb,
 					&m->ram_max_mb, &m->disk_read, &m->disk_written, &m->disk_ops, &m->net_in,
-					&m->net_out, &m->base_worker, &m->base_at_ms, &m->base_cpu_ticks, &m->base_read,
-					&m->base_written, &m->base_ops, &m->base_in, &m->base_out };
+					&m->net_out, &m->base_worker, &m->base.at_ms, &m->base.cpu_ticks, &m->base.read,
+					&m->base.written, &m->base.ops, &m->base.in, &m->base.out };
 	return f[i];
 }
 

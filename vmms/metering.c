@@ -17,9 +17,8 @@
 #define METERING_SAMPLE_MS 10000
 
 struct sample {
-	int64_t at_ms, uptime_ms;
-	int64_t cpu_ticks, read, written, ops, in, out;
-	int64_t ram_mb;
+	struct inv_meter_counters c;
+	int64_t uptime_ms, ram_mb;
 };
 
 static int64_t jget(json_t *o, const char *key)
@@ -37,28 +36,23 @@ static bool take_sample(const struct inv_vm *vm, pid_t pid, struct sample *out)
 	}
 	json_t *io = json_object_get(st, "storage"), *nics = json_object_get(st, "nics"), *n;
 	size_t i;
-	*out = (struct sample){ .at_ms = vmms_unix_ms(), .uptime_ms = jget(st, "uptime_ms"),
-				.cpu_ticks = (int64_t)(proc_field(pid, 14) + proc_field(pid, 15)),
-				.read = jget(io, "read_bytes"), .written = jget(io, "write_bytes"), .ops = jget(io, "normalized_ops"),
-				.ram_mb = (jget(st, "memory_bytes") ?: (int64_t)vm->memory) >> 20 };
+	*out = (struct sample){ .c = { .at_ms = vmms_unix_ms(),
+				       .cpu_ticks = (int64_t)(proc_field(pid, 14) + proc_field(pid, 15)),
+				       .read = jget(io, "read_bytes"), .written = jget(io, "write_bytes"),
+				       .ops = jget(io, "normalized_ops") },
+				.uptime_ms = jget(st, "uptime_ms"), .ram_mb = (jget(st, "memory_bytes") ?: (int64_t)vm->memory) >> 20 };
 	json_array_foreach(nics, i, n) {
-		out->in += jget(n, "rx_bytes");   /* backend -> guest */
-		out->out += jget(n, "tx_bytes");  /* guest -> backend */
+		out->c.in += jget(n, "rx_bytes");   /* backend -> guest */
+		out->c.out += jget(n, "tx_bytes");  /* guest -> backend */
 	}
 	json_decref(st);
 	return true;
 }
 
-static void set_base(struct inv_metering *m, uint64_t worker, const struct sample *x)
+static void set_base(struct inv_metering *m, uint64_t worker, const struct inv_meter_counters *c)
 {
 	m->base_worker = (int64_t)worker;
-	m->base_at_ms = x->at_ms;
-	m->base_cpu_ticks = x->cpu_ticks;
-	m->base_read = x->read;
-	m->base_written = x->written;
-	m->base_ops = x->ops;
-	m->base_in = x->in;
-	m->base_out = x->out;
+	m->base = *c;
 }
 
 /* A counter's growth since the base (a counter below it started again: all of it is new). */
@@ -71,26 +65,26 @@ static int64_t grown(int64_t now, int64_t base)
 static void fold(struct inv_metering *m, uint64_t worker, const struct sample *x)
 {
 	if (m->base_worker != (int64_t)worker) { /* a worker the row has not seen: from its start */
-		struct sample zero = { .at_ms = x->at_ms - x->uptime_ms };
+		struct inv_meter_counters zero = { .at_ms = x->c.at_ms - x->uptime_ms };
 		if (zero.at_ms < m->since_ms)
 			zero.at_ms = m->since_ms;
 		set_base(m, worker, &zero);
 	}
 	long hz = sysconf(_SC_CLK_TCK);
-	int64_t dt = x->at_ms > m->base_at_ms ? x->at_ms - m->base_at_ms : 0;
+	int64_t dt = x->c.at_ms > m->base.at_ms ? x->c.at_ms - m->base.at_ms : 0;
 	m->running_ms += dt;
-	m->cpu_ms += hz > 0 ? grown(x->cpu_ticks, m->base_cpu_ticks) * 1000 / hz : 0;
+	m->cpu_ms += hz > 0 ? grown(x->c.cpu_ticks, m->base.cpu_ticks) * 1000 / hz : 0;
 	m->ram_mb_ms += x->ram_mb * dt;
 	if (!m->ram_min_mb || x->ram_mb < m->ram_min_mb)
 		m->ram_min_mb = x->ram_mb;
 	if (x->ram_mb > m->ram_max_mb)
 		m->ram_max_mb = x->ram_mb;
-	m->disk_read += grown(x->read, m->base_read);
-	m->disk_written += grown(x->written, m->base_written);
-	m->disk_ops += grown(x->ops, m->base_ops);
-	m->net_in += grown(x->in, m->base_in);
-	m->net_out += grown(x->out, m->base_out);
-	set_base(m, worker, x);
+	m->disk_read += grown(x->c.read, m->base.read);
+	m->disk_written += grown(x->c.written, m->base.written);
+	m->disk_ops += grown(x->c.ops, m->base.ops);
+	m->net_in += grown(x->c.in, m->base.in);
+	m->net_out += grown(x->c.out, m->base.out);
+	set_base(m, worker, &x->c);
 }
 
 /* The VM's worker, if it runs one that answers. */
@@ -191,7 +185,7 @@ static json_t *op_metering(struct vmms *s, json_t *req, const char *op)
 			struct vmms_worker *w = running_worker(s, &vm);
 			struct sample x;
 			if (w && take_sample(&vm, w->pid, &x))
-				set_base(&m, w->start, &x);
+				set_base(&m, w->start, &x.c);
 		} else {
 			sample_into(s, &vm, &m);
 		}

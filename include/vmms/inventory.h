@@ -84,9 +84,12 @@ int inv_set_status(struct inventory *inv, const char *id, struct vm_status st, p
 		   uint64_t start, const char *level, const char *event);
 int inv_remove(struct inventory *inv, const char *id);
 /* Resource metering (Enable-VMResourceMetering, Measure-VM: vmms/metering.c): what was used
- * since since_ms, and the worker's counters at the last sample (base_*, of the worker whose
+ * since since_ms, and the worker's counters at the last sample (base, of the worker whose
  * /proc start time is base_worker) that the next sample counts from. A VM has a row while
  * metering is on. */
+struct inv_meter_counters { /* a worker's cumulative counters at at_ms */
+	int64_t at_ms, cpu_ticks, read, written, ops, in, out;
+};
 struct inv_metering {
 	int64_t since_ms;       /* wall clock, Unix ms */
 	int64_t running_ms;     /* of that time, sampled with a worker running */
@@ -95,7 +98,8 @@ struct inv_metering {
 	int64_t ram_min_mb, ram_max_mb; /* 0 before the first sample */
 	int64_t disk_read, disk_written, disk_ops; /* bytes; normalized (8 KiB) operations */
 	int64_t net_in, net_out; /* bytes, all adapters */
-	int64_t base_worker, base_at_ms, base_cpu_ticks, base_read, base_written, base_ops, base_in, base_out;
+	int64_t base_worker;
+	struct inv_meter_counters base;
 };
 /* 1 and *out, 0 (metering off), -1 error. */
 int inv_metering_get(struct inventory *inv, const char *id, struct inv_metering *out);
