@@ -40,7 +40,8 @@ static bool take_sample(const struct inv_vm *vm, pid_t pid, struct sample *out)
 				       .cpu_ticks = (int64_t)(proc_field(pid, 14) + proc_field(pid, 15)),
 				       .read = jget(io, "read_bytes"), .written = jget(io, "write_bytes"),
 				       .ops = jget(io, "normalized_ops") },
-				.uptime_ms = jget(st, "uptime_ms"), .ram_mb = (jget(st, "memory_bytes") ?: (int64_t)vm->memory) >> 20 };
+				.uptime_ms = jget(st, "uptime_ms"),
+				.ram_mb = (jget(st, "memory_bytes") ?: (int64_t)vm->memory) >> 20 };
 	json_array_foreach(nics, i, n) {
 		out->c.in += jget(n, "rx_bytes");   /* backend -> guest */
 		out->c.out += jget(n, "tx_bytes");  /* guest -> backend */
