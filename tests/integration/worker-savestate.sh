@@ -71,8 +71,9 @@ echo "saved at COUNT=$before UP=${up_before}s; $(stat -c %s "$state") bytes"
 # Bad saved states first (they must leave the good one untouched).
 bad() { # bad NAME FILE [extra vmwp options...]: vmwp refuses FILE in one line, exit 1
   local f=$2; shift 2
-  # the worker itself, not the crash-trace wrapper: no guest runs, and its dump is noise here
-  "${VIRIDIAN_REAL_VMWP:-$B/vmwp}" --restore "$f" --memory 512M --cpus 2 --disk "$disk" --nic tap=vtap0,mac=00:15:5d:12:34:99 \
+  # the worker itself, not the crash-trace wrapper: no guest runs, and its dump is noise here;
+  # a file wrongly accepted would run its guest: the time limit ends that (124, a failure)
+  timeout 120 "${VIRIDIAN_REAL_VMWP:-$B/vmwp}" --restore "$f" --memory 512M --cpus 2 --disk "$disk" --nic tap=vtap0,mac=00:15:5d:12:34:99 \
     --serial "file:$out/bad.log" "$@" </dev/null >/dev/null 2>"$out/bad.err"
   local rc=$?
   echo "  -> rc $rc: $(grep 'error:' "$out/bad.err")"
@@ -82,7 +83,11 @@ bad() { # bad NAME FILE [extra vmwp options...]: vmwp refuses FILE in one line, 
 }
 head -c $(( $(stat -c %s "$state") / 2 )) "$state" >"$out/truncated.vmrs"
 cp "$state" "$out/flipped.vmrs"
-printf '\xff' | dd of="$out/flipped.vmrs" bs=1 seek=$(( $(stat -c %s "$state") / 3 )) conv=notrunc 2>/dev/null
+# Flip every bit of one byte (writing a fixed 0xff changed nothing when the byte was 0xff
+# already: clean-clone run 26 restored that "corrupted" file and ran its guest).
+flip_at=$(( $(stat -c %s "$state") / 3 ))
+byte=$(od -An -tu1 -j "$flip_at" -N1 "$state" | tr -d ' ')
+printf "\\$(printf %03o $(( byte ^ 0xff )))" | dd of="$out/flipped.vmrs" bs=1 seek="$flip_at" conv=notrunc 2>/dev/null
 head -c 4096 /dev/urandom >"$out/foreign.vmrs"
 check "a truncated saved state is refused" bad truncated "$out/truncated.vmrs"
 check "a corrupted saved state is refused" bad flipped "$out/flipped.vmrs"
