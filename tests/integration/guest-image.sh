@@ -35,6 +35,13 @@ log=$out/console.log
 sed 's/^/  | /' "$log"
 sed 's/^/  ! /' "$out/stderr.log" >&2
 [ "$rc" = 0 ] || fail "the VMM run exited with $rc"
+# With -no-reboot, a guest that triple-faults or panics (panic=-1) ends the VMM with status 0 as
+# a poweroff does; only the missing poweroff marker tells them apart. That is a guest dying in the
+# emulator (docs/testhost.md; CI saw it mid-line): exit 126, which tests/run runs again.
+if ! viridian_mark "$log" poweroff >/dev/null; then
+  echo "--- a guest died in the test host: console.log: the reference guest reset before /init powered it off (its last line: $(tail -n 1 "$log" | tr -d '\r' | cut -c1-120))"
+  exit 126
+fi
 
 init_up=$(viridian_mark_uptime "$log" init-start) || fail "no init-start marker: /init did not run"
 viridian_mark "$log" "modprobe hv_vmbus" >/dev/null || fail "no modprobe marker for hv_vmbus"
@@ -51,7 +58,6 @@ done
 grep -q 'hello-from-guest' "$log" || fail "the command's output is missing"
 grep -q 'kvp-help-rc=\(0\|1\)' "$log" || fail "hv_kvp_daemon does not run (see kvp-help-rc)"
 [ "$(viridian_mark "$log" cmd-exit)" = 0 ] || fail "cmd-exit is not 0"
-viridian_mark "$log" poweroff >/dev/null || fail "no poweroff marker"
 
 times=$(grep -o 'testhost: times: .*' "$out/stderr.log" || true)
 awk -v a="$t0" -v b="$t1" -v c="$t2" -v u="$init_up" -v th="$times" 'BEGIN {

@@ -4,14 +4,15 @@
 #   in_vmhost LIMIT_S "$0" "$@"  # re-runs the test inside a host that can run guests (at most
 #                                # LIMIT_S seconds there), then exits; inside, $out is a folder
 #                                # written through to this machine
-#   check "what" CMD...          # runs CMD, prints ok/FAIL, counts failures in $fails
+#   check "what" CMD...          # runs CMD, prints ok/FAIL, counts failures in $fails; CMD's
+#                                # success is its status
 #   has FILE TEXT                # FILE contains TEXT
 #   run_root_vm LOG SCRIPT DISK... boots the default guest with DISK... as LUNs 0.. and the
 #                                # root file system on LUN 0, running SCRIPT there
 #   finish                       # exit status from $fails
 #   exit_if_no_init LOG          # a guest whose console LOG never showed /init hung in the
 #                                # emulator's early boot: say so and exit 126 (tests/run
-#                                # retries it once), instead of failing every check after it
+#                                # runs it again), instead of failing every check after it
 # $B is the build to test (VIRIDIAN_BUILD, default build; absolute), $G the default guest's
 # folder.
 . guest/lib.sh
@@ -82,7 +83,7 @@ trace_guests() {
 }
 
 check() {
-  if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
+  if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); return 1; fi
 }
 
 has() { grep -qF -- "$2" "$1"; }
