@@ -145,7 +145,11 @@ static int build_config(struct vmms *s, const struct inv_vm *vm, const struct in
 		c->images[i].parent = ch->img[i].parent;
 	c->ndisks = vm->ndisks;
 	for (int i = 0; i < vm->ndisks; i++)
-		c->disks[i] = (struct vmcfg_disk){ vm->disks[i].controller, vm->disks[i].lun, chain_rel(ch, c, vm->disks[i].path) };
+		c->disks[i] = (struct vmcfg_disk){ vm->disks[i].controller, vm->disks[i].lun, chain_rel(ch, c, vm->disks[i].path),
+						   vm->disks[i].max_iops, vm->disks[i].max_bandwidth };
+	c->cpu_maximum = vmms_cpu_maximum(vm);
+	c->cpu_reserve = vm->cpu_reserve;
+	c->cpu_weight = vmms_cpu_weight(vm);
 	if (ncp > VMCFG_MAX_CHECKPOINTS) {
 		snprintf(err, errlen, "more than %d checkpoints", VMCFG_MAX_CHECKPOINTS);
 		return -1;
@@ -164,8 +168,8 @@ static int build_config(struct vmms *s, const struct inv_vm *vm, const struct in
 			snprintf(cp->state_file, sizeof(cp->state_file), "Snapshots/%s.vmrs", cps[k].id);
 		cp->ndisks = cps[k].ndisks;
 		for (int i = 0; i < cps[k].ndisks; i++)
-			cp->disks[i] = (struct vmcfg_disk){ cps[k].disks[i].controller, cps[k].disks[i].lun,
-							    chain_rel(ch, c, cps[k].disks[i].path) };
+			cp->disks[i] = (struct vmcfg_disk){ .controller = cps[k].disks[i].controller, .lun = cps[k].disks[i].lun,
+							    .image = chain_rel(ch, c, cps[k].disks[i].path) };
 	}
 	struct inv_nic *nics;
 	int nn;
@@ -731,7 +735,11 @@ static int import_register(struct vmms *s, struct import_plan *p, char *err, siz
 			snprintf(vm.parent_checkpoint, sizeof(vm.parent_checkpoint), "%s", p->cp_id[k]);
 	vm.ndisks = c->ndisks;
 	for (int i = 0; i < c->ndisks; i++)
-		vm.disks[i] = (struct inv_disk){ .controller = c->disks[i].controller, .lun = c->disks[i].lun, .path = p->img[c->disks[i].image] };
+		vm.disks[i] = (struct inv_disk){ .controller = c->disks[i].controller, .lun = c->disks[i].lun, .path = p->img[c->disks[i].image],
+						 .max_iops = c->disks[i].max_iops, .max_bandwidth = c->disks[i].max_bandwidth };
+	vm.cpu_maximum = c->cpu_maximum;
+	vm.cpu_reserve = c->cpu_reserve;
+	vm.cpu_weight = c->cpu_weight;
 	struct inv_nic nics[VMCFG_MAX_NICS];
 	memset(nics, 0, sizeof(nics));
 	for (int i = 0; i < c->nnics; i++) {

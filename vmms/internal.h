@@ -168,6 +168,9 @@ void vmms_metering_tick(struct vmms *s);
 json_t *vmms_processor_request(struct vmms *s, const char *op, json_t *req);
 /* Get-VM's "processor": count, maximum, reserve, relative_weight (Hyper-V's defaults filled in). */
 json_t *vmms_processor_json(const struct inv_vm *vm);
+/* -Maximum and -RelativeWeight with Hyper-V's defaults (100, 100) for the inventory's 0. */
+int vmms_cpu_maximum(const struct inv_vm *vm);
+int vmms_cpu_weight(const struct inv_vm *vm);
 /* Before a start: NULL if the VM's processor reserve fits the host beside the running VMs,
  * its cgroup (limits set) in cgroup ("" when none could be made), *required when the worker
  * must run in it (limits other than the defaults); else the refusal. */

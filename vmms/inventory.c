@@ -331,6 +331,31 @@ static void bind_config(sqlite3_stmt *s, const struct inv_vm *vm)
 	sqlite3_bind_int(s, 18, vm->cpu_weight);
 }
 
+/* A new VM's drives' storage QoS (an imported VM brings its own). */
+static int put_disk_qos(struct inventory *inv, const struct inv_vm *vm)
+{
+	sqlite3_stmt *s;
+	if (sqlite3_prepare_v2(inv->db, "INSERT INTO disk_qos(vm_id, controller, lun, max_iops, max_bandwidth) VALUES (?,?,?,?,?)",
+			       -1, &s, NULL) != SQLITE_OK)
+		return fail(inv, "disk QoS");
+	int rc = 0;
+	for (int i = 0; i < vm->ndisks && rc == 0; i++) {
+		const struct inv_disk *d = &vm->disks[i];
+		if (!d->max_iops && !d->max_bandwidth)
+			continue;
+		sqlite3_reset(s);
+		bind_text(s, 1, vm->id);
+		sqlite3_bind_int(s, 2, d->controller);
+		sqlite3_bind_int(s, 3, d->lun);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)d->max_iops);
+		sqlite3_bind_int64(s, 5, (sqlite3_int64)d->max_bandwidth);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = fail(inv, "disk QoS");
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int inv_create(struct inventory *inv, const struct inv_vm *vm)
 {
 	if (begin(inv) < 0)
@@ -349,7 +374,8 @@ int inv_create(struct inventory *inv, const struct inv_vm *vm)
 	sqlite3_finalize(s);
 	if (rc < 0 && inv->dup)
 		snprintf(inv->err, sizeof(inv->err), "a virtual machine named '%s' already exists", vm->name);
-	if (rc < 0 || put_disks(inv, vm) < 0 || add_event(inv, vm->id, "Information", "virtual machine created") < 0)
+	if (rc < 0 || put_disks(inv, vm) < 0 || put_disk_qos(inv, vm) < 0 ||
+	    add_event(inv, vm->id, "Information", "virtual machine created") < 0)
 		return rollback(inv);
 	return commit(inv);
 }

@@ -12,20 +12,20 @@
 #include "vmms/cpu_limits.h"
 #include "vmms/inventory.h"
 
-static int effective_maximum(const struct inv_vm *vm)
+int vmms_cpu_maximum(const struct inv_vm *vm)
 {
 	return vm->cpu_maximum > 0 ? vm->cpu_maximum : 100;
 }
 
-static int effective_weight(const struct inv_vm *vm)
+int vmms_cpu_weight(const struct inv_vm *vm)
 {
 	return vm->cpu_weight > 0 ? vm->cpu_weight : 100;
 }
 
 json_t *vmms_processor_json(const struct inv_vm *vm)
 {
-	return json_pack("{s:i, s:i, s:i, s:i}", "count", vm->cpus, "maximum", effective_maximum(vm), "reserve",
-			 vm->cpu_reserve, "relative_weight", effective_weight(vm));
+	return json_pack("{s:i, s:i, s:i, s:i}", "count", vm->cpus, "maximum", vmms_cpu_maximum(vm), "reserve",
+			 vm->cpu_reserve, "relative_weight", vmms_cpu_weight(vm));
 }
 
 /* What a VM of cpus processors at reserve percent holds back, in percent of one processor. */
@@ -61,12 +61,12 @@ static json_t *reserve_check(struct vmms *s, const struct inv_vm *vm, int cpus, 
 json_t *vmms_processor_prepare(struct vmms *s, const struct inv_vm *vm, char *cgroup, size_t len, bool *required)
 {
 	*cgroup = '\0';
-	*required = effective_maximum(vm) < 100 || effective_weight(vm) != 100;
+	*required = vmms_cpu_maximum(vm) < 100 || vmms_cpu_weight(vm) != 100;
 	json_t *reply = reserve_check(s, vm, vm->cpus, vm->cpu_reserve, "start");
 	if (reply)
 		return reply;
 	char err[PATH_MAX + 256];
-	if (cpu_cgroups_apply(&s->cg, vm->id, vm->cpus, effective_maximum(vm), effective_weight(vm), err, sizeof(err)) < 0) {
+	if (cpu_cgroups_apply(&s->cg, vm->id, vm->cpus, vmms_cpu_maximum(vm), vmms_cpu_weight(vm), err, sizeof(err)) < 0) {
 		if (*required)
 			return err_reply(0, "'%s' cannot start: its processor limits cannot be set: %s", vm->name, err);
 		return NULL; /* no limits asked for: it runs where vmms runs */
@@ -98,7 +98,7 @@ static json_t *op_set_processor(struct vmms *s, json_t *req)
 	json_t *reply = find_vm(s, req, &vm);
 	if (reply)
 		return reply;
-	int cpus = vm.cpus, maximum = effective_maximum(&vm), reserve = vm.cpu_reserve, weight = effective_weight(&vm);
+	int cpus = vm.cpus, maximum = vmms_cpu_maximum(&vm), reserve = vm.cpu_reserve, weight = vmms_cpu_weight(&vm);
 	enum vm_state st = vm.status.state;
 	bool live = vm_state_has_worker(st);
 	if (!json_object_get(req, "count") && !json_object_get(req, "maximum") && !json_object_get(req, "reserve") &&

@@ -7,6 +7,7 @@
 
 #include "internal.h"
 #include "vmms/vmconfig.h"
+#include "vsp/io_limit.h"
 
 /* ---- checks ---- */
 
@@ -80,6 +81,17 @@ static int get_int(struct parse *p, json_t *o, const char *key, json_int_t lo, j
 	return 0;
 }
 
+/* A key added within version 1: absent is dflt. */
+static int get_opt_int(struct parse *p, json_t *o, const char *key, json_int_t lo, json_int_t hi, json_int_t dflt,
+		       json_int_t *out)
+{
+	if (!json_object_get(o, key)) {
+		*out = dflt;
+		return 0;
+	}
+	return get_int(p, o, key, lo, hi, out);
+}
+
 static int get_bool(struct parse *p, json_t *o, const char *key, bool *out)
 {
 	json_t *v = json_object_get(o, key);
@@ -122,7 +134,9 @@ static bool memory_ok(uint64_t m)
 	return vmms_valid_memory(m);
 }
 
-static int get_disks(struct parse *p, const struct vmcfg *c, json_t *arr, struct vmcfg_disk *out, int *n, const char *what)
+/* The VM's disks (with_qos) or a checkpoint's (no QoS keys allowed: it is the drive's). */
+static int get_disks(struct parse *p, const struct vmcfg *c, json_t *arr, struct vmcfg_disk *out, int *n, const char *what,
+		     bool with_qos)
 {
 	char where[64];
 	const char *outer = p->where;
@@ -136,12 +150,17 @@ static int get_disks(struct parse *p, const struct vmcfg *c, json_t *arr, struct
 	json_array_foreach(arr, i, d) {
 		snprintf(where, sizeof(where), "%s%s%s[%zu]", outer, *outer ? "." : "", what, i);
 		p->where = where;
-		json_int_t ctl, lun;
+		json_int_t ctl, lun, iops = 0, bw = 0;
 		char path[VMCFG_PATH_MAX];
 		if (!json_is_object(d))
 			return bad(p, "not an object");
 		if (get_int(p, d, "controller", 0, 0, &ctl) < 0 || get_int(p, d, "lun", 0, 63, &lun) < 0 ||
 		    get_rel(p, d, "path", "Virtual Hard Disks", path, false) < 0)
+			return -1;
+		if (!with_qos && (json_object_get(d, "max_iops") || json_object_get(d, "max_bandwidth")))
+			return bad(p, "a checkpoint's disk has no storage QoS");
+		if (with_qos && (get_opt_int(p, d, "max_iops", 0, (json_int_t)IO_LIMIT_MAX_IOPS, 0, &iops) < 0 ||
+				 get_opt_int(p, d, "max_bandwidth", 0, (json_int_t)IO_LIMIT_MAX_BYTES_PER_S, 0, &bw) < 0))
 			return -1;
 		int img = vmcfg_image_index(c, path);
 		if (img < 0)
@@ -149,9 +168,28 @@ static int get_disks(struct parse *p, const struct vmcfg *c, json_t *arr, struct
 		for (int k = 0; k < *n; k++)
 			if (out[k].lun == (int)lun)
 				return bad(p, "LUN %lld is used twice", (long long)lun);
-		out[(*n)++] = (struct vmcfg_disk){ (int)ctl, (int)lun, img };
+		out[(*n)++] = (struct vmcfg_disk){ (int)ctl, (int)lun, img, (uint64_t)iops, (uint64_t)bw };
 	}
 	p->where = outer;
+	return 0;
+}
+
+/* "processor" (Set-VMProcessor), absent in older files: Hyper-V's defaults. */
+static int parse_processor(struct parse *p, json_t *o, struct vmcfg *c)
+{
+	json_int_t maximum = 100, reserve = 0, weight = 100;
+	if (o) {
+		p->where = "vm.processor";
+		if (!json_is_object(o))
+			return bad(p, "not an object");
+		if (get_int(p, o, "maximum", 1, 100, &maximum) < 0 || get_int(p, o, "reserve", 0, 100, &reserve) < 0 ||
+		    get_int(p, o, "relative_weight", 1, 10000, &weight) < 0)
+			return -1;
+		p->where = "vm";
+	}
+	c->cpu_maximum = (int)maximum;
+	c->cpu_reserve = (int)reserve;
+	c->cpu_weight = (int)weight;
 	return 0;
 }
 
@@ -216,7 +254,7 @@ static int parse_vm(struct parse *p, json_t *vm, struct vmcfg *c)
 		return -1;
 	if (!c->saved && c->saved_state[0])
 		return bad(p, "an Off VM with a \"saved_state\"");
-	return 0;
+	return parse_processor(p, json_object_get(vm, "processor"), c);
 }
 
 static int parse_images(struct parse *p, json_t *arr, struct vmcfg *c)
@@ -342,7 +380,7 @@ static int parse_checkpoints(struct parse *p, json_t *arr, struct vmcfg *c)
 		cp->memory = (uint64_t)v;
 		if (!memory_ok(cp->memory))
 			return bad(p, "\"memory\" is not 32 MB to 1 TB in 2 MB units");
-		if (get_disks(p, c, json_object_get(o, "disks"), cp->disks, &cp->ndisks, "disks") < 0)
+		if (get_disks(p, c, json_object_get(o, "disks"), cp->disks, &cp->ndisks, "disks", false) < 0)
 			return -1;
 		c->ncheckpoints = (int)i + 1;
 	}
@@ -399,7 +437,7 @@ int vmcfg_parse(const char *text, size_t len, struct vmcfg *c, char *err, size_t
 	if (parse_vm(&p, json_object_get(root, "vm"), c) < 0 || parse_images(&p, json_object_get(root, "images"), c) < 0)
 		goto out;
 	p.where = "";
-	if (get_disks(&p, c, json_object_get(root, "disks"), c->disks, &c->ndisks, "disks") < 0 ||
+	if (get_disks(&p, c, json_object_get(root, "disks"), c->disks, &c->ndisks, "disks", true) < 0 ||
 	    parse_nics(&p, json_object_get(root, "network_adapters"), c) < 0 ||
 	    parse_checkpoints(&p, json_object_get(root, "checkpoints"), c) < 0)
 		goto out;
@@ -416,12 +454,18 @@ static json_t *str_or_null(const char *s)
 	return s[0] ? json_string(s) : json_null();
 }
 
-static json_t *disks_json(const struct vmcfg *c, const struct vmcfg_disk *d, int n)
+static json_t *disks_json(const struct vmcfg *c, const struct vmcfg_disk *d, int n, bool with_qos)
 {
 	json_t *a = json_array();
-	for (int i = 0; i < n; i++)
-		json_array_append_new(a, json_pack("{s:i, s:i, s:s}", "controller", d[i].controller, "lun", d[i].lun, "path",
-						   c->images[d[i].image].path));
+	for (int i = 0; i < n; i++) {
+		json_t *o = json_pack("{s:i, s:i, s:s}", "controller", d[i].controller, "lun", d[i].lun, "path",
+				      c->images[d[i].image].path);
+		if (o && with_qos) {
+			json_object_set_new(o, "max_iops", json_integer((json_int_t)d[i].max_iops));
+			json_object_set_new(o, "max_bandwidth", json_integer((json_int_t)d[i].max_bandwidth));
+		}
+		json_array_append_new(a, o);
+	}
 	return a;
 }
 
@@ -439,6 +483,8 @@ json_t *vmcfg_to_json(const struct vmcfg *c)
 			       "checkpoint_type", c->checkpoint_type, "parent_checkpoint", c->parent_checkpoint,
 			       "disabled_integration_services", ics, "state", c->saved ? "Saved" : "Off", "saved_state",
 			       str_or_null(c->saved_state));
+	json_object_set_new(vm, "processor", json_pack("{s:i, s:i, s:i}", "maximum", c->cpu_maximum, "reserve", c->cpu_reserve,
+						       "relative_weight", c->cpu_weight));
 	json_t *images = json_array(), *nics = json_array(), *cps = json_array();
 	for (int i = 0; i < c->nimages; i++)
 		json_array_append_new(images, json_pack("{s:s, s:o, s:b}", "path", c->images[i].path, "parent",
@@ -455,9 +501,9 @@ json_t *vmcfg_to_json(const struct vmcfg *c)
 		json_array_append_new(cps, json_pack("{s:s, s:s, s:s, s:I, s:s, s:o, s:i, s:I, s:o}", "id", cp->id, "parent_id",
 						     cp->parent_id, "name", cp->name, "created_ms", (json_int_t)cp->created_ms,
 						     "type", cp->type, "state_file", str_or_null(cp->state_file), "cpus", cp->cpus,
-						     "memory", (json_int_t)cp->memory, "disks", disks_json(c, cp->disks, cp->ndisks)));
+						     "memory", (json_int_t)cp->memory, "disks", disks_json(c, cp->disks, cp->ndisks, false)));
 	}
 	return json_pack("{s:s, s:i, s:I, s:o, s:o, s:o, s:o, s:o}", "format", VMCFG_FORMAT, "version", VMCFG_VERSION,
-			 "exported_ms", (json_int_t)c->exported_ms, "vm", vm, "disks", disks_json(c, c->disks, c->ndisks),
+			 "exported_ms", (json_int_t)c->exported_ms, "vm", vm, "disks", disks_json(c, c->disks, c->ndisks, true),
 			 "network_adapters", nics, "images", images, "checkpoints", cps);
 }

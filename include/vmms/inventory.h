@@ -18,7 +18,7 @@ struct inv_disk {
 	char *path;
 	/* Hard disks' storage QoS (Set-VMHardDiskDrive -MaximumIOPS, -MaximumBandwidth; 0: none).
 	 * They belong to the drive's location, not to its image: read with the drives, written by
-	 * inv_set_disk_qos only (inv_update leaves them, so applying a checkpoint or moving
+	 * inv_create and inv_set_disk_qos only (inv_update leaves them, so applying a checkpoint or moving
 	 * storage keeps them), gone with the drive. */
 	uint64_t max_iops, max_bandwidth;
 };
@@ -68,7 +68,7 @@ struct inventory *inv_open(const char *db_path, char *err, size_t errlen);
 void inv_close(struct inventory *inv);
 const char *inv_error(struct inventory *inv); /* the last failure */
 
-/* Inserts a new VM (id must be set) with its disks and a "created" event. -1 on failure
+/* Inserts a new VM (id must be set) with its disks (their QoS too) and a "created" event. -1 on failure
  * (duplicate name: inv_error says so and inv_last_dup() is true). */
 int inv_create(struct inventory *inv, const struct inv_vm *vm);
 bool inv_last_dup(struct inventory *inv);

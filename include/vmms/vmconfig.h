@@ -7,8 +7,8 @@
  *    "vm":{"id","name","generation","cpus","memory","kernel","initrd","cmdline","notes",
  *          "automatic_start_action","automatic_stop_action","checkpoint_type",
  *          "parent_checkpoint","disabled_integration_services":[..],"state":"Off"|"Saved",
- *          "saved_state":REL?},
- *    "disks":[{"controller","lun","path":REL}],
+ *          "saved_state":REL?,"processor":{"maximum","reserve","relative_weight"}?},
+ *    "disks":[{"controller","lun","path":REL,"max_iops"?,"max_bandwidth"?}],
  *    "network_adapters":[{"slot","name","mac","static_mac","switch":NAME?,"vlan","mac_spoofing"}],
  *    "images":[{"path":REL,"parent":REL?,"owned"}],
  *    "checkpoints":[{"id","parent_id","name","created_ms","type","state_file":REL?,"cpus",
@@ -18,7 +18,9 @@
  * "Virtual Hard Disks/", checkpoint states under "Snapshots/", the saved state under
  * "Virtual Machines/". Every image a disk or a checkpoint uses is in "images", with its parent
  * there too, and the images form a forest. The file is hostile input: vmcfg_parse checks all of
- * this and says what is wrong in one line. */
+ * this and says what is wrong in one line. "processor" (Set-VMProcessor) and a disk's storage QoS
+ * (Set-VMHardDiskDrive) came later in version 1: absent, they are Hyper-V's defaults (100 %,
+ * 0 %, weight 100, no limit); checkpoints' disks have no QoS (it is the drive's, not an image's). */
 #ifndef VIRIDIAN_VMMS_VMCONFIG_H
 #define VIRIDIAN_VMMS_VMCONFIG_H
 
@@ -44,6 +46,7 @@ struct vmcfg_disk {
 	int controller;
 	int lun;
 	int image;                /* index into images */
+	uint64_t max_iops, max_bandwidth; /* 0: no limit; always 0 in a checkpoint's disks */
 };
 
 struct vmcfg_nic {
@@ -91,6 +94,7 @@ struct vmcfg {
 	unsigned ic_disabled;     /* bits INV_IC_* */
 	bool saved;               /* state Saved: saved_state is its file */
 	char saved_state[VMCFG_PATH_MAX];
+	int cpu_maximum, cpu_reserve, cpu_weight; /* percent 1..100, percent 0..100, 1..10000 */
 	int ndisks, nnics, nimages, ncheckpoints;
 	struct vmcfg_disk disks[VMCFG_MAX_DISKS];
 	struct vmcfg_nic nics[VMCFG_MAX_NICS];

@@ -3,7 +3,9 @@
 # sockets). A VM on VHDX files with two checkpoints (guest writes between them through
 # vhd-pattern, each mirrored into a plain reference file) and a network adapter on a switch only
 # the first host has is exported: Hyper-V's folder shape, no ".partial" left, every image passes
-# Test-VHD and links to its parent inside the export. The second vmms compares (the switch is
+# Test-VHD and links to its parent inside the export; the VM's processor limits and its drive's
+# storage QoS travel in the configuration and are the imported VM's (the QoS stays when a
+# checkpoint is applied there). The second vmms compares (the switch is
 # missing: 33012, not blocking) and imports it with -Copy -GenerateNewId: a new id, disks in its
 # own folder, the adapter not connected, the checkpoint tree there. The imported VM reads as the
 # reference, starts (the real worker with the tiny halting kernel), and Restore-VMCheckpoint of
@@ -62,6 +64,13 @@ ha Checkpoint-VM -Name src -SnapshotName two >/dev/null
 ha Checkpoint-VM -Name src >/dev/null  # Hyper-V's default name: "src - (M/D/YYYY - h:mm:ss AM)"
 w 3 $((10 * MiB)) $((3 * MiB))
 src_id=$(ha Get-VM src -Json | py 'd[0]["id"]')
+# Resource controls travel with the VM: processor limits, the drive's storage QoS.
+ha Set-VMProcessor src -Maximum 40 -Reserve 10 -RelativeWeight 250
+ha Set-VMHardDiskDrive -VMName src -ControllerLocation 0 -MaximumIOPS 500 -MaximumBandwidth 100MB
+controls() { # Maximum/Reserve/RelativeWeight MaximumIOPS/MaximumBandwidth of VM src through hv "$@"
+  echo "$("$@" Get-VMProcessor src -Json | py '"%s/%s/%s" % (d["Maximum"], d["Reserve"], d["RelativeWeight"])')" \
+    "$("$@" Get-VMHardDiskDrive src -Json | py '"%s/%s" % (d[0]["MaximumIOPS"], d[0]["MaximumBandwidth"])')"
+}
 
 # ---- Export-VM ----
 mkdir -p "$t/exp"
@@ -84,6 +93,8 @@ exp_chain_ok() {
 check "every exported image passes Test-VHD and links to its parent in the export" exp_chain_ok
 check "the configuration has format, version, disks, adapters, images and the checkpoint tree" bash -c \
   "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d[\"format\"]==\"viridian-vm\" and d[\"version\"]==1; assert len(d[\"images\"])==4 and len(d[\"checkpoints\"])==3 and len(d[\"network_adapters\"])==1; assert d[\"network_adapters\"][0][\"switch\"]==\"lan\"; c={x[\"name\"]:x for x in d[\"checkpoints\"]}; assert c[\"two\"][\"parent_id\"]==c[\"one\"][\"id\"]' '$E/Virtual Machines/$src_id.json'"
+check "...and the VM's processor limits and its disk's storage QoS" bash -c \
+  "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d[\"vm\"][\"processor\"]=={\"maximum\":40,\"reserve\":10,\"relative_weight\":250}, d[\"vm\"]; assert (d[\"disks\"][0][\"max_iops\"], d[\"disks\"][0][\"max_bandwidth\"])==(500,100<<20); assert all(\"max_iops\" not in x for c in d[\"checkpoints\"] for x in c[\"disks\"])' '$E/Virtual Machines/$src_id.json'"
 check "the source VM is as it was (Off, idle)" [ "$(ha Get-VM src -Json | py 'd[0]["state"]+"/"+d[0]["operation"]')" = "Off/" ]
 check "Export-VM into an existing export refused" refused ha Export-VM -Name src -Path "$t/exp"
 check "Get-VMJob lists the export job Completed" bash -c "VIRIDIAN_SOCKET=$t/a.sock '$B/hv' Get-VMJob -Json | grep -A4 '\"kind\": \"export\"' | grep -q Completed"
@@ -98,6 +109,10 @@ disk_b() { hb Get-VM src -Json | py 'd[0]["disks"][0]["path"]'; }
 check "...its disks in the host's Virtual Hard Disks folder" bash -c "case '$(disk_b)' in '$t/b/Virtual Hard Disks/'*) exit 0;; esac; exit 1"
 tree() { "$@" Get-VMCheckpoint src -Json | py '[c["name"]+" <- "+c["parent_name"] for c in d]' | sort; }
 check "...the checkpoint tree as on the first host (a default name with '/' too)" bash -c "[ \"\$(export VIRIDIAN_SOCKET=$t/a.sock; $(declare -f py tree); tree '$B/hv')\" = \"\$(export VIRIDIAN_SOCKET=$t/b.sock; $(declare -f py tree); tree '$B/hv')\" ] && [ \$(export VIRIDIAN_SOCKET=$t/a.sock; $(declare -f py tree); tree '$B/hv' | grep -c ' <- ') = 3 ]"
+check "...with the processor limits and the disk's storage QoS it had" [ "$(controls hb)" = "40/10/250 500/104857600" ]
+# Back to Hyper-V's defaults: its starts below must not depend on this host's cgroups
+# (tests/integration/vmms-processor.sh covers a start with limits).
+hb Set-VMProcessor src -Maximum 100 -Reserve 0 -RelativeWeight 100
 check "...the adapter is there, not connected" [ "$(hb Get-VMNetworkAdapter -VMName src -Json | py '[a["Name"]+":"+(a["SwitchName"] or "-") for a in d]')" = "Network Adapter:-" ]
 check "...the export is left as it was" exp_chain_ok
 chain_b_ok() { # every image the imported VM and its checkpoints use passes Test-VHD
@@ -127,6 +142,7 @@ check "Restore-VMCheckpoint 'one' on the other host" hb Restore-VMCheckpoint -VM
 until_true bash -c "! VIRIDIAN_SOCKET=$t/b.sock '$B/hv' Get-VMJob -Json | grep -q '\"Running\"'"
 check "...the chains pass Test-VHD" chain_b_ok
 check "...the disk is as it was at 'one' (qemu-img check/compare)" same_b "$t/ref1.raw"
+check "...its storage QoS is the drive's: the checkpoint applied kept it" [ "$(controls hb)" = "100/0/100 500/104857600" ]
 if kvm_usable; then
   check "...and the VM starts on it" hb Start-VM src
   hb Stop-VM src -TurnOff >/dev/null

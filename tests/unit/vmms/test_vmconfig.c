@@ -45,7 +45,10 @@ static struct vmcfg *sample(void)
 	c->images[2].parent = 1;
 	c->images[2].owned = true;
 	c->ndisks = 1;
-	c->disks[0] = (struct vmcfg_disk){ 0, 0, 2 };
+	c->disks[0] = (struct vmcfg_disk){ .image = 2, .max_iops = 500, .max_bandwidth = 100 << 20 };
+	c->cpu_maximum = 40;
+	c->cpu_reserve = 10;
+	c->cpu_weight = 250;
 	c->nnics = 1;
 	c->nics[0] = (struct vmcfg_nic){ .slot = 0, .vlan = 5, .mac_spoofing = true };
 	strcpy(c->nics[0].name, "Network Adapter");
@@ -61,7 +64,7 @@ static struct vmcfg *sample(void)
 	b->cpus = 1;
 	b->memory = 256 << 20;
 	b->ndisks = 1;
-	b->disks[0] = (struct vmcfg_disk){ 0, 0, 0 };
+	b->disks[0] = (struct vmcfg_disk){ .image = 0 };
 	strcpy(k->id, GUID_C);
 	strcpy(k->parent_id, GUID_B);
 	strcpy(k->name, "two");
@@ -70,7 +73,7 @@ static struct vmcfg *sample(void)
 	k->cpus = 2;
 	k->memory = 512 << 20;
 	k->ndisks = 1;
-	k->disks[0] = (struct vmcfg_disk){ 0, 0, 1 };
+	k->disks[0] = (struct vmcfg_disk){ .image = 1 };
 	return c;
 }
 
@@ -149,6 +152,13 @@ static void m_cp_name(json_t *d) { json_object_set_new(AT(d, "checkpoints", "#0"
 static void m_cp_type(json_t *d) { json_object_set_new(AT(d, "checkpoints", "#1"), "type", json_string("Magic")); }
 static void m_current(json_t *d) { json_object_set_new(AT(d, "vm"), "parent_checkpoint", json_string(GUID_A)); }
 static void m_nul(json_t *d) { json_object_set_new(AT(d, "vm"), "notes", json_stringn("a\0b", 3)); }
+static void m_cpu_max(json_t *d) { json_object_set_new(AT(d, "vm", "processor"), "maximum", json_integer(0)); }
+static void m_cpu_weight(json_t *d) { json_object_set_new(AT(d, "vm", "processor"), "relative_weight", json_integer(10001)); }
+static void m_cpu_type(json_t *d) { json_object_set_new(AT(d, "vm"), "processor", json_integer(100)); }
+static void m_cpu_missing(json_t *d) { json_object_del(AT(d, "vm", "processor"), "reserve"); }
+static void m_iops(json_t *d) { json_object_set_new(AT(d, "disks", "#0"), "max_iops", json_integer(-1)); }
+static void m_bw(json_t *d) { json_object_set_new(AT(d, "disks", "#0"), "max_bandwidth", json_integer((json_int_t)(1ull << 41))); }
+static void m_cp_qos(json_t *d) { json_object_set_new(AT(d, "checkpoints", "#0", "disks", "#0"), "max_iops", json_integer(1)); }
 static void m_long(json_t *d)
 {
 	char *n = calloc(1, VMCFG_NOTES_MAX + 1);
@@ -198,6 +208,34 @@ static void refusals(void **state)
 	expect_refused(m_nul, "not JSON");
 	expect_refused(m_long, "\"notes\" is too long");
 	expect_refused(m_too_many, "more than 8 adapters");
+	expect_refused(m_cpu_max, "vm.processor: \"maximum\" is 0, not 1 to 100");
+	expect_refused(m_cpu_weight, "\"relative_weight\" is 10001");
+	expect_refused(m_cpu_type, "vm.processor: not an object");
+	expect_refused(m_cpu_missing, "vm.processor: \"reserve\" is missing");
+	expect_refused(m_iops, "disks[0]: \"max_iops\" is -1");
+	expect_refused(m_bw, "\"max_bandwidth\" is 2199023255552");
+	expect_refused(m_cp_qos, "checkpoints[0].disks[0]: a checkpoint's disk has no storage QoS");
+}
+
+/* A file written before processor limits and storage QoS were exported: Hyper-V's defaults. */
+static void older_file(void **state)
+{
+	(void)state;
+	struct vmcfg *c = sample(), *r = malloc(sizeof(*r));
+	json_t *doc = vmcfg_to_json(c);
+	json_object_del(AT(doc, "vm"), "processor");
+	json_object_del(AT(doc, "disks", "#0"), "max_iops");
+	json_object_del(AT(doc, "disks", "#0"), "max_bandwidth");
+	char *t = text_of(doc), err[512] = "";
+	assert_int_equal(vmcfg_parse(t, strlen(t), r, err, sizeof(err)), 0);
+	assert_int_equal(r->cpu_maximum, 100);
+	assert_int_equal(r->cpu_reserve, 0);
+	assert_int_equal(r->cpu_weight, 100);
+	assert_int_equal(r->disks[0].max_iops, 0);
+	assert_int_equal(r->disks[0].max_bandwidth, 0);
+	free(t);
+	free(c);
+	free(r);
 }
 
 static void not_json(void **state)
@@ -233,13 +271,16 @@ int main(int argc, char **argv)
 {
 	if (argc == 3 && !strcmp(argv[1], "--seed")) {
 		struct vmcfg *c = sample();
-		int r = json_dump_file(vmcfg_to_json(c), argv[2], JSON_INDENT(1));
+		json_t *doc = vmcfg_to_json(c);
+		int r = json_dump_file(doc, argv[2], JSON_INDENT(1));
+		json_decref(doc);
 		free(c);
 		return r ? 1 : 0;
 	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(refusals),
+		cmocka_unit_test(older_file),
 		cmocka_unit_test(not_json),
 		cmocka_unit_test(rel_paths),
 	};
