@@ -725,6 +725,11 @@ void vmms_reattach(struct vmms *s)
 				alive = alive && kill(pid, 0) == 0 && !proc_is_zombie(pid);
 				if (alive) /* a worker that does not answer cannot be managed */
 					kill(pid, SIGKILL);
+				/* until it has exited (at most 1 s), its cgroup cannot go */
+				for (int k = 0; alive && k < 100 && kill(pid, 0) == 0 && !proc_is_zombie(pid); k++)
+					usleep(10000);
+				/* the cgroup a worker leaves when it exits while vmms is not there to remove it */
+				vmms_processor_release(s, vm->id);
 				struct vm_status st = { state_kept ? VM_SAVED : VM_OFF, VM_OPS_NONE };
 				set_status(s, vm, st, 0, 0, "Warning", alive ? "the worker (pid %d) did not answer when vmms started; %s"
 								       : "the worker (pid %d) was gone when vmms started%s", (int)pid,

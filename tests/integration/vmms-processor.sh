@@ -2,7 +2,8 @@
 # Set-VMProcessor / Get-VMProcessor through vmms and hv, without a guest: -Maximum and
 # -RelativeWeight put the worker in a cgroup of its own with those limits (this host's cgroup
 # v2 cpu.max / cpu.weight, or v1 cpu.cfs_quota_us / cpu.shares), before it runs, changed live
-# on a running VM, the cgroup removed when the worker is gone; -Reserve admits a start only while
+# on a running VM, the cgroup removed when the worker is gone (also one that died while vmms was
+# down: the next vmms removes it); -Reserve admits a start only while
 # the running VMs' reserves fit the host's processors; -Count only when Off; bad values refused in
 # one line; the settings kept across a vmms restart; a host without a cpu controller refuses
 # limits (and runs VMs without them). A stand-in vmwp plays the worker; vmms-processor-guest.sh
@@ -78,6 +79,15 @@ hv Stop-VM b -TurnOff >/dev/null
 hv Stop-VM lab -TurnOff >/dev/null
 until_true [ "$(state lab)" = Off ]
 check "the worker gone, its cgroup is removed" until_true [ ! -d "$cg/$id" ]
+# A worker that exits while vmms is not running leaves its cgroup behind: the next vmms removes it.
+check "Start-VM lab again" hv Start-VM lab
+until_true [ -s "$cg/$id/cgroup.procs" ]
+w=$(head -n 1 "$cg/$id/cgroup.procs")
+stop_vmms
+kill -9 "$w"; until_true bash -c "! kill -0 $w 2>/dev/null || grep -q '^State:.*Z' /proc/$w/status"
+start_vmms
+check "a worker that died while vmms was down: after the restart the VM is Off" [ "$(state lab)" = Off ]
+check "...and its cgroup is gone" [ ! -d "$cg/$id" ]
 
 # A host whose cgroups vmms cannot use: limits refused, a VM without them still runs.
 stop_vmms
