@@ -34,7 +34,16 @@ t2=$(date +%s.%N)
 log=$out/console.log
 sed 's/^/  | /' "$log"
 sed 's/^/  ! /' "$out/stderr.log" >&2
-[ "$rc" = 0 ] || fail "the VMM run exited with $rc"
+# The boot takes some 20 s in the test host: one that has not ended in 150 s hung there (seen in a
+# clean-clone run with an empty console), and 125 is the test host failing. Both go to tests/run
+# to run again, as the other guest tests' do.
+case $rc in
+  0) ;;
+  124) echo "--- a guest hung in the test host: console.log: the reference guest did not power off in 150 s (its last line: $(tail -n 1 "$log" | tr -d '\r' | cut -c1-120))"
+       exit 126 ;;
+  125) echo "guest-image: the test host failed"; exit 125 ;;
+  *) fail "the VMM run exited with $rc" ;;
+esac
 # With -no-reboot, a guest that triple-faults or panics (panic=-1) ends the VMM with status 0 as
 # a poweroff does; only the missing poweroff marker tells them apart. That is a guest dying in the
 # emulator (docs/testhost.md; CI saw it mid-line): exit 126, which tests/run runs again.

@@ -53,6 +53,10 @@ check "vmwp, a device that is not KVM: one line" vmwp_says \
   env VIRIDIAN_KVM_DEVICE=/dev/null
 
 # The test host is QEMU TCG: it must start, and give its command a KVM, without one here.
-check "the test host runs with no KVM device here (pure TCG)" \
-  env VIRIDIAN_KVM_DEVICE="$tmp/none" VIRIDIAN_VMHOST=testhost tools/vmhost -t 180 -- sh -c '[ -c /dev/kvm ] && [ "$VIRIDIAN_IN_TESTHOST" = 1 ]'
+env VIRIDIAN_KVM_DEVICE="$tmp/none" VIRIDIAN_VMHOST=testhost tools/vmhost -t 180 -- sh -c '[ -c /dev/kvm ] && [ "$VIRIDIAN_IN_TESTHOST" = 1 ]'
+th=$?
+check "the test host runs with no KVM device here (pure TCG)" [ "$th" = 0 ]
+# 125: the emulated test host itself failed (it wedges at a measured rate, docs/testhost.md):
+# tests/run runs the test again rather than counting it.
+[ "$th" != 125 ] || [ "$fails" != 1 ] || exit 125
 exit $((fails > 0))
