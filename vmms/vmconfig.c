@@ -168,7 +168,14 @@ static int get_disks(struct parse *p, const struct vmcfg *c, json_t *arr, struct
 		for (int k = 0; k < *n; k++)
 			if (out[k].lun == (int)lun)
 				return bad(p, "LUN %lld is used twice", (long long)lun);
-		out[(*n)++] = (struct vmcfg_disk){ (int)ctl, (int)lun, img, (uint64_t)iops, (uint64_t)bw };
+		/* field by field into the zeroed struct: a compound literal leaves its padding undefined,
+		 * and a configuration is compared byte for byte (the fuzzer's round trip) */
+		struct vmcfg_disk *o = &out[(*n)++];
+		o->controller = (int)ctl;
+		o->lun = (int)lun;
+		o->image = img;
+		o->max_iops = (uint64_t)iops;
+		o->max_bandwidth = (uint64_t)bw;
 	}
 	p->where = outer;
 	return 0;
