@@ -45,7 +45,10 @@ static struct vmcfg *sample(void)
 	c->images[2].parent = 1;
 	c->images[2].owned = true;
 	c->ndisks = 1;
-	c->disks[0] = (struct vmcfg_disk){ .image = 2, .max_iops = 500, .max_bandwidth = 100 << 20 };
+	/* fields, not a compound literal: the round trip compares bytes, padding included */
+	c->disks[0].image = 2;
+	c->disks[0].max_iops = 500;
+	c->disks[0].max_bandwidth = 100 << 20;
 	c->cpu_maximum = 40;
 	c->cpu_reserve = 10;
 	c->cpu_weight = 250;
@@ -64,7 +67,7 @@ static struct vmcfg *sample(void)
 	b->cpus = 1;
 	b->memory = 256 << 20;
 	b->ndisks = 1;
-	b->disks[0] = (struct vmcfg_disk){ .image = 0 };
+	b->disks[0].image = 0;
 	strcpy(k->id, GUID_C);
 	strcpy(k->parent_id, GUID_B);
 	strcpy(k->name, "two");
@@ -73,7 +76,7 @@ static struct vmcfg *sample(void)
 	k->cpus = 2;
 	k->memory = 512 << 20;
 	k->ndisks = 1;
-	k->disks[0] = (struct vmcfg_disk){ .image = 1 };
+	k->disks[0].image = 1;
 	return c;
 }
 
